@@ -1,0 +1,29 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the tests).
+# Both create .venv when it is missing. torch is pinned to the CPU build that this machine keeps on local disk;
+# on a GPU machine install the torch build that matches your CUDA first, then `pip install -e .[dev]`.
+PYTHON ?= python3
+VENV := .venv
+TORCH_PIN ?= torch==2.13.0
+DEMO_DIR ?= demo
+
+.PHONY: demo test venv clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet "$(TORCH_PIN)"
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/transunet3d phantom $(DEMO_DIR)/raw --cases 8 --seed 0 --shape 160 160 120
+	$(VENV)/bin/transunet3d preprocess $(DEMO_DIR)/raw $(DEMO_DIR)/preprocessed --workers 2
+	$(VENV)/bin/transunet3d splits $(DEMO_DIR)/preprocessed --folds 5 --seed 12345
+
+test: venv
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -1,0 +1,1 @@
+"""The `transunet3d` command line: thin commands over the Python API."""

@@ -1,0 +1,27 @@
+"""`transunet3d config`: show a preset's resolved configuration (with overrides) or save it as YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import yaml
+
+from transunet3d.config import PRESETS, build_config, config_to_dict, save_config
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
+                          help="Override one config field, e.g. --set train.lr=1e-3 (repeatable).")
+
+
+@click.command("config")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None, help="Named preset to start from.")
+@set_option
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the YAML here instead of stdout.")
+def config_command(preset: str | None, overrides: tuple[str, ...], out: Path | None) -> None:
+    """Print the resolved experiment config of PRESET with --set overrides applied."""
+    config = build_config(preset, overrides)
+    if out is None:
+        click.echo(yaml.safe_dump(config_to_dict(config), sort_keys=False), nl=False)
+    else:
+        save_config(config, out)
+        click.echo(f"wrote {out}")

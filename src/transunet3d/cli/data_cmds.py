@@ -1,0 +1,81 @@
+"""Data commands: phantom, validate, preprocess, splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from transunet3d.config.schema import DataConfig
+from transunet3d.data.phantom import PhantomSpec, write_phantoms
+from transunet3d.data.preprocess import DEFAULT_FOREGROUND_SAMPLES, preprocess_dataset
+from transunet3d.data.splits import write_splits
+from transunet3d.data.validate import validate_cases
+
+_FOLDER = click.Path(path_type=Path)
+_workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Cases processed in parallel (one process each).")
+
+
+@click.command("phantom")
+@click.argument("out", type=_FOLDER)
+@click.option("--cases", type=click.IntRange(min=1), default=8, show_default=True, help="Number of cases.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Series seed: same seed, same cases.")
+@click.option("--shape", type=click.IntRange(min=16), nargs=3, default=(240, 240, 155), show_default=True,
+              help="Volume size in voxels (BraTS: 240 240 155).")
+@click.option("--spacing", type=click.FloatRange(min=0.1), nargs=3, default=None,
+              help="Voxel size in mm [default: smallest isotropic size >= 1 mm at which the brain fits].")
+@click.option("--lesions", type=click.IntRange(min=0), nargs=2, default=(1, 12), show_default=True,
+              help="Range of the number of metastases per case.")
+@click.option("--diameter", type=click.FloatRange(min=0.5), nargs=2, default=(3.0, 40.0), show_default=True,
+              help="Range of lesion diameters in mm (drawn log-uniformly).")
+@_workers
+def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, diameter, workers: int) -> None:
+    """Generate BraTS-like synthetic cases (four contrasts + labels) in OUT, in the BraTS layout."""
+    if lesions[0] > lesions[1] or diameter[0] > diameter[1]:
+        raise click.BadParameter("ranges must be given as MIN MAX with MIN <= MAX")
+    spec = PhantomSpec(shape=tuple(shape), spacing=tuple(spacing) if spacing else None,
+                       lesions=tuple(lesions), diameter_mm=tuple(diameter))
+    written = write_phantoms(out, cases, seed, spec, workers=workers)
+    click.echo(f"wrote {len(written)} cases to {out} (voxel size {spec.resolved_spacing()[0]:.3g} mm)")
+
+
+@click.command("validate")
+@click.argument("raw", type=_FOLDER)
+@_workers
+def validate_command(raw: Path, workers: int) -> None:
+    """Check every BraTS case under RAW: four modalities, 3D, same grid, finite values, labels in {0,1,2,3}."""
+    count, problems = validate_cases(raw, workers=workers)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    click.echo(f"{count - len(problems)} of {count} cases are valid")
+    if problems:
+        raise SystemExit(2)
+
+
+@click.command("preprocess")
+@click.argument("raw", type=_FOLDER)
+@click.argument("out", type=_FOLDER)
+@_workers
+@click.option("--foreground-samples", type=click.IntRange(min=1), default=DEFAULT_FOREGROUND_SAMPLES,
+              show_default=True, help="Tumour voxel locations kept per region for oversampling.")
+def preprocess_command(raw: Path, out: Path, workers: int, foreground_samples: int) -> None:
+    """Crop, z-score and cache every case under RAW into OUT; complete cases are skipped on a rerun."""
+    report = preprocess_dataset(raw, out, workers=workers, foreground_samples=foreground_samples)
+    for message in report.failed.values():
+        click.echo(f"error: {message}", err=True)
+    click.echo(f"preprocessed {len(report.written)}, already done {len(report.skipped)}, "
+               f"failed {len(report.failed)} -> {out}")
+    if report.failed:
+        raise SystemExit(2)
+
+
+@click.command("splits")
+@click.argument("preprocessed", type=_FOLDER)
+@click.option("--folds", type=int, default=DataConfig.num_folds, show_default=True,
+              help="Number of cross-validation folds.")
+@click.option("--seed", type=int, default=DataConfig.split_seed, show_default=True, help="Shuffling seed.")
+def splits_command(preprocessed: Path, folds: int, seed: int) -> None:
+    """Write PREPROCESSED/splits.json: deterministic k-fold splits, time points of a patient kept together."""
+    path = write_splits(preprocessed, folds, seed)
+    click.echo(f"wrote {folds} folds to {path}")

@@ -1,0 +1,38 @@
+"""Entry point of the `transunet3d` command; user errors become one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import click
+
+from transunet3d import __version__
+from transunet3d.cli.config_cmd import config_command
+from transunet3d.cli.data_cmds import phantom_command, preprocess_command, splits_command, validate_command
+from transunet3d.errors import UserError
+
+USER_ERROR_EXIT = 2
+
+
+class _Commands(click.Group):
+    """A click group that reports `UserError`s as one line (no traceback) with exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(USER_ERROR_EXIT)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="transunet3d")
+def cli() -> None:
+    """3D-TransUNet for brain metastases segmentation in multi-parametric MRI (BraTS-METS)."""
+
+
+for command in (phantom_command, validate_command, preprocess_command, splits_command, config_command):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="transunet3d")

@@ -1,0 +1,153 @@
+"""Build configs from presets and `section.field=value` overrides; save and load them as YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from transunet3d.config.presets import preset_overrides
+from transunet3d.config.schema import ExperimentConfig
+from transunet3d.errors import ConfigError
+from transunet3d.files import atomic_path
+
+_SECTIONS = [f.name for f in dataclasses.fields(ExperimentConfig) if dataclasses.is_dataclass(f.default_factory)]
+
+
+def build_config(preset: str | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """The config of `preset` (or the defaults) with `--set`-style overrides ("train.lr=1e-3") applied on top."""
+    config = ExperimentConfig(preset=preset)
+    if preset is not None:
+        for key, value in preset_overrides(preset).items():
+            set_field(config, key, value)
+    for item in overrides:
+        key, value = parse_override(item)
+        set_field(config, key, value)
+    return config
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split "section.field=value" and read the value as YAML (so 1e-3, true, [64, 64, 64] get their types)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form section.field=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def set_field(config: ExperimentConfig, key: str, value: Any) -> None:
+    """Set `section.field` on `config`, converting `value` to the field's declared type."""
+    section_name, _, field_name = key.partition(".")
+    if section_name not in _SECTIONS:
+        raise ConfigError(f"unknown config section {section_name!r} in {key!r}; sections: {', '.join(_SECTIONS)}")
+    section = getattr(config, section_name)
+    hints = typing.get_type_hints(type(section))
+    if field_name not in hints:
+        raise ConfigError(f"unknown config field {key!r}; fields of {section_name}: {', '.join(hints)}")
+    setattr(section, field_name, coerce(value, hints[field_name], key))
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """`value` converted to type `hint`, or a ConfigError naming `key`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return coerce(value, next(a for a in args if a is not type(None)), key)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, args))}, not {value!r}")
+        return value
+    if origin is tuple:
+        return _coerce_tuple(value, args, key)
+    return _coerce_scalar(value, hint, key)
+
+
+def _coerce_tuple(value: Any, args: tuple, key: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key} must be a list, not {value!r}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(coerce(v, args[0], key) for v in value)
+    if len(value) != len(args):
+        raise ConfigError(f"{key} must have {len(args)} values, not {len(value)}")
+    return tuple(coerce(v, a, key) for v, a in zip(value, args))
+
+
+def _coerce_scalar(value: Any, hint: type, key: str) -> Any:
+    if isinstance(value, str) and hint in (int, float):
+        value = _number(value)  # YAML 1.1 reads "1e-3" as a string
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{key} must be of type {hint.__name__}, not {value!r}")
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists), ready for YAML or JSON."""
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Inverse of `config_to_dict`; unknown keys and wrong types are ConfigErrors."""
+    config = ExperimentConfig(preset=data.get("preset"))
+    for section_name, section in data.items():
+        if section_name == "preset":
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError(f"config section {section_name!r} must be a mapping")
+        for field_name, value in section.items():
+            set_field(config, f"{section_name}.{field_name}", value)
+    return config
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a config written by `save_config` (or by hand)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections")
+    return config_from_dict(data)

@@ -1,0 +1,46 @@
+"""Named presets: each is a set of `section.field` overrides on the defaults of `schema.ExperimentConfig`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transunet3d.errors import ConfigError
+
+# Toy size for CPU tests and the demo: the same code as the paper models, small widths and patches.
+_TINY: dict[str, Any] = {
+    "model.width": "tiny",
+    "train.patch_size": (64, 64, 64),
+    "train.batch_size": 2,
+    "train.epochs": 20,
+    "train.iterations_per_epoch": 25,
+    "train.num_workers": 0,
+    "infer.tta": "flip",
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-encoder": {"model.name": "encoder"},
+    "paper-decoder": {"model.name": "decoder"},
+    "paper-both": {"model.name": "both"},
+    "unet": {"model.name": "unet"},
+    "tiny": {**_TINY, "model.name": "encoder"},
+    "tiny-unet": {**_TINY, "model.name": "unet"},
+    "tiny-decoder": {**_TINY, "model.name": "decoder"},
+    "tiny-both": {**_TINY, "model.name": "both"},
+    "mae-paper": {"model.name": "encoder"},
+    "mae-tiny": {
+        "model.name": "encoder",
+        "model.width": "tiny",
+        "pretrain.patch_size": (64, 64, 64),
+        "pretrain.epochs": 20,
+        "pretrain.iterations_per_epoch": 25,
+        "pretrain.warmup_epochs": 2,
+    },
+}
+
+
+def preset_overrides(name: str) -> dict[str, Any]:
+    """The overrides that define preset `name`."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+

@@ -1,0 +1,128 @@
+"""The experiment config: one dataclass per pipeline section, saved beside every run.
+
+Defaults are the paper's setting where it states one and the official 3D-TransUNet / nnU-Net code where it is
+silent; presets (see `presets.py`) are named sets of overrides on top of these defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Input channel order and output region order, fixed across the package.
+MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
+REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
+
+
+@dataclass
+class DataConfig:
+    """How the preprocessed cases are split into cross-validation folds."""
+
+    num_folds: int = 5
+    split_seed: int = 12345
+
+
+@dataclass
+class ModelConfig:
+    """Which network and at which size (see the model registry)."""
+
+    name: Literal["unet", "encoder", "decoder", "both"] = "encoder"
+    width: Literal["full", "tiny"] = "full"
+    deep_supervision: bool = True
+    vit_dropout: float = 0.1
+    masked_attention: bool = False  # the paper dropped masked attention for training stability
+    num_queries: int = 20
+
+
+@dataclass
+class AugmentConfig:
+    """nnU-Net's augmentation set and probabilities, as used by the paper."""
+
+    rotation_p: float = 0.2
+    rotation_degrees: float = 30.0
+    scale_p: float = 0.2
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    mirror_p: float = 0.5
+    noise_p: float = 0.1
+    noise_variance: tuple[float, float] = (0.0, 0.1)
+    blur_p: float = 0.2
+    blur_channel_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    brightness_p: float = 0.15
+    brightness_range: tuple[float, float] = (0.75, 1.25)
+    contrast_p: float = 0.15
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    lowres_p: float = 0.25
+    lowres_channel_p: float = 0.5
+    lowres_zoom: tuple[float, float] = (0.5, 1.0)
+    gamma_p: float = 0.3
+    gamma_inverted_p: float = 0.1
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and sampling for supervised training."""
+
+    patch_size: tuple[int, int, int] = (128, 128, 128)
+    batch_size: int = 2
+    epochs: int = 600
+    iterations_per_epoch: int = 250
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 3e-5
+    momentum: float = 0.99
+    poly_power: float = 0.9
+    warmup_iterations: int = 0
+    grad_clip: float = 12.0
+    foreground_fraction: float = 1 / 3
+    mask_loss_weight: float = 0.7  # lambda_0 of the set loss
+    class_loss_weight: float = 0.3  # lambda_1 of the set loss
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    checkpoint_every: int = 1
+    val_every: int = 1
+    num_workers: int = 2
+    seed: int = 12345
+
+
+@dataclass
+class InferConfig:
+    """Sliding-window prediction, test-time augmentation and post-processing."""
+
+    step: float = 0.5
+    gaussian_sigma_scale: float = 1 / 8
+    batch_windows: int = 2
+    tta: Literal["none", "flip", "flip+rot"] = "flip+rot"
+    threshold: float = 0.5
+    min_lesion_mm3: float = 0.0
+
+
+@dataclass
+class PretrainConfig:
+    """Masked-autoencoder pre-training of the ViT encoder."""
+
+    tokenizer: Literal["slice2d", "cube3d"] = "slice2d"
+    mask_ratio: float = 0.75
+    patch_size: tuple[int, int, int] = (128, 128, 128)
+    batch_size: int = 2
+    epochs: int = 4800
+    iterations_per_epoch: int = 250
+    warmup_epochs: int = 40
+    base_lr: float = 1.5e-4  # scaled by total batch / 256
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    decoder_depth: int = 1
+    seed: int = 12345
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines one run; `preset` records which named preset it started from."""
+
+    preset: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)

@@ -1,0 +1,89 @@
+"""The preprocessed-case cache: per case an image `.npy`, a seg `.npy` and a properties `.json`.
+
+Arrays are plain uncompressed `.npy` files opened memory-mapped, so a training patch is read without loading the
+whole case (docs/benchmarks.md compares this with blosc2). The properties file is written last: a case whose
+properties exist is complete, and every file is written under a temporary name and renamed, so an interrupted run
+never leaves a case that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transunet3d.files import atomic_path, write_json
+
+FORMAT_VERSION = 1
+DATASET_FILE = "dataset.json"
+SPLITS_FILE = "splits.json"
+
+
+@dataclass
+class CachedCase:
+    """One preprocessed case: image (C, X, Y, Z) float32 and seg (X, Y, Z) uint8, memory-mapped read-only."""
+
+    case_id: str
+    image: np.ndarray
+    seg: np.ndarray | None
+    properties: dict[str, Any]
+
+
+def image_path(root: Path, case_id: str) -> Path:
+    return root / f"{case_id}.npy"
+
+
+def seg_path(root: Path, case_id: str) -> Path:
+    return root / f"{case_id}_seg.npy"
+
+
+def properties_path(root: Path, case_id: str) -> Path:
+    return root / f"{case_id}.json"
+
+
+def write_case(root: Path, case_id: str, image: np.ndarray, seg: np.ndarray | None, properties: dict) -> None:
+    """Store one case; the properties file goes last and marks the case complete."""
+    root.mkdir(parents=True, exist_ok=True)
+    _save_npy(image_path(root, case_id), image)
+    if seg is not None:
+        _save_npy(seg_path(root, case_id), seg)
+    write_json(properties_path(root, case_id), {"format_version": FORMAT_VERSION, **properties}, indent=None)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(array))
+
+
+def read_properties(root: Path, case_id: str) -> dict[str, Any] | None:
+    """The stored properties of a complete case of the current format, else None."""
+    try:
+        properties = json.loads(properties_path(root, case_id).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if properties.get("format_version") != FORMAT_VERSION or not image_path(root, case_id).exists():
+        return None
+    if properties.get("has_seg") and not seg_path(root, case_id).exists():
+        return None
+    return properties
+
+
+def open_case(root: str | Path, case_id: str) -> CachedCase:
+    """Memory-map a complete case for reading."""
+    root = Path(root)
+    properties = read_properties(root, case_id)
+    if properties is None:
+        raise FileNotFoundError(f"{root}: case {case_id} is missing or incomplete in the preprocessed cache")
+    image = np.load(image_path(root, case_id), mmap_mode="r")
+    seg = np.load(seg_path(root, case_id), mmap_mode="r") if properties["has_seg"] else None
+    return CachedCase(case_id, image, seg, properties)
+
+
+def cached_case_ids(root: str | Path) -> list[str]:
+    """Ids of the complete cases in a cache folder, sorted."""
+    root = Path(root)
+    candidates = sorted(p.stem for p in root.glob("*.json") if p.name not in (DATASET_FILE, SPLITS_FILE))
+    return [case_id for case_id in candidates if read_properties(root, case_id) is not None]

@@ -1,0 +1,70 @@
+"""Find BraTS cases on disk: case folders (`BraTS-MET-00001-000/BraTS-MET-00001-000-t1c.nii.gz`) or a flat folder."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transunet3d.config.schema import MODALITIES
+from transunet3d.errors import InputError
+
+CASE_ID = re.compile(r"BraTS-[A-Za-z]+-\d{5}-\d{3}")
+CASE_FILE = re.compile(rf"^(?P<case>{CASE_ID.pattern})-(?P<kind>{'|'.join(MODALITIES)}|seg)\.nii(\.gz)?$")
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """The files of one case: `images` maps modality to path (possibly incomplete: see `check_complete`)."""
+
+    case_id: str
+    images: dict[str, Path] = field(default_factory=dict)
+    seg: Path | None = None
+
+    def expected_name(self, kind: str) -> str:
+        """The BraTS file name of modality (or "seg") `kind` for this case."""
+        return f"{self.case_id}-{kind}.nii.gz"
+
+    def check_complete(self) -> None:
+        """Raise InputError naming the first missing modality."""
+        for modality in MODALITIES:
+            if modality not in self.images:
+                raise InputError(self.case_id, self.expected_name(modality), f"missing modality {modality}")
+
+    def image_paths(self) -> list[Path]:
+        """The modality files in channel order (t1n, t1c, t2w, t2f)."""
+        self.check_complete()
+        return [self.images[m] for m in MODALITIES]
+
+
+def patient_id(case_id: str) -> str:
+    """`BraTS-MET-00001-000` -> `BraTS-MET-00001`: time points of one patient share it."""
+    return case_id.rsplit("-", 1)[0]
+
+
+def discover_cases(root: str | Path) -> list[CaseFiles]:
+    """All cases under `root` (searched recursively), sorted by case id.
+
+    Raises:
+        InputError: the path does not exist, is not a folder, holds no BraTS case, or holds one file twice.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputError(None, root, f"path does not exist: {root}")
+    if not root.is_dir():
+        raise InputError(None, root, f"not a folder: {root}")
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted(root.rglob("*.nii*")):
+        match = CASE_FILE.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        kinds = found.setdefault(match["case"], {})
+        if match["kind"] in kinds:
+            raise InputError(match["case"], path, f"duplicate of {kinds[match['kind']]}")
+        kinds[match["kind"]] = path
+    if not found:
+        raise InputError(None, root, "no BraTS cases found (expected files like BraTS-MET-00001-000-t1c.nii.gz)")
+    return [
+        CaseFiles(case_id, {m: kinds[m] for m in MODALITIES if m in kinds}, kinds.get("seg"))
+        for case_id, kinds in sorted(found.items())
+    ]

@@ -1,0 +1,96 @@
+"""NIfTI reading and writing that turns unreadable files into InputErrors and keeps header geometry exact."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from transunet3d.errors import InputError
+from transunet3d.files import atomic_path
+
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What an output needs to overlay its input exactly: shape, affine, qform/sform with codes, voxel size."""
+
+    shape: tuple[int, ...]
+    affine: tuple[tuple[float, ...], ...]
+    qform: tuple[tuple[float, ...], ...]
+    qform_code: int
+    sform: tuple[tuple[float, ...], ...]
+    sform_code: int
+    zooms: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: nib.Nifti1Image) -> Geometry:
+        """The geometry of a loaded NIfTI image (spatial part only)."""
+        header = image.header
+        return cls(
+            shape=tuple(int(s) for s in image.shape[:3]),
+            affine=_rows(image.affine),
+            qform=_rows(header.get_qform()),
+            qform_code=int(header["qform_code"]),
+            sform=_rows(header.get_sform()),
+            sform_code=int(header["sform_code"]),
+            zooms=tuple(float(z) for z in header.get_zooms()[:3]),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Geometry:
+        return cls(
+            shape=tuple(data["shape"]),
+            affine=_rows(data["affine"]),
+            qform=_rows(data["qform"]),
+            qform_code=int(data["qform_code"]),
+            sform=_rows(data["sform"]),
+            sform_code=int(data["sform_code"]),
+            zooms=tuple(data["zooms"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: [list(r) for r in v] if k in ("affine", "qform", "sform") else v for k, v in asdict(self).items()}
+
+
+def _rows(matrix: Any) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(x) for x in row) for row in np.asarray(matrix, dtype=np.float64))
+
+
+def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
+    """Open a NIfTI file lazily (header only); unreadable files raise InputError."""
+    try:
+        return nib.load(path)
+    except _READ_ERRORS as error:
+        raise InputError(case_id, path, f"cannot be read as NIfTI ({_reason(error)})") from None
+
+
+def read_data(image: nib.Nifti1Image, path: Path, case_id: str | None, dtype: Any = np.float32) -> np.ndarray:
+    """The voxel array of `image` (scaling applied), raising InputError on truncated or corrupt data."""
+    try:
+        return np.asarray(image.dataobj, dtype=dtype).reshape(image.shape[:3])
+    except _READ_ERRORS as error:
+        raise InputError(case_id, path, f"image data cannot be read ({_reason(error)})") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def write_nifti(array: np.ndarray, geometry: Geometry, path: str | Path) -> None:
+    """Write `array` with `geometry`'s affine, qform and sform; atomic (temporary name, then rename)."""
+    path = Path(path)
+    if tuple(array.shape) != tuple(geometry.shape):
+        raise ValueError(f"array shape {array.shape} does not match geometry shape {geometry.shape}")
+    image = nib.Nifti1Image(array, np.array(geometry.affine))
+    image.header.set_qform(np.array(geometry.qform), code=geometry.qform_code)
+    image.header.set_sform(np.array(geometry.sform), code=geometry.sform_code)
+    image.header.set_zooms(geometry.zooms)
+    with atomic_path(path) as tmp:
+        nib.save(image, tmp)

@@ -1,0 +1,23 @@
+"""Per-modality z-score over brain voxels; background stays exactly 0."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def zscore_brain(image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Z-scored copy of (C, X, Y, Z) `image` using the statistics of the voxels where `brain` is true.
+
+    Returns:
+        The float32 image and, per channel, the (mean, std) that was removed.
+    """
+    out = np.zeros(image.shape, dtype=np.float32)
+    stats = []
+    for channel, values in enumerate(image):
+        inside = values[brain].astype(np.float64)
+        mean = float(inside.mean()) if inside.size else 0.0
+        std = float(inside.std()) if inside.size else 1.0
+        std = std if std > 1e-8 else 1.0
+        out[channel][brain] = ((inside - mean) / std).astype(np.float32)
+        stats.append((mean, std))
+    return out, stats

@@ -1,0 +1,93 @@
+"""BraTS-like synthetic cases: MNI152 anatomy, four contrasts, metastases with BraTS labels, in the BraTS layout."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from transunet3d.data.nifti import Geometry, write_nifti
+from transunet3d.data.parallel import map_cases
+from transunet3d.data.phantom.anatomy import anatomy_on_grid, fitting_spacing, grid_affine
+from transunet3d.data.phantom.contrasts import synthesize_contrasts
+from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
+from transunet3d.files import write_json
+
+MANIFEST_FILE = "phantoms.json"
+
+
+@dataclass(frozen=True)
+class PhantomSpec:
+    """What the generator makes. `spacing=None` picks the smallest isotropic voxel (>= 1 mm) that fits the brain."""
+
+    shape: tuple[int, int, int] = (240, 240, 155)
+    spacing: tuple[float, float, float] | None = None
+    lesions: tuple[int, int] = (1, 12)
+    diameter_mm: tuple[float, float] = (3.0, 40.0)
+    necrosis_p: float = 0.6
+    edema_p: float = 0.9
+
+    def resolved_spacing(self) -> tuple[float, float, float]:
+        return tuple(self.spacing) if self.spacing is not None else fitting_spacing(self.shape)
+
+
+@dataclass
+class Phantom:
+    """One generated case: int16 images per modality, uint8 BraTS labels, geometry, and the lesions drawn."""
+
+    case_id: str
+    images: dict[str, np.ndarray]
+    seg: np.ndarray
+    geometry: Geometry
+    lesions: list[Lesion]
+
+
+def phantom_case_id(index: int) -> str:
+    return f"BraTS-MET-{index:05d}-000"
+
+
+def generate_phantom(spec: PhantomSpec, seed: int, index: int) -> Phantom:
+    """Case `index` of the series `seed`: the same (spec, seed, index) always gives the same case."""
+    rng = np.random.default_rng([seed, index])
+    spacing = spec.resolved_spacing()
+    anatomy = anatomy_on_grid(tuple(spec.shape), spacing)
+    count = int(rng.integers(spec.lesions[0], spec.lesions[1] + 1))
+    lesions = sample_lesions(rng, anatomy, count, spec.diameter_mm, spec.necrosis_p, spec.edema_p)
+    seg = rasterize(lesions, anatomy)
+    images = synthesize_contrasts(anatomy, seg, rng)
+    affine = grid_affine(spec.shape, spacing)
+    rows = tuple(tuple(float(x) for x in row) for row in affine)
+    geometry = Geometry(tuple(spec.shape), rows, rows, 1, rows, 1, tuple(float(s) for s in spacing))
+    return Phantom(phantom_case_id(index), images, seg, geometry, lesions)
+
+
+def write_phantom(phantom: Phantom, out_dir: Path) -> Path:
+    """Write the case in the BraTS layout (`<id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz`); returns its folder."""
+    folder = out_dir / phantom.case_id
+    for modality, volume in phantom.images.items():
+        write_nifti(volume, phantom.geometry, folder / f"{phantom.case_id}-{modality}.nii.gz")
+    write_nifti(phantom.seg, phantom.geometry, folder / f"{phantom.case_id}-seg.nii.gz")
+    return folder
+
+
+def _make_one(args: tuple[PhantomSpec, int, int, Path]) -> tuple[str, list[dict]]:
+    spec, seed, index, out_dir = args
+    phantom = generate_phantom(spec, seed, index)
+    write_phantom(phantom, out_dir)
+    return phantom.case_id, [lesion.to_dict() for lesion in phantom.lesions]
+
+
+def write_phantoms(
+    out_dir: str | Path, cases: int, seed: int, spec: PhantomSpec = PhantomSpec(), workers: int = 1,
+    progress: bool = True,
+) -> list[str]:
+    """Generate cases 1..`cases` of series `seed` into `out_dir`, with a manifest of the lesions drawn."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(spec, seed, index, out_dir) for index in range(1, cases + 1)]
+    results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
+    manifest = {"seed": seed, "spec": {**asdict(spec), "spacing": list(spec.resolved_spacing())},
+                "cases": {case_id: lesions for case_id, lesions in results}}
+    write_json(out_dir / MANIFEST_FILE, manifest)
+    return [case_id for case_id, _ in results]

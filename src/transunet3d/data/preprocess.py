@@ -1,0 +1,122 @@
+"""Turn raw BraTS cases into the training cache: crop to brain, z-score, foreground locations, properties."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transunet3d.config.schema import MODALITIES, REGIONS
+from transunet3d.data.cache import DATASET_FILE, FORMAT_VERSION, read_properties, write_case
+from transunet3d.data.crop import brain_box, crop
+from transunet3d.data.layout import CaseFiles, discover_cases
+from transunet3d.data.normalize import zscore_brain
+from transunet3d.data.parallel import map_cases
+from transunet3d.data.regions import labels_to_regions
+from transunet3d.data.validate import LoadedCase, load_case
+from transunet3d.errors import InputError
+from transunet3d.files import write_json
+
+DEFAULT_FOREGROUND_SAMPLES = 10000
+
+
+@dataclass
+class PreprocessReport:
+    """What a preprocessing run did: case ids written, skipped (already complete) and failed (with the message)."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def source_fingerprint(case: CaseFiles) -> dict[str, list[int]]:
+    """Size and modification time of each input file: a rerun redoes a case whose inputs changed."""
+    files = dict(case.images, **({"seg": case.seg} if case.seg else {}))
+    return {kind: [path.stat().st_size, path.stat().st_mtime_ns] for kind, path in sorted(files.items())}
+
+
+def preprocess_loaded(loaded: LoadedCase, foreground_samples: int) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """Crop, normalise and describe one validated case; returns (image, seg, properties)."""
+    box = brain_box(loaded.image)
+    image = crop(loaded.image, box)
+    brain = np.any(image != 0, axis=0)
+    image, stats = zscore_brain(image, brain)
+    seg = crop(loaded.seg, box) if loaded.seg is not None else None
+    properties: dict[str, Any] = {
+        "case_id": loaded.case_id,
+        "modalities": list(MODALITIES),
+        "geometry": loaded.geometry.to_dict(),
+        "crop_box": [list(bounds) for bounds in box],
+        "cropped_shape": list(image.shape[1:]),
+        "normalization": {m: {"mean": mean, "std": std} for m, (mean, std) in zip(MODALITIES, stats)},
+        "has_seg": seg is not None,
+    }
+    if seg is not None:
+        properties.update(foreground_properties(seg, foreground_samples, seed=zlib.crc32(loaded.case_id.encode())))
+    return image, seg, properties
+
+
+def foreground_properties(seg: np.ndarray, samples: int, seed: int) -> dict[str, Any]:
+    """Voxel count and up to `samples` randomly chosen voxel locations (x, y, z) per region, for oversampling."""
+    rng = np.random.default_rng(seed)
+    counts, locations = {}, {}
+    for region, mask in zip(REGIONS, labels_to_regions(seg)):
+        flat = np.flatnonzero(mask)
+        counts[region] = int(flat.size)
+        chosen = rng.choice(flat, size=min(samples, flat.size), replace=False) if flat.size else flat
+        locations[region] = np.stack(np.unravel_index(np.sort(chosen), seg.shape), axis=1).tolist()
+    return {"region_voxels": counts, "foreground_locations": locations}
+
+
+def preprocess_case(case: CaseFiles, out_dir: Path, foreground_samples: int) -> str:
+    """Preprocess one case into `out_dir` unless a complete copy of the same inputs is there.
+
+    Returns:
+        "written" or "skipped".
+    """
+    fingerprint = source_fingerprint(case)
+    existing = read_properties(out_dir, case.case_id)
+    if existing is not None and existing.get("source") == fingerprint:
+        return "skipped"
+    image, seg, properties = preprocess_loaded(load_case(case), foreground_samples)
+    write_case(out_dir, case.case_id, image, seg, {**properties, "source": fingerprint})
+    return "written"
+
+
+def _run_one(args: tuple[CaseFiles, Path, int]) -> tuple[str, str, str]:
+    case, out_dir, samples = args
+    try:
+        return case.case_id, preprocess_case(case, out_dir, samples), ""
+    except InputError as error:
+        return case.case_id, "failed", str(error)
+
+
+def preprocess_dataset(
+    raw: str | Path,
+    out_dir: str | Path,
+    workers: int = 1,
+    foreground_samples: int = DEFAULT_FOREGROUND_SAMPLES,
+    progress: bool = True,
+) -> PreprocessReport:
+    """Preprocess every case found under `raw` into `out_dir`, `workers` cases at a time.
+
+    A broken case is reported in the result and does not stop the others; `dataset.json` lists the complete cases.
+    """
+    cases = discover_cases(raw)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(case, out_dir, foreground_samples) for case in cases]
+    report = PreprocessReport()
+    for case_id, status, message in map_cases(_run_one, jobs, workers, "preprocess", progress):
+        if status == "failed":
+            report.failed[case_id] = message
+        else:
+            getattr(report, status).append(case_id)
+    complete = sorted(report.written + report.skipped)
+    write_json(out_dir / DATASET_FILE, {"format_version": FORMAT_VERSION, "modalities": list(MODALITIES),
+                                        "regions": list(REGIONS), "cases": complete})
+    return report
+

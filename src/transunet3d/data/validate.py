@@ -1,0 +1,98 @@
+"""Load one case and check it: all four modalities, 3D, same grid everywhere, finite values, labels in {0,1,2,3}."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from transunet3d.data.layout import CaseFiles, discover_cases
+from transunet3d.data.nifti import Geometry, load_header, read_data
+from transunet3d.data.parallel import map_cases
+from transunet3d.errors import InputError
+
+AFFINE_TOLERANCE = 1e-4
+MAX_LABEL = 3
+
+
+@dataclass
+class LoadedCase:
+    """A validated case: image (4, X, Y, Z) float32 in channel order t1n, t1c, t2w, t2f; seg uint8 or None."""
+
+    case_id: str
+    image: np.ndarray
+    seg: np.ndarray | None
+    geometry: Geometry
+
+
+def load_case(case: CaseFiles, with_seg: bool = True) -> LoadedCase:
+    """Read and validate every file of `case`.
+
+    Raises:
+        InputError: naming the case, the file and the first problem found.
+    """
+    paths = case.image_paths()
+    headers = [_spatial_header(path, case.case_id) for path in paths]
+    reference = headers[0]
+    for path, header in zip(paths[1:], headers[1:]):
+        _check_same_grid(case.case_id, path, header, paths[0], reference)
+    channels = [_finite(read_data(h, p, case.case_id), p, case.case_id) for p, h in zip(paths, headers)]
+    seg = None
+    if with_seg and case.seg is not None:
+        seg_header = _spatial_header(case.seg, case.case_id)
+        _check_same_grid(case.case_id, case.seg, seg_header, paths[0], reference)
+        seg = read_label_map(seg_header, case.seg, case.case_id)
+    return LoadedCase(case.case_id, np.stack(channels), seg, Geometry.of(reference))
+
+
+def _spatial_header(path: Path, case_id: str) -> nib.Nifti1Image:
+    image = load_header(path, case_id)
+    shape = image.shape
+    if len(shape) != 3 and not (len(shape) > 3 and all(s == 1 for s in shape[3:])):
+        raise InputError(case_id, path, f"expected a 3D image, got shape {tuple(shape)}")
+    return image
+
+
+def _check_same_grid(case_id: str, path: Path, image: nib.Nifti1Image, ref_path: Path, ref: nib.Nifti1Image) -> None:
+    if image.shape[:3] != ref.shape[:3]:
+        raise InputError(case_id, path, f"shape {image.shape[:3]} differs from {ref_path.name} {ref.shape[:3]}")
+    if not np.allclose(image.affine, ref.affine, rtol=0.0, atol=AFFINE_TOLERANCE):
+        raise InputError(case_id, path, f"affine differs from {ref_path.name} by more than {AFFINE_TOLERANCE}")
+
+
+def _finite(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
+    if not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise InputError(case_id, path, f"{bad} voxels are NaN or infinite")
+    return array
+
+
+def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None) -> np.ndarray:
+    """The labels of a segmentation as uint8, checked to be integers in {0, 1, 2, 3}."""
+    raw = read_data(image, path, case_id, dtype=np.float64 if image.get_data_dtype().kind == "f" else None)
+    if raw.dtype.kind == "f":
+        _finite(raw, path, case_id)
+        if not np.array_equal(raw, np.round(raw)):
+            raise InputError(case_id, path, "label map has non-integer values")
+    low, high = raw.min(), raw.max()
+    if low < 0 or high > MAX_LABEL:
+        bad = sorted({int(v) for v in np.unique(raw[(raw < 0) | (raw > MAX_LABEL)])})
+        raise InputError(case_id, path, f"labels must be in {{0,1,2,3}}, found {', '.join(map(str, bad))}")
+    return raw.astype(np.uint8)
+
+
+def _problem(case: CaseFiles) -> str:
+    try:
+        load_case(case)
+    except InputError as error:
+        return str(error)
+    return ""
+
+
+def validate_cases(root: str | Path, workers: int = 1, progress: bool = True) -> tuple[int, list[str]]:
+    """Check every case under `root`; returns (number of cases, one message per broken case)."""
+    cases = discover_cases(root)
+    problems = [p for p in map_cases(_problem, cases, workers, "validate", progress) if p]
+    return len(cases), problems
