@@ -50,9 +50,9 @@ def discover_cases(root: str | Path) -> list[CaseFiles]:
     """
     root = Path(root)
     if not root.exists():
-        raise InputError(None, root, f"path does not exist: {root}")
+        raise InputError(None, None, f"{root}: path does not exist")
     if not root.is_dir():
-        raise InputError(None, root, f"not a folder: {root}")
+        raise InputError(None, None, f"{root}: not a folder")
     found: dict[str, dict[str, Path]] = {}
     for path in sorted(root.rglob("*.nii*")):
         match = CASE_FILE.match(path.name)
@@ -63,7 +63,8 @@ def discover_cases(root: str | Path) -> list[CaseFiles]:
             raise InputError(match["case"], path, f"duplicate of {kinds[match['kind']]}")
         kinds[match["kind"]] = path
     if not found:
-        raise InputError(None, root, "no BraTS cases found (expected files like BraTS-MET-00001-000-t1c.nii.gz)")
+        example = "BraTS-MET-00001-000-t1c.nii.gz"
+        raise InputError(None, None, f"{root}: no BraTS cases found (expected files like {example})")
     return [
         CaseFiles(case_id, {m: kinds[m] for m in MODALITIES if m in kinds}, kinds.get("seg"))
         for case_id, kinds in sorted(found.items())

@@ -88,6 +88,6 @@ def write_phantoms(
     jobs = [(spec, seed, index, out_dir) for index in range(1, cases + 1)]
     results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
     manifest = {"seed": seed, "spec": {**asdict(spec), "spacing": list(spec.resolved_spacing())},
-                "cases": {case_id: lesions for case_id, lesions in results}}
+                "cases": dict(results)}
     write_json(out_dir / MANIFEST_FILE, manifest)
     return [case_id for case_id, _ in results]

@@ -94,7 +94,7 @@ def _place(rng, anatomy, brain_voxels, junction, diameter, placed, necrosis_p, e
             continue
         if _inside_fraction(anatomy.brain, center, radius, spacing) < _MIN_INSIDE_BRAIN:
             continue
-        thinnest_rim = 1.5 * spacing.max() / radius
+        thinnest_rim = 1.5 * spacing.max() / (radius * (2 - core.max_factor))  # rim >= 1.5 voxels everywhere
         necrosis = rng.uniform(0.35, 0.7) if radius >= 4 and rng.random() < necrosis_p else 0.0
         necrosis = necrosis if necrosis <= 1 - thinnest_rim else 0.0
         edema = rng.uniform(1.3, 3.0) if rng.random() < edema_p else 1.0

@@ -1,0 +1,127 @@
+"""The bad-input catalogue: each mistake gives one line naming case, file and problem, and exit code 2."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.factories import brain_case_arrays, write_case, write_volume
+from transunet3d.cli.main import cli
+
+CASE = "BraTS-MET-00001-000"
+
+
+def _replace(root: Path, kind: str, data: np.ndarray, affine: np.ndarray | None = None) -> None:
+    write_volume(root / CASE / f"{CASE}-{kind}.nii.gz", data, affine)
+
+
+def _missing_modality(root):
+    (root / CASE / f"{CASE}-t2f.nii.gz").unlink()
+
+
+def _shape_mismatch(root):
+    _replace(root, "t1c", np.ones((12, 14, 11), dtype=np.float32))
+
+
+def _affine_mismatch(root):
+    affine = np.eye(4)
+    affine[0, 3] = 0.01
+    _replace(root, "t2w", brain_case_arrays()[0][2], affine)
+
+
+def _nan_voxels(root):
+    image = brain_case_arrays()[0][1]
+    image[3, 4, 2:5] = np.nan
+    _replace(root, "t1c", image)
+
+
+def _label_four(root):
+    seg = brain_case_arrays()[1]
+    seg[0, 0, 0] = 4
+    _replace(root, "seg", seg)
+
+
+def _non_integer_label(root):
+    _replace(root, "seg", brain_case_arrays()[1].astype(np.float32) * 0.5)
+
+
+def _four_d(root):
+    _replace(root, "t1n", np.ones((12, 14, 10, 2), dtype=np.float32))
+
+
+def _truncated(root):
+    path = root / CASE / f"{CASE}-t2w.nii.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _corrupt(root):
+    (root / CASE / f"{CASE}-t1n.nii.gz").write_bytes(b"this is not a nifti file" * 20)
+
+
+CATALOGUE = [
+    (_missing_modality, f"{CASE}: {CASE}-t2f.nii.gz: missing modality t2f"),
+    (_shape_mismatch, f"{CASE}: {CASE}-t1c.nii.gz: shape (12, 14, 11) differs from {CASE}-t1n.nii.gz (12, 14, 10)"),
+    (_affine_mismatch, f"{CASE}: {CASE}-t2w.nii.gz: affine differs from {CASE}-t1n.nii.gz by more than 0.0001"),
+    (_nan_voxels, f"{CASE}: {CASE}-t1c.nii.gz: 3 voxels are NaN or infinite"),
+    (_label_four, f"{CASE}: {CASE}-seg.nii.gz: labels must be in {{0,1,2,3}}, found 4"),
+    (_non_integer_label, f"{CASE}: {CASE}-seg.nii.gz: label map has non-integer values"),
+    (_four_d, f"{CASE}: {CASE}-t1n.nii.gz: expected a 3D image, got shape (12, 14, 10, 2)"),
+    (_truncated, f"{CASE}: {CASE}-t2w.nii.gz: image data cannot be read"),
+    (_corrupt, f"{CASE}: {CASE}-t1n.nii.gz: cannot be read as NIfTI"),
+]
+
+
+def _one_error_line(result) -> str:
+    """The single error line on stderr (progress bars, also on stderr, are ignored)."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("corrupt, expected", CATALOGUE, ids=[c.__name__.strip("_") for c, _ in CATALOGUE])
+@pytest.mark.parametrize("command", ["validate", "preprocess"])
+def test_bad_case_is_one_line_and_exit_2(tmp_path: Path, corrupt, expected, command):
+    raw = tmp_path / "raw"
+    write_case(raw)
+    write_case(raw, "BraTS-MET-00002-000", seed=1)  # a good case alongside is still processed
+    corrupt(raw)
+    args = [command, str(raw)] + ([str(tmp_path / "out")] if command == "preprocess" else [])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert _one_error_line(result).startswith(f"error: {expected}")
+    if command == "preprocess":
+        assert (tmp_path / "out" / "BraTS-MET-00002-000.json").exists()
+        assert not (tmp_path / "out" / f"{CASE}.json").exists()
+        assert "preprocessed 1, already done 0, failed 1" in result.stdout
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: p / "nowhere", "path does not exist"),
+    (lambda p: p, "no BraTS cases found"),
+])
+@pytest.mark.parametrize("command", ["validate", "preprocess"])
+def test_bad_folder_is_one_line_and_exit_2(tmp_path: Path, make, expected, command):
+    target = make(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    args = [command, str(target)] + ([str(tmp_path / "out")] if command == "preprocess" else [])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    line = _one_error_line(result)
+    assert line == f"error: {target}: {expected}" or line.startswith(f"error: {target}: {expected}")
+
+
+def test_valid_folder_passes_validation(case_root: Path):
+    result = CliRunner().invoke(cli, ["validate", str(case_root)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 cases are valid" in result.stdout
+
+
+def test_truncated_file_is_really_truncated(tmp_path: Path):
+    """Guard for the catalogue: the truncated file must still have a readable header."""
+    write_case(tmp_path)
+    _truncated(tmp_path)
+    assert nib.load(tmp_path / CASE / f"{CASE}-t2w.nii.gz").shape == (12, 14, 10)

@@ -1,0 +1,68 @@
+"""The installed `transunet3d` command on tiny phantoms: phantom -> validate -> preprocess -> splits."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_pipeline_from_phantoms_to_splits(tmp_path: Path):
+    raw, pre = tmp_path / "raw", tmp_path / "pre"
+    made = run("phantom", str(raw), "--cases", "3", "--seed", "5", "--shape", "64", "72", "56",
+               "--lesions", "2", "4", "--workers", "2")
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in raw.iterdir() if p.is_dir()) == [f"BraTS-MET-0000{i}-000" for i in (1, 2, 3)]
+    assert run("validate", str(raw)).stdout.strip() == "3 of 3 cases are valid"
+    first = run("preprocess", str(raw), str(pre), "--workers", "2")
+    assert first.returncode == 0, first.stderr
+    assert "preprocessed 3, already done 0, failed 0" in first.stdout
+    assert "preprocess: 100%" in first.stderr  # progress bar
+    again = run("preprocess", str(raw), str(pre))
+    assert "preprocessed 0, already done 3, failed 0" in again.stdout
+    splits = run("splits", str(pre), "--folds", "3")
+    assert splits.returncode == 0, splits.stderr
+    folds = json.loads((pre / "splits.json").read_text())
+    assert sorted(c for fold in folds for c in fold["val"]) == [f"BraTS-MET-0000{i}-000" for i in (1, 2, 3)]
+    image = np.load(pre / "BraTS-MET-00001-000.npy", mmap_mode="r")
+    assert image.shape[0] == 4 and image.dtype == np.float32
+
+
+def test_same_seed_gives_identical_files(tmp_path: Path):
+    for name in ("a", "b"):
+        assert run("phantom", str(tmp_path / name), "--cases", "1", "--seed", "9", "--shape", "40", "48", "40",
+                   "--workers", "1").returncode == 0
+    case = "BraTS-MET-00001-000"
+    for kind in ("t1c", "seg"):
+        file = f"{case}/{case}-{kind}.nii.gz"
+        a, b = nib.load(tmp_path / "a" / file), nib.load(tmp_path / "b" / file)
+        np.testing.assert_array_equal(a.get_fdata(), b.get_fdata())
+
+
+@pytest.mark.parametrize("command", ["phantom", "validate", "preprocess", "splits", "config"])
+def test_every_command_explains_itself(command):
+    result = run(command, "--help")
+    assert result.returncode == 0 and "Usage: transunet3d" in result.stdout
+
+
+def test_user_mistakes_exit_2_without_traceback(tmp_path: Path):
+    result = run("preprocess", str(tmp_path / "missing"), str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing'}: path does not exist"
+    bad_option = run("phantom", str(tmp_path), "--cases", "0")
+    assert bad_option.returncode == 2 and "Traceback" not in bad_option.stderr
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "transunet3d", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "transunet3d" in result.stdout

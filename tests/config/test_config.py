@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from transunet3d.cli.main import cli
+from transunet3d.config import PRESETS, build_config, config_to_dict, load_config, save_config
+from transunet3d.errors import ConfigError
+
+PAPER = ["paper-encoder", "paper-decoder", "paper-both", "unet"]
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_presets_follow_the_paper(name):
+    config = build_config(name)
+    assert config.model.width == "full"
+    assert config.train.patch_size == (128, 128, 128)
+    assert (config.train.batch_size, config.train.lr, config.train.poly_power) == (2, 2e-3, 0.9)
+    assert (config.train.epochs, config.train.iterations_per_epoch) == (600, 250)
+    assert (config.train.mask_loss_weight, config.train.class_loss_weight) == (0.7, 0.3)
+    assert config.model.deep_supervision
+
+
+def test_preset_names_pick_the_variant():
+    assert {n: build_config(n).model.name for n in PAPER} == {
+        "paper-encoder": "encoder", "paper-decoder": "decoder", "paper-both": "both", "unet": "unet"}
+    assert build_config("tiny").model.name == "encoder" and build_config("tiny").model.width == "tiny"
+    assert build_config("tiny-both").model.name == "both"
+    assert build_config("mae-paper").pretrain.mask_ratio == 0.75
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_round_trips_through_yaml(name, tmp_path: Path):
+    config = build_config(name, ["train.lr=1e-3", "train.patch_size=[32, 64, 96]"])
+    save_config(config, tmp_path / "config.yaml")
+    loaded = load_config(tmp_path / "config.yaml")
+    assert loaded == config
+    assert loaded.preset == name
+
+
+def test_overrides_are_typed():
+    config = build_config("tiny", ["train.lr=1e-3", "train.epochs=7", "model.deep_supervision=false",
+                                   "augment.scale_range=[0.8, 1.2]", "infer.tta=none", "train.optimizer=sgd"])
+    assert config.train.lr == 1e-3 and isinstance(config.train.lr, float)
+    assert config.train.epochs == 7
+    assert config.model.deep_supervision is False
+    assert config.augment.scale_range == (0.8, 1.2)
+    assert (config.infer.tta, config.train.optimizer) == ("none", "sgd")
+    assert isinstance(config_to_dict(config)["train"]["patch_size"], list)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=1", "unknown config field 'train.lrr'"),
+    ("trainer.lr=1", "unknown config section 'trainer'"),
+    ("train.epochs=1.5", "train.epochs must be of type int"),
+    ("train.patch_size=[64, 64]", "must have 3 values"),
+    ("model.name=resnet", "model.name must be one of unet, encoder, decoder, both"),
+    ("model.deep_supervision=maybe", "must be of type bool"),
+    ("train.lr", "not of the form section.field=value"),
+])
+def test_bad_overrides_are_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        build_config("tiny", [override])
+
+
+def test_unknown_preset_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown preset"):
+        build_config("paper-everything")
+
+
+def test_config_cli_prints_and_saves(tmp_path: Path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["config", "--preset", "tiny-unet", "--set", "train.epochs=3"])
+    assert result.exit_code == 0 and "epochs: 3" in result.stdout and "name: unet" in result.stdout
+    result = runner.invoke(cli, ["config", "--preset", "tiny", "--out", str(tmp_path / "c.yaml")])
+    assert result.exit_code == 0 and load_config(tmp_path / "c.yaml") == build_config("tiny")
+    result = runner.invoke(cli, ["config", "--set", "train.nope=1"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: unknown config field")

@@ -1,0 +1,141 @@
+"""Phantom generator: determinism, label geometry of every lesion, tissue contrast, BraTS layout."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from transunet3d.data.layout import discover_cases
+from transunet3d.data.phantom import PhantomSpec, generate_phantom, write_phantoms
+from transunet3d.data.phantom.anatomy import anatomy_on_grid
+from transunet3d.data.validate import load_case
+
+# 1 mm voxels on a reduced field of view: real lesion sizes, small arrays.
+SPEC = PhantomSpec(shape=(112, 128, 96), spacing=(1.0, 1.0, 1.0), lesions=(4, 8), diameter_mm=(3.0, 30.0))
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return [generate_phantom(SPEC, seed=7, index=i) for i in (1, 2, 3)]
+
+
+def test_same_seed_same_case_other_index_other_case():
+    a, b = generate_phantom(SPEC, 3, 1), generate_phantom(SPEC, 3, 1)
+    np.testing.assert_array_equal(a.seg, b.seg)
+    for modality in a.images:
+        np.testing.assert_array_equal(a.images[modality], b.images[modality])
+    assert not np.array_equal(a.seg, generate_phantom(SPEC, 3, 2).seg)
+
+
+def test_lesion_count_and_diameters_in_range(phantoms):
+    for phantom in phantoms:
+        assert 1 <= len(phantom.lesions) <= 8
+        for lesion in phantom.lesions:
+            assert 3.0 * 0.85**3 <= lesion.diameter_mm <= 30.0
+
+
+def _lesion_masks(phantom):
+    """Per lesion: voxels within its own reach, in mm from its centre."""
+    grid = np.indices(phantom.seg.shape, dtype=np.float32)
+    for lesion in phantom.lesions:
+        distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, lesion.center)))
+        yield lesion, distance
+
+
+def test_labels_nest_like_metastases(phantoms):
+    for phantom in phantoms:
+        seg = phantom.seg
+        assert set(np.unique(seg)) <= {0, 1, 2, 3}
+        brain = phantom.images["t1n"] > 0
+        assert not np.any(seg[~brain]), "lesions stay inside the brain"
+        netc = seg == 1
+        if netc.any():  # necrosis is enclosed by enhancing tumour
+            ring = ndimage.binary_dilation(netc) & ~netc & brain
+            assert np.mean(seg[ring] == 3) > 0.99
+        for lesion, distance in _lesion_masks(phantom):
+            radius = lesion.diameter_mm / 2
+            assert seg[lesion.center] in (1, 3), "the lesion centre is tumour core"
+            core = (seg == 3) | (seg == 1)
+            near = distance <= radius * lesion.core.max_factor + 1
+            assert core[near].sum() > 0
+            if lesion.necrosis_fraction > 0:
+                assert np.any(seg[distance <= 1] == 1), "a necrotic lesion has necrosis at its centre"
+
+
+def test_every_labelled_voxel_belongs_to_a_drawn_lesion(phantoms):
+    for phantom in phantoms:
+        core_reach = np.zeros(phantom.seg.shape, dtype=bool)
+        edema_reach = np.zeros(phantom.seg.shape, dtype=bool)
+        for lesion, distance in _lesion_masks(phantom):
+            radius = lesion.diameter_mm / 2
+            core_reach |= distance <= radius * lesion.core.max_factor + 0.5
+            edema_reach |= distance <= radius * lesion.edema_fraction * lesion.edema.max_factor + 0.5
+        assert np.all(core_reach[np.isin(phantom.seg, (1, 3))])
+        assert np.all(edema_reach[phantom.seg == 2])
+
+
+def test_edema_surrounds_the_core(phantoms):
+    checked = 0
+    for phantom in phantoms:
+        for lesion, distance in _lesion_masks(phantom):
+            own = distance <= lesion.diameter_mm / 2 * lesion.edema_fraction * lesion.edema.max_factor
+            edema, core = own & (phantom.seg == 2), own & np.isin(phantom.seg, (1, 3))
+            if lesion.edema_fraction > 1.5 and lesion.diameter_mm > 8 and edema.sum() > 50:
+                assert distance[edema].mean() > distance[core].mean()
+                checked += 1
+    assert checked > 0
+
+
+def test_lesion_volume_matches_its_diameter(phantoms):
+    for phantom in phantoms:
+        labels, _ = ndimage.label(np.isin(phantom.seg, (1, 3)), structure=np.ones((3, 3, 3)))
+        for lesion in phantom.lesions:
+            if lesion.diameter_mm < 8:
+                continue
+            component = labels == labels[lesion.center]
+            sphere = np.pi / 6 * lesion.diameter_mm**3
+            assert 0.3 * sphere < component.sum() < 2.5 * sphere
+
+
+def test_tissue_contrast_is_plausible(phantoms):
+    phantom = phantoms[0]
+    anatomy = anatomy_on_grid(SPEC.shape, SPEC.spacing)
+    healthy = phantom.seg == 0
+    tissue = {t: (getattr(anatomy, t) > 0.9) & healthy for t in ("csf", "gm", "wm")}
+
+    def mean(modality, mask):
+        return phantom.images[modality][mask].mean()
+
+    for modality in ("t1n", "t1c"):
+        assert mean(modality, tissue["wm"]) > mean(modality, tissue["gm"]) > mean(modality, tissue["csf"])
+    assert mean("t2w", tissue["csf"]) > mean("t2w", tissue["gm"]) > mean("t2w", tissue["wm"])
+    assert mean("t2f", tissue["gm"]) > mean("t2f", tissue["wm"]) > mean("t2f", tissue["csf"])
+    tumour = {label: np.concatenate([p.seg == label for p in phantoms[:1]]) for label in (2, 3)}
+    assert mean("t1c", tumour[3]) > 1.3 * mean("t1c", tissue["wm"]), "enhancing tumour is bright on t1c"
+    assert mean("t2f", tumour[2]) > 1.3 * mean("t2f", tissue["gm"]), "edema is bright on FLAIR"
+    assert mean("t2w", tumour[2]) > mean("t2w", tissue["gm"])
+    for image in phantom.images.values():
+        assert image.dtype == np.int16 and np.all(image[~anatomy.brain] == 0) and np.all(image[anatomy.brain] > 0)
+
+
+def test_written_phantoms_are_valid_brats_cases(tmp_path: Path):
+    spec = PhantomSpec(shape=(48, 56, 40), lesions=(1, 3))
+    ids = write_phantoms(tmp_path, cases=2, seed=0, spec=spec, progress=False)
+    assert ids == ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
+    cases = discover_cases(tmp_path)
+    assert [c.case_id for c in cases] == ids
+    loaded = load_case(cases[0])
+    assert loaded.image.shape == (4, 48, 56, 40) and loaded.seg.max() >= 1
+    assert loaded.geometry.zooms == spec.resolved_spacing()
+    assert (tmp_path / "phantoms.json").exists()
+
+
+def test_default_spacing_fits_the_brain_and_is_1mm_at_brats_size():
+    assert PhantomSpec().resolved_spacing() == (1.0, 1.0, 1.0)
+    small = PhantomSpec(shape=(64, 64, 64)).resolved_spacing()
+    anatomy = anatomy_on_grid((64, 64, 64), small)
+    assert small[0] > 2.0
+    full = anatomy_on_grid((240, 240, 155), (1.0, 1.0, 1.0))
+    # The whole brain is on the small grid: its volume in mm^3 matches the full-size one.
+    assert anatomy.brain.sum() * small[0] ** 3 == pytest.approx(full.brain.sum(), rel=0.03)

@@ -1,0 +1,45 @@
+import numpy as np
+
+from tests.factories import brain_case_arrays
+from transunet3d.data.crop import brain_box, crop, uncrop
+from transunet3d.data.normalize import zscore_brain
+
+
+def test_brain_box_is_tight_union_over_channels():
+    image = np.zeros((2, 10, 10, 10))
+    image[0, 2, 3, 4] = 1
+    image[1, 7, 5, 6] = -3
+    assert brain_box(image) == ((2, 8), (3, 6), (4, 7))
+
+
+def test_crop_then_uncrop_restores_the_volume_exactly():
+    image, seg = brain_case_arrays()
+    box = brain_box(image)
+    cropped = crop(image, box)
+    assert cropped.shape[1:] == (8, 9, 7)
+    np.testing.assert_array_equal(uncrop(cropped, box, image.shape[1:]), image)
+    np.testing.assert_array_equal(uncrop(crop(seg, box), box, seg.shape), seg)
+
+
+def test_empty_image_keeps_full_box():
+    assert brain_box(np.zeros((1, 3, 4, 5))) == ((0, 3), (0, 4), (0, 5))
+
+
+def test_zscore_brain_voxels_mean_zero_std_one_background_zero():
+    rng = np.random.default_rng(0)
+    image = np.zeros((3, 20, 20, 20), dtype=np.float32)
+    brain = np.zeros((20, 20, 20), dtype=bool)
+    brain[3:17, 4:15, 2:18] = True
+    image[:, brain] = rng.normal([[100.0], [5.0], [2000.0]], [[10.0], [1.0], [300.0]], size=(3, brain.sum()))
+    normalized, stats = zscore_brain(image, brain)
+    assert normalized.dtype == np.float32
+    np.testing.assert_allclose(normalized[:, brain].mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(normalized[:, brain].std(axis=1), 1, atol=1e-5)
+    assert np.all(normalized[:, ~brain] == 0)
+    np.testing.assert_allclose([m for m, _ in stats], image[:, brain].astype(np.float64).mean(axis=1), rtol=1e-9)
+
+
+def test_zscore_constant_channel_does_not_divide_by_zero():
+    image = np.full((1, 4, 4, 4), 7.0, dtype=np.float32)
+    normalized, _ = zscore_brain(image, np.ones((4, 4, 4), dtype=bool))
+    assert np.all(normalized == 0)

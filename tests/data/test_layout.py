@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from tests.factories import write_case, write_volume
+from transunet3d.data.layout import discover_cases, patient_id
+from transunet3d.errors import InputError
+
+
+def test_discovers_case_folders_in_channel_order(tmp_path: Path):
+    write_case(tmp_path, "BraTS-MET-00002-000")
+    write_case(tmp_path, "BraTS-MET-00001-001", with_seg=False)
+    cases = discover_cases(tmp_path)
+    assert [c.case_id for c in cases] == ["BraTS-MET-00001-001", "BraTS-MET-00002-000"]
+    assert [p.name for p in cases[1].image_paths()] == [
+        f"BraTS-MET-00002-000-{m}.nii.gz" for m in ("t1n", "t1c", "t2w", "t2f")
+    ]
+    assert cases[0].seg is None and cases[1].seg.name == "BraTS-MET-00002-000-seg.nii.gz"
+
+
+def test_discovers_flat_folder_and_plain_nii(tmp_path: Path):
+    write_case(tmp_path, "BraTS-MET-00003-000", folder=False)
+    (tmp_path / "notes.txt").write_text("ignored")
+    plain = tmp_path / "BraTS-MET-00003-000-t1n.nii.gz"
+    plain.rename(tmp_path / "BraTS-MET-00003-000-t1n.nii")
+    [case] = discover_cases(tmp_path)
+    assert case.images["t1n"].name == "BraTS-MET-00003-000-t1n.nii"
+    assert case.seg is not None
+
+
+def test_duplicate_file_is_an_error(tmp_path: Path):
+    write_case(tmp_path, "BraTS-MET-00003-000", folder=False)
+    write_volume(tmp_path / "BraTS-MET-00003-000-t1n.nii", __import__("numpy").zeros((2, 2, 2)))
+    with pytest.raises(InputError, match="duplicate"):
+        discover_cases(tmp_path)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p / "missing", "path does not exist"),
+    (lambda p: p, "no BraTS cases found"),
+])
+def test_bad_roots(tmp_path: Path, make, message):
+    with pytest.raises(InputError, match=message):
+        discover_cases(make(tmp_path))
+
+
+def test_patient_id_groups_time_points():
+    assert patient_id("BraTS-MET-00132-000") == patient_id("BraTS-MET-00132-001") == "BraTS-MET-00132"

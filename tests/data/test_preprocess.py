@@ -1,0 +1,104 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.factories import brain_case_arrays, write_case
+from transunet3d.data.cache import cached_case_ids, open_case
+from transunet3d.data.crop import uncrop
+from transunet3d.data.layout import discover_cases
+from transunet3d.data.nifti import Geometry
+from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.data.regions import labels_to_regions
+from transunet3d.data.validate import load_case
+
+CASE = "BraTS-MET-00001-000"
+
+
+def test_cached_case_matches_the_raw_case(case_root: Path, tmp_path: Path):
+    out = tmp_path / "pp"
+    report = preprocess_dataset(case_root, out, progress=False)
+    assert report.written == [CASE] and not report.failed
+    cached = open_case(out, CASE)
+    assert isinstance(cached.image, np.memmap) and isinstance(cached.seg, np.memmap)
+    image, seg = brain_case_arrays()
+    props = cached.properties
+    box = [tuple(b) for b in props["crop_box"]]
+    assert box == [(2, 10), (3, 12), (1, 8)]
+    # Undo the z-score with the stored statistics and paste back: the raw volume, exactly up to float rounding.
+    stats = props["normalization"]
+    restored = np.stack([c * stats[m]["std"] + stats[m]["mean"] for c, m in zip(cached.image, props["modalities"])])
+    restored[:, np.all(cached.image == 0, axis=0)] = 0
+    np.testing.assert_allclose(uncrop(restored, box, image.shape[1:]), image, rtol=1e-5)
+    np.testing.assert_array_equal(uncrop(np.asarray(cached.seg), box, seg.shape), seg)
+    assert Geometry.from_dict(props["geometry"]) == load_case(discover_cases(case_root)[0]).geometry
+
+
+def test_brain_voxels_are_z_scored(case_root: Path, tmp_path: Path):
+    preprocess_dataset(case_root, tmp_path / "pp", progress=False)
+    image = np.asarray(open_case(tmp_path / "pp", CASE).image)
+    brain = np.any(image != 0, axis=0)
+    np.testing.assert_allclose(image[:, brain].mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(image[:, brain].std(axis=1), 1, atol=1e-4)
+
+
+def test_foreground_locations_lie_in_their_region(case_root: Path, tmp_path: Path):
+    preprocess_dataset(case_root, tmp_path / "pp", foreground_samples=5, progress=False)
+    cached = open_case(tmp_path / "pp", CASE)
+    regions = labels_to_regions(np.asarray(cached.seg))
+    assert cached.properties["region_voxels"] == {"WT": 48, "TC": 4, "ET": 3}
+    for index, name in enumerate(("WT", "TC", "ET")):
+        locations = np.array(cached.properties["foreground_locations"][name])
+        assert len(locations) == min(5, cached.properties["region_voxels"][name])
+        assert len({tuple(p) for p in locations}) == len(locations)
+        assert regions[index][tuple(locations.T)].all()
+
+
+def test_rerun_skips_complete_cases_and_redoes_changed_ones(case_root: Path, tmp_path: Path):
+    out = tmp_path / "pp"
+    preprocess_dataset(case_root, out, progress=False)
+    assert preprocess_dataset(case_root, out, progress=False).skipped == [CASE]
+    t1c = case_root / CASE / f"{CASE}-t1c.nii.gz"
+    os.utime(t1c, ns=(t1c.stat().st_atime_ns, t1c.stat().st_mtime_ns + 10**9))
+    assert preprocess_dataset(case_root, out, progress=False).written == [CASE]
+
+
+def test_interrupted_case_is_not_complete_and_is_redone(case_root: Path, tmp_path: Path, monkeypatch):
+    out = tmp_path / "pp"
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("transunet3d.files.write_json", crash)
+    monkeypatch.setattr("transunet3d.data.cache.write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess_dataset(case_root, out, progress=False)
+    assert cached_case_ids(out) == []
+    assert not list(out.glob(".*tmp*")), "temporary files must be cleaned up"
+    monkeypatch.undo()
+    assert preprocess_dataset(case_root, out, progress=False).written == [CASE]
+    assert cached_case_ids(out) == [CASE]
+
+
+def test_dataset_json_lists_complete_cases_and_workers_agree(tmp_path: Path):
+    raw = tmp_path / "raw"
+    for index in range(3):
+        write_case(raw, f"BraTS-MET-0000{index}-000", seed=index)
+    preprocess_dataset(raw, tmp_path / "serial", workers=1, progress=False)
+    preprocess_dataset(raw, tmp_path / "parallel", workers=2, progress=False)
+    listed = json.loads((tmp_path / "parallel" / "dataset.json").read_text())["cases"]
+    assert listed == [f"BraTS-MET-0000{i}-000" for i in range(3)]
+    for case_id in listed:
+        a, b = open_case(tmp_path / "serial", case_id), open_case(tmp_path / "parallel", case_id)
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.properties["foreground_locations"] == b.properties["foreground_locations"]
+
+
+def test_case_without_seg_is_cached_without_seg(tmp_path: Path):
+    write_case(tmp_path / "raw", with_seg=False)
+    preprocess_dataset(tmp_path / "raw", tmp_path / "pp", progress=False)
+    cached = open_case(tmp_path / "pp", CASE)
+    assert cached.seg is None and not cached.properties["has_seg"]
+    assert "foreground_locations" not in cached.properties

@@ -1,0 +1,53 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from transunet3d.data.splits import make_splits
+from transunet3d.errors import UserError
+
+CASES = [f"BraTS-MET-{p:05d}-{t:03d}" for p in range(1, 12) for t in range(1 + (p % 3 == 0))]
+
+
+def test_folds_are_disjoint_and_cover_every_case():
+    splits = make_splits(CASES, folds=5, seed=12345)
+    assert len(splits) == 5
+    validation = [case for split in splits for case in split["val"]]
+    assert sorted(validation) == sorted(CASES) and len(set(validation)) == len(CASES)
+    for split in splits:
+        assert not set(split["train"]) & set(split["val"])
+        assert sorted(split["train"] + split["val"]) == sorted(CASES)
+
+
+def test_time_points_of_a_patient_share_a_fold():
+    for split in make_splits(CASES, folds=4, seed=1):
+        val_patients = {c[:-4] for c in split["val"]}
+        assert not val_patients & {c[:-4] for c in split["train"]}
+
+
+def test_deterministic_per_seed_and_balanced():
+    assert make_splits(CASES, 5, 12345) == make_splits(CASES, 5, 12345)
+    assert make_splits(CASES, 5, 12345) != make_splits(CASES, 5, 7)
+    sizes = [len({c[:-4] for c in s["val"]}) for s in make_splits(CASES, 5, 3)]
+    assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("folds", [1, 12])
+def test_impossible_fold_counts_are_user_errors(folds):
+    with pytest.raises(UserError):
+        make_splits(CASES, folds, 0)
+
+
+def test_splits_cli_writes_json(tmp_path: Path, case_root: Path):
+    from click.testing import CliRunner
+
+    from tests.factories import write_case
+    from transunet3d.cli.main import cli
+
+    write_case(case_root, "BraTS-MET-00002-000", seed=2)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["preprocess", str(case_root), str(tmp_path / "pp")]).exit_code == 0
+    result = runner.invoke(cli, ["splits", str(tmp_path / "pp"), "--folds", "2", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "pp" / "splits.json").read_text())
+    assert saved == make_splits(["BraTS-MET-00001-000", "BraTS-MET-00002-000"], 2, 3)

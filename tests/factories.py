@@ -1,0 +1,41 @@
+"""Tiny hand-made BraTS cases written as NIfTI, for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+MODALITIES = ("t1n", "t1c", "t2w", "t2f")
+SHAPE = (12, 14, 10)
+
+
+def brain_case_arrays(shape=SHAPE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(4, X, Y, Z) float images that are zero outside an off-centre box 'brain', and a label map inside it."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((4, *shape), dtype=np.float32)
+    image[:, 2:10, 3:12, 1:8] = rng.uniform(50, 500, size=(4, 8, 9, 7))
+    seg = np.zeros(shape, dtype=np.uint8)
+    seg[4:8, 5:9, 3:6] = 2
+    seg[5:7, 6:8, 4:5] = 3
+    seg[5, 6, 4] = 1
+    return image, seg
+
+
+def write_volume(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
+    return path
+
+
+def write_case(root: Path, case_id: str = "BraTS-MET-00001-000", seed: int = 0, with_seg: bool = True,
+               folder: bool = True, affine: np.ndarray | None = None) -> Path:
+    """A valid case in the BraTS layout (a case folder, or flat in `root` when `folder` is False)."""
+    image, seg = brain_case_arrays(seed=seed)
+    directory = root / case_id if folder else root
+    for channel, modality in enumerate(MODALITIES):
+        write_volume(directory / f"{case_id}-{modality}.nii.gz", image[channel], affine)
+    if with_seg:
+        write_volume(directory / f"{case_id}-seg.nii.gz", seg, affine)
+    return directory
