@@ -10,6 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from transunet3d.errors import UserError
+
+
+def output_folder(path: str | Path) -> Path:
+    """`path` as an existing folder (created if needed); a file in the way is a UserError, not a traceback."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
 
 def _default_mode() -> int:
     umask = os.umask(0)

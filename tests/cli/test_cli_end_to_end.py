@@ -66,3 +66,10 @@ def test_user_mistakes_exit_2_without_traceback(tmp_path: Path):
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "transunet3d", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "transunet3d" in result.stdout
+
+
+def test_output_path_that_is_a_file_is_a_user_error(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("phantom", str(blocker), "--cases", "1", "--shape", "32", "32", "32")
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {blocker}: exists and is not a folder"

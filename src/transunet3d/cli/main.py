@@ -21,6 +21,9 @@ class _Commands(click.Group):
         except UserError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(USER_ERROR_EXIT)
+        except OSError as error:  # disk full, permission denied, ...: the environment, not a bug
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

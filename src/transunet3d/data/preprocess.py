@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from transunet3d.config.schema import MODALITIES, REGIONS
-from transunet3d.data.cache import DATASET_FILE, FORMAT_VERSION, read_properties, write_case
+from transunet3d.data.cache import DATASET_FILE, FORMAT_VERSION, cached_case_ids, read_properties, write_case
 from transunet3d.data.crop import brain_box, crop
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.normalize import zscore_brain
@@ -18,7 +18,7 @@ from transunet3d.data.parallel import map_cases
 from transunet3d.data.regions import labels_to_regions
 from transunet3d.data.validate import LoadedCase, load_case
 from transunet3d.errors import InputError
-from transunet3d.files import write_json
+from transunet3d.files import output_folder, write_json
 
 DEFAULT_FOREGROUND_SAMPLES = 10000
 
@@ -106,8 +106,7 @@ def preprocess_dataset(
     A broken case is reported in the result and does not stop the others; `dataset.json` lists the complete cases.
     """
     cases = discover_cases(raw)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     jobs = [(case, out_dir, foreground_samples) for case in cases]
     report = PreprocessReport()
     for case_id, status, message in map_cases(_run_one, jobs, workers, "preprocess", progress):
@@ -115,7 +114,7 @@ def preprocess_dataset(
             report.failed[case_id] = message
         else:
             getattr(report, status).append(case_id)
-    complete = sorted(report.written + report.skipped)
+    complete = cached_case_ids(out_dir)
     write_json(out_dir / DATASET_FILE, {"format_version": FORMAT_VERSION, "modalities": list(MODALITIES),
                                         "regions": list(REGIONS), "cases": complete})
     return report

@@ -27,7 +27,7 @@ class LoadedCase:
     geometry: Geometry
 
 
-def load_case(case: CaseFiles, with_seg: bool = True) -> LoadedCase:
+def load_case(case: CaseFiles) -> LoadedCase:
     """Read and validate every file of `case`.
 
     Raises:
@@ -40,7 +40,7 @@ def load_case(case: CaseFiles, with_seg: bool = True) -> LoadedCase:
         _check_same_grid(case.case_id, path, header, paths[0], reference)
     channels = [_finite(read_data(h, p, case.case_id), p, case.case_id) for p, h in zip(paths, headers)]
     seg = None
-    if with_seg and case.seg is not None:
+    if case.seg is not None:
         seg_header = _spatial_header(case.seg, case.case_id)
         _check_same_grid(case.case_id, case.seg, seg_header, paths[0], reference)
         seg = read_label_map(seg_header, case.seg, case.case_id)

@@ -12,7 +12,7 @@ from transunet3d.data.parallel import map_cases
 from transunet3d.data.phantom.anatomy import anatomy_on_grid, fitting_spacing, grid_affine
 from transunet3d.data.phantom.contrasts import synthesize_contrasts
 from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
-from transunet3d.files import write_json
+from transunet3d.files import output_folder, write_json
 
 MANIFEST_FILE = "phantoms.json"
 
@@ -83,8 +83,7 @@ def write_phantoms(
     progress: bool = True,
 ) -> list[str]:
     """Generate cases 1..`cases` of series `seed` into `out_dir`, with a manifest of the lesions drawn."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     jobs = [(spec, seed, index, out_dir) for index in range(1, cases + 1)]
     results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
     manifest = {"seed": seed, "spec": {**asdict(spec), "spacing": list(spec.resolved_spacing())},
