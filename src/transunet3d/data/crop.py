@@ -7,17 +7,22 @@ import numpy as np
 CropBox = tuple[tuple[int, int], ...]
 
 
-def brain_box(image: np.ndarray) -> CropBox:
-    """Half-open bounds ((x0, x1), (y0, y1), (z0, z1)) of the voxels nonzero in any channel of (C, X, Y, Z)."""
-    nonzero = np.any(image != 0, axis=0)
-    if not nonzero.any():
-        return tuple((0, n) for n in nonzero.shape)
+def mask_bounds(mask: np.ndarray) -> CropBox | None:
+    """Half-open bounds ((x0, x1), ...) of the true voxels of `mask`, or None when there are none."""
     bounds = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(nonzero.any(axis=other))
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        if hits.size == 0:
+            return None
         bounds.append((int(hits[0]), int(hits[-1]) + 1))
     return tuple(bounds)
+
+
+def brain_box(image: np.ndarray) -> CropBox:
+    """Bounds of the voxels nonzero in any channel of (C, X, Y, Z); the whole volume when all are zero."""
+    nonzero = np.any(image != 0, axis=0)
+    return mask_bounds(nonzero) or tuple((0, n) for n in nonzero.shape)
 
 
 def crop(array: np.ndarray, box: CropBox) -> np.ndarray:

@@ -15,6 +15,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from transunet3d.data.crop import mask_bounds
 from transunet3d.evaluation.surface import robust_hausdorff, surface_distances
 
 REGION_LABELS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
@@ -98,7 +99,7 @@ def merged_lesions(gt: np.ndarray) -> np.ndarray:
     lesions = np.zeros(gt.shape, dtype=np.uint32)
     if not gt.any():
         return lesions
-    box = _padded_box(gt, margin=1)
+    box = _grow(tuple(slice(lo, hi) for lo, hi in mask_bounds(gt)), 1, gt.shape)
     dilated = ndimage.binary_dilation(gt[box], structure=_DILATION)
     groups = cc3d.connected_components(dilated, connectivity=26)
     lesions[box] = np.where(gt[box], groups, 0)
@@ -147,15 +148,6 @@ def _sensitivity_specificity(pred: np.ndarray, gt: np.ndarray) -> tuple[float, f
     if predicted == 0 and actual == 0:
         sensitivity = 1.0
     return sensitivity, specificity
-
-
-def _padded_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
 
 
 def _grow(box: tuple[slice, ...], margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:

@@ -16,6 +16,8 @@ import numpy as np
 from scipy import ndimage
 from surface_distance import lookup_tables
 
+from transunet3d.data.crop import mask_bounds
+
 # Bit weights of the 2x2x2 neighbourhood, as in the library.
 _NEIGHBOUR_KERNEL = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]], dtype=np.uint8)
 
@@ -42,7 +44,7 @@ def surface_distances(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, fl
     if not union.any():
         empty = np.zeros(0)
         return SurfaceDistances(empty, empty, empty, empty)
-    box = tuple(slice(lo, hi) for lo, hi in _bounds(union))
+    box = tuple(slice(lo, hi) for lo, hi in mask_bounds(union))
     # One voxel of zero padding at the upper end gives the full 2x2x2 correlation; the lower end is padded by the
     # correlation's constant mode.
     codes_gt, codes_pred = (_neighbour_codes(mask[box]) for mask in (gt, pred))
@@ -55,15 +57,6 @@ def surface_distances(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, fl
         pred_to_gt=_distance_to(border_gt, spacing)[border_pred],
         pred_areas=table[codes_pred[border_pred]],
     )
-
-
-def _bounds(mask: np.ndarray) -> list[tuple[int, int]]:
-    bounds = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        bounds.append((int(hits[0]), int(hits[-1]) + 1))
-    return bounds
 
 
 def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
