@@ -24,10 +24,11 @@ def test_hd95_equals_the_library_on_random_blobs(reference_metrics, seed):
     shape = tuple(int(n) for n in rng.integers(12, 30, size=3))
     gt = ndimage.gaussian_filter(rng.random(shape), 2) > 0.52
     pred = ndimage.gaussian_filter(rng.random(shape), 2) > 0.52
-    spacing = tuple(float(s) for s in rng.choice([0.5, 0.859375, 1.0, 1.5, 3.0], 3))
+    spacing = tuple(float(s) for s in rng.choice([0.5, 0.859375, 0.9, 1.0, 1.2, 1.5, 3.0], 3))
     expected = reference_metrics.compute_robust_hausdorff(
         reference_metrics.compute_surface_distances(gt, pred, spacing), 95)
-    assert robust_hausdorff(surface_distances(gt, pred, spacing)) == expected
+    # k-d tree and distance transform round the same Euclidean distance alike to within an ulp
+    assert robust_hausdorff(surface_distances(gt, pred, spacing)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_single_voxel_surface_area_is_six_faces():

@@ -7,6 +7,7 @@ import click
 from transunet3d import __version__
 from transunet3d.cli.config_cmd import config_command
 from transunet3d.cli.data_cmds import phantom_command, preprocess_command, splits_command, validate_command
+from transunet3d.cli.evaluate_cmd import evaluate_command
 from transunet3d.errors import UserError
 
 USER_ERROR_EXIT = 2
@@ -32,7 +33,8 @@ def cli() -> None:
     """3D-TransUNet for brain metastases segmentation in multi-parametric MRI (BraTS-METS)."""
 
 
-for command in (phantom_command, validate_command, preprocess_command, splits_command, config_command):
+for command in (phantom_command, validate_command, preprocess_command, splits_command, evaluate_command,
+                config_command):
     cli.add_command(command)
 
 

@@ -70,6 +70,15 @@ def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
         raise InputError(case_id, path, f"cannot be read as NIfTI ({_reason(error)})") from None
 
 
+def load_header_3d(path: Path, case_id: str | None) -> nib.Nifti1Image:
+    """Like `load_header`, and the image must be 3D (a trailing singleton axis is accepted)."""
+    image = load_header(path, case_id)
+    shape = image.shape
+    if len(shape) != 3 and not (len(shape) > 3 and all(s == 1 for s in shape[3:])):
+        raise InputError(case_id, path, f"expected a 3D image, got shape {tuple(shape)}")
+    return image
+
+
 def read_data(image: nib.Nifti1Image, path: Path, case_id: str | None, dtype: Any = np.float32) -> np.ndarray:
     """The voxel array of `image` (scaling applied), raising InputError on truncated or corrupt data."""
     try:

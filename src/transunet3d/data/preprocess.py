@@ -14,11 +14,11 @@ from transunet3d.data.cache import DATASET_FILE, FORMAT_VERSION, cached_case_ids
 from transunet3d.data.crop import brain_box, crop
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.normalize import zscore_brain
-from transunet3d.data.parallel import map_cases
 from transunet3d.data.regions import labels_to_regions
 from transunet3d.data.validate import LoadedCase, load_case
 from transunet3d.errors import InputError
 from transunet3d.files import output_folder, write_json
+from transunet3d.parallel import map_cases
 
 DEFAULT_FOREGROUND_SAMPLES = 10000
 

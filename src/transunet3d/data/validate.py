@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 
 from transunet3d.data.layout import CaseFiles, discover_cases
-from transunet3d.data.nifti import Geometry, load_header, read_data
-from transunet3d.data.parallel import map_cases
+from transunet3d.data.nifti import Geometry, load_header_3d, read_data
 from transunet3d.errors import InputError
+from transunet3d.parallel import map_cases
 
 AFFINE_TOLERANCE = 1e-4
 MAX_LABEL = 3
@@ -34,25 +34,17 @@ def load_case(case: CaseFiles) -> LoadedCase:
         InputError: naming the case, the file and the first problem found.
     """
     paths = case.image_paths()
-    headers = [_spatial_header(path, case.case_id) for path in paths]
+    headers = [load_header_3d(path, case.case_id) for path in paths]
     reference = headers[0]
     for path, header in zip(paths[1:], headers[1:]):
         _check_same_grid(case.case_id, path, header, paths[0], reference)
     channels = [_finite(read_data(h, p, case.case_id), p, case.case_id) for p, h in zip(paths, headers)]
     seg = None
     if case.seg is not None:
-        seg_header = _spatial_header(case.seg, case.case_id)
+        seg_header = load_header_3d(case.seg, case.case_id)
         _check_same_grid(case.case_id, case.seg, seg_header, paths[0], reference)
         seg = read_label_map(seg_header, case.seg, case.case_id)
     return LoadedCase(case.case_id, np.stack(channels), seg, Geometry.of(reference))
-
-
-def _spatial_header(path: Path, case_id: str) -> nib.Nifti1Image:
-    image = load_header(path, case_id)
-    shape = image.shape
-    if len(shape) != 3 and not (len(shape) > 3 and all(s == 1 for s in shape[3:])):
-        raise InputError(case_id, path, f"expected a 3D image, got shape {tuple(shape)}")
-    return image
 
 
 def _check_same_grid(case_id: str, path: Path, image: nib.Nifti1Image, ref_path: Path, ref: nib.Nifti1Image) -> None:

@@ -61,8 +61,14 @@ def region_mask(labels: np.ndarray, region: str) -> np.ndarray:
     return np.isin(labels, REGION_LABELS[region])
 
 
-def score_region(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, float, float]) -> RegionScores:
-    """Lesion-wise and legacy scores of boolean masks `pred` vs `gt` with voxel `spacing` (mm)."""
+def score_region(
+    pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, float, float], volume_voxels: int | None = None
+) -> RegionScores:
+    """Lesion-wise and legacy scores of boolean masks `pred` vs `gt` with voxel `spacing` (mm).
+
+    The masks may be a crop of the volume that holds every labelled voxel of both: the scores are the same, and
+    `volume_voxels` (the uncropped size) keeps the specificity's true negatives right.
+    """
     voxel_mm3 = tuple(float(s) for s in spacing)  # the official volume is count * sx * sy * sz, left to right
     pred_components = cc3d.connected_components(pred, connectivity=26)
     gt_lesions = merged_lesions(gt)
@@ -74,7 +80,7 @@ def score_region(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, float, 
     kept = [lesion for lesion in lesions if lesion.counted]
     denominator = len(kept) + len(false_positives)
     legacy_dice, legacy_hd95 = _legacy(pred, gt, spacing)
-    sensitivity, specificity = _sensitivity_specificity(pred, gt)
+    sensitivity, specificity = _sensitivity_specificity(pred, gt, volume_voxels or pred.size)
     return RegionScores(
         lesionwise_dice=sum(lesion.dice for lesion in kept) / denominator if denominator else 1.0,
         lesionwise_hd95=(sum(lesion.hd95 for lesion in kept) + MISSED_HD95 * len(false_positives)) / denominator
@@ -138,11 +144,11 @@ def _legacy(pred: np.ndarray, gt: np.ndarray, spacing) -> tuple[float, float]:
     return float(dice), MISSED_HD95 if np.isinf(hd95) else hd95
 
 
-def _sensitivity_specificity(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+def _sensitivity_specificity(pred: np.ndarray, gt: np.ndarray, volume_voxels: int) -> tuple[float, float]:
     """As the challenge code computes them (GaNDLF's formulas, with its tiny-denominator guard)."""
     predicted, actual = float(np.count_nonzero(pred)), float(np.count_nonzero(gt))
     tp = int(np.count_nonzero(pred & gt))
-    tn = int(pred.size - np.count_nonzero(pred | gt))
+    tn = int(volume_voxels - np.count_nonzero(pred | gt))
     sensitivity = 1.0 * tp / (tp + (actual - tp) + sys.float_info.min)
     specificity = 1.0 * tn / (tn + (predicted - tp) + sys.float_info.min)
     if predicted == 0 and actual == 0:

@@ -2,9 +2,9 @@
 
 Surface elements sit at voxel corners: every 2x2x2 neighbourhood gets an 8-bit code, codes other than 0 and 255
 are surface, and each carries the marching-cubes surface area of its code (the library's own table, so that areas
-match it bit for bit). Distances are Euclidean distance transforms with the voxel spacing. Everything runs on the
-bounding box of the two masks, which gives the same numbers as the whole volume: a distance transform does not
-depend on the box, only on where the surface voxels are.
+match it bit for bit). The library takes distances from a Euclidean distance transform with the voxel spacing; we
+take the same Euclidean distances between surface points from a k-d tree, which only visits the surface instead of
+the whole bounding box.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from surface_distance import lookup_tables
 
 from transunet3d.data.crop import mask_bounds
@@ -51,10 +52,11 @@ def surface_distances(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, fl
     border_gt = (codes_gt != 0) & (codes_gt != 255)
     border_pred = (codes_pred != 0) & (codes_pred != 255)
     table = surface_area_table(tuple(float(s) for s in spacing))
+    points_gt, points_pred = _points(border_gt, spacing), _points(border_pred, spacing)
     return SurfaceDistances(
-        gt_to_pred=_distance_to(border_pred, spacing)[border_gt],
+        gt_to_pred=_nearest(points_gt, points_pred),
         gt_areas=table[codes_gt[border_gt]],
-        pred_to_gt=_distance_to(border_gt, spacing)[border_pred],
+        pred_to_gt=_nearest(points_pred, points_gt),
         pred_areas=table[codes_pred[border_pred]],
     )
 
@@ -65,10 +67,16 @@ def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
     return ndimage.correlate(padded, _NEIGHBOUR_KERNEL, mode="constant", cval=0)
 
 
-def _distance_to(border: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    if not border.any():
-        return np.full(border.shape, np.inf)
-    return ndimage.distance_transform_edt(~border, sampling=[float(s) for s in spacing])
+def _points(border: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Millimetre positions of the surface elements, in the same (C) order as boolean indexing gives."""
+    return np.argwhere(border) * np.asarray(spacing, dtype=np.float64)
+
+
+def _nearest(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Distance from each point to the nearest target; inf when there is no target (an empty mask)."""
+    if len(targets) == 0:
+        return np.full(len(points), np.inf)
+    return cKDTree(targets).query(points)[0] if len(points) else np.zeros(0)
 
 
 def robust_hausdorff(distances: SurfaceDistances, percent: float = 95.0) -> float:

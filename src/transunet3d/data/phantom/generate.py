@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from transunet3d.data.nifti import Geometry, write_nifti
-from transunet3d.data.parallel import map_cases
 from transunet3d.data.phantom.anatomy import anatomy_on_grid, fitting_spacing, grid_affine
 from transunet3d.data.phantom.contrasts import synthesize_contrasts
 from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
 from transunet3d.files import output_folder, write_json
+from transunet3d.parallel import map_cases
 
 MANIFEST_FILE = "phantoms.json"
 

@@ -1,0 +1,63 @@
+"""`transunet3d evaluate`: BraTS 2023 lesion-wise metrics of a prediction folder against a reference folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from transunet3d.evaluation.batch import evaluate_folders
+from transunet3d.evaluation.report import (
+    LESION_COLUMNS,
+    METRIC_COLUMNS,
+    lesion_table,
+    metric_rows,
+    summarize,
+    write_csv,
+)
+from transunet3d.files import write_json
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command("evaluate")
+@click.argument("pred_dir", type=_PATH)
+@click.argument("ref_dir", type=_PATH)
+@click.option("--out", type=_PATH, required=True, help="Per-case CSV: one row per case and region.")
+@click.option("--summary", type=_PATH, default=None, help="Summary JSON: means per region and overall.")
+@click.option("--lesions", type=_PATH, default=None,
+              help="Per-lesion CSV: every reference lesion and predicted component with volume, centroid, "
+                   "longest axial diameter, match and Dice.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Cases evaluated in parallel (one process each).")
+def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, summary: Path | None, lesions: Path | None,
+                     workers: int) -> None:
+    """Score predictions in PRED_DIR against the `…-seg.nii.gz` references in REF_DIR (BraTS-MET settings).
+
+    Files are paired by the case id (00132-000) in their names. A reference without a prediction is scored as
+    an empty prediction and flagged; a case that cannot be scored is reported and the others go on (exit code 1).
+    """
+    run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None)
+    write_csv(out, metric_rows(run.results), METRIC_COLUMNS)
+    report = summarize(run.results)
+    if summary is not None:
+        write_json(summary, report)
+    if lesions is not None:
+        write_csv(lesions, lesion_table(run.results), LESION_COLUMNS)
+    for path in run.orphan_predictions:
+        click.echo(f"warning: {path}: no reference for this prediction, not scored", err=True)
+    for case, flags in report["flagged"].items():
+        click.echo(f"warning: {case}: {'; '.join(flags)}", err=True)
+    for result in run.failed:
+        click.echo(f"error: {result.error}", err=True)
+    _print_means(report)
+    if run.failed:
+        raise SystemExit(1)
+
+
+def _print_means(report: dict) -> None:
+    click.echo(f"{report['cases_scored']} cases scored")
+    for region, means in report["regions"].items():
+        if means:
+            click.echo(f"{region}: lesion-wise Dice {means['mean_lesionwise_dice']:.4f}, "
+                       f"HD95 {means['mean_lesionwise_hd95']:.2f} mm; legacy Dice {means['mean_legacy_dice']:.4f}")

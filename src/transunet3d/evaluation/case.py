@@ -1,0 +1,79 @@
+"""Evaluate one case: read both label maps, crop to where anything is labelled, score WT, TC and ET."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from transunet3d.config.schema import REGIONS
+from transunet3d.data.crop import mask_bounds
+from transunet3d.data.nifti import load_header_3d, read_data
+from transunet3d.errors import InputError
+from transunet3d.evaluation.lesions import LesionRow, lesion_rows
+from transunet3d.evaluation.lesionwise import RegionScores, region_mask, score_region
+from transunet3d.evaluation.pairing import CasePair
+
+MISSING_PREDICTION = "missing prediction (scored as empty)"
+
+
+@dataclass
+class CaseResult:
+    """The scores of one case per region, its flags, or the error that stopped it."""
+
+    case: str
+    regions: dict[str, RegionScores] = field(default_factory=dict)
+    lesions: list[LesionRow] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def evaluate_labels(
+    pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float],
+) -> tuple[dict[str, RegionScores], tuple[int, int, int]]:
+    """Scores per region of two label maps of one shape, and the offset of the crop they were computed on.
+
+    The crop is the bounding box of every nonzero voxel of either map: everything outside it is background in
+    all regions, so no score changes, and the work shrinks from the head to the tumours.
+    """
+    bounds = mask_bounds((pred != 0) | (ref != 0)) or tuple((0, 1) for _ in pred.shape)
+    box = tuple(slice(lo, hi) for lo, hi in bounds)
+    pred_crop, ref_crop = pred[box], ref[box]
+    scores = {region: score_region(region_mask(pred_crop, region), region_mask(ref_crop, region), spacing,
+                                   volume_voxels=pred.size)
+              for region in REGIONS}
+    return scores, tuple(lo for lo, _ in bounds)
+
+
+def _read_labels(path: Path, case: str) -> tuple[np.ndarray, object]:
+    header = load_header_3d(path, case)
+    return read_data(header, path, case, dtype=None), header
+
+
+def evaluate_pair(pair: CasePair, with_lesions: bool = False) -> CaseResult:
+    """Score one case from its files; problems become the result's `error` instead of stopping a batch."""
+    result = CaseResult(pair.case)
+    try:
+        ref, ref_header = _read_labels(pair.reference, pair.case)
+        if pair.prediction is None:
+            pred, pred_header = np.zeros(ref.shape, dtype=np.uint8), ref_header
+            result.flags.append(MISSING_PREDICTION)
+        else:
+            pred, pred_header = _read_labels(pair.prediction, pair.case)
+            if pred.shape != ref.shape:
+                raise InputError(pair.case, pair.prediction,
+                                 f"shape {pred.shape} differs from the reference {pair.reference.name} {ref.shape}")
+    except InputError as error:
+        result.error = str(error)
+        return result
+    # The official code takes the voxel size from the prediction's header.
+    spacing = tuple(float(z) for z in pred_header.header.get_zooms()[:3])
+    result.regions, offset = evaluate_labels(pred, ref, spacing)
+    if with_lesions:
+        for region, scores in result.regions.items():
+            result.lesions += lesion_rows(pair.case, region, scores, spacing, pred_header.affine, offset)
+    result.regions = {r: dataclasses.replace(s, pred_components=None, gt_lesions=None)
+                      for r, s in result.regions.items()}
+    return result

@@ -1,0 +1,112 @@
+"""The per-lesion report: every reference lesion and every predicted component, with size and match.
+
+Clinicians follow metastases by count, volume and longest axial diameter; this table gives those for both the
+reference and the prediction, with the lesion-wise match and Dice behind the challenge score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cc3d
+import numpy as np
+from scipy.spatial.distance import pdist
+
+from transunet3d.evaluation.lesionwise import RegionScores
+
+
+@dataclass
+class LesionRow:
+    """One lesion of one region: `source` is "ref" (merged reference lesion) or "pred" (predicted component)."""
+
+    case: str
+    region: str
+    source: str
+    lesion_id: int
+    volume_mm3: float
+    centroid_voxel: tuple[float, float, float]
+    centroid_mm: tuple[float, float, float]
+    longest_axial_diameter_mm: float
+    matched: bool
+    lesion_dice: float
+    counted: bool  # reference lesions of <= 2 mm^3 are not counted by the challenge; predictions always are
+
+
+def lesion_rows(
+    case: str, region: str, scores: RegionScores, spacing: tuple[float, float, float],
+    affine: np.ndarray, offset: tuple[int, int, int],
+) -> list[LesionRow]:
+    """Rows for every reference lesion and predicted component of one region of one case.
+
+    A predicted component's Dice is taken against the reference lesions it touches (0 for a false positive).
+    """
+    axial = int(np.argmax(np.abs(np.asarray(affine)[2, :3])))  # the voxel axis closest to head-foot
+    describe = _Describer(spacing, np.asarray(affine, dtype=np.float64), np.asarray(offset), axial)
+    touching: dict[int, list[int]] = {}
+    for lesion in scores.lesions:
+        for component in lesion.matched:
+            touching.setdefault(component, []).append(lesion.label)
+    rows = [
+        LesionRow(case, region, "ref", lesion.label, lesion.volume_mm3,
+                  *describe(scores.gt_lesions[box] == lesion.label, box),
+                  bool(lesion.matched), lesion.dice, lesion.counted)
+        for lesion, box in zip(scores.lesions, _boxes(scores.gt_lesions, [lesion.label for lesion in scores.lesions]))
+    ]
+    components = list(range(1, int(scores.pred_components.max()) + 1))
+    for component, box in zip(components, _boxes(scores.pred_components, components)):
+        mask = scores.pred_components[box] == component
+        labels = touching.get(component, [])
+        reference = np.isin(scores.gt_lesions[box], labels) if labels else np.zeros_like(mask)
+        # The reference lesions may reach outside this component's box: count them whole.
+        reference_size = int(np.isin(scores.gt_lesions, labels).sum()) if labels else 0
+        dice = 2.0 * np.count_nonzero(mask & reference) / (np.count_nonzero(mask) + reference_size)
+        volume = float(np.count_nonzero(mask)) * spacing[0] * spacing[1] * spacing[2]
+        rows.append(LesionRow(case, region, "pred", component, volume, *describe(mask, box),
+                              bool(labels), float(dice), True))
+    return rows
+
+
+def _boxes(labels: np.ndarray, ids: list[int]) -> list[tuple[slice, ...]]:
+    if not ids:
+        return []
+    boxes = cc3d.statistics(labels.astype(np.uint32, copy=False))["bounding_boxes"]
+    return [boxes[i] for i in ids]
+
+
+class _Describer:
+    """Centroid (voxel and world mm) and longest axial diameter of a lesion mask cut from its bounding box."""
+
+    def __init__(self, spacing, affine: np.ndarray, offset: np.ndarray, axial: int):
+        self.spacing = np.asarray(spacing, dtype=np.float64)
+        self.affine, self.offset, self.axial = affine, offset, axial
+
+    def __call__(self, mask: np.ndarray, box: tuple[slice, ...]):
+        voxels = np.argwhere(mask)
+        centroid = voxels.mean(axis=0) + [s.start for s in box] + self.offset
+        world = self.affine[:3, :3] @ centroid + self.affine[:3, 3]
+        return (tuple(round(float(c), 3) for c in centroid), tuple(round(float(w), 3) for w in world),
+                self._longest_axial_diameter(voxels))
+
+    def _longest_axial_diameter(self, voxels: np.ndarray) -> float:
+        """Largest distance (mm) between voxel centres lying in one axial slice."""
+        in_plane = [a for a in range(3) if a != self.axial]
+        longest = 0.0
+        for level in np.unique(voxels[:, self.axial]):
+            points = voxels[voxels[:, self.axial] == level][:, in_plane] * self.spacing[in_plane]
+            if len(points) > 1:
+                longest = max(longest, float(pdist(_outline(points)).max()))
+        return round(longest, 3)
+
+
+def _outline(points: np.ndarray) -> np.ndarray:
+    """The extreme points per row and column: the longest chord of a pixel set ends on these."""
+    if len(points) < 64:
+        return points
+    keep = np.zeros(len(points), dtype=bool)
+    for axis in (0, 1):
+        order = np.lexsort((points[:, axis], points[:, 1 - axis]))
+        rows = points[order, 1 - axis]
+        first = np.r_[True, rows[1:] != rows[:-1]]
+        last = np.r_[rows[1:] != rows[:-1], True]
+        keep[order[first | last]] = True
+    return points[keep]
