@@ -1,0 +1,175 @@
+"""Evaluation from files: pairing by case id, per-case errors, missing predictions, the CLI and its tables."""
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from transunet3d.cli.main import cli
+from transunet3d.errors import InputError
+from transunet3d.evaluation import region_mask, score_region
+from transunet3d.evaluation.case import MISSING_PREDICTION, evaluate_labels, evaluate_pair
+from transunet3d.evaluation.pairing import CasePair, pair_cases
+from transunet3d.evaluation.report import METRIC_COLUMNS
+
+LABELMAPS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "labelmaps"
+
+
+def save(path: Path, labels: np.ndarray, zooms=(1.0, 1.0, 1.0), dtype=np.uint8) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = nib.Nifti1Image(labels.astype(dtype), np.diag([*zooms, 1.0]))
+    nib.save(image, path)
+    return path
+
+
+def lesion_labels(shape=(20, 20, 20)) -> np.ndarray:
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[3:8, 3:8, 3:8] = 2
+    labels[4:7, 4:7, 4:7] = 3
+    labels[5, 5, 5] = 1
+    labels[12:16, 12:16, 12:16] = 3
+    return labels
+
+
+def test_pairing_by_case_id(tmp_path: Path):
+    save(tmp_path / "ref" / "BraTS-MET-00001-000" / "BraTS-MET-00001-000-seg.nii.gz", lesion_labels())
+    save(tmp_path / "ref" / "BraTS-MET-00002-000-seg.nii", lesion_labels())
+    save(tmp_path / "pred" / "model_A_00001-000_final.nii.gz", lesion_labels())
+    save(tmp_path / "pred" / "BraTS-MET-00009-000.nii.gz", lesion_labels())
+    pairs, orphans = pair_cases(tmp_path / "pred", tmp_path / "ref")
+    assert [(p.case, p.prediction.name if p.prediction else None) for p in pairs] == [
+        ("00001-000", "model_A_00001-000_final.nii.gz"), ("00002-000", None)]
+    assert [o.name for o in orphans] == ["BraTS-MET-00009-000.nii.gz"]
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda t: (t / "nope", t / "ref"), "prediction folder does not exist"),
+    (lambda t: (t / "pred", t / "pred"), "no reference segmentations"),
+])
+def test_pairing_errors(tmp_path: Path, setup, message):
+    save(tmp_path / "pred" / "BraTS-MET-00001-000.nii.gz", lesion_labels())
+    save(tmp_path / "ref" / "BraTS-MET-00001-000-seg.nii.gz", lesion_labels())
+    with pytest.raises(InputError, match=message):
+        pair_cases(*setup(tmp_path))
+
+
+def test_two_predictions_for_one_case_is_an_error(tmp_path: Path):
+    save(tmp_path / "ref" / "BraTS-MET-00001-000-seg.nii.gz", lesion_labels())
+    save(tmp_path / "pred" / "BraTS-MET-00001-000.nii.gz", lesion_labels())
+    save(tmp_path / "pred" / "old" / "BraTS-MET-00001-000.nii.gz", lesion_labels())
+    with pytest.raises(InputError, match="second file for this case"):
+        pair_cases(tmp_path / "pred", tmp_path / "ref")
+
+
+def test_missing_prediction_scores_as_empty_and_is_flagged(tmp_path: Path):
+    ref = save(tmp_path / "BraTS-MET-00001-000-seg.nii.gz", lesion_labels())
+    result = evaluate_pair(CasePair("00001-000", ref, None))
+    assert result.flags == [MISSING_PREDICTION]
+    assert [(s.num_tp, s.num_fn, s.lesionwise_dice, s.lesionwise_hd95) for s in result.regions.values()] == [
+        (0, 2, 0.0, 374.0), (0, 2, 0.0, 374.0), (0, 2, 0.0, 374.0)]
+
+
+def test_float_label_maps_and_stray_label_four_score_like_the_official_code(tmp_path: Path):
+    labels = lesion_labels()
+    ref = save(tmp_path / "ref-seg.nii.gz", labels)
+    stray = labels.copy()
+    stray[18, 18, 18] = 4  # no region contains label 4
+    pred = save(tmp_path / "pred.nii.gz", stray, dtype=np.float32)
+    clean = save(tmp_path / "clean.nii.gz", labels)
+    scored = evaluate_pair(CasePair("00001-000", ref, pred)).regions
+    expected = evaluate_pair(CasePair("00001-000", ref, clean)).regions
+    for region in scored:
+        assert scored[region].lesionwise_dice == expected[region].lesionwise_dice == 1.0
+        assert scored[region].specificity == expected[region].specificity
+
+
+def test_voxel_size_is_read_from_the_prediction(tmp_path: Path):
+    ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels(), zooms=(1.0, 1.0, 1.0))
+    pred = save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(1.0, 1.0, 1.5))
+    result = evaluate_pair(CasePair("00001-000", ref, pred))
+    assert result.regions["ET"].gt_volume == pytest.approx((27 - 1 + 64) * 1.5)
+
+
+def test_crop_does_not_change_any_number():
+    rng = np.random.default_rng(3)
+    pred, ref = np.zeros((40, 44, 36), np.uint8), np.zeros((40, 44, 36), np.uint8)
+    for labels in (pred, ref):
+        for _ in range(6):
+            x, y, z = rng.integers(2, 30, size=3)
+            labels[x:x + rng.integers(1, 6), y:y + rng.integers(1, 6), z:z + rng.integers(1, 6)] = rng.integers(1, 4)
+    cropped, offset = evaluate_labels(pred, ref, (1.0, 0.9, 1.5))
+    assert offset != (0, 0, 0)
+    for region, scores in cropped.items():
+        whole = score_region(region_mask(pred, region), region_mask(ref, region), (1.0, 0.9, 1.5))
+        for name in ("lesionwise_dice", "lesionwise_hd95", "legacy_dice", "legacy_hd95", "sensitivity",
+                     "specificity", "num_tp", "num_fp", "num_fn", "gt_volume"):
+            assert getattr(scores, name) == getattr(whole, name), (region, name)
+
+
+def test_lesion_report_by_hand(tmp_path: Path):
+    ref_labels = np.zeros((20, 20, 10), np.uint8)
+    ref_labels[2:7, 3:8, 2:4] = 3  # 5 x 5 x 2 voxels
+    pred_labels = ref_labels.copy()
+    pred_labels[15, 15, 5] = 3  # a one-voxel false positive
+    zooms = (1.0, 1.0, 2.0)
+    ref = save(tmp_path / "r-seg.nii.gz", ref_labels, zooms)
+    pred = save(tmp_path / "p.nii.gz", pred_labels, zooms)
+    rows = [r for r in evaluate_pair(CasePair("00001-000", ref, pred), with_lesions=True).lesions
+            if r.region == "ET"]
+    reference, component, false_positive = rows
+    assert (reference.source, reference.volume_mm3, reference.matched, reference.lesion_dice) == ("ref", 100.0,
+                                                                                                  True, 1.0)
+    assert reference.centroid_voxel == (4.0, 5.0, 2.5)
+    assert reference.centroid_mm == (4.0, 5.0, 5.0)
+    assert reference.longest_axial_diameter_mm == pytest.approx(np.hypot(4, 4), abs=1e-3)
+    assert (component.source, component.matched, component.lesion_dice) == ("pred", True, 1.0)
+    assert (false_positive.matched, false_positive.lesion_dice, false_positive.volume_mm3) == (False, 0.0, 2.0)
+    assert false_positive.centroid_voxel == (15.0, 15.0, 5.0) and false_positive.longest_axial_diameter_mm == 0.0
+
+
+def test_shape_mismatch_fails_that_case_only(tmp_path: Path):
+    save(tmp_path / "ref" / "BraTS-MET-00001-000-seg.nii.gz", lesion_labels())
+    save(tmp_path / "ref" / "BraTS-MET-00002-000-seg.nii.gz", lesion_labels())
+    save(tmp_path / "pred" / "BraTS-MET-00001-000.nii.gz", lesion_labels((20, 20, 21)))
+    save(tmp_path / "pred" / "BraTS-MET-00002-000.nii.gz", lesion_labels())
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"),
+                                      "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: 00001-000: BraTS-MET-00001-000.nii.gz: shape (20, 20, 21) differs from the "
+                      "reference BraTS-MET-00001-000-seg.nii.gz (20, 20, 20)"]
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    assert [(r["case"], r["region"]) for r in rows] == [("00002-000", "WT"), ("00002-000", "TC"),
+                                                        ("00002-000", "ET")]
+
+
+@pytest.mark.skipif(not LABELMAPS.exists(), reason="../shared/data/labelmaps is not beside the checkout")
+def test_cli_on_the_shared_cases_writes_the_official_numbers(tmp_path: Path):
+    out, summary, lesions = tmp_path / "m.csv", tmp_path / "s.json", tmp_path / "l.csv"
+    result = CliRunner().invoke(cli, ["evaluate", str(LABELMAPS / "pred"), str(LABELMAPS / "ref"), "--out",
+                                      str(out), "--summary", str(summary), "--lesions", str(lesions),
+                                      "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines()[0] == ",".join(METRIC_COLUMNS)
+    rows = {(r["case"], r["region"]): r for r in csv.DictReader(out.open())}
+    assert len(rows) == 12
+    official = json.loads((LABELMAPS / "reference_brats2023.json").read_text())
+    for case in ("00132-000", "00630-001"):
+        for region, numbers in official[case].items():
+            row = rows[(case, region)]
+            assert float(row["lesionwise_dice"]) == pytest.approx(numbers["LesionWise_Score_Dice"], abs=1e-6)
+            assert float(row["lesionwise_hd95"]) == pytest.approx(numbers["LesionWise_Score_HD95"], abs=1e-3)
+            assert int(row["num_fp"]) == numbers["Num_FP"]
+    report = json.loads(summary.read_text())
+    wt = [float(rows[(c, "WT")]["lesionwise_dice"]) for c in ("00132-000", "00217-000", "00630-001", "01325-000")]
+    assert report["regions"]["WT"]["mean_lesionwise_dice"] == pytest.approx(np.mean(wt))
+    lesion_rows = list(csv.DictReader(lesions.open()))
+    ref_rows = [r for r in lesion_rows if r["case"] == "00132-000" and r["region"] == "WT" and r["source"] == "ref"]
+    counted = [r for r in ref_rows if r["counted"] == "True"]
+    assert sum(r["matched"] == "True" for r in counted) == official["00132-000"]["WT"]["Num_TP"]
+    pred_rows = [r for r in lesion_rows if r["case"] == "00132-000" and r["region"] == "WT" and r["source"] == "pred"]
+    assert sum(r["matched"] == "False" for r in pred_rows) == official["00132-000"]["WT"]["Num_FP"]
