@@ -52,7 +52,7 @@ def test_prediction_touching_without_overlap_is_matched_with_dice_zero():
 @pytest.mark.parametrize("gap, lesions", [(1, 1), (2, 1), (3, 2)])
 def test_reference_lesions_merge_when_their_dilations_touch(gap, lesions):
     gt = box((24, 24, 24), ((4, 7), (4, 7), (4, 7)), ((7 + gap, 10 + gap), (4, 7), (4, 7)))
-    assert merged_lesions(gt).max() == lesions
+    assert merged_lesions(gt)[0].max() == lesions
     assert score_region(gt, gt, ONE_MM).num_tp == lesions
 
 
@@ -104,3 +104,14 @@ def test_region_masks_compare_label_values_exactly():
     np.testing.assert_array_equal(region_mask(labels, "WT"), [0, 1, 1, 1, 0, 0])
     np.testing.assert_array_equal(region_mask(labels, "TC"), [0, 1, 0, 1, 0, 0])
     np.testing.assert_array_equal(region_mask(labels, "ET"), [0, 0, 0, 1, 0, 0])
+
+
+def test_fast_18_dilation_equals_scipy():
+    from scipy import ndimage
+
+    from transunet3d.evaluation.lesionwise import dilate_18
+
+    mask = np.random.default_rng(1).random((9, 11, 7)) > 0.9
+    mask[0, 0, 0] = mask[-1, -1, -1] = True
+    expected = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 2))
+    np.testing.assert_array_equal(dilate_18(mask), expected)

@@ -1,10 +1,17 @@
 """HD95 against DeepMind's surface-distance library (the code inside the official BraTS metrics)."""
 
+import cc3d
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from transunet3d.evaluation.surface import robust_hausdorff, surface_area_table, surface_distances
+from transunet3d.evaluation.surface import (
+    Surface,
+    component_surfaces,
+    robust_hausdorff,
+    surface_area_table,
+    surface_of,
+)
 
 
 @pytest.fixture
@@ -27,21 +34,34 @@ def test_hd95_equals_the_library_on_random_blobs(reference_metrics, seed):
     spacing = tuple(float(s) for s in rng.choice([0.5, 0.859375, 0.9, 1.0, 1.2, 1.5, 3.0], 3))
     expected = reference_metrics.compute_robust_hausdorff(
         reference_metrics.compute_surface_distances(gt, pred, spacing), 95)
-    # k-d tree and distance transform round the same Euclidean distance alike to within an ulp
-    assert robust_hausdorff(surface_distances(gt, pred, spacing)) == pytest.approx(expected, rel=1e-12)
+    assert robust_hausdorff(gt, pred, spacing) == expected
 
 
 def test_single_voxel_surface_area_is_six_faces():
     voxel = np.zeros((3, 3, 3), dtype=bool)
     voxel[1, 1, 1] = True
-    distances = surface_distances(voxel, voxel, (1.0, 1.0, 1.0))
+    surface = surface_of(voxel, (1.0, 1.0, 1.0))
     # Eight corner elements of sqrt(3)/8 each: the marching-cubes octahedron around one voxel.
-    assert distances.gt_areas.sum() == pytest.approx(8 * np.sqrt(3) / 8)
-    assert np.all(distances.gt_to_pred == 0)
+    assert surface.areas.sum() == pytest.approx(8 * np.sqrt(3) / 8)
+    assert robust_hausdorff(voxel, voxel, (1.0, 1.0, 1.0)) == 0.0
     assert surface_area_table((1.0, 2.0, 3.0))[1] == pytest.approx(0.125 * np.sqrt(36 + 9 + 4))
 
 
 def test_empty_mask_gives_infinite_distance():
     mask = np.zeros((4, 4, 4), dtype=bool)
     mask[1, 1, 1] = True
-    assert robust_hausdorff(surface_distances(mask, np.zeros_like(mask), (1.0, 1.0, 1.0))) == np.inf
+    assert robust_hausdorff(mask, np.zeros_like(mask), (1.0, 1.0, 1.0)) == np.inf
+
+
+def test_component_surfaces_are_the_pieces_of_the_whole_surface():
+    labels = np.zeros((10, 10, 10), dtype=np.uint16)
+    labels[0:3, 1:3, 1:3] = 1  # touches the volume border
+    labels[6:9, 6:10, 6:9] = 2
+    spacing = (1.0, 2.0, 1.5)
+    parts = component_surfaces(labels, cc3d.statistics(labels)["bounding_boxes"], spacing)
+    whole = surface_of(labels > 0, spacing)
+    joined = Surface.join(list(parts.values()))
+    assert sorted(zip(map(tuple, joined.corners), joined.areas)) == sorted(zip(map(tuple, whole.corners), whole.areas))
+    for label, part in parts.items():
+        alone = surface_of(labels == label, spacing)
+        assert sorted(zip(map(tuple, part.corners), part.areas)) == sorted(zip(map(tuple, alone.corners), alone.areas))

@@ -13,15 +13,13 @@ from dataclasses import dataclass, field
 
 import cc3d
 import numpy as np
-from scipy import ndimage
 
 from transunet3d.data.crop import mask_bounds
-from transunet3d.evaluation.surface import robust_hausdorff, surface_distances
+from transunet3d.evaluation.surface import NearestCorner, Surface, component_surfaces, weighted_percentile
 
 REGION_LABELS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 MISSED_HD95 = 374.0  # the challenge's penalty distance (mm) for missed lesions and false positives
 MIN_LESION_MM3 = 2.0  # BraTS-MET: ground-truth lesions of at most this volume are ignored
-_DILATION = ndimage.generate_binary_structure(3, 2)  # 18-connected, one iteration
 
 
 @dataclass
@@ -69,17 +67,30 @@ def score_region(
     The masks may be a crop of the volume that holds every labelled voxel of both: the scores are the same, and
     `volume_voxels` (the uncropped size) keeps the specificity's true negatives right.
     """
-    voxel_mm3 = tuple(float(s) for s in spacing)  # the official volume is count * sx * sy * sz, left to right
+    spacing = tuple(float(s) for s in spacing)
     pred_components = cc3d.connected_components(pred, connectivity=26)
-    gt_lesions = merged_lesions(gt)
-    boxes = cc3d.statistics(pred_components)["bounding_boxes"]
-    lesions = [_score_lesion(label, box, gt_lesions, pred_components, boxes, spacing, voxel_mm3)
-               for label, box in _lesion_boxes(gt_lesions)]
-    matched = {c for lesion in lesions for c in lesion.matched}
-    false_positives = tuple(c for c in range(1, int(pred_components.max()) + 1) if c not in matched)
+    gt_lesions, reach = merged_lesions(gt)
+    matches = _pairs(reach, pred_components)  # lesion -> predicted components touching its dilation
+    overlaps = _pairs(gt_lesions, pred_components)  # lesion -> {component: overlapping voxels}
+    gt_stats, pred_stats = cc3d.statistics(gt_lesions), cc3d.statistics(pred_components)
+    lesion_sizes, component_sizes = gt_stats["voxel_counts"], pred_stats["voxel_counts"]
+    gt_parts = component_surfaces(gt_lesions, gt_stats["bounding_boxes"], spacing)
+    pred_parts = component_surfaces(pred_components, pred_stats["bounding_boxes"], spacing)
+    lesion_hd95, legacy_hd95 = _hausdorff(gt_parts, pred_parts, matches, spacing)
+    lesions = []
+    for label in range(1, len(lesion_sizes)):
+        matched = tuple(sorted(matches.get(label, {})))
+        size = int(lesion_sizes[label])
+        predicted = int(sum(component_sizes[c] for c in matched))
+        dice = 2.0 * sum(overlaps.get(label, {}).values()) / (size + predicted)
+        hd95 = MISSED_HD95 if np.isinf(lesion_hd95[label]) else lesion_hd95[label]
+        volume = float(size) * spacing[0] * spacing[1] * spacing[2]
+        lesions.append(Lesion(label, volume, matched, float(dice), hd95, volume > MIN_LESION_MM3))
+    matched_any = {c for lesion in lesions for c in lesion.matched}
+    false_positives = tuple(c for c in range(1, len(component_sizes)) if c not in matched_any)
     kept = [lesion for lesion in lesions if lesion.counted]
     denominator = len(kept) + len(false_positives)
-    legacy_dice, legacy_hd95 = _legacy(pred, gt, spacing)
+    legacy_dice = _legacy_dice(pred, gt)
     sensitivity, specificity = _sensitivity_specificity(pred, gt, volume_voxels or pred.size)
     return RegionScores(
         lesionwise_dice=sum(lesion.dice for lesion in kept) / denominator if denominator else 1.0,
@@ -92,7 +103,7 @@ def score_region(
         num_tp=sum(1 for lesion in kept if lesion.matched),
         num_fp=len(false_positives),
         num_fn=sum(1 for lesion in kept if not lesion.matched),
-        gt_volume=float(np.count_nonzero(gt)) * voxel_mm3[0] * voxel_mm3[1] * voxel_mm3[2],
+        gt_volume=float(np.count_nonzero(gt)) * spacing[0] * spacing[1] * spacing[2],
         lesions=lesions,
         false_positives=false_positives,
         pred_components=pred_components,
@@ -100,48 +111,108 @@ def score_region(
     )
 
 
-def merged_lesions(gt: np.ndarray) -> np.ndarray:
-    """Ground-truth lesion labels: 26-connected components merged when they touch after one 18-dilation."""
+def merged_lesions(gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth lesions (26-connected components merged when they touch after one 18-dilation) and their reach.
+
+    Returns:
+        The lesion label of every ground-truth voxel, and the label of every voxel of the dilated mask. Each
+        lesion's one-voxel dilation is exactly its part of the dilated mask: the dilations of different lesions
+        neither overlap nor touch, or they would be one lesion.
+    """
     lesions = np.zeros(gt.shape, dtype=np.uint32)
-    if not gt.any():
-        return lesions
-    box = _grow(tuple(slice(lo, hi) for lo, hi in mask_bounds(gt)), 1, gt.shape)
-    dilated = ndimage.binary_dilation(gt[box], structure=_DILATION)
-    groups = cc3d.connected_components(dilated, connectivity=26)
-    lesions[box] = np.where(gt[box], groups, 0)
-    return lesions
+    reach = np.zeros(gt.shape, dtype=np.uint32)
+    bounds = mask_bounds(gt)
+    if bounds is None:
+        return lesions, reach
+    box = _grow(tuple(slice(lo, hi) for lo, hi in bounds), 1, gt.shape)
+    dilated = dilate_18(gt[box])
+    reach[box] = cc3d.connected_components(dilated, connectivity=26)
+    lesions[box] = np.where(gt[box], reach[box], 0)
+    return lesions, reach
 
 
-def _lesion_boxes(lesions: np.ndarray) -> list[tuple[int, tuple[slice, ...]]]:
-    stats = cc3d.statistics(lesions)
-    return [(label, stats["bounding_boxes"][label]) for label in range(1, int(lesions.max()) + 1)
-            if stats["voxel_counts"][label] > 0]
+def dilate_18(mask: np.ndarray) -> np.ndarray:
+    """One binary dilation with the 18-connected structuring element (zero outside the array).
+
+    The element is the union of the 3x3 squares in the three axis planes, and each square is two 1-D dilations,
+    which is several times faster than a generic dilation with the 3x3x3 element.
+    """
+    along = [_dilate_line(mask, axis) for axis in (0, 1)]
+    return _dilate_line(along[0], 1) | _dilate_line(along[0], 2) | _dilate_line(along[1], 2)
 
 
-def _score_lesion(label, box, gt_lesions, pred_components, pred_boxes, spacing, voxel_mm3) -> Lesion:
-    near = _grow(box, 1, gt_lesions.shape)
-    lesion_near = gt_lesions[near] == label
-    touching = ndimage.binary_dilation(lesion_near, structure=_DILATION)
-    matched = tuple(int(c) for c in np.unique(pred_components[near][touching]) if c != 0)
-    window = _union_box([near, *(pred_boxes[c] for c in matched)])
-    gt_mask = gt_lesions[window] == label
-    pred_mask = np.isin(pred_components[window], matched) if matched else np.zeros_like(gt_mask)
-    count = int(np.count_nonzero(gt_mask))
-    volume = float(count) * voxel_mm3[0] * voxel_mm3[1] * voxel_mm3[2]
-    dice = 2.0 * np.count_nonzero(gt_mask & pred_mask) / (count + np.count_nonzero(pred_mask))
-    hd95 = robust_hausdorff(surface_distances(gt_mask, pred_mask, spacing))
-    return Lesion(label, volume, matched, float(dice), MISSED_HD95 if np.isinf(hd95) else hd95,
-                  volume > MIN_LESION_MM3)
+def _dilate_line(mask: np.ndarray, axis: int) -> np.ndarray:
+    out = mask.copy()
+    lower = [slice(None)] * mask.ndim
+    upper = [slice(None)] * mask.ndim
+    lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+    out[tuple(upper)] |= mask[tuple(lower)]
+    out[tuple(lower)] |= mask[tuple(upper)]
+    return out
 
 
-def _legacy(pred: np.ndarray, gt: np.ndarray, spacing) -> tuple[float, float]:
-    """Whole-region Dice and HD95 (1 and 0 when both are empty; HD95 374 when only one is)."""
+def _pairs(first: np.ndarray, second: np.ndarray) -> dict[int, dict[int, int]]:
+    """For each label of `first`, the labels of `second` on the same voxels with their voxel counts."""
+    both = (first != 0) & (second != 0)
+    base = int(second.max()) + 1
+    codes, counts = np.unique(first[both].astype(np.int64) * base + second[both], return_counts=True)
+    pairs: dict[int, dict[int, int]] = {}
+    for code, count in zip(codes.tolist(), counts.tolist()):
+        label, other = divmod(code, base)
+        pairs.setdefault(label, {})[other] = count
+    return pairs
+
+
+def _legacy_dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Whole-region Dice; 1 when both are empty."""
     pred_count, gt_count = np.count_nonzero(pred), np.count_nonzero(gt)
     if pred_count == 0 and gt_count == 0:
-        return 1.0, 0.0
-    dice = 2.0 * np.count_nonzero(pred & gt) / (pred_count + gt_count)
-    hd95 = robust_hausdorff(surface_distances(gt, pred, spacing))
-    return float(dice), MISSED_HD95 if np.isinf(hd95) else hd95
+        return 1.0
+    return float(2.0 * np.count_nonzero(pred & gt) / (pred_count + gt_count))
+
+
+def _hausdorff(
+    gt_parts: dict[int, Surface], pred_parts: dict[int, Surface], matches: dict[int, dict[int, int]], spacing,
+) -> tuple[dict[int, float], float]:
+    """HD95 of every lesion against its matched components, and of the whole region (legacy).
+
+    Each lesion's distances to its matched components bound its distances to the whole prediction (and the other
+    way round), so the whole-region searches run with those bounds; only missed lesions and false positives need
+    an unbounded search.
+    """
+    whole_gt = NearestCorner(Surface.join(list(gt_parts.values())).corners, spacing)
+    whole_pred = NearestCorner(Surface.join(list(pred_parts.values())).corners, spacing)
+    lesion_hd95, gt_to_pred, gt_areas, pred_to_gt = {}, [], [], {}
+    for label, gt_part in gt_parts.items():
+        matched = sorted(matches.get(label, {}))
+        pred_part = Surface.join([pred_parts[c] for c in matched])
+        to_pred = NearestCorner(pred_part.corners, spacing).distances(gt_part.corners)
+        to_gt = NearestCorner(gt_part.corners, spacing).distances(pred_part.corners)
+        lesion_hd95[label] = max(weighted_percentile(to_pred, gt_part.areas),
+                                 weighted_percentile(to_gt, pred_part.areas))
+        gt_to_pred.append(whole_pred.distances(gt_part.corners, bound=to_pred.max() if matched else None))
+        gt_areas.append(gt_part.areas)
+        if matched:
+            whole = whole_gt.distances(pred_part.corners, bound=to_gt.max())
+            pieces = np.split(whole, np.cumsum([len(pred_parts[c].areas) for c in matched])[:-1])
+            for component, piece in zip(matched, pieces):
+                pred_to_gt.setdefault(component, piece)
+    for component, part in pred_parts.items():
+        if component not in pred_to_gt:
+            pred_to_gt[component] = whole_gt.distances(part.corners)
+    components = sorted(pred_parts)
+    legacy = max(
+        weighted_percentile(_concat(gt_to_pred), _concat(gt_areas)),
+        weighted_percentile(_concat([pred_to_gt[c] for c in components]),
+                            _concat([pred_parts[c].areas for c in components])),
+    )
+    if not gt_parts and not pred_parts:
+        legacy = 0.0  # the challenge scores two empty masks as HD95 0
+    return lesion_hd95, MISSED_HD95 if np.isinf(legacy) else legacy
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0)
 
 
 def _sensitivity_specificity(pred: np.ndarray, gt: np.ndarray, volume_voxels: int) -> tuple[float, float]:
@@ -160,5 +231,3 @@ def _grow(box: tuple[slice, ...], margin: int, shape: tuple[int, ...]) -> tuple[
     return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, shape))
 
 
-def _union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
-    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))

@@ -3,8 +3,7 @@
 Surface elements sit at voxel corners: every 2x2x2 neighbourhood gets an 8-bit code, codes other than 0 and 255
 are surface, and each carries the marching-cubes surface area of its code (the library's own table, so that areas
 match it bit for bit). The library takes distances from a Euclidean distance transform with the voxel spacing; we
-take the same Euclidean distances between surface points from a k-d tree, which only visits the surface instead of
-the whole bounding box.
+take the same Euclidean distances between surface points from a k-d tree, which visits only the surface.
 """
 
 from __future__ import annotations
@@ -17,20 +16,23 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from surface_distance import lookup_tables
 
-from transunet3d.data.crop import mask_bounds
-
 # Bit weights of the 2x2x2 neighbourhood, as in the library.
 _NEIGHBOUR_KERNEL = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]], dtype=np.uint8)
 
 
 @dataclass(frozen=True)
-class SurfaceDistances:
-    """Directed distances (mm) from each surface element of one mask to the other's surface, with their areas."""
+class Surface:
+    """Surface elements of a mask: integer voxel-corner indices (N, 3) and areas (N,) in mm^2."""
 
-    gt_to_pred: np.ndarray
-    gt_areas: np.ndarray
-    pred_to_gt: np.ndarray
-    pred_areas: np.ndarray
+    corners: np.ndarray
+    areas: np.ndarray
+
+    @staticmethod
+    def join(parts: list[Surface]) -> Surface:
+        """One surface made of several (of masks that share no 2x2x2 neighbourhood)."""
+        if not parts:
+            return Surface(np.zeros((0, 3), dtype=np.int64), np.zeros(0))
+        return Surface(np.concatenate([p.corners for p in parts]), np.concatenate([p.areas for p in parts]))
 
 
 @functools.lru_cache(maxsize=16)
@@ -39,55 +41,81 @@ def surface_area_table(spacing: tuple[float, float, float]) -> np.ndarray:
     return np.asarray(lookup_tables.create_table_neighbour_code_to_surface_area(spacing), dtype=np.float64)
 
 
-def surface_distances(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, float, float]) -> SurfaceDistances:
-    """Surface-to-surface distances between two boolean masks of the same shape."""
-    union = gt | pred
-    if not union.any():
-        empty = np.zeros(0)
-        return SurfaceDistances(empty, empty, empty, empty)
-    box = tuple(slice(lo, hi) for lo, hi in mask_bounds(union))
-    # One voxel of zero padding at the upper end gives the full 2x2x2 correlation; the lower end is padded by the
-    # correlation's constant mode.
-    codes_gt, codes_pred = (_neighbour_codes(mask[box]) for mask in (gt, pred))
-    border_gt = (codes_gt != 0) & (codes_gt != 255)
-    border_pred = (codes_pred != 0) & (codes_pred != 255)
-    table = surface_area_table(tuple(float(s) for s in spacing))
-    points_gt, points_pred = _points(border_gt, spacing), _points(border_pred, spacing)
-    return SurfaceDistances(
-        gt_to_pred=_nearest(points_gt, points_pred),
-        gt_areas=table[codes_gt[border_gt]],
-        pred_to_gt=_nearest(points_pred, points_gt),
-        pred_areas=table[codes_pred[border_pred]],
-    )
-
-
-def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
+def surface_of(mask: np.ndarray, spacing: tuple[float, float, float], offset=(0, 0, 0)) -> Surface:
+    """Surface of a boolean mask; `offset` (the mask's position in a larger volume) is added to the corners."""
     padded = np.zeros(tuple(n + 1 for n in mask.shape), dtype=np.uint8)
     padded[:-1, :-1, :-1] = mask
-    return ndimage.correlate(padded, _NEIGHBOUR_KERNEL, mode="constant", cval=0)
+    # One voxel of zero padding at the upper end gives the full 2x2x2 correlation; the lower end is padded by the
+    # correlation's constant mode. Code (i, j, k) covers voxels i-1..i, j-1..j, k-1..k.
+    codes = ndimage.correlate(padded, _NEIGHBOUR_KERNEL, mode="constant", cval=0)
+    corners = np.argwhere((codes != 0) & (codes != 255))
+    areas = surface_area_table(tuple(float(s) for s in spacing))[codes[tuple(corners.T)]]
+    return Surface(corners + np.asarray(offset, dtype=np.int64), areas)
 
 
-def _points(border: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """Millimetre positions of the surface elements, in the same (C) order as boolean indexing gives."""
-    return np.argwhere(border) * np.asarray(spacing, dtype=np.float64)
+def component_surfaces(
+    labels: np.ndarray, boxes: list[tuple[slice, ...] | None], spacing: tuple[float, float, float]
+) -> dict[int, Surface]:
+    """The surface of every labelled component, each computed on its own bounding box (`boxes[label]`).
+
+    A 2x2x2 neighbourhood only holds 26-connected voxels, so the components' surfaces are exactly the pieces of
+    the whole mask's surface, and the work scales with the lesions' size, not with the space between them.
+    """
+    return {
+        label: surface_of(labels[box] == label, spacing, [s.start for s in box])
+        for label, box in enumerate(boxes) if label and box is not None
+    }
 
 
-def _nearest(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Distance from each point to the nearest target; inf when there is no target (an empty mask)."""
-    if len(targets) == 0:
-        return np.full(len(points), np.inf)
-    return cKDTree(targets).query(points)[0] if len(points) else np.zeros(0)
+class NearestCorner:
+    """Nearest-surface-element search over a set of corners, with exact distances.
+
+    A k-d tree finds the nearest corner; the distance is then computed from the integer index difference the way
+    SciPy's distance transform computes it, sqrt(sum((di * si)^2)), so that it is the same float to the last bit
+    and does not depend on where a crop starts.
+    """
+
+    def __init__(self, corners: np.ndarray, spacing: tuple[float, float, float]):
+        self.corners = corners
+        self.scale = np.asarray(spacing, dtype=np.float64)
+        # An unbalanced tree builds and queries faster on voxel-grid points than the default.
+        self.tree = cKDTree(corners * self.scale, balanced_tree=False, compact_nodes=False) if len(corners) else None
+
+    def distances(self, corners: np.ndarray, bound: float | None = None) -> np.ndarray:
+        """Distance (mm) of each corner to the nearest one in the set; inf when the set is empty.
+
+        `bound`, when given, must be at least every answer: a search limited to it is much faster.
+        """
+        if len(corners) == 0:
+            return np.zeros(0)
+        if self.tree is None:
+            return np.full(len(corners), np.inf)
+        points = corners * self.scale
+        limit = np.inf if bound is None else bound + 1e-6  # margin for the tree's own rounding
+        nearest = self.tree.query(points, distance_upper_bound=limit)[1]
+        missing = nearest == len(self.corners)
+        if missing.any():
+            nearest[missing] = self.tree.query(points[missing])[1]
+        steps = (self.corners[nearest] - corners).astype(np.float64) * self.scale
+        return np.sqrt(np.add.reduce(steps * steps, axis=1))
 
 
-def robust_hausdorff(distances: SurfaceDistances, percent: float = 95.0) -> float:
-    """Max of the two directed, surface-area-weighted `percent`-th percentile distances; inf if a mask is empty."""
+def hausdorff95(gt: Surface, pred: Surface, spacing: tuple[float, float, float], percent: float = 95.0) -> float:
+    """Max of the two directed, surface-area-weighted percentile distances; inf if one surface is empty."""
     return max(
-        _weighted_percentile(distances.gt_to_pred, distances.gt_areas, percent),
-        _weighted_percentile(distances.pred_to_gt, distances.pred_areas, percent),
+        weighted_percentile(NearestCorner(pred.corners, spacing).distances(gt.corners), gt.areas, percent),
+        weighted_percentile(NearestCorner(gt.corners, spacing).distances(pred.corners), pred.areas, percent),
     )
 
 
-def _weighted_percentile(values: np.ndarray, weights: np.ndarray, percent: float) -> float:
+def robust_hausdorff(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, float, float],
+                     percent: float = 95.0) -> float:
+    """HD95 of two boolean masks, as the library's compute_robust_hausdorff(compute_surface_distances(...))."""
+    return hausdorff95(surface_of(gt, spacing), surface_of(pred, spacing), spacing, percent)
+
+
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, percent: float = 95.0) -> float:
+    """The library's surface-area-weighted percentile of directed distances; inf when there are none."""
     if values.size == 0:
         return float("inf")
     order = np.lexsort((weights, values))  # by distance, ties by area: the library's sort order
