@@ -46,31 +46,24 @@ def lesion_rows(
     for lesion in scores.lesions:
         for component in lesion.matched:
             touching.setdefault(component, []).append(lesion.label)
-    rows = [
-        LesionRow(case, region, "ref", lesion.label, lesion.volume_mm3,
-                  *describe(scores.gt_lesions[box] == lesion.label, box),
-                  bool(lesion.matched), lesion.dice, lesion.counted)
-        for lesion, box in zip(scores.lesions, _boxes(scores.gt_lesions, [lesion.label for lesion in scores.lesions]))
-    ]
-    components = list(range(1, int(scores.pred_components.max()) + 1))
-    for component, box in zip(components, _boxes(scores.pred_components, components)):
+    gt_stats, pred_stats = cc3d.statistics(scores.gt_lesions), cc3d.statistics(scores.pred_components)
+    rows = []
+    for lesion in scores.lesions:
+        box = gt_stats["bounding_boxes"][lesion.label]
+        rows.append(LesionRow(case, region, "ref", lesion.label, lesion.volume_mm3,
+                              *describe(scores.gt_lesions[box] == lesion.label, box),
+                              bool(lesion.matched), lesion.dice, lesion.counted))
+    for component in range(1, len(pred_stats["voxel_counts"])):
+        box = pred_stats["bounding_boxes"][component]
         mask = scores.pred_components[box] == component
         labels = touching.get(component, [])
-        reference = np.isin(scores.gt_lesions[box], labels) if labels else np.zeros_like(mask)
-        # The reference lesions may reach outside this component's box: count them whole.
-        reference_size = int(np.isin(scores.gt_lesions, labels).sum()) if labels else 0
-        dice = 2.0 * np.count_nonzero(mask & reference) / (np.count_nonzero(mask) + reference_size)
-        volume = float(np.count_nonzero(mask)) * spacing[0] * spacing[1] * spacing[2]
+        overlap = np.count_nonzero(mask & np.isin(scores.gt_lesions[box], labels)) if labels else 0
+        size = int(pred_stats["voxel_counts"][component])
+        reference_size = int(sum(gt_stats["voxel_counts"][label] for label in labels))
+        volume = float(size) * spacing[0] * spacing[1] * spacing[2]
         rows.append(LesionRow(case, region, "pred", component, volume, *describe(mask, box),
-                              bool(labels), float(dice), True))
+                              bool(labels), 2.0 * overlap / (size + reference_size), True))
     return rows
-
-
-def _boxes(labels: np.ndarray, ids: list[int]) -> list[tuple[slice, ...]]:
-    if not ids:
-        return []
-    boxes = cc3d.statistics(labels.astype(np.uint32, copy=False))["bounding_boxes"]
-    return [boxes[i] for i in ids]
 
 
 class _Describer:
