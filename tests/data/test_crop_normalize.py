@@ -43,3 +43,15 @@ def test_zscore_constant_channel_does_not_divide_by_zero():
     image = np.full((1, 4, 4, 4), 7.0, dtype=np.float32)
     normalized, _ = zscore_brain(image, np.ones((4, 4, 4), dtype=bool))
     assert np.all(normalized == 0)
+
+
+def test_mask_bounds_of_integer_volumes_and_their_union():
+    from transunet3d.data.crop import mask_bounds, union_bounds
+
+    labels = np.zeros((6, 7, 8), dtype=np.uint16)
+    assert mask_bounds(labels) is None
+    labels[1, 2, 3] = 5
+    labels[4, 2, 6] = 1
+    assert mask_bounds(labels) == ((1, 5), (2, 3), (3, 7))
+    assert union_bounds(mask_bounds(labels), None, ((0, 2), (5, 6), (4, 5))) == ((0, 5), (2, 6), (3, 7))
+    assert union_bounds(None, None) is None

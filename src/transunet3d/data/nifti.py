@@ -9,6 +9,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from isal import igzip, isal_zlib
 
 from transunet3d.errors import InputError
 from transunet3d.files import atomic_path
@@ -63,11 +64,33 @@ def _rows(matrix: Any) -> tuple[tuple[float, ...], ...]:
 
 
 def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
-    """Open a NIfTI file lazily (header only); unreadable files raise InputError."""
+    """Open a NIfTI file; unreadable files raise InputError.
+
+    A `.nii.gz` is decompressed in one go with ISA-L (about three times faster than the gzip stream nibabel
+    reads through), so its data is then in memory; a plain `.nii` stays lazy.
+    """
     try:
+        if Path(path).name.endswith(".gz"):
+            return _from_bytes(_gunzip(Path(path)))
         return nib.load(path)
+    except EOFError:
+        raise InputError(case_id, path, "image data cannot be read (the compressed file ends early)") from None
     except _READ_ERRORS as error:
         raise InputError(case_id, path, f"cannot be read as NIfTI ({_reason(error)})") from None
+
+
+def _gunzip(path: Path) -> bytes:
+    try:
+        return igzip.decompress(path.read_bytes())
+    except isal_zlib.error as error:
+        raise ValueError(f"corrupt gzip data: {error}") from None
+
+
+def _from_bytes(data: bytes) -> nib.Nifti1Image:
+    try:
+        return nib.Nifti1Image.from_bytes(data)
+    except nib.filebasedimages.ImageFileError:
+        return nib.Nifti2Image.from_bytes(data)
 
 
 def load_header_3d(path: Path, case_id: str | None) -> nib.Nifti1Image:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from transunet3d.config.schema import REGIONS
-from transunet3d.data.crop import mask_bounds
+from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.nifti import load_header_3d, read_data
 from transunet3d.errors import InputError
 from transunet3d.evaluation.lesions import LesionRow, lesion_rows
@@ -38,7 +38,7 @@ def evaluate_labels(
     The crop is the bounding box of every nonzero voxel of either map: everything outside it is background in
     all regions, so no score changes, and the work shrinks from the head to the tumours.
     """
-    bounds = mask_bounds((pred != 0) | (ref != 0)) or tuple((0, 1) for _ in pred.shape)
+    bounds = union_bounds(mask_bounds(pred), mask_bounds(ref)) or tuple((0, 1) for _ in pred.shape)
     box = tuple(slice(lo, hi) for lo, hi in bounds)
     pred_crop, ref_crop = pred[box], ref[box]
     scores = {region: score_region(region_mask(pred_crop, region), region_mask(ref_crop, region), spacing,
