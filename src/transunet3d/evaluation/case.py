@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from transunet3d.config.schema import REGIONS
@@ -47,7 +48,7 @@ def evaluate_labels(
     return scores, tuple(lo for lo, _ in bounds)
 
 
-def _read_labels(path: Path, case: str) -> tuple[np.ndarray, object]:
+def _read_labels(path: Path, case: str) -> tuple[np.ndarray, nib.Nifti1Image]:
     header = load_header_3d(path, case)
     return read_data(header, path, case, dtype=None), header
 

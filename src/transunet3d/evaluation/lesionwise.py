@@ -15,9 +15,9 @@ import cc3d
 import numpy as np
 
 from transunet3d.data.crop import mask_bounds
+from transunet3d.data.regions import REGION_LABELS
 from transunet3d.evaluation.surface import NearestCorner, Surface, component_surfaces, weighted_percentile
 
-REGION_LABELS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 MISSED_HD95 = 374.0  # the challenge's penalty distance (mm) for missed lesions and false positives
 MIN_LESION_MM3 = 2.0  # BraTS-MET: ground-truth lesions of at most this volume are ignored
 
