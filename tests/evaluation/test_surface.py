@@ -65,3 +65,26 @@ def test_component_surfaces_are_the_pieces_of_the_whole_surface():
     for label, part in parts.items():
         alone = surface_of(labels == label, spacing)
         assert sorted(zip(map(tuple, part.corners), part.areas)) == sorted(zip(map(tuple, alone.corners), alone.areas))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lesion_and_legacy_hd95_equal_the_library_on_many_lesions(reference_metrics, seed):
+    from transunet3d.evaluation import score_region
+
+    rng = np.random.default_rng(100 + seed)
+    shape = (40, 36, 30)
+    gt = ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.56
+    pred = ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.56
+    spacing = (1.0, 0.9, 1.5)
+    scores = score_region(pred, gt, spacing)
+
+    def library_hd95(a, b):
+        value = reference_metrics.compute_robust_hausdorff(reference_metrics.compute_surface_distances(a, b, spacing),
+                                                           95)
+        return 374.0 if np.isinf(value) else value
+
+    assert len(scores.lesions) > 3
+    assert scores.legacy_hd95 == library_hd95(gt, pred)
+    for lesion in scores.lesions:
+        matched = np.isin(scores.pred_components, lesion.matched)
+        assert lesion.hd95 == library_hd95(scores.gt_lesions == lesion.label, matched)

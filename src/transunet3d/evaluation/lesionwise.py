@@ -16,7 +16,14 @@ import numpy as np
 
 from transunet3d.data.crop import mask_bounds
 from transunet3d.data.regions import REGION_LABELS
-from transunet3d.evaluation.surface import NearestCorner, Surface, component_surfaces, weighted_percentile
+from transunet3d.evaluation.surface import (
+    NearestCorner,
+    Surface,
+    component_surfaces,
+    corner_box,
+    nearest_box_distance,
+    weighted_percentile,
+)
 
 MISSED_HD95 = 374.0  # the challenge's penalty distance (mm) for missed lesions and false positives
 MIN_LESION_MM3 = 2.0  # BraTS-MET: ground-truth lesions of at most this volume are ignored
@@ -176,12 +183,18 @@ def _hausdorff(
 ) -> tuple[dict[int, float], float]:
     """HD95 of every lesion against its matched components, and of the whole region (legacy).
 
-    Each lesion's distances to its matched components bound its distances to the whole prediction (and the other
-    way round), so the whole-region searches run with those bounds; only missed lesions and false positives need
-    an unbounded search.
+    Each lesion's distances to its matched components are its distances to the whole prediction wherever no other
+    component can be nearer (judged from bounding boxes), and bound the search elsewhere; the same holds the other
+    way round. Only missed lesions and false positives need an unbounded search of the whole surface.
     """
     whole_gt = NearestCorner(Surface.join(list(gt_parts.values())).corners, spacing)
     whole_pred = NearestCorner(Surface.join(list(pred_parts.values())).corners, spacing)
+    gt_boxes = {label: corner_box(part) for label, part in gt_parts.items()}
+    pred_boxes = {label: corner_box(part) for label, part in pred_parts.items()}
+
+    def others(boxes: dict[int, np.ndarray], excluded) -> np.ndarray:
+        return np.array([box for label, box in boxes.items() if label not in excluded]).reshape(-1, 2, 3)
+
     lesion_hd95, gt_to_pred, gt_areas, pred_to_gt = {}, [], [], {}
     for label, gt_part in gt_parts.items():
         matched = sorted(matches.get(label, {}))
@@ -190,13 +203,16 @@ def _hausdorff(
         to_gt = NearestCorner(gt_part.corners, spacing).distances(pred_part.corners)
         lesion_hd95[label] = max(weighted_percentile(to_pred, gt_part.areas),
                                  weighted_percentile(to_gt, pred_part.areas))
-        gt_to_pred.append(whole_pred.distances(gt_part.corners, bound=to_pred.max() if matched else None))
-        gt_areas.append(gt_part.areas)
         if matched:
-            whole = whole_gt.distances(pred_part.corners, bound=to_gt.max())
+            gt_to_pred.append(_whole_distances(gt_part.corners, to_pred, whole_pred,
+                                               others(pred_boxes, matched), spacing))
+            whole = _whole_distances(pred_part.corners, to_gt, whole_gt, others(gt_boxes, {label}), spacing)
             pieces = np.split(whole, np.cumsum([len(pred_parts[c].areas) for c in matched])[:-1])
             for component, piece in zip(matched, pieces):
                 pred_to_gt.setdefault(component, piece)
+        else:
+            gt_to_pred.append(whole_pred.distances(gt_part.corners))
+        gt_areas.append(gt_part.areas)
     for component, part in pred_parts.items():
         if component not in pred_to_gt:
             pred_to_gt[component] = whole_gt.distances(part.corners)
@@ -209,6 +225,17 @@ def _hausdorff(
     if not gt_parts and not pred_parts:
         legacy = 0.0  # the challenge scores two empty masks as HD95 0
     return lesion_hd95, MISSED_HD95 if np.isinf(legacy) else legacy
+
+
+def _whole_distances(corners: np.ndarray, to_matched: np.ndarray, whole: NearestCorner, other_boxes: np.ndarray,
+                     spacing) -> np.ndarray:
+    """Distances to a whole surface, from the distances to its matched part and the boxes of the other parts."""
+    result = to_matched.copy()
+    # Where the matched part is no farther than any other part could be, it holds the nearest element.
+    unsure = to_matched > nearest_box_distance(corners, other_boxes, spacing) - 1e-6
+    if unsure.any():
+        result[unsure] = whole.distances(corners[unsure], bound=float(to_matched[unsure].max()))
+    return result
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:

@@ -114,6 +114,20 @@ def robust_hausdorff(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, flo
     return hausdorff95(surface_of(gt, spacing), surface_of(pred, spacing), spacing, percent)
 
 
+def nearest_box_distance(corners: np.ndarray, boxes: np.ndarray, spacing: tuple[float, float, float]) -> float:
+    """Lower bound (mm) of the distance from any of `corners` to anything inside the (N, 2, 3) corner `boxes`."""
+    if len(boxes) == 0 or len(corners) == 0:
+        return np.inf
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    gaps = np.maximum(0, np.maximum(boxes[:, 0] - high, low - boxes[:, 1])) * np.asarray(spacing)
+    return float(np.sqrt((gaps * gaps).sum(axis=1)).min())
+
+
+def corner_box(surface: Surface) -> np.ndarray:
+    """(2, 3) inclusive corner-index bounds of a non-empty surface."""
+    return np.stack([surface.corners.min(axis=0), surface.corners.max(axis=0)])
+
+
 def weighted_percentile(values: np.ndarray, weights: np.ndarray, percent: float = 95.0) -> float:
     """The library's surface-area-weighted percentile of directed distances; inf when there are none."""
     if values.size == 0:
