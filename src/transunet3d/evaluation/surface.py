@@ -78,8 +78,9 @@ class NearestCorner:
     def __init__(self, corners: np.ndarray, spacing: tuple[float, float, float]):
         self.corners = corners
         self.scale = np.asarray(spacing, dtype=np.float64)
-        # An unbalanced tree builds and queries faster on voxel-grid points than the default.
-        self.tree = cKDTree(corners * self.scale, balanced_tree=False, compact_nodes=False) if len(corners) else None
+        # An unbalanced tree with larger leaves builds and queries faster on voxel-grid points than the default.
+        self.tree = (cKDTree(corners * self.scale, leafsize=32, balanced_tree=False, compact_nodes=False)
+                     if len(corners) else None)
 
     def distances(self, corners: np.ndarray, bound: float | None = None) -> np.ndarray:
         """Distance (mm) of each corner to the nearest one in the set; inf when the set is empty.
