@@ -12,7 +12,7 @@ import numpy as np
 
 from transunet3d.config.schema import REGIONS
 from transunet3d.evaluation.case import CaseResult
-from transunet3d.files import atomic_path, write_json
+from transunet3d.files import atomic_path
 
 METRIC_COLUMNS = [
     "case", "region", "lesionwise_dice", "lesionwise_hd95", "legacy_dice", "legacy_hd95", "sensitivity",
@@ -79,6 +79,3 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) 
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
 
-
-def write_summary(path: str | Path, results: list[CaseResult]) -> None:
-    write_json(path, summarize(results))
