@@ -1,0 +1,62 @@
+"""The nnU-Net-style CNN: conv-norm-LeakyReLU stages, strided-conv downsampling, transposed-conv upsampling."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+
+class ConvNormAct(nn.Sequential):
+    """conv3x3x3 (bias) -> InstanceNorm3d (affine, eps 1e-5) -> LeakyReLU(0.01)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__(
+            nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=True),
+            nn.InstanceNorm3d(out_channels, eps=1e-5, affine=True),
+            nn.LeakyReLU(0.01, inplace=True),
+        )
+
+
+def stage(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """Two ConvNormAct; the first one downsamples when `stride` is 2."""
+    return nn.Sequential(ConvNormAct(in_channels, out_channels, stride), ConvNormAct(out_channels, out_channels))
+
+
+class Encoder(nn.Module):
+    """Stages at full, 1/2, ..., 1/2^n resolution; returns every stage's output (the last is the bottleneck)."""
+
+    def __init__(self, in_channels: int, features: tuple[int, ...]):
+        super().__init__()
+        channels = (in_channels, *features)
+        self.stages = nn.ModuleList(
+            stage(channels[i], channels[i + 1], stride=1 if i == 0 else 2) for i in range(len(features))
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        skips = []
+        for block in self.stages:
+            x = block(x)
+            skips.append(x)
+        return skips
+
+
+class Decoder(nn.Module):
+    """Upsample, concatenate the skip, two convs; returns the features of every decoder stage, coarse to fine."""
+
+    def __init__(self, features: tuple[int, ...]):
+        super().__init__()
+        coarse_to_fine = list(reversed(features))
+        self.upsample = nn.ModuleList(
+            nn.ConvTranspose3d(c_in, c_out, kernel_size=2, stride=2, bias=False)
+            for c_in, c_out in itertools.pairwise(coarse_to_fine)
+        )
+        self.stages = nn.ModuleList(stage(2 * c, c) for c in coarse_to_fine[1:])
+
+    def forward(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
+        x, outputs = skips[-1], []
+        for upsample, block, skip in zip(self.upsample, self.stages, reversed(skips[:-1])):
+            x = block(torch.cat([upsample(x), skip], dim=1))
+            outputs.append(x)
+        return outputs

@@ -1,0 +1,74 @@
+"""Named model variants, timm style: `create_model("encoder", width="tiny", vit_dropout=0.0)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from transunet3d.config.schema import ModelConfig
+from transunet3d.errors import ConfigError
+from transunet3d.models.network import TransUNet3D
+from transunet3d.models.spec import TINY, ArchitectureSpec
+
+_REGISTRY: dict[str, Callable[..., ArchitectureSpec]] = {}
+
+
+def register_model(name: str):
+    """Register a function returning the ArchitectureSpec of variant `name`."""
+
+    def decorate(function: Callable[..., ArchitectureSpec]):
+        _REGISTRY[name] = function
+        return function
+
+    return decorate
+
+
+@register_model("unet")
+def unet() -> ArchitectureSpec:
+    return ArchitectureSpec()
+
+
+@register_model("encoder")
+def encoder() -> ArchitectureSpec:
+    return ArchitectureSpec(use_vit=True)
+
+
+@register_model("decoder")
+def decoder() -> ArchitectureSpec:
+    return ArchitectureSpec(use_query_decoder=True)
+
+
+@register_model("both")
+def both() -> ArchitectureSpec:
+    return ArchitectureSpec(use_vit=True, use_query_decoder=True)
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def model_spec(name: str, width: str = "full", **overrides: Any) -> ArchitectureSpec:
+    """The spec of variant `name` at `width` ("full" or "tiny") with field overrides."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    if width not in ("full", "tiny"):
+        raise ConfigError(f"unknown model width {width!r}; choose full or tiny")
+    spec = _REGISTRY[name]()
+    if width == "tiny":
+        spec = spec.with_overrides(**TINY)
+    try:
+        return spec.with_overrides(**overrides)
+    except TypeError as error:
+        raise ConfigError(f"bad model override: {error}") from None
+
+
+def create_model(name: str, width: str = "full", **overrides: Any) -> TransUNet3D:
+    """Build variant `name` ("unet", "encoder", "decoder", "both")."""
+    return TransUNet3D(model_spec(name, width, **overrides))
+
+
+def model_from_config(config: ModelConfig, patch_size: tuple[int, int, int]) -> TransUNet3D:
+    """The network an experiment config describes, for patches of `patch_size`."""
+    return create_model(config.name, config.width, patch_size=tuple(patch_size),
+                        deep_supervision=config.deep_supervision, vit_dropout=config.vit_dropout,
+                        masked_attention=config.masked_attention, num_queries=config.num_queries)
