@@ -1,0 +1,84 @@
+"""Training patches from the preprocessing cache: random crops, a share of them centred on tumour.
+
+Only the patch is read from the memory-mapped case; parts of the patch outside the case are zero (images are
+z-scored, so zero is the mean brain intensity, and background is zero anyway). Every batch is drawn from a
+generator seeded by (seed, batch index, rank), so a resumed or sharded run draws exactly the same patches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from transunet3d.config.schema import REGIONS
+from transunet3d.data.cache import CachedCase, open_case
+from transunet3d.data.regions import labels_to_regions
+
+
+def forced_foreground(batch_size: int, fraction: float) -> list[bool]:
+    """Which samples of a batch must contain tumour: the last ones, nnU-Net's rule (1 of 2 for a third)."""
+    first_forced = round(batch_size * (1 - fraction))
+    return [index >= first_forced for index in range(batch_size)]
+
+
+def _patch_start(rng: np.random.Generator, shape, patch, centre=None) -> np.ndarray:
+    """Corner of the patch: around `centre` when given (clipped so the patch overlaps the case), else uniform."""
+    shape, patch = np.asarray(shape), np.asarray(patch)
+    low, high = np.minimum(0, shape - patch), np.maximum(0, shape - patch)
+    if centre is None:
+        return np.array([rng.integers(lo, hi + 1) for lo, hi in zip(low, high)])
+    return np.clip(np.asarray(centre) - patch // 2, low, high)
+
+
+def _read(array: np.ndarray, start: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
+    """array[..., start:start+patch] with zeros wherever the window leaves the array."""
+    spatial = array.shape[-3:]
+    out = np.zeros((*array.shape[:-3], *patch), dtype=array.dtype)
+    source = tuple(slice(max(s, 0), min(s + p, n)) for s, p, n in zip(start, patch, spatial))
+    target = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(source, start))
+    out[(..., *target)] = array[(..., *source)]
+    return out
+
+
+def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.Generator,
+                 foreground: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(image (C, *patch) float32, region targets (3, *patch) uint8) of one case."""
+    centre = None
+    if foreground:
+        locations = case.properties.get("foreground_locations", {})
+        regions = [r for r in REGIONS if locations.get(r)]
+        if regions:  # a case without tumour gives a random patch
+            region_locations = locations[regions[rng.integers(len(regions))]]
+            centre = region_locations[rng.integers(len(region_locations))]
+    start = _patch_start(rng, case.image.shape[1:], patch, centre)
+    image = _read(case.image, start, patch)
+    if case.seg is None:
+        return image, np.zeros((len(REGIONS), *patch), dtype=np.uint8)
+    return image, labels_to_regions(_read(case.seg, start, patch)).astype(np.uint8)
+
+
+@dataclass
+class PatchBatches:
+    """Batches of training patches from cached cases; `batch(i)` is a pure function of (seed, i, rank)."""
+
+    root: Path
+    case_ids: list[str]
+    patch_size: tuple[int, int, int]
+    batch_size: int
+    foreground_fraction: float = 1 / 3
+    seed: int = 0
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        self.cases = {case_id: open_case(self.root, case_id) for case_id in self.case_ids}
+
+    def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Images (B, C, *patch) float32 and region targets (B, 3, *patch) uint8 of batch `index`."""
+        rng = np.random.default_rng([self.seed, index, self.rank])
+        samples = []
+        for forced in forced_foreground(self.batch_size, self.foreground_fraction):
+            case = self.cases[self.case_ids[rng.integers(len(self.case_ids))]]
+            samples.append(sample_patch(case, tuple(self.patch_size), rng, forced))
+        return np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])

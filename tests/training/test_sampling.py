@@ -1,0 +1,68 @@
+"""Patch sampling from the cache: tumour oversampling, padding, exact reads, reproducibility."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.factories import write_case
+from transunet3d.data.cache import open_case
+from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.training import PatchBatches, forced_foreground, sample_patch
+
+CASES = ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    for index, case_id in enumerate(CASES):
+        write_case(tmp_path / "raw", case_id, seed=index)
+    preprocess_dataset(tmp_path / "raw", tmp_path / "pre", progress=False)
+    return tmp_path / "pre"
+
+
+@pytest.mark.parametrize("batch, expected", [(2, [False, True]), (3, [False, False, True]),
+                                             (6, [False] * 4 + [True] * 2), (1, [False])])
+def test_a_third_of_each_batch_is_forced_to_tumour(batch, expected):
+    assert forced_foreground(batch, 1 / 3) == expected
+
+
+def test_forced_patches_always_contain_tumour(cache: Path):
+    case = open_case(cache, CASES[0])  # cropped 8 x 9 x 7, tumour in a 4 x 4 x 3 block
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        _, regions = sample_patch(case, (3, 3, 3), rng, foreground=True)
+        assert regions[0].any()
+
+
+def test_patch_larger_than_the_case_is_zero_padded(cache: Path):
+    case = open_case(cache, CASES[0])
+    image, regions = sample_patch(case, (16, 16, 16), np.random.default_rng(1), foreground=False)
+    assert image.shape == (4, 16, 16, 16) and regions.shape == (3, 16, 16, 16)
+    np.testing.assert_allclose(np.abs(image).sum(), np.abs(case.image).sum(), rtol=1e-5)  # all of the case is in
+    assert np.count_nonzero(image) == np.count_nonzero(case.image)
+    assert regions.sum() == (np.asarray(case.seg) > 0).sum() + (np.isin(case.seg, (1, 3))).sum() + (
+        np.asarray(case.seg) == 3).sum()
+
+
+def test_patch_content_is_the_case_at_that_place(cache: Path):
+    case = open_case(cache, CASES[1])
+    image, regions = sample_patch(case, (4, 5, 3), np.random.default_rng(7), foreground=False)
+    matches = [
+        (x, y, z) for x in range(case.image.shape[1] - 3) for y in range(case.image.shape[2] - 4)
+        for z in range(case.image.shape[3] - 2)
+        if np.array_equal(case.image[:, x:x + 4, y:y + 5, z:z + 3], image)
+    ]
+    assert len(matches) >= 1
+    x, y, z = matches[0]
+    assert regions[2].sum() == (np.asarray(case.seg[x:x + 4, y:y + 5, z:z + 3]) == 3).sum()
+
+
+def test_batches_are_reproducible_and_differ_by_rank(cache: Path):
+    batches = PatchBatches(cache, CASES, (4, 4, 4), batch_size=3, seed=5)
+    first, again = batches.batch(3), batches.batch(3)
+    np.testing.assert_array_equal(first[0], again[0])
+    assert first[0].shape == (3, 4, 4, 4, 4) and first[1].shape == (3, 3, 4, 4, 4)
+    assert first[1][-1, 0].any()  # the last sample is forced to tumour
+    other_rank = PatchBatches(cache, CASES, (4, 4, 4), batch_size=3, seed=5, rank=1).batch(3)
+    assert not np.array_equal(first[0], other_rank[0])
