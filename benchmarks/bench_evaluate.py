@@ -26,7 +26,7 @@ from transunet3d.evaluation.case import evaluate_pair
 from transunet3d.evaluation.pairing import CasePair
 
 sys.path.insert(0, str(Path(__file__).parent))
-import official_brats2023  # noqa: E402
+import official_brats2023
 
 LABELMAPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "labelmaps"
 FIELDS = ["lesionwise_dice", "lesionwise_hd95", "legacy_dice", "legacy_hd95", "sensitivity", "specificity",
@@ -79,7 +79,7 @@ def main() -> None:
             if args.skip_official:
                 print(f"| {name} | {shape} | {lesions} | {ours_time:.2f} | - | - | - |")
                 continue
-            official_time, official = best_time(lambda: official_brats2023.evaluate_case(pred, ref), 1)
+            official_time, official = best_time(lambda p=pred, r=ref: official_brats2023.evaluate_case(p, r), 1)
             agree = all(np.isclose(getattr(ours.regions[r], f), official[r][f], rtol=0, atol=1e-9)
                         for r in official for f in FIELDS)
             print(f"| {name} | {shape} | {lesions} | {ours_time:.2f} | {official_time:.1f} | "
