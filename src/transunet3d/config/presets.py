@@ -19,12 +19,12 @@ _TINY: dict[str, Any] = {
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-encoder": {"model.name": "encoder"},
-    "paper-decoder": {"model.name": "decoder"},
+    "paper-decoder": {"model.name": "decoder", "train.cnn_deep_supervision": False},
     "paper-both": {"model.name": "both"},
     "unet": {"model.name": "unet"},
     "tiny": {**_TINY, "model.name": "encoder"},
     "tiny-unet": {**_TINY, "model.name": "unet"},
-    "tiny-decoder": {**_TINY, "model.name": "decoder"},
+    "tiny-decoder": {**_TINY, "model.name": "decoder", "train.cnn_deep_supervision": False},
     "tiny-both": {**_TINY, "model.name": "both"},
     "mae-paper": {"model.name": "encoder"},
     "mae-tiny": {

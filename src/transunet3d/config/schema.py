@@ -76,11 +76,14 @@ class TrainConfig:
     warmup_iterations: int = 0
     grad_clip: float = 12.0
     foreground_fraction: float = 1 / 3
+    cnn_deep_supervision: bool = True  # CNN head losses next to the set loss (off for the decoder-only variant)
     mask_loss_weight: float = 0.7  # lambda_0 of the set loss
     class_loss_weight: float = 0.3  # lambda_1 of the set loss
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     checkpoint_every: int = 1
     val_every: int = 1
+    val_batches: int = 10
+    max_nonfinite_steps: int = 10
     num_workers: int = 2
     seed: int = 12345
 

@@ -1,0 +1,49 @@
+"""`transunet3d train`: train one fold (or all folds) of an experiment on a preprocessed cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from transunet3d.cli.config_cmd import set_option
+from transunet3d.config import PRESETS, build_config, load_config
+from transunet3d.errors import UserError
+from transunet3d.training.trainer import Trainer
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command("train")
+@click.argument("preprocessed", type=_PATH)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", show_default=True,
+              help="Experiment preset (paper-encoder, paper-decoder, paper-both, unet, tiny, ...).")
+@click.option("--fold", default="0", show_default=True, help="Cross-validation fold, or 'all' for every fold.")
+@click.option("--out", "run_dir", type=_PATH, required=True, help="Run folder (one subfolder per fold with 'all').")
+@set_option
+@click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint and its config.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda when available]")
+def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, overrides: tuple[str, ...],
+                  resume: bool, device: str | None) -> None:
+    """Train on the cases of PREPROCESSED (see `transunet3d preprocess`) with the given preset."""
+    if not preprocessed.is_dir():
+        raise UserError(f"{preprocessed}: not a folder")
+    config = build_config(preset, overrides)
+    folds = range(config.data.num_folds) if fold == "all" else [_fold_number(fold)]
+    for number in folds:
+        folder = run_dir / f"fold_{number}" if fold == "all" else run_dir
+        if not resume and (folder / "checkpoints" / "latest.json").exists():
+            raise UserError(f"{folder} already holds a training run: add --resume, or choose another --out")
+        fold_config = load_config(folder / "config.yaml") if resume and (folder / "config.yaml").exists() else config
+        trainer = Trainer(fold_config, preprocessed, number, folder, device)
+        if resume:
+            trainer.resume()
+        state = trainer.fit()
+        click.echo(f"fold {number}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_dice:.4f} -> {folder}")
+
+
+def _fold_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--fold must be a number or 'all', not {text!r}") from None

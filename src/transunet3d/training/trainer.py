@@ -1,0 +1,209 @@
+"""Supervised training of one fold: sampling, augmentation, mixed precision, validation, exact resume.
+
+Everything random is a function of (seed, global iteration, rank): patches, augmentation and, through the saved
+torch RNG state, dropout. A run resumed from its last checkpoint on the CPU therefore ends with the same weights,
+bit for bit, as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transunet3d.config.io import save_config
+from transunet3d.config.schema import REGIONS, ExperimentConfig
+from transunet3d.data.cache import SPLITS_FILE, cached_case_ids
+from transunet3d.data.splits import make_splits
+from transunet3d.errors import UserError
+from transunet3d.files import write_json
+from transunet3d.models import model_from_config
+from transunet3d.training.augment import augment
+from transunet3d.training.checkpoint import is_complete, load_checkpoint, save_checkpoint
+from transunet3d.training.objective import training_loss
+from transunet3d.training.pseudo_dice import PseudoDice
+from transunet3d.training.run_log import RunLog
+from transunet3d.training.sampling import PatchBatches
+from transunet3d.training.schedule import poly_lr
+
+EMA_MOMENTUM = 0.9  # nnU-Net's smoothing of the validation pseudo-Dice
+
+
+@dataclass
+class TrainerState:
+    """Counters saved with every checkpoint."""
+
+    epoch: int = 0  # next epoch to run
+    ema_dice: float = float("nan")
+    best_ema_dice: float = -1.0
+    skipped_steps: int = 0
+    nonfinite_in_row: int = 0
+
+
+def fold_cases(preprocessed: Path, fold: int, config: ExperimentConfig, run_dir: Path) -> tuple[list, list]:
+    """Train and validation case ids of `fold`, from PREPROCESSED/splits.json or made from the config's seed."""
+    splits_path = preprocessed / SPLITS_FILE
+    if splits_path.exists():
+        splits = json.loads(splits_path.read_text())
+    else:
+        splits = make_splits(cached_case_ids(preprocessed), config.data.num_folds, config.data.split_seed)
+    if not 0 <= fold < len(splits):
+        raise UserError(f"fold {fold} does not exist: the splits have folds 0..{len(splits) - 1}")
+    write_json(run_dir / SPLITS_FILE, splits)
+    return splits[fold]["train"], splits[fold]["val"]
+
+
+class Trainer:
+    """Trains one fold of one experiment into `run_dir` (config.yaml, splits.json, log.csv, progress.png,
+    checkpoints/)."""
+
+    def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: int, run_dir: Path,
+                 device: str | None = None):
+        self.config, self.run_dir = config, Path(run_dir)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.run_dir / "config.yaml")
+        train_ids, val_ids = fold_cases(Path(preprocessed), fold, config, self.run_dir)
+        train = config.train
+        self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, train.batch_size,
+                                    train.foreground_fraction, seed=train.seed)
+        self.validation = PatchBatches(Path(preprocessed), val_ids or train_ids, train.patch_size,
+                                       train.batch_size, train.foreground_fraction, seed=train.seed + 1)
+        torch.manual_seed(train.seed)
+        self.model = model_from_config(config.model, train.patch_size).to(self.device)
+        self.optimizer = self._optimizer()
+        self.log = RunLog(self.run_dir / "log.csv")
+        self.state = TrainerState()
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        train = self.config.train
+        if train.optimizer == "sgd":
+            return torch.optim.SGD(self.model.parameters(), lr=train.lr, momentum=train.momentum, nesterov=True,
+                                   weight_decay=train.weight_decay)
+        return torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+
+    def _autocast(self):
+        precision = self.config.train.precision
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def resume(self) -> bool:
+        """Continue from the latest checkpoint, if there is one; returns whether there was."""
+        pointer = self.checkpoints / "latest.json"
+        if not pointer.exists():
+            return False
+        folder = self.checkpoints / json.loads(pointer.read_text())["folder"]
+        saved = load_checkpoint(folder, self.model)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        self.state = TrainerState(**saved["trainer"])
+        self.log.truncate(self.state.epoch)
+        return True
+
+    def fit(self) -> TrainerState:
+        train = self.config.train
+        while self.state.epoch < train.epochs:
+            started = time.perf_counter()
+            loss = self._train_epoch(self.state.epoch)
+            if (self.state.epoch + 1) % train.val_every == 0 or self.state.epoch + 1 == train.epochs:
+                dice = self._validate()
+            else:
+                dice = [float("nan")] * len(REGIONS)
+            self._record(loss, dice, time.perf_counter() - started)
+            self.state.epoch += 1
+            if self.state.epoch % train.checkpoint_every == 0 or self.state.epoch == train.epochs:
+                self._save("latest")
+        return self.state
+
+    def _train_epoch(self, epoch: int) -> float:
+        train = self.config.train
+        total_iterations = train.epochs * train.iterations_per_epoch
+        self.model.train()
+        losses = []
+        for step in range(train.iterations_per_epoch):
+            iteration = epoch * train.iterations_per_epoch + step
+            for group in self.optimizer.param_groups:
+                group["lr"] = poly_lr(train.lr, iteration, total_iterations, train.poly_power,
+                                      train.warmup_iterations)
+            images, targets = self._batch(iteration)
+            with self._autocast():
+                loss = training_loss(self.model(images), targets, train)
+            self.optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                self._skip_step(iteration)
+                continue
+            self.state.nonfinite_in_row = 0
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+            self.optimizer.step()
+            losses.append(loss.item())
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def _batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = self.batches.batch(iteration)
+        images = torch.from_numpy(images).to(self.device, non_blocking=True)
+        targets = torch.from_numpy(targets).to(self.device, non_blocking=True)
+        generator = torch.Generator(device=self.device).manual_seed(self.config.train.seed * 1_000_003 + iteration)
+        return augment(images, targets, self.config.augment, generator)
+
+    def _skip_step(self, iteration: int) -> None:
+        self.state.skipped_steps += 1
+        self.state.nonfinite_in_row += 1
+        if self.state.nonfinite_in_row >= self.config.train.max_nonfinite_steps:
+            raise UserError(f"training stopped: the loss was not finite in {self.state.nonfinite_in_row} "
+                            f"iterations in a row (last at iteration {iteration}); lower train.lr or use fp32")
+
+    @torch.no_grad()
+    def _validate(self) -> list[float]:
+        self.model.eval()
+        dice = PseudoDice(len(REGIONS))
+        for index in range(self.config.train.val_batches):
+            images, targets = self.validation.batch(index)
+            with self._autocast():
+                logits = self.model(torch.from_numpy(images).to(self.device)).logits
+            dice.update(logits.float(), torch.from_numpy(targets).to(self.device))
+        return dice.values()
+
+    def _record(self, loss: float, dice: list[float], seconds: float) -> None:
+        finite = [d for d in dice if not math.isnan(d)]
+        if finite:
+            mean = float(np.mean(finite))
+            ema = self.state.ema_dice
+            self.state.ema_dice = mean if math.isnan(ema) else EMA_MOMENTUM * ema + (1 - EMA_MOMENTUM) * mean
+            if self.state.ema_dice > self.state.best_ema_dice:
+                self.state.best_ema_dice = self.state.ema_dice
+                self._save("best", pointer=False)
+        self.log.append({"epoch": self.state.epoch, "train_loss": loss,
+                         **{f"dice_{r}": d for r, d in zip(REGIONS, dice)},
+                         "ema_dice": self.state.ema_dice, "lr": self.optimizer.param_groups[0]["lr"],
+                         "seconds": round(seconds, 3), "skipped_steps": self.state.skipped_steps})
+        self.log.plot(self.run_dir / "progress.png")
+
+    def _save(self, name: str, pointer: bool = True) -> None:
+        """Checkpoint into a fresh folder, then move the `latest` pointer to it (a crash keeps the old one)."""
+        folder = f"epoch_{self.state.epoch:04d}" if pointer else name
+        state = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "trainer": asdict(self.state)}
+        save_checkpoint(self.checkpoints / folder, self.model, state)
+        if pointer:
+            previous = self.checkpoints / "latest.json"
+            old = json.loads(previous.read_text())["folder"] if previous.exists() else None
+            write_json(previous, {"folder": folder, "epoch": self.state.epoch})
+            if old and old != folder and is_complete(self.checkpoints / old):
+                for file in (self.checkpoints / old).iterdir():
+                    file.unlink()
+                (self.checkpoints / old).rmdir()

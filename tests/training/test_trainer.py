@@ -1,0 +1,76 @@
+"""Training end to end on tiny phantoms: run folder contents, learning signal, bitwise-exact resume after SIGKILL."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from transunet3d.data.phantom import PhantomSpec, write_phantoms
+from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.data.splits import write_splits
+
+EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
+SHORT = ["--set", "train.epochs=3", "--set", "train.iterations_per_epoch=3", "--set", "train.val_batches=1",
+         "--set", "train.checkpoint_every=1"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    write_phantoms(root / "raw", cases=4, seed=3, spec=PhantomSpec(shape=(80, 96, 72), lesions=(2, 4),
+                                                                      diameter_mm=(8.0, 25.0)), progress=False)
+    preprocess_dataset(root / "raw", root / "pre", progress=False)
+    write_splits(root / "pre", folds=2, seed=0)
+    return root / "pre"
+
+
+def train(cache: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([EXE, "train", str(cache), "--preset", "tiny-unet", "--fold", "0", "--out", str(out),
+                             "--device", "cpu", *SHORT, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def final_weights(run: Path) -> dict:
+    pointer = json.loads((run / "checkpoints" / "latest.json").read_text())
+    return load_file(str(run / "checkpoints" / pointer["folder"] / "weights.safetensors"))
+
+
+def test_run_folder_and_bitwise_exact_resume_after_sigkill(cache: Path, tmp_path: Path):
+    straight = train(cache, tmp_path / "straight")
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+    run = tmp_path / "straight"
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "splits.json", "log.csv", "progress.png",
+                                               "checkpoints"}
+    assert len((run / "log.csv").read_text().splitlines()) == 4  # header + 3 epochs
+
+    killed = train(cache, tmp_path / "killed")
+    pointer = tmp_path / "killed" / "checkpoints" / "latest.json"
+    deadline = time.time() + 600
+    while not (pointer.exists() and json.loads(pointer.read_text())["epoch"] >= 1):
+        assert time.time() < deadline and killed.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the next epoch
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    resumed = train(cache, tmp_path / "killed", "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    a, b = final_weights(run), final_weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].equal(b[name]), name
+    assert (tmp_path / "killed" / "log.csv").read_text().count("\n") == 4
+
+
+def test_refuses_to_overwrite_a_run_without_resume(cache: Path, tmp_path: Path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "latest.json").write_text('{"folder": "epoch_0001", "epoch": 1}')
+    result = train(cache, tmp_path / "run")
+    assert result.wait(timeout=120) == 2
+    assert "already holds a training run" in result.stderr.read()
+    assert not (tmp_path / "run" / "config.yaml").exists()
