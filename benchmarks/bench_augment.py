@@ -28,7 +28,7 @@ from batchgenerators.transforms.resample_transforms import SimulateLowResolution
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
 from transunet3d.config.schema import AugmentConfig
-from transunet3d.training.augment import augment
+from transunet3d.training.augment import augment_batch
 
 
 def batchgenerators_pipeline(patch: int, config: AugmentConfig) -> Compose:
@@ -79,7 +79,7 @@ def main() -> None:
     torch_images, torch_targets = torch.from_numpy(images), torch.from_numpy(targets)
 
     def ours(index: int) -> None:
-        augment(torch_images, torch_targets, config, torch.Generator().manual_seed(index))
+        augment_batch(torch_images, torch_targets, config, torch.Generator().manual_seed(index))
 
     threads = torch.get_num_threads()
     results = {"batchgenerators (one process)": samples_per_second(reference, args.batches, 2)}

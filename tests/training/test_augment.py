@@ -30,13 +30,13 @@ def batch():
 
 
 def test_everything_off_is_the_identity(batch):
-    images, targets = aug.augment(*batch, OFF, generator())
+    images, targets = aug.augment_batch(*batch, OFF, generator())
     torch.testing.assert_close(images, batch[0])
     assert torch.equal(targets, batch[1])
 
 
 def test_mirroring_flips_images_and_targets_together(batch):
-    images, targets = aug.augment(*batch, only(mirror_p=1.0), generator())
+    images, targets = aug.augment_batch(*batch, only(mirror_p=1.0), generator())
     torch.testing.assert_close(images, batch[0].flip(2, 3, 4))
     assert torch.equal(targets, batch[1].flip(2, 3, 4))
 
@@ -98,9 +98,9 @@ def test_gamma_keeps_order_and_statistics(invert):
 
 
 def test_default_pipeline_is_deterministic_per_generator_seed(batch):
-    first = aug.augment(*batch, AugmentConfig(), generator(11))
-    again = aug.augment(*batch, AugmentConfig(), generator(11))
+    first = aug.augment_batch(*batch, AugmentConfig(), generator(11))
+    again = aug.augment_batch(*batch, AugmentConfig(), generator(11))
     torch.testing.assert_close(first[0], again[0], rtol=0, atol=0)
     assert torch.equal(first[1], again[1])
-    other = aug.augment(*batch, AugmentConfig(), generator(12))
+    other = aug.augment_batch(*batch, AugmentConfig(), generator(12))
     assert not torch.equal(first[0], other[0])

@@ -157,7 +157,9 @@ def mirror(images, targets, config: AugmentConfig, generator):
     return images, targets
 
 
-def augment(images: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, generator: torch.Generator):
+def augment_batch(
+    images: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole augmentation pipeline, in nnU-Net's order; returns new (images, targets)."""
     images, targets = spatial(images, targets, config, generator)
     images = gaussian_noise(images, config, generator)

@@ -24,7 +24,7 @@ from transunet3d.data.splits import make_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models import model_from_config
-from transunet3d.training.augment import augment
+from transunet3d.training.augment import augment_batch
 from transunet3d.training.checkpoint import is_complete, load_checkpoint, save_checkpoint
 from transunet3d.training.objective import training_loss
 from transunet3d.training.pseudo_dice import PseudoDice
@@ -158,7 +158,7 @@ class Trainer:
         images = torch.from_numpy(images).to(self.device, non_blocking=True)
         targets = torch.from_numpy(targets).to(self.device, non_blocking=True)
         generator = torch.Generator(device=self.device).manual_seed(self.config.train.seed * 1_000_003 + iteration)
-        return augment(images, targets, self.config.augment, generator)
+        return augment_batch(images, targets, self.config.augment, generator)
 
     def _skip_step(self, iteration: int) -> None:
         self.state.skipped_steps += 1
