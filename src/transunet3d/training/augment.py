@@ -37,76 +37,102 @@ def _rotation(angles: torch.Tensor) -> torch.Tensor:
     return rz @ ry @ rx
 
 
+def _selected(apply: torch.Tensor) -> torch.Tensor | None:
+    """Indices of the samples a transform applies to, or None when it applies to none."""
+    index = apply.nonzero().flatten()
+    return index if len(index) else None
+
+
+def _replace(images: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A new batch: `values` for the samples at `index`, the others from `images` (which is left untouched)."""
+    if len(index) == len(images):
+        return values
+    position = {int(i): n for n, i in enumerate(index)}
+    return torch.stack([values[position[b]] if b in position else images[b] for b in range(len(images))])
+
+
 def spatial(images, targets, config: AugmentConfig, generator):
     """Rotation (each axis, +-rotation_degrees) and isotropic scaling, as one affine resampling."""
     batch, device = images.shape[0], images.device
     rotate = _chance(config.rotation_p, (batch, 1), generator, device)
     scale = _chance(config.scale_p, (batch,), generator, device)
-    if not (rotate.any() or scale.any()):
-        return images, targets
     limit = math.radians(config.rotation_degrees)
     angles = _uniform(-limit, limit, (batch, 3), generator, device) * rotate
     factors = torch.where(scale, _uniform(*config.scale_range, (batch,), generator, device), 1.0)
+    index = _selected(rotate[:, 0] | scale)
+    if index is None:
+        return images, targets
     # A zoom by s samples the input on a grid shrunk by 1/s.
-    matrix = _rotation(angles) / factors[:, None, None]
-    theta = torch.cat([matrix, torch.zeros(batch, 3, 1, device=device)], dim=2)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    targets = F.grid_sample(targets.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return images, targets.to(torch.uint8)
+    matrix = _rotation(angles[index]) / factors[index, None, None]
+    theta = torch.cat([matrix, torch.zeros(len(index), 3, 1, device=device)], dim=2)
+    grid = F.affine_grid(theta, [len(index), *images.shape[1:]], align_corners=False)
+    moved = F.grid_sample(images[index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    labels = F.grid_sample(targets[index].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return _replace(images, index, moved), _replace(targets, index, labels.to(targets.dtype))
 
 
 def gaussian_noise(images, config: AugmentConfig, generator):
     batch = images.shape[0]
     apply = _chance(config.noise_p, (batch,), generator, images.device)
     variance = _uniform(*config.noise_variance, (batch,), generator, images.device)
-    if not apply.any():
+    index = _selected(apply)
+    if index is None:
         return images
-    noise = torch.randn(images.shape, generator=generator, device=images.device)
-    return images + noise * (variance.sqrt() * apply)[:, None, None, None, None]
+    noise = torch.randn((len(index), *images.shape[1:]), generator=generator, device=images.device)
+    return _replace(images, index, images[index] + noise * variance[index].sqrt()[:, None, None, None, None])
 
 
 def gaussian_blur(images, config: AugmentConfig, generator):
-    """Separable Gaussian blur with a sigma per sample and channel (identity where not blurred)."""
+    """Separable Gaussian blur with its own sigma for each chosen sample and channel."""
     batch, channels = images.shape[:2]
     device = images.device
     apply = (_chance(config.blur_p, (batch, 1), generator, device)
              & _chance(config.blur_channel_p, (batch, channels), generator, device))
     sigma = _uniform(*config.blur_sigma, (batch, channels), generator, device)
-    if not apply.any():
+    chosen = apply.nonzero().tolist()
+    if not chosen:
         return images
     radius = math.ceil(3 * config.blur_sigma[1])
     offsets = torch.arange(-radius, radius + 1, device=device, dtype=images.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma.reshape(-1, 1)) ** 2)
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)
-    identity = (offsets == 0).to(images.dtype).expand_as(kernel)
-    kernel = torch.where(apply.reshape(-1, 1), kernel, identity)
-    x = images.reshape(1, batch * channels, *images.shape[2:])
+    out = images.clone()
+    for b, c in chosen:
+        kernel = torch.exp(-0.5 * (offsets / sigma[b, c]) ** 2)
+        out[b, c] = _blur_volume(images[b, c], kernel / kernel.sum(), radius)
+    return out
+
+
+def _blur_volume(volume: torch.Tensor, kernel: torch.Tensor, radius: int) -> torch.Tensor:
+    """Convolve a 3D volume with the same 1-D kernel along each axis (zero padding)."""
     for axis in range(3):
-        shape = [batch * channels, 1, 1, 1, 1]
-        shape[2 + axis] = kernel.shape[1]
-        padding = [0, 0, 0]
-        padding[axis] = radius
-        x = F.conv3d(x, kernel.reshape(shape), padding=tuple(padding), groups=batch * channels)
-    return x.reshape(images.shape)
+        moved = volume.movedim(axis, -1)
+        rows = moved.reshape(-1, 1, moved.shape[-1])
+        blurred = F.conv1d(rows, kernel.view(1, 1, -1), padding=radius)
+        volume = blurred.reshape(moved.shape).movedim(-1, axis)
+    return volume
 
 
 def brightness(images, config: AugmentConfig, generator):
     batch, channels = images.shape[:2]
-    apply = _chance(config.brightness_p, (batch, 1), generator, images.device)
+    apply = _chance(config.brightness_p, (batch,), generator, images.device)
     factor = _uniform(*config.brightness_range, (batch, channels), generator, images.device)
-    return images * torch.where(apply, factor, 1.0)[..., None, None, None]
+    index = _selected(apply)
+    if index is None:
+        return images
+    return _replace(images, index, images[index] * factor[index][..., None, None, None])
 
 
 def contrast(images, config: AugmentConfig, generator):
     """Scale around each channel's mean, keeping the channel's original value range."""
     batch, channels = images.shape[:2]
-    apply = _chance(config.contrast_p, (batch, 1), generator, images.device)
-    factor = torch.where(apply, _uniform(*config.contrast_range, (batch, channels), generator, images.device), 1.0)
-    flat = images.flatten(2)
-    mean, low, high = flat.mean(-1), flat.amin(-1), flat.amax(-1)
-    out = (flat - mean[..., None]) * factor[..., None] + mean[..., None]
-    return torch.maximum(torch.minimum(out, high[..., None]), low[..., None]).reshape(images.shape)
+    apply = _chance(config.contrast_p, (batch,), generator, images.device)
+    factor = _uniform(*config.contrast_range, (batch, channels), generator, images.device)
+    index = _selected(apply)
+    if index is None:
+        return images
+    flat = images[index].flatten(2)
+    mean, low, high = flat.mean(-1, keepdim=True), flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
+    out = ((flat - mean) * factor[index][..., None] + mean).clamp_(min=low, max=high)
+    return _replace(images, index, out.reshape(len(index), *images.shape[1:]))
 
 
 def low_resolution(images, config: AugmentConfig, generator):
@@ -116,8 +142,11 @@ def low_resolution(images, config: AugmentConfig, generator):
     apply = (_chance(config.lowres_p, (batch, 1), generator, device)
              & _chance(config.lowres_channel_p, (batch, channels), generator, device))
     zoom = _uniform(*config.lowres_zoom, (batch, channels), generator, device)
+    chosen = apply.nonzero().tolist()
+    if not chosen:
+        return images
     out = images.clone()
-    for b, c in apply.nonzero().tolist():
+    for b, c in chosen:
         size = [max(1, round(s * float(zoom[b, c]))) for s in images.shape[2:]]
         small = F.interpolate(images[b:b + 1, c:c + 1], size=size, mode="nearest")
         out[b, c] = F.interpolate(small, size=images.shape[2:], mode="trilinear", align_corners=False)[0, 0]
@@ -129,32 +158,39 @@ def gamma(images, config: AugmentConfig, generator, p: float, invert: bool):
     batch, channels = images.shape[:2]
     device = images.device
     apply = _chance(p, (batch,), generator, device)
-    if not apply.any():
-        return images
     low, high = config.gamma_range
     below = _chance(0.5, (batch, channels), generator, device) & (low < 1)
     value = torch.where(below, _uniform(low, 1.0, (batch, channels), generator, device),
                         _uniform(max(low, 1.0), high, (batch, channels), generator, device))
-    x = -images if invert else images
-    flat = x.flatten(2)
-    mean, std = flat.mean(-1, keepdim=True), flat.std(-1, keepdim=True)
-    low_value, span = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True) - flat.amin(-1, keepdim=True)
-    out = ((flat - low_value) / (span + 1e-7)) ** value[..., None] * (span + 1e-7) + low_value
-    out = (out - out.mean(-1, keepdim=True)) / (out.std(-1, keepdim=True) + 1e-8) * std + mean
-    out = -out if invert else out
-    return torch.where(apply[:, None, None], out, images.flatten(2)).reshape(images.shape)
+    index = _selected(apply)
+    if index is None:
+        return images
+    out = images[index].flatten(2)  # a copy: indexing with a tensor gathers
+    if invert:
+        out.neg_()
+    std, mean = torch.std_mean(out, dim=-1, keepdim=True)
+    low_value = out.amin(-1, keepdim=True)
+    span = out.amax(-1, keepdim=True) - low_value + 1e-7
+    out.sub_(low_value).div_(span).pow_(value[index][..., None])
+    out_std, out_mean = torch.std_mean(out, dim=-1, keepdim=True)
+    # Back to the original mean and std (the rescaling to [0, 1] cancels out).
+    out.sub_(out_mean).mul_(std / (out_std + 1e-8)).add_(mean)
+    if invert:
+        out.neg_()
+    return _replace(images, index, out.reshape(len(index), *images.shape[1:]))
 
 
 def mirror(images, targets, config: AugmentConfig, generator):
     """Flip each spatial axis of each sample with probability `mirror_p`."""
-    flips = _chance(config.mirror_p, (images.shape[0], 3), generator, images.device)
-    images, targets = images.clone(), targets.clone()
-    for axis in range(3):
-        chosen = flips[:, axis]
-        if chosen.any():
-            images[chosen] = images[chosen].flip(axis + 2)
-            targets[chosen] = targets[chosen].flip(axis + 2)
-    return images, targets
+    flips = _chance(config.mirror_p, (images.shape[0], 3), generator, images.device).tolist()
+    axes = [[axis + 1 for axis in range(3) if chosen[axis]] for chosen in flips]
+    if not any(axes):
+        return images, targets
+
+    def flipped(batch: torch.Tensor) -> torch.Tensor:
+        return torch.stack([sample.flip(dims) if dims else sample for sample, dims in zip(batch, axes)])
+
+    return flipped(images), flipped(targets)
 
 
 def augment_batch(
