@@ -74,3 +74,21 @@ def test_refuses_to_overwrite_a_run_without_resume(cache: Path, tmp_path: Path):
     assert result.wait(timeout=120) == 2
     assert "already holds a training run" in result.stderr.read()
     assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_two_process_ddp_on_cpu_learns_into_one_run_folder(cache: Path, tmp_path: Path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "transunet3d", "train", str(cache),
+         "--preset", "tiny-unet", "--fold", "0", "--out", str(out), "--device", "cpu", *SHORT],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("fold 0: 3 epochs") == 1  # only rank 0 reports
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["checkpoints/best/state.pt", "checkpoints/best/weights.safetensors",
+                     "checkpoints/epoch_0003/state.pt", "checkpoints/epoch_0003/weights.safetensors",
+                     "checkpoints/latest.json", "config.yaml", "log.csv", "progress.png", "splits.json"]
+    rows = (out / "log.csv").read_text().splitlines()[1:]
+    losses = [float(row.split(",")[1]) for row in rows]
+    assert len(losses) == 3 and losses[-1] < losses[0]

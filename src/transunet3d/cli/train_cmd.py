@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import torch
 
 from transunet3d.cli.config_cmd import set_option
-from transunet3d.config import PRESETS, build_config, load_config
+from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
 from transunet3d.errors import UserError
+from transunet3d.training.distributed import Distributed
 from transunet3d.training.trainer import Trainer
 
 _PATH = click.Path(path_type=Path)
@@ -30,15 +32,26 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
         raise UserError(f"{preprocessed}: not a folder")
     config = build_config(preset, overrides)
     folds = range(config.data.num_folds) if fold == "all" else [_fold_number(fold)]
-    for number in folds:
-        folder = run_dir / f"fold_{number}" if fold == "all" else run_dir
-        if not resume and (folder / "checkpoints" / "latest.json").exists():
-            raise UserError(f"{folder} already holds a training run: add --resume, or choose another --out")
-        fold_config = load_config(folder / "config.yaml") if resume and (folder / "config.yaml").exists() else config
-        trainer = Trainer(fold_config, preprocessed, number, folder, device)
-        if resume:
-            trainer.resume()
-        state = trainer.fit()
+    processes = Distributed.from_environment(use_cuda=torch.cuda.is_available() and device != "cpu")
+    try:
+        for number in folds:
+            _train_fold(config, preprocessed, number, run_dir if fold != "all" else run_dir / f"fold_{number}",
+                        resume, device, processes)
+    finally:
+        processes.close()
+
+
+def _train_fold(config: ExperimentConfig, preprocessed: Path, number: int, folder: Path, resume: bool,
+                device: str | None, processes: Distributed) -> None:
+    """Train (or resume) one fold into `folder`."""
+    if not resume and (folder / "checkpoints" / "latest.json").exists():
+        raise UserError(f"{folder} already holds a training run: add --resume, or choose another --out")
+    fold_config = load_config(folder / "config.yaml") if resume and (folder / "config.yaml").exists() else config
+    trainer = Trainer(fold_config, preprocessed, number, folder, device, processes)
+    if resume:
+        trainer.resume()
+    state = trainer.fit()
+    if processes.is_main:
         click.echo(f"fold {number}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_dice:.4f} -> {folder}")
 
 

@@ -42,8 +42,8 @@ def downsample_target(target: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 def deep_supervision_loss(outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
     """Weighted region loss over the decoder stages' outputs (finest first) against full-resolution targets."""
+    # Zero-weight stages are still evaluated: every head then takes part in the loss, as DDP requires.
     total = outputs[0].new_zeros((), dtype=torch.float32)
     for weight, logits in zip(deep_supervision_weights(len(outputs)), outputs):
-        if weight:
-            total = total + weight * region_loss(logits, downsample_target(target, logits.shape[2:]))
+        total = total + weight * region_loss(logits, downsample_target(target, logits.shape[2:]))
     return total

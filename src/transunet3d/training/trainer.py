@@ -26,12 +26,14 @@ from transunet3d.files import write_json
 from transunet3d.models import model_from_config
 from transunet3d.training.augment import augment_batch
 from transunet3d.training.checkpoint import is_complete, load_checkpoint, save_checkpoint
+from transunet3d.training.distributed import Distributed
 from transunet3d.training.objective import training_loss
 from transunet3d.training.pseudo_dice import PseudoDice
 from transunet3d.training.run_log import RunLog
 from transunet3d.training.sampling import PatchBatches
 from transunet3d.training.schedule import poly_lr
 
+SINGLE_PROCESS = Distributed()
 EMA_MOMENTUM = 0.9  # nnU-Net's smoothing of the validation pseudo-Dice
 
 
@@ -46,7 +48,14 @@ class TrainerState:
     nonfinite_in_row: int = 0
 
 
-def fold_cases(preprocessed: Path, fold: int, config: ExperimentConfig, run_dir: Path) -> tuple[list, list]:
+def _device(name: str | None, processes: Distributed) -> torch.device:
+    if name is None:
+        name = f"cuda:{processes.local_rank}" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def fold_cases(preprocessed: Path, fold: int, config: ExperimentConfig, run_dir: Path,
+               write: bool = True) -> tuple[list, list]:
     """Train and validation case ids of `fold`, from PREPROCESSED/splits.json or made from the config's seed."""
     splits_path = preprocessed / SPLITS_FILE
     if splits_path.exists():
@@ -55,7 +64,8 @@ def fold_cases(preprocessed: Path, fold: int, config: ExperimentConfig, run_dir:
         splits = make_splits(cached_case_ids(preprocessed), config.data.num_folds, config.data.split_seed)
     if not 0 <= fold < len(splits):
         raise UserError(f"fold {fold} does not exist: the splits have folds 0..{len(splits) - 1}")
-    write_json(run_dir / SPLITS_FILE, splits)
+    if write:
+        write_json(run_dir / SPLITS_FILE, splits)
     return splits[fold]["train"], splits[fold]["val"]
 
 
@@ -64,29 +74,41 @@ class Trainer:
     checkpoints/)."""
 
     def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: int, run_dir: Path,
-                 device: str | None = None):
-        self.config, self.run_dir = config, Path(run_dir)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, self.run_dir / "config.yaml")
-        train_ids, val_ids = fold_cases(Path(preprocessed), fold, config, self.run_dir)
+                 device: str | None = None, processes: Distributed = SINGLE_PROCESS):
+        self.config, self.run_dir, self.processes = config, Path(run_dir), processes
+        self.device = _device(device, processes)
+        train_ids, val_ids = fold_cases(Path(preprocessed), fold, config, self.run_dir, processes.is_main)
+        if processes.is_main:
+            save_config(config, self.run_dir / "config.yaml")
         train = config.train
+        # Each process draws its own patches: the batch seeds include the rank.
         self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, train.batch_size,
-                                    train.foreground_fraction, seed=train.seed)
+                                    train.foreground_fraction, seed=train.seed, rank=processes.rank)
         self.validation = PatchBatches(Path(preprocessed), val_ids or train_ids, train.patch_size,
                                        train.batch_size, train.foreground_fraction, seed=train.seed + 1)
-        torch.manual_seed(train.seed)
-        self.model = model_from_config(config.model, train.patch_size).to(self.device)
+        torch.manual_seed(train.seed)  # the same initial weights in every process
+        self.network = model_from_config(config.model, train.patch_size).to(self.device)
+        self.model = self._parallel(self.network)
         self.optimizer = self._optimizer()
         self.log = RunLog(self.run_dir / "log.csv")
         self.state = TrainerState()
 
+    def _parallel(self, network: torch.nn.Module) -> torch.nn.Module:
+        """DDP wrapper when there are several processes (the unwrapped network is saved and validated)."""
+        if self.processes.world == 1:
+            return network
+        # The CNN heads of a decoder-only model take no part in its loss.
+        unused = network.spec.use_query_decoder and not self.config.train.cnn_deep_supervision
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids,
+                                                         find_unused_parameters=unused)
+
     def _optimizer(self) -> torch.optim.Optimizer:
         train = self.config.train
         if train.optimizer == "sgd":
-            return torch.optim.SGD(self.model.parameters(), lr=train.lr, momentum=train.momentum, nesterov=True,
+            return torch.optim.SGD(self.network.parameters(), lr=train.lr, momentum=train.momentum, nesterov=True,
                                    weight_decay=train.weight_decay)
-        return torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.AdamW(self.network.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
     def _autocast(self):
         precision = self.config.train.precision
@@ -107,7 +129,7 @@ class Trainer:
         if not pointer.exists():
             return False
         folder = self.checkpoints / json.loads(pointer.read_text())["folder"]
-        saved = load_checkpoint(folder, self.model)
+        saved = load_checkpoint(folder, self.network)
         self.optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
         self.state = TrainerState(**saved["trainer"])
@@ -143,21 +165,22 @@ class Trainer:
             with self._autocast():
                 loss = training_loss(self.model(images), targets, train)
             self.optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            if not self.processes.all_true(bool(torch.isfinite(loss))):
                 self._skip_step(iteration)
                 continue
             self.state.nonfinite_in_row = 0
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), train.grad_clip)
             self.optimizer.step()
             losses.append(loss.item())
-        return float(np.mean(losses)) if losses else float("nan")
+        return self.processes.mean(float(np.mean(losses)) if losses else float("nan"))
 
     def _batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = self.batches.batch(iteration)
         images = torch.from_numpy(images).to(self.device, non_blocking=True)
         targets = torch.from_numpy(targets).to(self.device, non_blocking=True)
-        generator = torch.Generator(device=self.device).manual_seed(self.config.train.seed * 1_000_003 + iteration)
+        seed = np.random.SeedSequence([self.config.train.seed, iteration, self.processes.rank]).generate_state(1)[0]
+        generator = torch.Generator(device=self.device).manual_seed(int(seed))
         return augment_batch(images, targets, self.config.augment, generator)
 
     def _skip_step(self, iteration: int) -> None:
@@ -169,12 +192,13 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> list[float]:
-        self.model.eval()
+        """Pseudo-Dice on the fixed validation batches (every process computes the same numbers)."""
+        self.network.eval()
         dice = PseudoDice(len(REGIONS))
         for index in range(self.config.train.val_batches):
             images, targets = self.validation.batch(index)
             with self._autocast():
-                logits = self.model(torch.from_numpy(images).to(self.device)).logits
+                logits = self.network(torch.from_numpy(images).to(self.device)).logits
             dice.update(logits.float(), torch.from_numpy(targets).to(self.device))
         return dice.values()
 
@@ -187,6 +211,8 @@ class Trainer:
             if self.state.ema_dice > self.state.best_ema_dice:
                 self.state.best_ema_dice = self.state.ema_dice
                 self._save("best", pointer=False)
+        if not self.processes.is_main:
+            return
         self.log.append({"epoch": self.state.epoch, "train_loss": loss,
                          **{f"dice_{r}": d for r, d in zip(REGIONS, dice)},
                          "ema_dice": self.state.ema_dice, "lr": self.optimizer.param_groups[0]["lr"],
@@ -195,10 +221,13 @@ class Trainer:
 
     def _save(self, name: str, pointer: bool = True) -> None:
         """Checkpoint into a fresh folder, then move the `latest` pointer to it (a crash keeps the old one)."""
+        if not self.processes.is_main:
+            self.processes.barrier()
+            return
         folder = f"epoch_{self.state.epoch:04d}" if pointer else name
         state = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                  "trainer": asdict(self.state)}
-        save_checkpoint(self.checkpoints / folder, self.model, state)
+        save_checkpoint(self.checkpoints / folder, self.network, state)
         if pointer:
             previous = self.checkpoints / "latest.json"
             old = json.loads(previous.read_text())["folder"] if previous.exists() else None
@@ -207,3 +236,4 @@ class Trainer:
                 for file in (self.checkpoints / old).iterdir():
                     file.unlink()
                 (self.checkpoints / old).rmdir()
+        self.processes.barrier()

@@ -1,0 +1,57 @@
+"""Multi-process training under `torchrun`: who this process is, and the few collective steps the trainer needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place among `world` training processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls, use_cuda: bool) -> Distributed:
+        """Join the process group that torchrun describes in the environment (NCCL on GPU, gloo on CPU)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes files."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, value: float) -> float:
+        """The mean of `value` over all processes."""
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return float(tensor) / self.world
+
+    def all_true(self, flag: bool) -> bool:
+        """Whether `flag` holds in every process (so that all of them take the same branch)."""
+        if self.world == 1:
+            return flag
+        tensor = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return bool(tensor.item() > 0)
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
