@@ -85,10 +85,25 @@ def test_two_process_ddp_on_cpu_learns_into_one_run_folder(cache: Path, tmp_path
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("fold 0: 3 epochs") == 1  # only rank 0 reports
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "tensorboard" not in p.parts)
     assert files == ["checkpoints/best/state.pt", "checkpoints/best/weights.safetensors",
                      "checkpoints/epoch_0003/state.pt", "checkpoints/epoch_0003/weights.safetensors",
                      "checkpoints/latest.json", "config.yaml", "log.csv", "progress.png", "splits.json"]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
     rows = (out / "log.csv").read_text().splitlines()[1:]
     losses = [float(row.split(",")[1]) for row in rows]
     assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("preset", ["tiny-unet", "tiny", "tiny-decoder", "tiny-both"])
+def test_every_variant_trains_at_tiny_size(cache: Path, tmp_path: Path, preset: str):
+    from transunet3d.config import build_config
+    from transunet3d.training.trainer import Trainer
+
+    config = build_config(preset, ["train.epochs=1", "train.iterations_per_epoch=2", "train.val_batches=1"])
+    trainer = Trainer(config, cache, 0, tmp_path / preset, device="cpu")
+    state = trainer.fit()
+    assert state.epoch == 1 and state.skipped_steps == 0
+    row = trainer.log.rows[-1]
+    assert row["train_loss"] > 0 and 0 <= row["dice_WT"] <= 1
+    assert (tmp_path / preset / "checkpoints" / "epoch_0001" / "weights.safetensors").exists()

@@ -1,4 +1,4 @@
-"""The run's epoch log (log.csv) and progress plot (progress.png)."""
+"""The run's epoch log: log.csv, TensorBoard events (tensorboard/) and the progress plot (progress.png)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ COLUMNS = ["epoch", "train_loss", *(f"dice_{r}" for r in REGIONS), "ema_dice", "
 
 
 class RunLog:
-    """Rows of per-epoch numbers, rewritten atomically after every epoch."""
+    """Rows of per-epoch numbers: the CSV is rewritten atomically after every epoch, events are appended."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, events: Path | None = None):
+        self.path, self.events = path, events
+        self._writer = None
         self.rows: list[dict[str, Any]] = []
         if path.exists():
             self.rows = [{k: float(v) if v not in ("", "nan") else float("nan") for k, v in row.items()}
@@ -31,12 +32,25 @@ class RunLog:
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        self._write_events(row)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         with atomic_path(self.path) as tmp:
             tmp.write_text(buffer.getvalue())
+
+    def _write_events(self, row: dict[str, Any]) -> None:
+        if self.events is None:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # imported on first use: it is slow to load
+
+            self._writer = SummaryWriter(str(self.events))
+        for name, value in row.items():
+            if name != "epoch":
+                self._writer.add_scalar(name, value, int(row["epoch"]))
+        self._writer.flush()
 
     def plot(self, path: Path) -> None:
         """Training loss, pseudo-Dice per region with its EMA, and the learning rate against the epoch."""

@@ -90,7 +90,7 @@ class Trainer:
         self.network = model_from_config(config.model, train.patch_size).to(self.device)
         self.model = self._parallel(self.network)
         self.optimizer = self._optimizer()
-        self.log = RunLog(self.run_dir / "log.csv")
+        self.log = RunLog(self.run_dir / "log.csv", self.run_dir / "tensorboard")
         self.state = TrainerState()
 
     def _parallel(self, network: torch.nn.Module) -> torch.nn.Module:
@@ -161,21 +161,28 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = poly_lr(train.lr, iteration, total_iterations, train.poly_power,
                                       train.warmup_iterations)
-            images, targets = self._batch(iteration)
-            with self._autocast():
-                loss = training_loss(self.model(images), targets, train)
-            self.optimizer.zero_grad(set_to_none=True)
-            if not self.processes.all_true(bool(torch.isfinite(loss))):
+            loss = self.train_step(*self.batch(iteration))
+            if loss is None:
                 self._skip_step(iteration)
                 continue
             self.state.nonfinite_in_row = 0
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), train.grad_clip)
-            self.optimizer.step()
-            losses.append(loss.item())
+            losses.append(loss)
         return self.processes.mean(float(np.mean(losses)) if losses else float("nan"))
 
-    def _batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor) -> float | None:
+        """One optimisation step; None (and no update) when the loss is not finite in some process."""
+        with self._autocast():
+            loss = training_loss(self.model(images), targets, self.config.train)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self.processes.all_true(bool(torch.isfinite(loss))):
+            return None
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        return loss.item()
+
+    def batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented training batch of global `iteration`, on the training device."""
         images, targets = self.batches.batch(iteration)
         images = torch.from_numpy(images).to(self.device, non_blocking=True)
         targets = torch.from_numpy(targets).to(self.device, non_blocking=True)
