@@ -70,7 +70,7 @@ def main() -> None:
 
 def measure(preset: str, root: Path, device: torch.device, iterations: int, warmup: int, peak: float | None) -> str:
     """One table row for `preset`."""
-    config = build_config(preset, [f"train.epochs={iterations + warmup}"])
+    config = build_config(preset, [f"train.epochs={iterations + warmup}", "data.num_folds=2"])
     trainer = Trainer(config, root / "pre", 0, root / "runs" / preset, device=str(device))
     trainer.model.train()
     images, targets = trainer.batch(0)
