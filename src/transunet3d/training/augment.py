@@ -102,12 +102,17 @@ def gaussian_blur(images, config: AugmentConfig, generator):
 
 
 def _blur_volume(volume: torch.Tensor, kernel: torch.Tensor, radius: int) -> torch.Tensor:
-    """Convolve a 3D volume with the same 1-D kernel along each axis (zero padding)."""
+    """Convolve a 3D volume with the same 1-D kernel along each axis (zero padding), as weighted shifted sums:
+    a few multiply-adds over the volume per tap, much faster on the CPU than a 1-D convolution of every row."""
     for axis in range(3):
-        moved = volume.movedim(axis, -1)
-        rows = moved.reshape(-1, 1, moved.shape[-1])
-        blurred = F.conv1d(rows, kernel.view(1, 1, -1), padding=radius)
-        volume = blurred.reshape(moved.shape).movedim(-1, axis)
+        padding = [0] * 6
+        padding[2 * (2 - axis)] = padding[2 * (2 - axis) + 1] = radius
+        padded = F.pad(volume, padding)
+        length = volume.shape[axis]
+        blurred = padded.narrow(axis, 0, length) * kernel[0]
+        for tap in range(1, len(kernel)):
+            blurred.add_(padded.narrow(axis, tap, length), alpha=float(kernel[tap]))
+        volume = blurred
     return volume
 
 
