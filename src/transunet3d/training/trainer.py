@@ -90,6 +90,8 @@ class Trainer:
         self.network = model_from_config(config.model, train.patch_size).to(self.device)
         self.model = self._parallel(self.network)
         self.optimizer = self._optimizer()
+        # fp16 needs loss scaling against underflow; for bf16 and fp32 the scaler passes everything through.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self._precision() == "fp16")
         self.log = RunLog(self.run_dir / "log.csv", self.run_dir / "tensorboard")
         self.state = TrainerState()
 
@@ -110,10 +112,14 @@ class Trainer:
                                    weight_decay=train.weight_decay)
         return torch.optim.AdamW(self.network.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
-    def _autocast(self):
+    def _precision(self) -> str:
         precision = self.config.train.precision
         if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
+            return "bf16" if self.device.type == "cuda" else "fp32"
+        return precision
+
+    def _autocast(self):
+        precision = self._precision()
         if precision == "fp32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -131,6 +137,7 @@ class Trainer:
         folder = self.checkpoints / json.loads(pointer.read_text())["folder"]
         saved = load_checkpoint(folder, self.network)
         self.optimizer.load_state_dict(saved["optimizer"])
+        self.scaler.load_state_dict(saved["scaler"])
         torch.set_rng_state(saved["torch_rng"])
         self.state = TrainerState(**saved["trainer"])
         self.log.truncate(self.state.epoch)
@@ -176,9 +183,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if not self.processes.all_true(bool(torch.isfinite(loss))):
             return None
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.train.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return loss.item()
 
     def batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,7 +241,8 @@ class Trainer:
             self.processes.barrier()
             return
         folder = f"epoch_{self.state.epoch:04d}" if pointer else name
-        state = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+        state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                 "torch_rng": torch.get_rng_state(),
                  "trainer": asdict(self.state)}
         save_checkpoint(self.checkpoints / folder, self.network, state)
         if pointer:
