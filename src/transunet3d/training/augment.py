@@ -82,18 +82,24 @@ def gaussian_noise(images, config: AugmentConfig, generator):
     return _replace(images, index, images[index] + noise * variance[index].sqrt()[:, None, None, None, None])
 
 
-def gaussian_blur(images, config: AugmentConfig, generator):
-    """Separable Gaussian blur with its own sigma for each chosen sample and channel."""
+def _channel_choices(images, p_sample: float, p_channel: float, value_range, generator):
+    """(sample, channel) pairs chosen with probability p_sample per sample and p_channel per channel, and a
+    parameter drawn from `value_range` for every pair of the batch."""
     batch, channels = images.shape[:2]
     device = images.device
-    apply = (_chance(config.blur_p, (batch, 1), generator, device)
-             & _chance(config.blur_channel_p, (batch, channels), generator, device))
-    sigma = _uniform(*config.blur_sigma, (batch, channels), generator, device)
-    chosen = apply.nonzero().tolist()
+    apply = (_chance(p_sample, (batch, 1), generator, device)
+             & _chance(p_channel, (batch, channels), generator, device))
+    values = _uniform(*value_range, (batch, channels), generator, device)
+    return apply.nonzero().tolist(), values
+
+
+def gaussian_blur(images, config: AugmentConfig, generator):
+    """Separable Gaussian blur with its own sigma for each chosen sample and channel."""
+    chosen, sigma = _channel_choices(images, config.blur_p, config.blur_channel_p, config.blur_sigma, generator)
     if not chosen:
         return images
     radius = math.ceil(3 * config.blur_sigma[1])
-    offsets = torch.arange(-radius, radius + 1, device=device, dtype=images.dtype)
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
     out = images.clone()
     for b, c in chosen:
         kernel = torch.exp(-0.5 * (offsets / sigma[b, c]) ** 2)
@@ -142,12 +148,7 @@ def contrast(images, config: AugmentConfig, generator):
 
 def low_resolution(images, config: AugmentConfig, generator):
     """Down-sample (nearest) by a zoom in `lowres_zoom` and back up (trilinear), per chosen sample and channel."""
-    batch, channels = images.shape[:2]
-    device = images.device
-    apply = (_chance(config.lowres_p, (batch, 1), generator, device)
-             & _chance(config.lowres_channel_p, (batch, channels), generator, device))
-    zoom = _uniform(*config.lowres_zoom, (batch, channels), generator, device)
-    chosen = apply.nonzero().tolist()
+    chosen, zoom = _channel_choices(images, config.lowres_p, config.lowres_channel_p, config.lowres_zoom, generator)
     if not chosen:
         return images
     out = images.clone()
