@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import torch
 
 from transunet3d.cli.config_cmd import set_option
 from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
+from transunet3d.data.cache import SPLITS_FILE
 from transunet3d.errors import UserError
 from transunet3d.training.distributed import Distributed
 from transunet3d.training.trainer import Trainer
@@ -31,7 +33,7 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
     if not preprocessed.is_dir():
         raise UserError(f"{preprocessed}: not a folder")
     config = build_config(preset, overrides)
-    folds = range(config.data.num_folds) if fold == "all" else [_fold_number(fold)]
+    folds = range(_fold_count(preprocessed, config)) if fold == "all" else [_fold_number(fold)]
     processes = Distributed.from_environment(use_cuda=torch.cuda.is_available() and device != "cpu")
     try:
         for number in folds:
@@ -53,6 +55,12 @@ def _train_fold(config: ExperimentConfig, preprocessed: Path, number: int, folde
     state = trainer.fit()
     if processes.is_main:
         click.echo(f"fold {number}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_dice:.4f} -> {folder}")
+
+
+def _fold_count(preprocessed: Path, config: ExperimentConfig) -> int:
+    """Folds of PREPROCESSED/splits.json when it exists, else the config's number of folds."""
+    splits = preprocessed / SPLITS_FILE
+    return len(json.loads(splits.read_text())) if splits.exists() else config.data.num_folds
 
 
 def _fold_number(text: str) -> int:
