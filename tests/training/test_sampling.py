@@ -66,3 +66,15 @@ def test_batches_are_reproducible_and_differ_by_rank(cache: Path):
     assert first[1][-1, 0].any()  # the last sample is forced to tumour
     other_rank = PatchBatches(cache, CASES, (4, 4, 4), batch_size=3, seed=5, rank=1).batch(3)
     assert not np.array_equal(first[0], other_rank[0])
+
+
+def test_loader_workers_deliver_the_same_batches_in_order(cache: Path):
+    from transunet3d.training.sampling import patch_loader
+
+    batches = PatchBatches(cache, CASES, (4, 4, 4), batch_size=2, seed=9)
+    loaded = list(patch_loader(batches, first=5, count=4, workers=2))
+    assert len(loaded) == 4
+    for offset, (images, targets) in enumerate(loaded):
+        expected_images, expected_targets = batches.batch(5 + offset)
+        np.testing.assert_array_equal(images.numpy(), expected_images)
+        np.testing.assert_array_equal(targets.numpy(), expected_targets)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from transunet3d.config.schema import REGIONS
 from transunet3d.data.cache import CachedCase, open_case
@@ -72,7 +73,17 @@ class PatchBatches:
     rank: int = 0
 
     def __post_init__(self) -> None:
-        self.cases = {case_id: open_case(self.root, case_id) for case_id in self.case_ids}
+        self._cases: dict[str, CachedCase] | None = None
+
+    @property
+    def cases(self) -> dict[str, CachedCase]:
+        """The memory-mapped cases, opened on first use in each process (loader workers open their own)."""
+        if self._cases is None:
+            self._cases = {case_id: open_case(self.root, case_id) for case_id in self.case_ids}
+        return self._cases
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cases": None}
 
     def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Images (B, C, *patch) float32 and region targets (B, 3, *patch) uint8 of batch `index`."""
@@ -82,3 +93,26 @@ class PatchBatches:
             case = self.cases[self.case_ids[rng.integers(len(self.case_ids))]]
             samples.append(sample_patch(case, tuple(self.patch_size), rng, forced))
         return np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])
+
+
+class _EpochPatches(torch.utils.data.Dataset):
+    """Batches `first` .. `first + count - 1` of a PatchBatches, as a dataset of whole batches."""
+
+    def __init__(self, batches: PatchBatches, first: int, count: int):
+        self.batches, self.first, self.count = batches, first, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = self.batches.batch(self.first + index)
+        return torch.from_numpy(images), torch.from_numpy(targets)
+
+
+def patch_loader(batches: PatchBatches, first: int, count: int, workers: int, pin_memory: bool = False):
+    """Batches `first` .. `first + count - 1` in order, read ahead by `workers` processes (0: in this one).
+
+    Workers only read and crop; augmentation runs on the training device.
+    """
+    return torch.utils.data.DataLoader(_EpochPatches(batches, first, count), batch_size=None, shuffle=False,
+                                       num_workers=workers, pin_memory=pin_memory)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from transunet3d.config.io import save_config
 from transunet3d.config.schema import REGIONS, ExperimentConfig
@@ -30,7 +31,7 @@ from transunet3d.training.distributed import Distributed
 from transunet3d.training.objective import training_loss
 from transunet3d.training.pseudo_dice import PseudoDice
 from transunet3d.training.run_log import RunLog
-from transunet3d.training.sampling import PatchBatches
+from transunet3d.training.sampling import PatchBatches, patch_loader
 from transunet3d.training.schedule import poly_lr
 
 SINGLE_PROCESS = Distributed()
@@ -163,12 +164,17 @@ class Trainer:
         total_iterations = train.epochs * train.iterations_per_epoch
         self.model.train()
         losses = []
-        for step in range(train.iterations_per_epoch):
-            iteration = epoch * train.iterations_per_epoch + step
+        first = epoch * train.iterations_per_epoch
+        loader = patch_loader(self.batches, first, train.iterations_per_epoch, train.num_workers,
+                              pin_memory=self.device.type == "cuda")
+        progress = tqdm(loader, desc=f"epoch {epoch}", unit="it", disable=not self.processes.is_main,
+                        leave=False)
+        for step, (images, targets) in enumerate(progress):
+            iteration = first + step
             for group in self.optimizer.param_groups:
                 group["lr"] = poly_lr(train.lr, iteration, total_iterations, train.poly_power,
                                       train.warmup_iterations)
-            loss = self.train_step(*self.batch(iteration))
+            loss = self.train_step(*self._augmented(images, targets, iteration))
             if loss is None:
                 self._skip_step(iteration)
                 continue
@@ -193,8 +199,12 @@ class Trainer:
     def batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The augmented training batch of global `iteration`, on the training device."""
         images, targets = self.batches.batch(iteration)
-        images = torch.from_numpy(images).to(self.device, non_blocking=True)
-        targets = torch.from_numpy(targets).to(self.device, non_blocking=True)
+        return self._augmented(torch.from_numpy(images), torch.from_numpy(targets), iteration)
+
+    def _augmented(self, images: torch.Tensor, targets: torch.Tensor, iteration: int):
+        """Move a batch to the device and augment it there, seeded by (seed, iteration, rank)."""
+        images = images.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
         seed = np.random.SeedSequence([self.config.train.seed, iteration, self.processes.rank]).generate_state(1)[0]
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         return augment_batch(images, targets, self.config.augment, generator)
