@@ -7,7 +7,6 @@ bit for bit, as a run that was never interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -25,6 +24,7 @@ from transunet3d.data.splits import make_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models import model_from_config
+from transunet3d.models.precision import autocast, resolve_precision
 from transunet3d.training.augment import augment_batch
 from transunet3d.training.checkpoint import is_complete, load_checkpoint, save_checkpoint
 from transunet3d.training.distributed import Distributed
@@ -114,17 +114,10 @@ class Trainer:
         return torch.optim.AdamW(self.network.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
     def _precision(self) -> str:
-        precision = self.config.train.precision
-        if precision == "auto":
-            return "bf16" if self.device.type == "cuda" else "fp32"
-        return precision
+        return resolve_precision(self.config.train.precision, self.device)
 
     def _autocast(self):
-        precision = self._precision()
-        if precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self._precision(), self.device)
 
     @property
     def checkpoints(self) -> Path:

@@ -1,0 +1,76 @@
+"""`transunet3d predict`: BraTS submissions for a folder of cases from one or more trained runs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import torch
+
+from transunet3d.config.schema import InferConfig
+from transunet3d.inference.cases import predict_folder
+from transunet3d.inference.predictor import Predictor
+from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, load_models
+from transunet3d.inference.tta import TTA_MODES
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command("predict")
+@click.argument("input_dir", metavar="INPUT", type=_PATH)
+@click.argument("out", type=_PATH)
+@click.option("--model", "models", type=_PATH, multiple=True, required=True,
+              help="Training run folder (repeat for an ensemble); a cross-validation run gives all its folds.")
+@click.option("--fold", default=None, help="Fold of a cross-validation run: a number, or 'all'  [default: all]")
+@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="latest", show_default=True,
+              help="The final weights, or those with the best validation pseudo-Dice.")
+@click.option("--tta", type=click.Choice(TTA_MODES), default=None,
+              help="Test-time augmentation: none, 8 flips, or flips with axial quarter turns (16 views).  "
+                   "[default: the run's config, flip+rot]")
+@click.option("--step", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Window stride as a fraction of the patch (0.5 = 50% overlap).  [default: the run's config]")
+@click.option("--batch-windows", type=click.IntRange(min=1), default=None,
+              help="Network inputs (window x view) per forward pass.  [default: the run's config]")
+@click.option("--min-lesion-mm3", type=click.FloatRange(min=0), default=None,
+              help="Drop predicted components smaller than this, per region.  [default: the run's config, 0]")
+@click.option("--save-probabilities", is_flag=True,
+              help="Also write OUT/<case>_probabilities.npz (float16 WT, TC, ET on the input grid).")
+@click.option("--continue", "skip_existing", is_flag=True, help="Skip cases whose outputs are already in OUT.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, ...  [default: cuda when available]")
+def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: str | None, checkpoint: str,
+                    tta: str | None, step: float | None, batch_windows: int | None, min_lesion_mm3: float | None,
+                    save_probabilities: bool, skip_existing: bool, device: str | None) -> None:
+    """Segment the BraTS cases under INPUT (a dataset folder or one case) into OUT/<case>.nii.gz.
+
+    Under torchrun, each process predicts its share of the cases on its own GPU.
+    """
+    rank, world, local_rank = (int(os.environ.get(k, d)) for k, d in
+                               (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")))
+    target = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    trained = load_models(list(models), fold, checkpoint, target)
+    _warn_unfinished(trained)
+    options = _options(trained[0].config.infer, tta=tta, step=step, batch_windows=batch_windows,
+                       min_lesion_mm3=min_lesion_mm3)
+    report = predict_folder(input_dir, out, Predictor(trained, options, target), skip_existing=skip_existing,
+                            save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0)
+    for message in report.failed.values():
+        click.echo(f"error: {message}", err=True)
+    click.echo(f"predicted {len(report.written)}, already done {len(report.skipped)}, "
+               f"failed {len(report.failed)} with {len(trained)} model(s), TTA {options.tta} -> {out}")
+    if report.failed:
+        click.echo(f"failed cases: {', '.join(report.failed)}", err=True)
+        raise SystemExit(2)
+
+
+def _options(infer: InferConfig, **given: object) -> InferConfig:
+    """The run's inference settings with the options given on the command line."""
+    return replace(infer, **{name: value for name, value in given.items() if value is not None})
+
+
+def _warn_unfinished(models: list[TrainedModel]) -> None:
+    for model in models:
+        if not model.finished:
+            click.echo(f"warning: {model.checkpoint}: trained for {model.epoch} of {model.config.train.epochs} "
+                       "epochs", err=True)

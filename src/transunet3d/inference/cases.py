@@ -1,0 +1,98 @@
+"""Predict every case of a folder into BraTS submission files, robust to broken cases and interruptions."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from transunet3d.config.schema import REGIONS
+from transunet3d.data.layout import CaseFiles, discover_cases
+from transunet3d.data.nifti import Geometry, write_nifti
+from transunet3d.data.validate import LoadedCase, load_case
+from transunet3d.errors import InputError
+from transunet3d.files import atomic_path, output_folder
+from transunet3d.inference.predictor import CasePrediction, Predictor
+
+
+@dataclass
+class PredictReport:
+    """Case ids written, skipped (output already there with --continue) and failed (with the message)."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def submission_path(out_dir: Path, case_id: str) -> Path:
+    """Where the label map of a case goes: `OUT/BraTS-MET-XXXXX-YYY.nii.gz`, the challenge's naming."""
+    return out_dir / f"{case_id}.nii.gz"
+
+
+def probabilities_path(out_dir: Path, case_id: str) -> Path:
+    """Where the region probabilities of a case go (.npz, so that evaluation never takes them for a prediction)."""
+    return out_dir / f"{case_id}_probabilities.npz"
+
+
+def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predictor, skip_existing: bool = False,
+                   save_probabilities: bool = False, shard: tuple[int, int] = (0, 1),
+                   progress: bool = True) -> PredictReport:
+    """Predict the cases under `input_dir` (a dataset or one case folder) into `out_dir`.
+
+    `shard` = (rank, world) takes every world-th case from the rank-th, for several processes under torchrun.
+    The next case is read while the current one is predicted, and outputs are written in the background.
+    """
+    rank, world = shard
+    out_dir = output_folder(out_dir)
+    cases = discover_cases(input_dir)[rank::world]
+    report = PredictReport()
+    todo = []
+    for case in cases:
+        if skip_existing and all(path.exists() for path in _outputs(out_dir, case.case_id, save_probabilities)):
+            report.skipped.append(case.case_id)
+        else:
+            todo.append(case)
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+        writes: list[Future] = []
+        for case, loading in tqdm(_read_ahead(reader, todo), total=len(todo), desc="predict", unit="case",
+                                  disable=not progress):
+            try:
+                loaded = loading.result()
+            except InputError as error:
+                report.failed[case.case_id] = str(error)
+                continue
+            prediction = predictor.predict(loaded, keep_probabilities=save_probabilities)
+            writes.append(writer.submit(write_prediction, prediction, loaded.geometry, out_dir))
+            report.written.append(case.case_id)
+        for write in writes:
+            write.result()
+    return report
+
+
+def _outputs(out_dir: Path, case_id: str, save_probabilities: bool) -> list[Path]:
+    paths = [submission_path(out_dir, case_id)]
+    return [*paths, probabilities_path(out_dir, case_id)] if save_probabilities else paths
+
+
+def _read_ahead(executor: ThreadPoolExecutor, cases: Iterable[CaseFiles]) -> Iterator[tuple[CaseFiles, Future]]:
+    """(case, future of its LoadedCase), loading one case ahead of the one handed out."""
+    pending: deque[tuple[CaseFiles, Future[LoadedCase]]] = deque()
+    for case in cases:
+        pending.append((case, executor.submit(load_case, case)))
+        if len(pending) > 1:
+            yield pending.popleft()
+    yield from pending
+
+
+def write_prediction(prediction: CasePrediction, geometry: Geometry, out_dir: Path) -> None:
+    """The label map as uint8 NIfTI in the input's geometry and, when kept, the probabilities (float16 .npz)."""
+    write_nifti(prediction.labels.astype(np.uint8), geometry, submission_path(out_dir, prediction.case_id))
+    if prediction.probabilities is not None:
+        with atomic_path(probabilities_path(out_dir, prediction.case_id)) as tmp, open(tmp, "wb") as file:
+            np.savez_compressed(file, probabilities=prediction.probabilities.astype(np.float16),
+                                regions=np.array(REGIONS))
