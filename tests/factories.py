@@ -39,3 +39,22 @@ def write_case(root: Path, case_id: str = "BraTS-MET-00001-000", seed: int = 0, 
     if with_seg:
         write_volume(directory / f"{case_id}-seg.nii.gz", seg, affine)
     return directory
+
+
+def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | None = None) -> Path:
+    """A run folder as `transunet3d train` leaves it (config.yaml, checkpoints/latest.json), with random weights."""
+    import torch
+
+    from transunet3d.config import build_config, save_config
+    from transunet3d.files import write_json
+    from transunet3d.models import model_from_config
+    from transunet3d.training.checkpoint import save_checkpoint
+
+    config = build_config(preset)
+    save_config(config, folder / "config.yaml")
+    torch.manual_seed(seed)
+    network = model_from_config(config.model, tuple(config.train.patch_size))
+    epoch = config.train.epochs if epoch is None else epoch
+    save_checkpoint(folder / "checkpoints" / f"epoch_{epoch:04d}", network, {"trainer": {"epoch": epoch}})
+    write_json(folder / "checkpoints" / "latest.json", {"folder": f"epoch_{epoch:04d}", "epoch": epoch})
+    return folder

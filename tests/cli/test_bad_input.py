@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.factories import brain_case_arrays, write_case, write_volume
+from tests.factories import brain_case_arrays, write_case, write_run, write_volume
 from transunet3d.cli.main import cli
 
 CASE = "BraTS-MET-00001-000"
@@ -97,6 +97,36 @@ def test_bad_case_is_one_line_and_exit_2(tmp_path: Path, corrupt, expected, comm
         assert (tmp_path / "out" / "BraTS-MET-00002-000.json").exists()
         assert not (tmp_path / "out" / f"{CASE}.json").exists()
         assert "preprocessed 1, already done 0, failed 1" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("run") / "tiny")
+
+
+IMAGE_MISTAKES = [(corrupt, expected) for corrupt, expected in CATALOGUE if "-seg." not in expected]
+
+
+@pytest.mark.parametrize("corrupt, expected", IMAGE_MISTAKES, ids=[c.__name__.strip("_") for c, _ in IMAGE_MISTAKES])
+def test_predict_reports_a_bad_case_and_writes_the_others(tmp_path: Path, run: Path, corrupt, expected):
+    raw = tmp_path / "raw"
+    write_case(raw)
+    write_case(raw, "BraTS-MET-00002-000", seed=1)
+    corrupt(raw)
+    result = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "out"), "--model", str(run),
+                                      "--tta", "none"])
+    assert result.exit_code == 2
+    assert _one_error_line(result).startswith(f"error: {expected}")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["BraTS-MET-00002-000.nii.gz"]
+
+
+def test_predict_ignores_the_labels_of_its_input(tmp_path: Path, run: Path):
+    raw = tmp_path / "raw"
+    write_case(raw)
+    _label_four(raw)
+    result = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "out"), "--model", str(run),
+                                      "--tta", "none"])
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("make, expected", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +83,7 @@ def _read_ahead(executor: ThreadPoolExecutor, cases: Iterable[CaseFiles]) -> Ite
     """(case, future of its LoadedCase), loading one case ahead of the one handed out."""
     pending: deque[tuple[CaseFiles, Future[LoadedCase]]] = deque()
     for case in cases:
-        pending.append((case, executor.submit(load_case, case)))
+        pending.append((case, executor.submit(load_case, replace(case, seg=None))))  # labels are not needed
         if len(pending) > 1:
             yield pending.popleft()
     yield from pending

@@ -1,0 +1,159 @@
+"""`transunet3d predict` on phantoms: submissions in the input's exact geometry, options, failures, sharding."""
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.factories import write_run
+from transunet3d.cli.main import cli
+from transunet3d.data.phantom import PhantomSpec, write_phantoms
+from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.data.splits import write_splits
+
+CASES = ("BraTS-MET-00001-000", "BraTS-MET-00002-000")
+KINDS = ("t1n", "t1c", "t2w", "t2f", "seg")
+
+
+def oblique_affine() -> np.ndarray:
+    """20 degrees about z, anisotropic voxels (1.2, 0.9, 1.5) mm, and a translation."""
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([1.2, 0.9, 1.5])
+    affine[:3, 3] = (-80.5, 12.25, -40.0)
+    return affine
+
+
+def reorient_case(folder: Path, affine: np.ndarray) -> None:
+    """Give every file of a case `affine` as sform (code 4, MNI) and as qform (code 1, scanner)."""
+    for path in folder.glob("*.nii.gz"):
+        data = np.asanyarray(nib.load(path).dataobj)
+        image = nib.Nifti1Image(data, affine)
+        image.set_sform(affine, code=4)
+        image.set_qform(affine, code=1)
+        nib.save(image, path)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    """Two phantoms of a non-BraTS shape (70, 82, 58) with an oblique, anisotropic geometry."""
+    root = tmp_path_factory.mktemp("predict") / "raw"
+    write_phantoms(root, cases=2, seed=21, spec=PhantomSpec(shape=(70, 82, 58), lesions=(2, 3)), progress=False)
+    for case in CASES:
+        reorient_case(root / case, oblique_affine())
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("run") / "tiny", seed=4)
+
+
+def predict(*args: object, env: dict | None = None):
+    return CliRunner().invoke(cli, ["predict", *map(str, args)], env=env)
+
+
+def test_submissions_keep_the_input_geometry_and_follow_the_probabilities(raw: Path, run: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    result = predict(raw, out, "--model", run, "--tta", "flip+rot", "--step", "0.5", "--batch-windows", "5",
+                     "--min-lesion-mm3", "20", "--save-probabilities", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "predicted 2, already done 0, failed 0 with 1 model(s), TTA flip+rot" in result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{c}.nii.gz" for c in CASES] + [f"{c}_probabilities.npz" for c in CASES])
+    for case in CASES:
+        source = nib.load(raw / case / f"{case}-t1c.nii.gz")
+        written = nib.load(out / f"{case}.nii.gz")
+        assert written.shape == (70, 82, 58) and written.get_data_dtype() == np.uint8
+        np.testing.assert_allclose(written.affine, oblique_affine(), atol=1e-6)
+        for form in ("qform", "sform"):
+            matrix, code = getattr(written, f"get_{form}")(coded=True)
+            expected, expected_code = getattr(source, f"get_{form}")(coded=True)
+            np.testing.assert_allclose(matrix, expected, atol=1e-6)
+            assert code == expected_code
+        np.testing.assert_allclose(written.header.get_zooms(), (1.2, 0.9, 1.5), atol=1e-6)
+        labels = np.asanyarray(written.dataobj)
+        assert set(np.unique(labels)) <= {0, 1, 2, 3}
+        saved = np.load(out / f"{case}_probabilities.npz")
+        probabilities = saved["probabilities"].astype(np.float32)
+        assert probabilities.shape == (3, 70, 82, 58) and list(saved["regions"]) == ["WT", "TC", "ET"]
+        assert probabilities.min() >= 0 and probabilities.max() <= 1
+        assert (probabilities[0][labels > 0] > 0.499).all()  # every labelled voxel is in the predicted WT
+        assert (probabilities[2][labels == 3] > 0.499).all()
+
+
+def test_continue_skips_finished_cases(raw: Path, run: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert predict(raw / CASES[0], out, "--model", run, "--tta", "none").exit_code == 0  # one case folder
+    first = out / f"{CASES[0]}.nii.gz"
+    stamp = first.stat().st_mtime_ns
+    result = predict(raw, out, "--model", run, "--tta", "none", "--continue")
+    assert result.exit_code == 0, result.output
+    assert "predicted 1, already done 1, failed 0" in result.output
+    assert first.stat().st_mtime_ns == stamp and (out / f"{CASES[1]}.nii.gz").exists()
+
+
+def test_a_broken_case_is_reported_and_the_others_are_written(raw: Path, run: Path, tmp_path: Path):
+    mixed = tmp_path / "mixed"
+    (mixed / CASES[0]).mkdir(parents=True)
+    for kind in KINDS:
+        name = f"{CASES[0]}-{kind}.nii.gz"
+        (mixed / CASES[0] / name).write_bytes((raw / CASES[0] / name).read_bytes())
+    broken = mixed / "BraTS-MET-00009-000"
+    broken.mkdir()
+    (broken / "BraTS-MET-00009-000-t1c.nii.gz").write_bytes((raw / CASES[0] / f"{CASES[0]}-t1c.nii.gz").read_bytes())
+    result = predict(mixed, tmp_path / "out", "--model", run, "--tta", "none")
+    assert result.exit_code == 2
+    assert "error: BraTS-MET-00009-000" in result.output and "t1n" in result.output
+    assert "failed cases: BraTS-MET-00009-000" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{CASES[0]}.nii.gz"]
+
+
+def test_cross_validation_folds_and_sharding(raw: Path, tmp_path: Path):
+    cv = tmp_path / "cv"
+    for fold in (0, 1):
+        write_run(cv / f"fold_{fold}", seed=fold)
+    both = predict(raw, tmp_path / "both", "--model", cv, "--tta", "none", "--save-probabilities")
+    assert "with 2 model(s)" in both.output, both.output
+    single = predict(raw, tmp_path / "one", "--model", cv, "--fold", "1", "--tta", "none", "--save-probabilities")
+    assert "with 1 model(s)" in single.output, single.output
+    shard = predict(raw, tmp_path / "shard", "--model", cv, "--fold", "0", "--tta", "none",
+                    env={**os.environ, "RANK": "1", "WORLD_SIZE": "2"})
+    assert shard.exit_code == 0, shard.output
+    assert [p.name for p in (tmp_path / "shard").iterdir()] == [f"{CASES[1]}.nii.gz"]
+    fold_zero = predict(raw, tmp_path / "zero", "--model", cv / "fold_0", "--tta", "none", "--save-probabilities")
+    assert fold_zero.exit_code == 0
+    probability = {name: np.load(tmp_path / name / f"{CASES[0]}_probabilities.npz")["probabilities"]
+                   .astype(np.float32) for name in ("both", "one", "zero")}
+    np.testing.assert_allclose(probability["both"], (probability["one"] + probability["zero"]) / 2, atol=2e-3)
+
+
+@pytest.mark.parametrize(("make_args", "message"), [
+    (lambda raw, run, tmp: [raw, tmp / "o", "--model", tmp], "not a training run"),
+    (lambda raw, run, tmp: [tmp / "nothing", tmp / "o", "--model", run], "path does not exist"),
+    (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--fold", "3"], "holds one trained model"),
+    (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--checkpoint", "best"], "checkpoint is missing"),
+])
+def test_user_mistakes_give_one_error_line(raw: Path, run: Path, tmp_path: Path, make_args, message: str):
+    result = predict(*make_args(raw, run, tmp_path))
+    assert result.exit_code == 2
+    assert result.output.count("error:") == 1 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_from_a_trained_run_to_scored_submissions(raw: Path, tmp_path: Path):
+    """train -> predict -> evaluate with the real commands: the submissions are scored like any prediction."""
+    preprocess_dataset(raw, tmp_path / "pre", progress=False)
+    write_splits(tmp_path / "pre", folds=2, seed=0)
+    trained = CliRunner().invoke(cli, ["train", str(tmp_path / "pre"), "--preset", "tiny", "--out",
+                                       str(tmp_path / "run"), "--device", "cpu", "--set", "train.epochs=1",
+                                       "--set", "train.iterations_per_epoch=2", "--set", "train.val_batches=1"])
+    assert trained.exit_code == 0, trained.output
+    assert predict(raw, tmp_path / "pred", "--model", tmp_path / "run", "--tta", "flip").exit_code == 0
+    scored = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(raw), "--out", str(tmp_path / "m.csv")])
+    assert scored.exit_code == 0, scored.output
+    assert "2 cases scored" in scored.output

@@ -1,0 +1,88 @@
+"""Loading trained runs (single fold or cross-validation) and averaging an ensemble."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.factories import brain_case_arrays, write_run
+from transunet3d.config import InferConfig
+from transunet3d.data.nifti import Geometry
+from transunet3d.data.validate import LoadedCase
+from transunet3d.errors import UserError
+from transunet3d.inference.predictor import Predictor
+from transunet3d.inference.trained import fold_folders, load_models, load_trained_model
+
+NO_TTA = InferConfig(tta="none")
+
+
+@pytest.fixture(scope="module")
+def cross_validation(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cv")
+    for fold in (0, 2):
+        write_run(root / f"fold_{fold}", seed=fold)
+    return root
+
+
+def test_fold_folders_of_a_cross_validation_run(cross_validation: Path):
+    assert fold_folders(cross_validation) == [cross_validation / "fold_0", cross_validation / "fold_2"]
+    assert fold_folders(cross_validation, "all") == fold_folders(cross_validation)
+    assert fold_folders(cross_validation, "2") == [cross_validation / "fold_2"]
+    with pytest.raises(UserError, match="no fold '1'; it has folds 0, 2"):
+        fold_folders(cross_validation, "1")
+
+
+def test_fold_folders_of_a_single_run_and_of_something_else(cross_validation: Path, tmp_path: Path):
+    single = cross_validation / "fold_0"
+    assert fold_folders(single) == [single]
+    with pytest.raises(UserError, match="holds one trained model"):
+        fold_folders(single, "0")
+    with pytest.raises(UserError, match="not a training run"):
+        fold_folders(tmp_path)
+
+
+def test_loaded_weights_are_the_checkpoints_bitwise(cross_validation: Path):
+    model = load_trained_model(cross_validation / "fold_2")
+    saved = load_file(str(model.checkpoint / "weights.safetensors"))
+    loaded = model.network.state_dict()
+    assert saved.keys() == loaded.keys()
+    assert all(torch.equal(saved[name], loaded[name]) for name in saved)
+    assert not model.network.training and model.finished and model.epoch == model.config.train.epochs
+
+
+def test_unfinished_and_missing_and_mismatched_checkpoints(tmp_path: Path):
+    assert not load_trained_model(write_run(tmp_path / "early", epoch=3)).finished
+    with pytest.raises(UserError, match="checkpoint is missing"):
+        load_trained_model(tmp_path / "early", "best")
+    mismatched = write_run(tmp_path / "mismatched", preset="tiny-unet")
+    (mismatched / "config.yaml").write_text((tmp_path / "early" / "config.yaml").read_text())
+    with pytest.raises(UserError, match=r"does not fit the model of config\.yaml"):
+        load_trained_model(mismatched)
+
+
+def test_the_ensemble_averages_the_probabilities_of_its_models(cross_validation: Path):
+    models = load_models([cross_validation])
+    image = brain_case_arrays((64, 64, 64))[0]
+    together = Predictor(models, NO_TTA).probabilities(image)
+    alone = [Predictor([model], NO_TTA).probabilities(image) for model in models]
+    assert together.shape == (3, 64, 64, 64)
+    assert np.abs(alone[0] - alone[1]).max() > 1e-3  # two different models
+    np.testing.assert_allclose(together, (alone[0] + alone[1]) / 2, atol=1e-6)
+
+
+def test_prediction_is_pasted_back_into_the_full_volume(cross_validation: Path):
+    image, _ = brain_case_arrays((30, 36, 24))
+    eye = tuple(tuple(row) for row in np.eye(4))
+    geometry = Geometry(shape=(30, 36, 24), affine=eye, qform=eye, qform_code=1, sform=eye, sform_code=1,
+                        zooms=(1.0, 1.0, 1.0))
+    case = LoadedCase("BraTS-MET-00001-000", image, None, geometry)
+    predictor = Predictor(load_models([cross_validation / "fold_0"]), replace(NO_TTA, threshold=0.0))
+    prediction = predictor.predict(case, keep_probabilities=True)
+    assert prediction.labels.shape == (30, 36, 24) and prediction.probabilities.shape == (3, 30, 36, 24)
+    brain = np.zeros((30, 36, 24), dtype=bool)
+    brain[2:10, 3:12, 1:8] = True  # the brain box of brain_case_arrays: everything is predicted inside it
+    assert (prediction.labels > 0).sum() == brain.sum() and (prediction.labels[~brain] == 0).all()
+    assert (prediction.probabilities[:, ~brain] == 0).all()
