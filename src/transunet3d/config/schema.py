@@ -94,7 +94,7 @@ class InferConfig:
 
     step: float = 0.5
     gaussian_sigma_scale: float = 1 / 8
-    batch_windows: int = 2
+    batch_windows: int = 4
     tta: Literal["none", "flip", "flip+rot"] = "flip+rot"
     threshold: float = 0.5
     min_lesion_mm3: float = 0.0

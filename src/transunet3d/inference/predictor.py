@@ -16,6 +16,7 @@ from transunet3d.inference.postprocess import labels_from_probabilities, min_com
 from transunet3d.inference.sliding_window import PatchPredictor, sliding_window_probabilities
 from transunet3d.inference.trained import TrainedModel
 from transunet3d.inference.tta import tta_views
+from transunet3d.memory import keep_freed_memory
 from transunet3d.models.precision import autocast, resolve_precision
 
 
@@ -34,10 +35,14 @@ class Predictor:
     def __init__(self, models: list[TrainedModel], options: InferConfig, device: torch.device | str = "cpu"):
         if not models:
             raise ValueError("an ensemble needs at least one model")
-        self.models = models
-        self.options = options
         self.device = torch.device(device)
+        self.models = models
+        for model in models:  # channels-last: the fastest layout for 3D convolutions on CPUs and GPUs
+            model.network.to(self.device, memory_format=torch.channels_last_3d)
+        self.options = options
         self.views = tta_views(options.tta)
+        if self.device.type == "cpu":
+            keep_freed_memory()
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Mean region probabilities (R, X, Y, Z) of every model for a preprocessed image (C, X, Y, Z)."""

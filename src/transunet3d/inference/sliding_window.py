@@ -48,8 +48,9 @@ def sliding_window_probabilities(
         outputs = predict(inputs).float()
         if total is None:
             total = _zeros((outputs.shape[1], *padded.shape[1:]), device)
+            weight = weight.to(total.device)
         for (window, view), output in zip(chunk, outputs):
-            total[(slice(None), *window)] += (view.invert(output) * weight).to(total.device)
+            total[(slice(None), *window)].addcmul_(view.invert(output).to(total.device), weight)
     total /= _coverage(windows, weight, tuple(padded.shape[1:]), total.device) * len(views)
     return total[(slice(None), *(slice(before, before + size) for (before, _), size in zip(padding, image.shape[1:])))]
 

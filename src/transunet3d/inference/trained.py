@@ -24,7 +24,7 @@ _FOLD_FOLDER = re.compile(r"fold_(\d+)")
 
 @dataclass
 class TrainedModel:
-    """A network in eval mode, channels-last (fastest for 3D convolutions), with the config it was trained with.
+    """A network in eval mode with the config it was trained with.
 
     `epoch` counts the epochs it had been trained for when its checkpoint was saved.
     """
@@ -90,7 +90,7 @@ def load_trained_model(run_dir: str | Path, which: str = "latest",
     except (RuntimeError, SafetensorError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise UserError(f"{folder / WEIGHTS}: does not fit the model of config.yaml ({first_line})") from None
-    network = network.to(device, memory_format=torch.channels_last_3d).eval()
+    network = network.to(device).eval()
     return TrainedModel(network, config, folder, epoch)
 
 
