@@ -22,6 +22,7 @@ from transunet3d.config import build_config
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.models import model_info
+from transunet3d.training.segmentation import SegmentationTask
 from transunet3d.training.trainer import Trainer
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
@@ -71,7 +72,7 @@ def main() -> None:
 def measure(preset: str, root: Path, device: torch.device, iterations: int, warmup: int, peak: float | None) -> str:
     """One table row for `preset`."""
     config = build_config(preset, [f"train.epochs={iterations + warmup}", "data.num_folds=2"])
-    trainer = Trainer(config, root / "pre", 0, root / "runs" / preset, device=str(device))
+    trainer = Trainer(SegmentationTask(config, root / "pre", 0), root / "runs" / preset, device=str(device))
     trainer.model.train()
     images, targets = trainer.batch(0)
     model_only = timed(lambda i: trainer.train_step(images, targets), iterations, warmup, device)

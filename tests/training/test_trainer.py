@@ -98,10 +98,11 @@ def test_two_process_ddp_on_cpu_learns_into_one_run_folder(cache: Path, tmp_path
 @pytest.mark.parametrize("preset", ["tiny-unet", "tiny", "tiny-decoder", "tiny-both"])
 def test_every_variant_trains_at_tiny_size(cache: Path, tmp_path: Path, preset: str):
     from transunet3d.config import build_config
+    from transunet3d.training.segmentation import SegmentationTask
     from transunet3d.training.trainer import Trainer
 
     config = build_config(preset, ["train.epochs=1", "train.iterations_per_epoch=2", "train.val_batches=1"])
-    trainer = Trainer(config, cache, 0, tmp_path / preset, device="cpu")
+    trainer = Trainer(SegmentationTask(config, cache, 0), tmp_path / preset, device="cpu")
     state = trainer.fit()
     assert state.epoch == 1 and state.skipped_steps == 0
     row = trainer.log.rows[-1]

@@ -10,6 +10,7 @@ from transunet3d.cli.data_cmds import phantom_command, preprocess_command, split
 from transunet3d.cli.evaluate_cmd import evaluate_command
 from transunet3d.cli.model_cmd import model_info_command
 from transunet3d.cli.predict_cmd import predict_command
+from transunet3d.cli.pretrain_cmd import pretrain_command
 from transunet3d.cli.train_cmd import train_command
 from transunet3d.errors import UserError
 
@@ -37,7 +38,7 @@ def cli() -> None:
 
 
 for command in (phantom_command, validate_command, preprocess_command, splits_command, evaluate_command,
-                model_info_command, train_command, predict_command, config_command):
+                model_info_command, train_command, pretrain_command, predict_command, config_command):
     cli.add_command(command)
 
 

@@ -13,6 +13,7 @@ from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_con
 from transunet3d.data.cache import SPLITS_FILE
 from transunet3d.errors import UserError
 from transunet3d.training.distributed import Distributed
+from transunet3d.training.segmentation import INIT_ENCODER_FILE, SegmentationTask
 from transunet3d.training.trainer import Trainer
 
 _PATH = click.Path(path_type=Path)
@@ -26,13 +27,17 @@ _PATH = click.Path(path_type=Path)
 @click.option("--out", "run_dir", type=_PATH, required=True, help="Run folder (one subfolder per fold with 'all').")
 @set_option
 @click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint and its config.")
+@click.option("--init-encoder", "pretrain_run", type=_PATH, default=None,
+              help="A `transunet3d pretrain` run: its MAE encoder blocks initialise the model's ViT.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda when available]")
 def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, overrides: tuple[str, ...],
-                  resume: bool, device: str | None) -> None:
+                  resume: bool, pretrain_run: Path | None, device: str | None) -> None:
     """Train on the cases of PREPROCESSED (see `transunet3d preprocess`) with the given preset."""
     if not preprocessed.is_dir():
         raise UserError(f"{preprocessed}: not a folder")
     config = build_config(preset, overrides)
+    if pretrain_run is not None:
+        config.model.init_encoder = str(pretrain_run)
     folds = range(_fold_count(preprocessed, config)) if fold == "all" else [_fold_number(fold)]
     processes = Distributed.from_environment(use_cuda=torch.cuda.is_available() and device != "cpu")
     try:
@@ -49,12 +54,16 @@ def _train_fold(config: ExperimentConfig, preprocessed: Path, number: int, folde
     if not resume and (folder / "checkpoints" / "latest.json").exists():
         raise UserError(f"{folder} already holds a training run: add --resume, or choose another --out")
     fold_config = load_config(folder / "config.yaml") if resume and (folder / "config.yaml").exists() else config
-    trainer = Trainer(fold_config, preprocessed, number, folder, device, processes)
+    task = SegmentationTask(fold_config, preprocessed, number, processes)
+    if task.transferred and processes.is_main and not resume:
+        click.echo(f"initialised {len(task.transferred)} ViT tensors from {fold_config.model.init_encoder} "
+                   f"(listed in {folder / INIT_ENCODER_FILE})")
+    trainer = Trainer(task, folder, device, processes)
     if resume:
         trainer.resume()
     state = trainer.fit()
     if processes.is_main:
-        click.echo(f"fold {number}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_dice:.4f} -> {folder}")
+        click.echo(f"fold {number}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_score:.4f} -> {folder}")
 
 
 def _fold_count(preprocessed: Path, config: ExperimentConfig) -> int:

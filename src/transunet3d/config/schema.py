@@ -32,6 +32,7 @@ class ModelConfig:
     vit_dropout: float = 0.1
     masked_attention: bool = False  # the paper dropped masked attention for training stability
     num_queries: int = 20
+    init_encoder: str = ""  # a `transunet3d pretrain` run whose ViT blocks initialise this model ("" = none)
 
 
 @dataclass
@@ -109,12 +110,21 @@ class PretrainConfig:
     patch_size: tuple[int, int, int] = (128, 128, 128)
     batch_size: int = 2
     epochs: int = 4800
-    iterations_per_epoch: int = 250
+    iterations_per_epoch: int = 0  # 0: one pass over the cases, cases / (batch x processes) iterations
     warmup_epochs: int = 40
     base_lr: float = 1.5e-4  # scaled by total batch / 256
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     decoder_depth: int = 1
+    decoder_dim: int = 512
+    decoder_heads: int = 16
+    token_side: int = 16  # voxels per token along x and y (and z for cube3d)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    checkpoint_every: int = 10
+    val_every: int = 10
+    val_batches: int = 4
+    max_nonfinite_steps: int = 10
+    num_workers: int = 4
     seed: int = 12345
 
 

@@ -55,3 +55,6 @@ class Distributed:
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+SINGLE_PROCESS = Distributed()

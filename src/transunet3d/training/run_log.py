@@ -9,17 +9,14 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from transunet3d.config.schema import REGIONS
 from transunet3d.files import atomic_path
-
-COLUMNS = ["epoch", "train_loss", *(f"dice_{r}" for r in REGIONS), "ema_dice", "lr", "seconds", "skipped_steps"]
 
 
 class RunLog:
     """Rows of per-epoch numbers: the CSV is rewritten atomically after every epoch, events are appended."""
 
-    def __init__(self, path: Path, events: Path | None = None):
-        self.path, self.events = path, events
+    def __init__(self, path: Path, events: Path | None, columns: list[str]):
+        self.path, self.events, self.columns = path, events, columns
         self._writer = None
         self.rows: list[dict[str, Any]] = []
         if path.exists():
@@ -34,7 +31,7 @@ class RunLog:
         self.rows.append(row)
         self._write_events(row)
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         with atomic_path(self.path) as tmp:
@@ -53,19 +50,21 @@ class RunLog:
         self._writer.flush()
 
     def plot(self, path: Path) -> None:
-        """Training loss, pseudo-Dice per region with its EMA, and the learning rate against the epoch."""
+        """Losses, the other validation numbers (if any) and the learning rate against the epoch."""
         epochs = [row["epoch"] for row in self.rows]
-        figure = Figure(figsize=(8, 9))
-        loss_axis, dice_axis, lr_axis = figure.subplots(3, 1, sharex=True)
-        loss_axis.plot(epochs, [row["train_loss"] for row in self.rows], label="train loss")
-        for region in REGIONS:
-            dice_axis.plot(epochs, [row[f"dice_{region}"] for row in self.rows], label=f"pseudo-Dice {region}")
-        dice_axis.plot(epochs, [row["ema_dice"] for row in self.rows], "k--", label="EMA of mean")
-        lr_axis.plot(epochs, [row["lr"] for row in self.rows], label="learning rate")
-        for axis in (loss_axis, dice_axis, lr_axis):
+        measured = [c for c in self.columns if c not in ("epoch", "lr", "seconds", "skipped_steps")]
+        panels = [[c for c in measured if c.endswith("loss")], [c for c in measured if not c.endswith("loss")],
+                  ["lr"]]
+        panels = [panel for panel in panels if panel]
+        figure = Figure(figsize=(8, 3 * len(panels)))
+        axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        for axis, panel in zip(axes, panels):
+            for column in panel:
+                style = "k--" if column.startswith("ema") else "-"
+                axis.plot(epochs, [row[column] for row in self.rows], style, label=column.replace("_", " "))
             axis.legend(loc="best")
             axis.grid(alpha=0.3)
-        lr_axis.set_xlabel("epoch")
+        axes[-1].set_xlabel("epoch")
         figure.tight_layout()
         with atomic_path(path) as tmp:
             figure.savefig(tmp, dpi=80, format="png")

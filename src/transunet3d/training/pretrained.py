@@ -1,0 +1,29 @@
+"""Read the encoder of a `transunet3d pretrain` run and put it into a segmentation network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from transunet3d.errors import ConfigError
+from transunet3d.models.transfer import transfer_encoder
+from transunet3d.training.checkpoint import WEIGHTS
+
+
+def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The latest checkpoint weights of a pretraining run folder."""
+    pointer = run_dir / "checkpoints" / "latest.json"
+    if not pointer.is_file():
+        raise ConfigError(f"{run_dir}: not a pretraining run with a checkpoint (checkpoints/latest.json missing)")
+    return load_file(str(run_dir / "checkpoints" / json.loads(pointer.read_text())["folder"] / WEIGHTS))
+
+
+def load_pretrained_encoder(network: torch.nn.Module, run_dir: Path) -> list[str]:
+    """Initialise `network`'s ViT from the MAE of `run_dir`; returns the names of the tensors it loaded."""
+    try:
+        return transfer_encoder(network, pretrained_weights(run_dir))
+    except ConfigError as error:
+        raise ConfigError(f"{run_dir}: {error}") from None

@@ -1,0 +1,110 @@
+"""Supervised segmentation of one cross-validation fold: the task that `transunet3d train` runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transunet3d.config.io import save_config
+from transunet3d.config.schema import REGIONS, ExperimentConfig
+from transunet3d.data.cache import SPLITS_FILE, cached_case_ids
+from transunet3d.data.splits import make_splits
+from transunet3d.errors import UserError
+from transunet3d.files import write_json
+from transunet3d.models import model_from_config
+from transunet3d.training.augment import augment_batch
+from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
+from transunet3d.training.objective import training_loss
+from transunet3d.training.pretrained import load_pretrained_encoder
+from transunet3d.training.pseudo_dice import PseudoDice
+from transunet3d.training.sampling import PatchBatches
+from transunet3d.training.schedule import poly_lr
+from transunet3d.training.task import LoopSettings, Task, batch_generator
+
+INIT_ENCODER_FILE = "init_encoder.json"
+
+
+def fold_cases(preprocessed: Path, fold: int, config: ExperimentConfig) -> tuple[list, list, list]:
+    """(all splits, train ids, validation ids) of `fold`, from PREPROCESSED/splits.json or made from the config."""
+    splits_path = preprocessed / SPLITS_FILE
+    if splits_path.exists():
+        splits = json.loads(splits_path.read_text())
+    else:
+        splits = make_splits(cached_case_ids(preprocessed), config.data.num_folds, config.data.split_seed)
+    if not 0 <= fold < len(splits):
+        raise UserError(f"fold {fold} does not exist: the splits have folds 0..{len(splits) - 1}")
+    return splits, splits[fold]["train"], splits[fold]["val"]
+
+
+class SegmentationTask(Task):
+    """Region losses (and the set loss for query decoders) on augmented, foreground-oversampled patches."""
+
+    metric_columns = tuple(f"dice_{region}" for region in REGIONS)
+    score_column = "ema_dice"
+
+    def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: int,
+                 processes: Distributed = SINGLE_PROCESS):
+        self.config, train = config, config.train
+        self.splits, train_ids, val_ids = fold_cases(Path(preprocessed), fold, config)
+        # Each process draws its own patches: the batch seeds include the rank.
+        self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, train.batch_size,
+                                    train.foreground_fraction, seed=train.seed, rank=processes.rank)
+        self.validation = PatchBatches(Path(preprocessed), val_ids or train_ids, train.patch_size,
+                                       train.batch_size, train.foreground_fraction, seed=train.seed + 1)
+        torch.manual_seed(train.seed)  # the same initial weights in every process
+        self.network = model_from_config(config.model, train.patch_size)
+        self.transferred = (load_pretrained_encoder(self.network, Path(config.model.init_encoder))
+                            if config.model.init_encoder else [])
+        # The CNN heads of a decoder-only model take no part in its loss.
+        self.find_unused_parameters = self.network.spec.use_query_decoder and not train.cnn_deep_supervision
+        self.settings = LoopSettings(train.epochs, train.iterations_per_epoch, train.precision, train.checkpoint_every,
+                                     train.val_every, train.num_workers, train.max_nonfinite_steps, train.seed,
+                                     train.grad_clip)
+
+    def write_run_files(self, run_dir: Path) -> None:
+        save_config(self.config, run_dir / "config.yaml")
+        write_json(run_dir / SPLITS_FILE, self.splits)
+        if self.transferred:
+            write_json(run_dir / INIT_ENCODER_FILE, {"source": self.config.model.init_encoder,
+                                                     "tensors": self.transferred})
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        train = self.config.train
+        if train.optimizer == "sgd":
+            return torch.optim.SGD(self.network.parameters(), lr=train.lr, momentum=train.momentum, nesterov=True,
+                                   weight_decay=train.weight_decay)
+        return torch.optim.AdamW(self.network.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+
+    def learning_rate(self, iteration: int) -> float:
+        train = self.config.train
+        return poly_lr(train.lr, iteration, train.epochs * train.iterations_per_epoch, train.poly_power,
+                       train.warmup_iterations)
+
+    def prepare(self, images, targets, iteration, rank, device):
+        """Move a batch to the device and augment it there."""
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        return augment_batch(images, targets, self.config.augment,
+                             batch_generator(self.config.train.seed, iteration, rank, device))
+
+    def loss(self, model, images, targets):
+        return training_loss(model(images), targets, self.config.train)
+
+    def validate(self, device: torch.device, autocast: contextlib.AbstractContextManager) -> dict[str, float]:
+        """Pseudo-Dice per region on the fixed validation batches."""
+        dice = PseudoDice(len(REGIONS))
+        for index in range(self.config.train.val_batches):
+            images, targets = self.validation.batch(index)
+            with autocast:
+                logits = self.network(torch.from_numpy(images).to(device)).logits
+            dice.update(logits.float(), torch.from_numpy(targets).to(device))
+        return dict(zip(self.metric_columns, dice.values()))
+
+    def score(self, metrics: dict[str, float]) -> float | None:
+        finite = [value for value in metrics.values() if not math.isnan(value)]
+        return float(np.mean(finite)) if finite else None

@@ -1,0 +1,80 @@
+"""What a training run optimises, separated from the loop that runs it (training/trainer.py).
+
+Supervised segmentation (training/segmentation.py) and masked-autoencoder pre-training (training/pretraining.py)
+are tasks; checkpoints, exact resume, mixed precision, DDP, the non-finite guard, logging and the progress plot
+belong to the one Trainer that runs either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transunet3d.training.sampling import PatchBatches
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The loop's knobs, taken from the task's config section."""
+
+    epochs: int
+    iterations_per_epoch: int
+    precision: str
+    checkpoint_every: int
+    val_every: int
+    num_workers: int
+    max_nonfinite_steps: int
+    seed: int
+    grad_clip: float | None = None
+
+
+class Task(ABC):
+    """A network, its training batches, its loss, its optimiser and schedule, and its validation."""
+
+    network: torch.nn.Module
+    batches: PatchBatches
+    settings: LoopSettings
+    metric_columns: tuple[str, ...] = ()  # validation numbers logged each epoch
+    score_column: str | None = None  # the EMA of `score`, logged when the task has a score
+
+    @abstractmethod
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser over `self.network`'s parameters."""
+
+    @abstractmethod
+    def learning_rate(self, iteration: int) -> float:
+        """The learning rate of global `iteration`."""
+
+    @abstractmethod
+    def prepare(self, images: torch.Tensor, targets: torch.Tensor, iteration: int, rank: int,
+                device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The inputs of `loss` for one batch, on `device`, random only through (seed, iteration, rank)."""
+
+    @abstractmethod
+    def loss(self, model: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        """The scalar training loss of `model` (the network, or its DDP wrapper) on prepared inputs."""
+
+    @abstractmethod
+    def validate(self, device: torch.device, autocast: contextlib.AbstractContextManager) -> dict[str, float]:
+        """`metric_columns` on fixed validation batches (the same in every process)."""
+
+    def score(self, metrics: dict[str, float]) -> float | None:
+        """Higher is better; its EMA picks the `best` checkpoint. None: the task keeps no best checkpoint."""
+        return None
+
+    def after_validation(self, device: torch.device, run_dir: Path) -> None:  # noqa: B027 - optional hook
+        """Optional figures in the run folder (main process only)."""
+
+    def write_run_files(self, run_dir: Path) -> None:  # noqa: B027 - optional hook
+        """Files that describe the run (config, splits), written by the main process before training."""
+
+
+def batch_generator(seed: int, iteration: int, rank: int, device: torch.device) -> torch.Generator:
+    """A generator seeded by (seed, iteration, rank): every random choice of a step can be replayed."""
+    value = np.random.SeedSequence([seed, iteration, rank]).generate_state(1)[0]
+    return torch.Generator(device=device).manual_seed(int(value))
