@@ -113,7 +113,8 @@ class PretrainTask(Task):
 
 def write_reconstruction_figure(image: np.ndarray, hidden: np.ndarray, reconstruction: np.ndarray,
                                 path: Path) -> None:
-    """Rows t1c and t2f; columns input, masked input (hidden tokens blank), reconstruction; middle axial slice."""
+    """Rows t1c and t2f; columns input, masked input (hidden tokens blank), and the reconstruction of the hidden
+    tokens next to the visible ones (as in the MAE paper); middle axial slice."""
     z = image.shape[-1] // 2
     figure = Figure(figsize=(9, 6))
     axes = figure.subplots(2, 3)
@@ -121,7 +122,8 @@ def write_reconstruction_figure(image: np.ndarray, hidden: np.ndarray, reconstru
         channel = MODALITIES.index(modality)
         low, high = np.percentile(image[channel], [1, 99])
         masked = np.where(hidden[..., z], np.nan, image[channel, ..., z])
-        for axis, picture, title in zip(row, (image[channel, ..., z], masked, reconstruction[channel, ..., z]),
+        filled = np.where(hidden[..., z], reconstruction[channel, ..., z], image[channel, ..., z])
+        for axis, picture, title in zip(row, (image[channel, ..., z], masked, filled),
                                         ("input", "masked input", "reconstruction")):
             axis.imshow(picture.T, cmap="gray", vmin=low, vmax=high, origin="lower")
             axis.set_title(f"{modality}: {title}")
