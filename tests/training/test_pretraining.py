@@ -2,6 +2,8 @@
 
 import contextlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -60,3 +62,18 @@ def test_init_encoder_refuses_a_model_without_a_vit(cache: Path, tmp_path: Path)
                                  "--device", "cpu", "--init-encoder", str(tmp_path / "mae")])
     assert result.exit_code == 2
     assert "error:" in result.output and "no ViT encoder" in result.output
+
+
+def test_pretraining_runs_under_torchrun_with_two_processes(cache: Path, tmp_path: Path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "transunet3d", "pretrain", str(cache),
+         "--out", str(out), "--device", "cpu", "--set", "pretrain.epochs=2", "--set", "pretrain.val_batches=1",
+         "--set", "pretrain.iterations_per_epoch=0"],  # 0: one pass over the 4 cases = 1 iteration of 2 x 4
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("pretrained 2 epochs") == 1  # only rank 0 reports
+    rows = (out / "log.csv").read_text().splitlines()
+    assert len(rows) == 3  # header + 2 epochs
+    assert (out / "checkpoints" / "epoch_0002" / "weights.safetensors").exists()
