@@ -4,6 +4,7 @@ import contextlib
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -77,3 +78,19 @@ def test_pretraining_runs_under_torchrun_with_two_processes(cache: Path, tmp_pat
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 3  # header + 2 epochs
     assert (out / "checkpoints" / "epoch_0002" / "weights.safetensors").exists()
+
+
+def test_resumed_pretraining_ends_with_the_same_weights_bitwise(cache: Path, tmp_path: Path):
+    config = build_config("mae-tiny", ["pretrain.epochs=3", "pretrain.iterations_per_epoch=2",
+                                       "pretrain.val_batches=1"])
+    straight = Trainer(PretrainTask(config, cache), tmp_path / "straight", device="cpu")
+    straight.fit()
+    interrupted = Trainer(PretrainTask(config, cache), tmp_path / "resumed", device="cpu")
+    interrupted.settings = replace(interrupted.settings, epochs=2)  # the process dies after epoch 2
+    interrupted.fit()
+    resumed = Trainer(PretrainTask(config, cache), tmp_path / "resumed", device="cpu")
+    assert resumed.resume() and resumed.state.epoch == 2
+    resumed.fit()
+    expected, actual = straight.network.state_dict(), resumed.network.state_dict()
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+    assert [row["epoch"] for row in resumed.log.rows] == [0, 1, 2]
