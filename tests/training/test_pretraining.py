@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -52,6 +53,10 @@ def test_pretrain_then_train_with_the_pretrained_encoder(cache: Path, tmp_path: 
     assert f"init_encoder: {tmp_path / 'mae'}" in (tmp_path / "seg" / "config.yaml").read_text()
     mae_weights = load_file(str(next((tmp_path / "mae" / "checkpoints").glob("epoch_*")) / "weights.safetensors"))
     assert mae_weights["blocks.0.attn.qkv.weight"].shape == (3 * 48, 48)
+    shutil.rmtree(tmp_path / "mae")  # a resumed run takes its weights from its own checkpoint
+    resumed = runner.invoke(cli, ["train", str(cache), "--preset", "tiny", "--out", str(tmp_path / "seg"),
+                                  "--device", "cpu", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
 
 
 def test_init_encoder_refuses_a_model_without_a_vit(cache: Path, tmp_path: Path):

@@ -54,8 +54,9 @@ def _train_fold(config: ExperimentConfig, preprocessed: Path, number: int, folde
     if not resume and (folder / "checkpoints" / "latest.json").exists():
         raise UserError(f"{folder} already holds a training run: add --resume, or choose another --out")
     fold_config = load_config(folder / "config.yaml") if resume and (folder / "config.yaml").exists() else config
-    task = SegmentationTask(fold_config, preprocessed, number, processes)
-    if task.transferred and processes.is_main and not resume:
+    resuming = resume and (folder / "checkpoints" / "latest.json").exists()
+    task = SegmentationTask(fold_config, preprocessed, number, processes, initialise=not resuming)
+    if task.transferred and processes.is_main:
         click.echo(f"initialised {len(task.transferred)} ViT tensors from {fold_config.model.init_encoder} "
                    f"(listed in {folder / INIT_ENCODER_FILE})")
     trainer = Trainer(task, folder, device, processes)

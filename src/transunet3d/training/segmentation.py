@@ -48,7 +48,8 @@ class SegmentationTask(Task):
     score_column = "ema_dice"
 
     def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: int,
-                 processes: Distributed = SINGLE_PROCESS):
+                 processes: Distributed = SINGLE_PROCESS, initialise: bool = True):
+        """`initialise`: apply `model.init_encoder`; off when resuming, whose checkpoint has the weights."""
         self.config, train = config, config.train
         self.splits, train_ids, val_ids = fold_cases(Path(preprocessed), fold, config)
         # Each process draws its own patches: the batch seeds include the rank.
@@ -59,7 +60,7 @@ class SegmentationTask(Task):
         torch.manual_seed(train.seed)  # the same initial weights in every process
         self.network = model_from_config(config.model, train.patch_size)
         self.transferred = (load_pretrained_encoder(self.network, Path(config.model.init_encoder))
-                            if config.model.init_encoder else [])
+                            if config.model.init_encoder and initialise else [])
         # The CNN heads of a decoder-only model take no part in its loss.
         self.find_unused_parameters = self.network.spec.use_query_decoder and not train.cnn_deep_supervision
         self.settings = LoopSettings(train.epochs, train.iterations_per_epoch, train.precision, train.checkpoint_every,
