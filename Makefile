@@ -18,9 +18,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(VENV)/bin/transunet3d phantom $(DEMO_DIR)/raw --cases 8 --seed 0 --shape 160 160 120 --workers 2
-	$(VENV)/bin/transunet3d preprocess $(DEMO_DIR)/raw $(DEMO_DIR)/preprocessed --workers 2
-	$(VENV)/bin/transunet3d splits $(DEMO_DIR)/preprocessed --folds 5 --seed 12345
+	$(VENV)/bin/transunet3d demo $(DEMO_DIR)
 
 test: venv
 	$(VENV)/bin/python -m pytest

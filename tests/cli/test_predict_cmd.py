@@ -157,3 +157,14 @@ def test_from_a_trained_run_to_scored_submissions(raw: Path, tmp_path: Path):
     scored = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(raw), "--out", str(tmp_path / "m.csv")])
     assert scored.exit_code == 0, scored.output
     assert "2 cases scored" in scored.output
+
+
+def test_case_list_restricts_the_cases(raw: Path, run: Path, tmp_path: Path):
+    listed = tmp_path / "val.txt"
+    listed.write_text(f"{CASES[1]}\n\n")
+    result = predict(raw, tmp_path / "out", "--model", run, "--tta", "none", "--case-list", listed)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{CASES[1]}.nii.gz"]
+    listed.write_text("BraTS-MET-09999-000\n")
+    missing = predict(raw, tmp_path / "out2", "--model", run, "--case-list", listed)
+    assert missing.exit_code == 2 and "no case BraTS-MET-09999-000" in missing.output

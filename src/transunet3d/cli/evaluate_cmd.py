@@ -39,7 +39,8 @@ def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, summary: Path | N
     """
     run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None)
     write_csv(out, metric_rows(run.results), METRIC_COLUMNS)
-    report = summarize(run.results)
+    report = {**summarize(run.results), "folders": {"predictions": str(pred_dir.resolve()),
+                                                    "references": str(ref_dir.resolve())}}
     if summary is not None:
         write_json(summary, report)
     if lesions is not None:

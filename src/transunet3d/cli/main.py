@@ -7,6 +7,7 @@ import click
 from transunet3d import __version__
 from transunet3d.cli.config_cmd import config_command
 from transunet3d.cli.data_cmds import phantom_command, preprocess_command, splits_command, validate_command
+from transunet3d.cli.demo_cmd import demo_command, report_command
 from transunet3d.cli.evaluate_cmd import evaluate_command
 from transunet3d.cli.model_cmd import model_info_command
 from transunet3d.cli.predict_cmd import predict_command
@@ -38,7 +39,8 @@ def cli() -> None:
 
 
 for command in (phantom_command, validate_command, preprocess_command, splits_command, evaluate_command,
-                model_info_command, train_command, pretrain_command, predict_command, config_command):
+                model_info_command, train_command, pretrain_command, predict_command, demo_command, report_command,
+                config_command):
     cli.add_command(command)
 
 

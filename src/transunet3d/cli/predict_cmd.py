@@ -10,6 +10,7 @@ import click
 import torch
 
 from transunet3d.config.schema import InferConfig
+from transunet3d.errors import UserError
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, load_models
@@ -38,10 +39,12 @@ _PATH = click.Path(path_type=Path)
 @click.option("--save-probabilities", is_flag=True,
               help="Also write OUT/<case>_probabilities.npz (float16 WT, TC, ET on the input grid).")
 @click.option("--continue", "skip_existing", is_flag=True, help="Skip cases whose outputs are already in OUT.")
+@click.option("--case-list", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Text file of case ids (one per line): predict only these, e.g. a fold's validation cases.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ...  [default: cuda when available]")
 def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: str | None, checkpoint: str,
                     tta: str | None, step: float | None, batch_windows: int | None, min_lesion_mm3: float | None,
-                    save_probabilities: bool, skip_existing: bool, device: str | None) -> None:
+                    save_probabilities: bool, skip_existing: bool, case_list: Path | None, device: str | None) -> None:
     """Segment the BraTS cases under INPUT (a dataset folder or one case) into OUT/<case>.nii.gz.
 
     Under torchrun, each process predicts its share of the cases on its own GPU.
@@ -54,7 +57,8 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     options = _options(trained[0].config.infer, tta=tta, step=step, batch_windows=batch_windows,
                        min_lesion_mm3=min_lesion_mm3)
     report = predict_folder(input_dir, out, Predictor(trained, options, target), skip_existing=skip_existing,
-                            save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0)
+                            save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0,
+                            only=_case_ids(case_list) if case_list else None)
     for message in report.failed.values():
         click.echo(f"error: {message}", err=True)
     click.echo(f"predicted {len(report.written)}, already done {len(report.skipped)}, "
@@ -62,6 +66,12 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     if report.failed:
         click.echo(f"failed cases: {', '.join(report.failed)}", err=True)
         raise SystemExit(2)
+
+
+def _case_ids(path: Path) -> set[str]:
+    if not path.is_file():
+        raise UserError(f"{path}: case list does not exist")
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
 def _options(infer: InferConfig, **given: object) -> InferConfig:

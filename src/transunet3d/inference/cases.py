@@ -41,15 +41,22 @@ def probabilities_path(out_dir: Path, case_id: str) -> Path:
 
 def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predictor, skip_existing: bool = False,
                    save_probabilities: bool = False, shard: tuple[int, int] = (0, 1),
-                   progress: bool = True) -> PredictReport:
+                   progress: bool = True, only: set[str] | None = None) -> PredictReport:
     """Predict the cases under `input_dir` (a dataset or one case folder) into `out_dir`.
 
+    `only` restricts the run to those case ids (e.g. the validation cases of a fold).
     `shard` = (rank, world) takes every world-th case from the rank-th, for several processes under torchrun.
     The next case is read while the current one is predicted, and outputs are written in the background.
     """
     rank, world = shard
     out_dir = output_folder(out_dir)
-    cases = discover_cases(input_dir)[rank::world]
+    cases = discover_cases(input_dir)
+    if only is not None:
+        missing = only - {case.case_id for case in cases}
+        if missing:
+            raise InputError(None, None, f"{input_dir}: no case {', '.join(sorted(missing)[:5])}")
+        cases = [case for case in cases if case.case_id in only]
+    cases = cases[rank::world]
     report = PredictReport()
     todo = []
     for case in cases:

@@ -80,11 +80,12 @@ def _make_one(args: tuple[PhantomSpec, int, int, Path]) -> tuple[str, list[dict]
 
 def write_phantoms(
     out_dir: str | Path, cases: int, seed: int, spec: PhantomSpec = PhantomSpec(), workers: int = 1,
-    progress: bool = True,
+    progress: bool = True, first: int = 1,
 ) -> list[str]:
-    """Generate cases 1..`cases` of series `seed` into `out_dir`, with a manifest of the lesions drawn."""
+    """Generate cases `first`..`first + cases - 1` of series `seed` into `out_dir`, with a manifest of the
+    lesions drawn. Cases of one series never repeat, so a later range is a held-out test set."""
     out_dir = output_folder(out_dir)
-    jobs = [(spec, seed, index, out_dir) for index in range(1, cases + 1)]
+    jobs = [(spec, seed, index, out_dir) for index in range(first, first + cases)]
     results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
     manifest = {"seed": seed, "spec": {**asdict(spec), "spacing": list(spec.resolved_spacing())},
                 "cases": dict(results)}

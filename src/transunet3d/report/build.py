@@ -1,0 +1,161 @@
+"""`report.html` for any folder: every training run and every evaluation found in it, with their figures.
+
+A training run is a folder with `config.yaml` and `log.csv` (segmentation or MAE pre-training); an evaluation is a
+folder with `summary.json` and `metrics.csv` (from `transunet3d evaluate` or the demo). The demo folder holds
+both, and so does a folder of real-data runs: the report works the same on all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from transunet3d.config.schema import REGIONS
+from transunet3d.data.nifti import load_header_3d, read_data
+from transunet3d.errors import UserError
+from transunet3d.evaluation.pairing import pair_cases
+from transunet3d.files import atomic_path
+from transunet3d.report import html
+from transunet3d.report.figures import curves_png, overlay_png
+
+REPORT_FILE = "report.html"
+MAX_DEPTH = 3
+OVERLAY_CASES = 4
+LESION_ROWS = 300
+UNDERLAYS = {"t1c": "t1c", "FLAIR": "t2f"}
+_REGION_COLUMNS = [("lesion-wise Dice", "mean_lesionwise_dice"), ("lesion-wise HD95 (mm)", "mean_lesionwise_hd95"),
+                   ("legacy Dice", "mean_legacy_dice"), ("legacy HD95 (mm)", "mean_legacy_hd95"),
+                   ("TP", "total_num_tp"), ("FP", "total_num_fp"), ("FN", "total_num_fn")]
+
+
+def _folders_with(root: Path, *names: str) -> list[Path]:
+    """`root` and its subfolders (up to MAX_DEPTH down) that hold every file in `names`, sorted."""
+    found = []
+    for depth in range(MAX_DEPTH + 1):
+        for folder in sorted(root.glob("/".join(["*"] * depth)) if depth else [root]):
+            if folder.is_dir() and all((folder / name).is_file() for name in names):
+                found.append(folder)
+    return found
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def run_section(run_dir: Path, root: Path) -> str:
+    """Curves, last epoch, (MAE reconstruction), and the resolved config of one training run."""
+    rows = _read_csv(run_dir / "log.csv")
+    parts = [f"<h2>Training run: {html.text(run_dir.relative_to(root) if run_dir != root else run_dir.name)}</h2>"]
+    if rows:
+        last = rows[-1]
+        parts.append(f"<p>{len(rows)} epochs logged; last epoch:</p>")
+        parts.append(html.table(list(last), [[_float(v) for v in last.values()]]))
+    curves = curves_png(run_dir)
+    if curves:
+        parts.append(html.image(curves, "training curves"))
+    if (run_dir / "reconstruction.png").is_file():
+        parts.append("<p>MAE reconstruction of a validation crop (input, masked input, reconstruction):</p>")
+        parts.append(html.image((run_dir / "reconstruction.png").read_bytes(), "MAE reconstruction"))
+    if (run_dir / "init_encoder.json").is_file():
+        source = json.loads((run_dir / "init_encoder.json").read_text())
+        parts.append(f"<p class='note'>ViT initialised from {html.text(source['source'])} "
+                     f"({len(source['tensors'])} tensors).</p>")
+    parts.append(f"<details><summary>config.yaml</summary><pre>{html.text((run_dir / 'config.yaml').read_text())}"
+                 "</pre></details>")
+    return "".join(parts)
+
+
+def evaluation_section(eval_dir: Path, root: Path) -> str:
+    """Region means, per-case and per-lesion tables, and overlays of a few cases."""
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    name = eval_dir.relative_to(root) if eval_dir != root else eval_dir.name
+    regions = summary.get("regions", {})
+    rows = [[region, *(regions[region].get(key, float("nan")) for _, key in _REGION_COLUMNS)]
+            for region in REGIONS if regions.get(region)]
+    overall = summary.get("overall", {})
+    parts = [f"<h2>Evaluation: {html.text(name)}</h2>",
+             f"<p>{summary.get('cases_scored', 0)} cases scored with the BraTS 2023 lesion-wise metrics "
+             f"(BraTS-MET settings). Mean lesion-wise Dice over WT, TC and ET: "
+             f"<b>{html.number(overall.get('mean_lesionwise_dice', float('nan')))}</b>.</p>",
+             html.table(["region", *(label for label, _ in _REGION_COLUMNS)], rows)]
+    parts.append(_overlays(summary))
+    per_case = _read_csv(eval_dir / "metrics.csv")
+    parts.append("<details><summary>Per case</summary>" + html.table(
+        ["case", "region", "lesion-wise Dice", "lesion-wise HD95", "TP", "FP", "FN"],
+        [[r["case"], r["region"], _float(r["lesionwise_dice"]), _float(r["lesionwise_hd95"]), r["num_tp"],
+          r["num_fp"], r["num_fn"]] for r in per_case]) + "</details>")
+    if (eval_dir / "lesions.csv").is_file():
+        parts.append(_lesion_tables(_read_csv(eval_dir / "lesions.csv")))
+    return "".join(parts)
+
+
+def _lesion_tables(lesions: list[dict[str, str]]) -> str:
+    """Reference lesions with their match and Dice; the predicted components folded away below."""
+    columns = ["case", "region", "lesion_id", "volume_mm3", "longest_axial_diameter_mm", "matched", "lesion_dice"]
+    parts = []
+    for source, title in (("ref", "Reference lesions"), ("pred", "Predicted components")):
+        rows = [row for row in lesions if row["source"] == source]
+        shown = html.table(columns, [[_float(row[c]) for c in columns] for row in rows[:LESION_ROWS]], 2)
+        note = (f"<p class='note'>First {LESION_ROWS} of {len(rows)}; all are in lesions.csv.</p>"
+                if len(rows) > LESION_ROWS else "")
+        if source == "ref":
+            parts.append(f"<h3>{title} ({len(rows)})</h3>{note}{shown}")
+        else:
+            parts.append(f"<details><summary>{title} ({len(rows)}, unmatched ones are false positives)</summary>"
+                         f"{note}{shown}</details>")
+    return "".join(parts)
+
+
+def _overlays(summary: dict) -> str:
+    """Reference vs prediction on t1c and FLAIR for the first cases, when the evaluation recorded its folders."""
+    folders = summary.get("folders", {})
+    if not folders:
+        return "<p class='note'>No overlays: the summary does not name its prediction and reference folders.</p>"
+    pairs = [p for p in pair_cases(folders["predictions"], folders["references"])[0] if p.prediction][:OVERLAY_CASES]
+    parts = ["<h3>Reference vs prediction</h3>"]
+    for pair in pairs:
+        images = {label: pair.reference.with_name(pair.reference.name.replace("-seg.", f"-{kind}."))
+                  for label, kind in UNDERLAYS.items()}
+        if not all(path.is_file() for path in images.values()):
+            parts.append(f"<p class='note'>{html.text(pair.case)}: images not found beside the reference.</p>")
+            continue
+        reference = load_header_3d(pair.reference, pair.case)
+        volumes = {label: read_data(load_header_3d(path, pair.case), path, pair.case) for label, path in images.items()}
+        ref_labels = read_data(reference, pair.reference, pair.case)
+        pred_labels = read_data(load_header_3d(pair.prediction, pair.case), pair.prediction, pair.case)
+        spacing = tuple(float(z) for z in reference.header.get_zooms()[:3])
+        parts.append(html.image(overlay_png(volumes, ref_labels, pred_labels, spacing, pair.case), pair.case))
+    return "".join(parts)
+
+
+def _float(value: str) -> object:
+    """A CSV cell as int or float when it is a number, else as the text."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def write_report(folder: str | Path, title: str | None = None) -> Path:
+    """Write `folder`/report.html for every run and evaluation under `folder`; returns its path.
+
+    Raises:
+        UserError: the folder holds neither a training run nor an evaluation.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder")
+    runs = _folders_with(root, "config.yaml", "log.csv")
+    evaluations = _folders_with(root, "summary.json", "metrics.csv")
+    if not runs and not evaluations:
+        raise UserError(f"{root}: no training run (config.yaml + log.csv) or evaluation (summary.json + "
+                        "metrics.csv) found")
+    sections = [evaluation_section(e, root) for e in evaluations] + [run_section(r, root) for r in runs]
+    page = html.page(title or f"transunet3d report: {root.resolve().name}", sections)
+    with atomic_path(root / REPORT_FILE) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return root / REPORT_FILE

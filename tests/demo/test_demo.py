@@ -1,0 +1,47 @@
+"""A miniature `transunet3d demo`: every stage runs and leaves its files, the score is the evaluation's, reruns
+continue instead of starting over."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
+MINI = ["--train-cases", "4", "--test-cases", "2", "--shape", "72", "72", "64", "--epochs", "2", "--iterations", "2"]
+
+
+def demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, "demo", str(out), *MINI, *extra], capture_output=True, text=True, timeout=600)
+
+
+def test_miniature_demo_from_phantoms_to_report(tmp_path: Path):
+    out = tmp_path / "demo"
+    first = demo(out)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for stage in ("[1/6] phantoms", "[4/6] training", "[5/6] prediction", "[6/6] evaluation"):
+        assert stage in first.stdout
+    assert "epoch 1" in first.stderr and "predict" in first.stderr  # progress bars
+    predictions = sorted(p.name for p in (out / "predictions").iterdir())
+    assert predictions == ["BraTS-MET-00005-000.nii.gz", "BraTS-MET-00006-000.nii.gz"]  # held-out cases 5, 6
+    assert sorted(p.name for p in (out / "raw" / "train").iterdir() if p.is_dir()) == [
+        f"BraTS-MET-0000{i}-000" for i in range(1, 5)]
+    summary = json.loads((out / "evaluation" / "summary.json").read_text())
+    assert summary["cases_scored"] == 2
+    score = float(re.search(r"mean lesion-wise Dice on the 2 test phantoms \(WT, TC, ET\): ([0-9.]+)",
+                            first.stdout)[1])
+    assert abs(score - summary["overall"]["mean_lesionwise_dice"]) < 5e-4
+    rows = (out / "evaluation" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 3
+    page = (out / "report.html").read_text()
+    assert "Evaluation: evaluation" in page and "Training run: run" in page
+    assert page.count("data:image/png;base64,") == 2 + 1  # two case overlays, the training curves
+
+    again = demo(out)  # finished stages are skipped, the training is complete: same result
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{score:.3f}" in again.stdout
+    assert "phantom:" not in again.stderr  # no phantom was generated again
+
+    other = demo(out, "--mae")
+    assert other.returncode == 2 and "holds a demo with other settings" in other.stderr
