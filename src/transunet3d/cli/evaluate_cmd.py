@@ -7,15 +7,7 @@ from pathlib import Path
 import click
 
 from transunet3d.evaluation.batch import evaluate_folders
-from transunet3d.evaluation.report import (
-    LESION_COLUMNS,
-    METRIC_COLUMNS,
-    lesion_table,
-    metric_rows,
-    summarize,
-    write_csv,
-)
-from transunet3d.files import write_json
+from transunet3d.evaluation.report import write_evaluation
 
 _PATH = click.Path(path_type=Path)
 
@@ -38,13 +30,7 @@ def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, summary: Path | N
     an empty prediction and flagged; a case that cannot be scored is reported and the others go on (exit code 1).
     """
     run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None)
-    write_csv(out, metric_rows(run.results), METRIC_COLUMNS)
-    report = {**summarize(run.results), "folders": {"predictions": str(pred_dir.resolve()),
-                                                    "references": str(ref_dir.resolve())}}
-    if summary is not None:
-        write_json(summary, report)
-    if lesions is not None:
-        write_csv(lesions, lesion_table(run.results), LESION_COLUMNS)
+    report = write_evaluation(run, pred_dir, ref_dir, out, summary, lesions)
     for path in run.orphan_predictions:
         click.echo(f"warning: {path}: no reference for this prediction, not scored", err=True)
     for case, flags in report["flagged"].items():

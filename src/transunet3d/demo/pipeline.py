@@ -24,22 +24,17 @@ from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
 from transunet3d.errors import UserError
 from transunet3d.evaluation.batch import evaluate_folders
-from transunet3d.evaluation.report import (
-    LESION_COLUMNS,
-    METRIC_COLUMNS,
-    lesion_table,
-    metric_rows,
-    summarize,
-    write_csv,
-)
+from transunet3d.evaluation.report import write_evaluation
 from transunet3d.files import output_folder, write_json
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import load_models
-from transunet3d.report.build import write_report
+from transunet3d.report.build import REPORT_FILE, write_report
 from transunet3d.training.pretraining import PretrainTask
 from transunet3d.training.segmentation import SegmentationTask
 from transunet3d.training.trainer import Trainer
+
+REPORT_TITLE = "transunet3d demo: 3D-TransUNet on synthetic BraTS-METS phantoms"
 
 
 @dataclass
@@ -90,9 +85,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callab
         started = time.perf_counter()
         stage()
         seconds[name] = round(time.perf_counter() - started, 1)
-    report = write_report(out, title="transunet3d demo: 3D-TransUNet on synthetic BraTS-METS phantoms")
     summary = json.loads((out / "evaluation" / "summary.json").read_text())
-    return DemoResult(report, summary["overall"]["mean_lesionwise_dice"], seconds)
+    return DemoResult(out / REPORT_FILE, summary["overall"]["mean_lesionwise_dice"], seconds)
 
 
 def _stages(out: Path, settings: DemoSettings, device: str) -> list[tuple[str, Callable[[], None]]]:
@@ -108,6 +102,7 @@ def _stages(out: Path, settings: DemoSettings, device: str) -> list[tuple[str, C
         ("training", lambda: _train(pre, out / "run", settings, device)),
         ("prediction", lambda: _predict(raw / "test", out / "predictions", out / "run", settings, device)),
         ("evaluation", lambda: _evaluate(out / "predictions", raw / "test", out / "evaluation")),
+        ("report", lambda: write_report(out, title=REPORT_TITLE)),
     ]
     return stages
 
@@ -151,7 +146,4 @@ def _predict(test: Path, predictions: Path, run_dir: Path, settings: DemoSetting
 
 def _evaluate(predictions: Path, references: Path, out: Path) -> None:
     run = evaluate_folders(predictions, references, with_lesions=True)
-    write_csv(out / "metrics.csv", metric_rows(run.results), METRIC_COLUMNS)
-    write_csv(out / "lesions.csv", lesion_table(run.results), LESION_COLUMNS)
-    write_json(out / "summary.json", {**summarize(run.results), "folders": {
-        "predictions": str(predictions.resolve()), "references": str(references.resolve())}})
+    write_evaluation(run, predictions, references, out / "metrics.csv", out / "summary.json", out / "lesions.csv")

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from transunet3d.config.schema import REGIONS
+from transunet3d.evaluation.batch import EvaluationRun
 from transunet3d.evaluation.case import CaseResult
-from transunet3d.files import atomic_path
+from transunet3d.files import atomic_path, write_json
 
 METRIC_COLUMNS = [
     "case", "region", "lesionwise_dice", "lesionwise_hd95", "legacy_dice", "legacy_hd95", "sensitivity",
@@ -79,3 +80,16 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) 
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
 
+
+def write_evaluation(run: EvaluationRun, pred_dir: Path, ref_dir: Path, metrics: Path, summary: Path | None = None,
+                     lesions: Path | None = None) -> dict[str, Any]:
+    """Write the per-case CSV and, when asked, the summary JSON (with the two folders, for the report's
+    overlays) and the per-lesion CSV; returns the summary."""
+    write_csv(metrics, metric_rows(run.results), METRIC_COLUMNS)
+    report = {**summarize(run.results), "folders": {"predictions": str(Path(pred_dir).resolve()),
+                                                    "references": str(Path(ref_dir).resolve())}}
+    if summary is not None:
+        write_json(summary, report)
+    if lesions is not None:
+        write_csv(lesions, lesion_table(run.results), LESION_COLUMNS)
+    return report
