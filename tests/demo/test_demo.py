@@ -20,7 +20,7 @@ def test_miniature_demo_from_phantoms_to_report(tmp_path: Path):
     out = tmp_path / "demo"
     first = demo(out)
     assert first.returncode == 0, first.stderr[-3000:]
-    for stage in ("[1/6] phantoms", "[4/6] training", "[5/6] prediction", "[6/6] evaluation"):
+    for stage in ("[1/7] phantoms", "[4/7] training", "[5/7] prediction", "[6/7] evaluation", "[7/7] report"):
         assert stage in first.stdout
     assert "epoch 1" in first.stderr and "predict" in first.stderr  # progress bars
     predictions = sorted(p.name for p in (out / "predictions").iterdir())
