@@ -46,11 +46,11 @@ class DemoSettings:
 
     train_cases: int = 24
     test_cases: int = 8
-    shape: tuple[int, int, int] = (112, 112, 96)
+    shape: tuple[int, int, int] = (128, 128, 104)
     lesions: tuple[int, int] = (2, 6)
     diameter_mm: tuple[float, float] = (3.0, 30.0)
     seed: int = 2023
-    epochs: int = 50
+    epochs: int = 45
     iterations_per_epoch: int = 24
     foreground_fraction: float = 0.5
     mae: bool = False
