@@ -3,9 +3,10 @@
 For each preset: "model only" times train_step on one batch that is already on the device; "with data" also
 reads the patches from a phantom cache and augments them on the device, as training does. Model FLOPs per
 iteration = 3 x forward GFLOPs (from model-info) x batch; MFU divides the achieved rate by the GPU's dense bf16
-peak. On a CPU no peak is stated, so only the achieved GFLOP/s is shown.
+peak. On a CPU no peak is stated, so only the achieved GFLOP/s is shown. Each precision is measured in the same
+run; the last column is the speed-up of the model-only rate over the first precision listed.
 
-    python benchmarks/bench_train.py                      # tiny presets, CPU
+    python benchmarks/bench_train.py                      # tiny presets, CPU, fp32 and bf16
     python benchmarks/bench_train.py --presets paper-encoder paper-decoder paper-both unet --device cuda
 """
 
@@ -53,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny-unet", "tiny", "tiny-decoder", "tiny-both"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
@@ -62,17 +64,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         write_phantoms(Path(tmp) / "raw", cases=4, seed=0, spec=PhantomSpec(shape=(160, 192, 160)), progress=False)
         preprocess_dataset(Path(tmp) / "raw", Path(tmp) / "pre", progress=False)
-        print(f"device: {name}; precision: {'bf16' if device.type == 'cuda' else 'fp32'}")
-        print("| preset | patch | batch | model only: it/s | with data: it/s | samples/s | GFLOP/s | MFU |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print(f"device: {name}")
+        print("| preset | precision | patch | batch | model only: it/s | with data: it/s | samples/s | GFLOP/s | MFU "
+              f"| vs {args.precision[0]} |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for preset in args.presets:
-            print(measure(preset, Path(tmp), device, args.iterations, args.warmup, peak))
+            baseline = None
+            for precision in args.precision:
+                rate, row = measure(preset, precision, Path(tmp), device, args.iterations, args.warmup, peak)
+                baseline = baseline or rate
+                print(f"{row} {rate / baseline:.2f}x |")
 
 
-def measure(preset: str, root: Path, device: torch.device, iterations: int, warmup: int, peak: float | None) -> str:
-    """One table row for `preset`."""
-    config = build_config(preset, [f"train.epochs={iterations + warmup}", "data.num_folds=2"])
-    trainer = Trainer(SegmentationTask(config, root / "pre", 0), root / "runs" / preset, device=str(device))
+def measure(preset: str, precision: str, root: Path, device: torch.device, iterations: int, warmup: int,
+            peak: float | None) -> tuple[float, str]:
+    """The model-only iterations/s of `preset` in `precision`, and its table row (less the last column)."""
+    overrides = [f"train.epochs={iterations + warmup}", "data.num_folds=2", f"train.precision={precision}"]
+    config = build_config(preset, overrides)
+    run_dir = root / "runs" / f"{preset}-{precision}"
+    trainer = Trainer(SegmentationTask(config, root / "pre", 0), run_dir, device=str(device))
     trainer.model.train()
     images, targets = trainer.batch(0)
     model_only = timed(lambda i: trainer.train_step(images, targets), iterations, warmup, device)
@@ -81,8 +91,9 @@ def measure(preset: str, root: Path, device: torch.device, iterations: int, warm
     info = model_info(config.model.name, config.model.width, patch[0])
     gflops = 3 * info.gflops * batch / model_only
     mfu = f"{gflops / 1000 / peak:.1%}" if peak else "-"
-    return (f"| {preset} | {patch[0]}^3 | {batch} | {1 / model_only:.2f} | {1 / with_data:.2f} | "
-            f"{batch / with_data:.2f} | {gflops:.0f} | {mfu} |")
+    row = (f"| {preset} | {precision} | {patch[0]}^3 | {batch} | {1 / model_only:.2f} | {1 / with_data:.2f} | "
+           f"{batch / with_data:.2f} | {gflops:.0f} | {mfu} |")
+    return 1 / model_only, row
 
 if __name__ == "__main__":
     main()

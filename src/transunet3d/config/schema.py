@@ -80,7 +80,7 @@ class TrainConfig:
     cnn_deep_supervision: bool = True  # CNN head losses next to the set loss (off for the decoder-only variant)
     mask_loss_weight: float = 0.7  # lambda_0 of the set loss
     class_loss_weight: float = 0.3  # lambda_1 of the set loss
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware computes it
     checkpoint_every: int = 1
     val_every: int = 1
     val_batches: int = 10
@@ -99,6 +99,7 @@ class InferConfig:
     tta: Literal["none", "flip", "flip+rot"] = "flip+rot"
     threshold: float = 0.5
     min_lesion_mm3: float = 0.0
+    require_core: bool = False  # drop WT components without tumour core (inference/postprocess.py)
 
 
 @dataclass

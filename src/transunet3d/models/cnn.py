@@ -7,13 +7,15 @@ import itertools
 import torch
 from torch import nn
 
+from transunet3d.models.conv import Conv3d
+
 
 class ConvNormAct(nn.Sequential):
     """conv3x3x3 (bias) -> InstanceNorm3d (affine, eps 1e-5) -> LeakyReLU(0.01)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__(
-            nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=True),
+            Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=True),
             nn.InstanceNorm3d(out_channels, eps=1e-5, affine=True),
             nn.LeakyReLU(0.01, inplace=True),
         )

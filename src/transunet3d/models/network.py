@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from transunet3d.models.cnn import Decoder, Encoder
+from transunet3d.models.conv import Conv3d
 from transunet3d.models.query_decoder import QueryDecoder, region_probabilities
 from transunet3d.models.spec import ArchitectureSpec
 from transunet3d.models.vit import BottleneckViT
@@ -44,7 +45,7 @@ class TransUNet3D(nn.Module):
                                   spec.vit_dropout, spec.bottleneck_grid) if spec.use_vit else None)
         self.decoder = Decoder(features)
         # One 1x1x1 head per decoder stage (coarse to fine), as nnU-Net's deep supervision.
-        self.heads = nn.ModuleList(nn.Conv3d(c, spec.num_regions, 1, bias=False) for c in reversed(features[:-1]))
+        self.heads = nn.ModuleList(Conv3d(c, spec.num_regions, 1, bias=False) for c in reversed(features[:-1]))
         self.query_decoder = (QueryDecoder(tuple(features[3:0:-1]), features[0], spec.num_regions,
                                            spec.decoder_dim, spec.decoder_heads, spec.decoder_ffn,
                                            spec.decoder_layers, spec.num_queries, spec.masked_attention)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transunet3d.models.conv import Conv3d
 from transunet3d.models.spec import group_count
 
 
@@ -74,14 +75,14 @@ class QueryDecoder(nn.Module):
         super().__init__()
         self.masked_attention = masked_attention
         self.inputs = nn.ModuleList(
-            nn.Sequential(nn.Conv3d(c, dim, kernel_size=1), nn.GroupNorm(group_count(dim), dim))
+            nn.Sequential(Conv3d(c, dim, kernel_size=1), nn.GroupNorm(group_count(dim), dim))
             for c in level_channels
         )
         self.level_embed = nn.Embedding(len(level_channels), dim)
         self.query_feat = nn.Embedding(queries, dim)
         self.query_pos = nn.Embedding(queries, dim)
         self.layers = nn.ModuleList(DecoderLayer(dim, heads, ffn) for _ in range(layers))
-        self.mask_features = nn.Conv3d(mask_channels, dim, kernel_size=1)
+        self.mask_features = Conv3d(mask_channels, dim, kernel_size=1)
         self.norm = nn.LayerNorm(dim)
         self.classes = nn.Linear(dim, num_regions + 1)  # last class: no object
         self.mask_embed = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim),

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transunet3d.models.conv import Conv3d
+
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention through scaled_dot_product_attention."""
@@ -47,12 +49,12 @@ class BottleneckViT(nn.Module):
                  grid: tuple[int, int, int]):
         super().__init__()
         self.grid = grid
-        self.embed = nn.Conv3d(channels, dim, kernel_size=1)
+        self.embed = Conv3d(channels, dim, kernel_size=1)
         self.position = nn.Parameter(torch.zeros(1, dim, *grid))
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.project = nn.Conv3d(dim, channels, kernel_size=1)
+        self.project = Conv3d(dim, channels, kernel_size=1)
         nn.init.trunc_normal_(self.position, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
