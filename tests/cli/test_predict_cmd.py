@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import cc3d
 import nibabel as nib
 import numpy as np
 import pytest
@@ -168,3 +169,21 @@ def test_case_list_restricts_the_cases(raw: Path, run: Path, tmp_path: Path):
     listed.write_text("BraTS-MET-09999-000\n")
     missing = predict(raw, tmp_path / "out2", "--model", run, "--case-list", listed)
     assert missing.exit_code == 2 and "no case BraTS-MET-09999-000" in missing.output
+
+
+def test_require_core_leaves_only_whole_tumours_with_a_core(raw: Path, run: Path, tmp_path: Path):
+    plain, cored = tmp_path / "plain", tmp_path / "cored"
+    assert predict(raw, plain, "--model", run, "--tta", "none").exit_code == 0
+    result = predict(raw, cored, "--model", run, "--tta", "none", "--require-core")
+    assert result.exit_code == 0, result.output
+    dropped = 0
+    for case in CASES:
+        before = np.asanyarray(nib.load(plain / f"{case}.nii.gz").dataobj)
+        after = np.asanyarray(nib.load(cored / f"{case}.nii.gz").dataobj)
+        kept = after > 0
+        np.testing.assert_array_equal(after[kept], before[kept])  # only removals
+        components, count = cc3d.connected_components(kept, connectivity=26, return_N=True)
+        with_core = np.unique(components[(after == 1) | (after == 3)])
+        assert set(range(1, count + 1)) == set(with_core[with_core > 0])
+        dropped += int((before > 0).sum() - kept.sum())
+    assert dropped  # the barely trained model predicts coreless edema, so the option had something to drop

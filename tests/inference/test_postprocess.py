@@ -1,8 +1,13 @@
-"""Thresholding, small-component removal and nesting of the predicted regions."""
+"""Thresholding, small-component and coreless-edema removal, and nesting of the predicted regions."""
 
 import numpy as np
 
-from transunet3d.inference.postprocess import labels_from_probabilities, min_component_voxels, remove_small_components
+from transunet3d.inference.postprocess import (
+    drop_coreless_whole_tumour,
+    labels_from_probabilities,
+    min_component_voxels,
+    remove_small_components,
+)
 
 
 def regions_with_a_big_and_a_small_lesion() -> np.ndarray:
@@ -47,3 +52,32 @@ def test_labels_from_probabilities_threshold_strictly_above_one_half():
     probabilities[:, 1, 0, 0] = (0.9, 0.8, 0.7)  # enhancing
     probabilities[:, 1, 1, 0] = (0.5, 0.5, 0.5)  # exactly one half: background
     np.testing.assert_array_equal(labels_from_probabilities(probabilities)[..., 0], [[2, 1], [3, 0]])
+
+
+def test_whole_tumour_without_core_is_dropped_and_cored_ones_stay_whole():
+    regions = regions_with_a_big_and_a_small_lesion()
+    regions[0, 10:13, 2:5, 2:5] = True  # edema only: 27 voxels, no core
+    regions[0, 2:8, 8, 2:8] = True  # edema attached to the big lesion: same component, kept
+    kept = drop_coreless_whole_tumour(regions)
+    assert kept[0, 10:13, 2:5, 2:5].sum() == 0
+    expected = regions.copy()
+    expected[0, 10:13, 2:5, 2:5] = False
+    np.testing.assert_array_equal(kept, expected)
+
+
+def test_a_core_outside_the_whole_tumour_does_not_rescue_a_component():
+    regions = np.zeros((3, 6, 6, 6), dtype=bool)
+    regions[0, 0:2, 0:2, 0:2] = True  # edema only
+    regions[1, 4, 4, 4] = True  # a stray core voxel, not inside any WT
+    assert not drop_coreless_whole_tumour(regions)[0].any()
+
+
+def test_labels_keep_coreless_edema_unless_a_core_is_required():
+    probabilities = np.zeros((3, 8, 4, 1), dtype=np.float32)
+    probabilities[0, 0:3] = 0.9  # edema only
+    probabilities[0, 5:8] = 0.9  # edema around a necrotic core
+    probabilities[1, 6] = 0.9
+    assert (labels_from_probabilities(probabilities)[0:3] == 2).all()
+    required = labels_from_probabilities(probabilities, require_core=True)
+    assert (required[0:3] == 0).all()
+    np.testing.assert_array_equal(required[5:8, 0, 0], [2, 1, 2])

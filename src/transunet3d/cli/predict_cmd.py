@@ -36,6 +36,8 @@ _PATH = click.Path(path_type=Path)
               help="Network inputs (window x view) per forward pass.  [default: the run's config]")
 @click.option("--min-lesion-mm3", type=click.FloatRange(min=0), default=None,
               help="Drop predicted components smaller than this, per region.  [default: the run's config, 0]")
+@click.option("--require-core/--no-require-core", default=None,
+              help="Drop whole-tumour components that hold no tumour core.  [default: the run's config, off]")
 @click.option("--save-probabilities", is_flag=True,
               help="Also write OUT/<case>_probabilities.npz (float16 WT, TC, ET on the input grid).")
 @click.option("--continue", "skip_existing", is_flag=True, help="Skip cases whose outputs are already in OUT.")
@@ -44,7 +46,8 @@ _PATH = click.Path(path_type=Path)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ...  [default: cuda when available]")
 def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: str | None, checkpoint: str,
                     tta: str | None, step: float | None, batch_windows: int | None, min_lesion_mm3: float | None,
-                    save_probabilities: bool, skip_existing: bool, case_list: Path | None, device: str | None) -> None:
+                    require_core: bool | None, save_probabilities: bool, skip_existing: bool, case_list: Path | None,
+                    device: str | None) -> None:
     """Segment the BraTS cases under INPUT (a dataset folder or one case) into OUT/<case>.nii.gz.
 
     Under torchrun, each process predicts its share of the cases on its own GPU.
@@ -55,7 +58,7 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     trained = load_models(list(models), fold, checkpoint, target)
     _warn_unfinished(trained)
     options = _options(trained[0].config.infer, tta=tta, step=step, batch_windows=batch_windows,
-                       min_lesion_mm3=min_lesion_mm3)
+                       min_lesion_mm3=min_lesion_mm3, require_core=require_core)
     report = predict_folder(input_dir, out, Predictor(trained, options, target), skip_existing=skip_existing,
                             save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0,
                             only=_case_ids(case_list) if case_list else None)

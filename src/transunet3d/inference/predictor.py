@@ -62,7 +62,8 @@ class Predictor:
         box = tuple(tuple(bounds) for bounds in properties["crop_box"])
         probabilities = self.probabilities(image)
         min_voxels = min_component_voxels(self.options.min_lesion_mm3, case.geometry.zooms[:3])
-        labels = labels_from_probabilities(probabilities, self.options.threshold, min_voxels)
+        labels = labels_from_probabilities(probabilities, self.options.threshold, min_voxels,
+                                           self.options.require_core)
         full_shape = tuple(case.geometry.shape)
         kept = uncrop(probabilities, box, full_shape) if keep_probabilities else None
         return CasePrediction(case.case_id, uncrop(labels, box, full_shape), kept)
