@@ -31,7 +31,7 @@ def demo_command(out: Path, mae: bool, train_cases: int, test_cases: int, shape:
     """The whole pipeline on synthetic phantoms into OUT, ending with OUT/report.html.
 
     Phantoms (training and held-out test cases) -> preprocess -> splits -> [MAE] -> train the tiny encoder ->
-    predict the test cases with TTA -> lesion-wise evaluation -> report. About 15 minutes on 2 CPU cores with the
+    predict the test cases with TTA -> lesion-wise evaluation -> report. About 11 minutes on 2 CPU cores with the
     defaults; a rerun continues where it stopped.
     """
     settings = DemoSettings(train_cases=train_cases, test_cases=test_cases, shape=tuple(shape), epochs=epochs,

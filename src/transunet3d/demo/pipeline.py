@@ -17,7 +17,6 @@ from pathlib import Path
 import click
 
 from transunet3d.config import build_config
-from transunet3d.config.schema import InferConfig
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.phantom.generate import MANIFEST_FILE
 from transunet3d.data.preprocess import preprocess_dataset
@@ -46,17 +45,18 @@ class DemoSettings:
 
     train_cases: int = 24
     test_cases: int = 8
-    shape: tuple[int, int, int] = (128, 128, 104)
+    shape: tuple[int, int, int] = (160, 160, 130)
     lesions: tuple[int, int] = (2, 6)
     diameter_mm: tuple[float, float] = (3.0, 30.0)
     seed: int = 2023
-    epochs: int = 45
+    epochs: int = 60
     iterations_per_epoch: int = 24
     foreground_fraction: float = 0.5
     mae: bool = False
     mae_epochs: int = 20
     tta: str = "flip"
     min_lesion_mm3: float = 14.0  # a sphere of 3 mm, the smallest metastasis the phantoms have
+    require_core: bool = True  # phantom edema always surrounds a core (docs/demo.md)
     workers: int = 2
     train_overrides: list[str] = field(default_factory=list)
 
@@ -103,7 +103,7 @@ def _stages(out: Path, settings: DemoSettings, device: str) -> list[tuple[str, C
         stages.append(("MAE pre-training", lambda: _pretrain(pre, out / "pretrain", settings, device)))
     stages += [
         ("training", lambda: _train(pre, out / "run", settings, device)),
-        ("prediction", lambda: _predict(raw / "test", out / "predictions", out / "run", settings, device)),
+        ("prediction", lambda: _predict(raw / "test", out / "predictions", out / "run", device)),
         ("evaluation", lambda: _evaluate(out / "predictions", raw / "test", out / "evaluation")),
         ("report", lambda: write_report(out, title=REPORT_TITLE)),
     ]
@@ -133,7 +133,7 @@ def _pretrain(pre: Path, run_dir: Path, settings: DemoSettings, device: str) -> 
 def _train(pre: Path, run_dir: Path, settings: DemoSettings, device: str) -> None:
     overrides = [f"train.epochs={settings.epochs}", f"train.iterations_per_epoch={settings.iterations_per_epoch}",
                  f"train.foreground_fraction={settings.foreground_fraction}", "train.val_batches=4",
-                 "train.val_every=5", *DEMO_AUGMENTATION, *settings.train_overrides]
+                 "train.val_every=5", *DEMO_AUGMENTATION, *_inference_overrides(settings), *settings.train_overrides]
     if settings.mae:
         overrides.append(f"model.init_encoder={run_dir.parent / 'pretrain'}")
     config = build_config("tiny", overrides)
@@ -141,10 +141,15 @@ def _train(pre: Path, run_dir: Path, settings: DemoSettings, device: str) -> Non
     _fit(Trainer(SegmentationTask(config, pre, 0, initialise=not resuming), run_dir, device))
 
 
-def _predict(test: Path, predictions: Path, run_dir: Path, settings: DemoSettings, device: str) -> None:
-    options = InferConfig(tta=settings.tta, min_lesion_mm3=settings.min_lesion_mm3)
-    predictor = Predictor(load_models([run_dir], device=device), options, device)
-    predict_folder(test, predictions, predictor, skip_existing=True)
+def _inference_overrides(settings: DemoSettings) -> list[str]:
+    """The demo's prediction settings, kept in the run's config so that `transunet3d predict` repeats them."""
+    return [f"infer.tta={settings.tta}", f"infer.min_lesion_mm3={settings.min_lesion_mm3}",
+            f"infer.require_core={str(settings.require_core).lower()}"]
+
+
+def _predict(test: Path, predictions: Path, run_dir: Path, device: str) -> None:
+    models = load_models([run_dir], device=device)
+    predict_folder(test, predictions, Predictor(models, models[0].config.infer, device), skip_existing=True)
 
 
 def _evaluate(predictions: Path, references: Path, out: Path) -> None:
