@@ -10,6 +10,7 @@ import torch
 from transunet3d.cli.config_cmd import set_option
 from transunet3d.config import PRESETS, build_config, load_config
 from transunet3d.errors import UserError
+from transunet3d.training.checkpoint import latest_checkpoint
 from transunet3d.training.distributed import Distributed
 from transunet3d.training.pretraining import PretrainTask
 from transunet3d.training.trainer import Trainer
@@ -34,7 +35,7 @@ def pretrain_command(preprocessed: Path, run_dir: Path, preset: str, overrides: 
     """
     if not preprocessed.is_dir():
         raise UserError(f"{preprocessed}: not a folder")
-    if not resume and (run_dir / "checkpoints" / "latest.json").exists():
+    if not resume and latest_checkpoint(run_dir) is not None:
         raise UserError(f"{run_dir} already holds a run: add --resume, or choose another --out")
     config = (load_config(run_dir / "config.yaml") if resume and (run_dir / "config.yaml").exists()
               else build_config(preset, overrides))

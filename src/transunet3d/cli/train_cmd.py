@@ -12,6 +12,7 @@ from transunet3d.cli.config_cmd import set_option
 from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
 from transunet3d.data.cache import SPLITS_FILE
 from transunet3d.errors import UserError
+from transunet3d.training.checkpoint import latest_checkpoint
 from transunet3d.training.distributed import Distributed
 from transunet3d.training.segmentation import INIT_ENCODER_FILE, SegmentationTask
 from transunet3d.training.trainer import Trainer
@@ -51,11 +52,11 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
 def _train_fold(config: ExperimentConfig, preprocessed: Path, number: int, folder: Path, resume: bool,
                 device: str | None, processes: Distributed) -> None:
     """Train (or resume) one fold into `folder`."""
-    if not resume and (folder / "checkpoints" / "latest.json").exists():
+    started = latest_checkpoint(folder) is not None
+    if not resume and started:
         raise UserError(f"{folder} already holds a training run: add --resume, or choose another --out")
     fold_config = load_config(folder / "config.yaml") if resume and (folder / "config.yaml").exists() else config
-    resuming = resume and (folder / "checkpoints" / "latest.json").exists()
-    task = SegmentationTask(fold_config, preprocessed, number, processes, initialise=not resuming)
+    task = SegmentationTask(fold_config, preprocessed, number, processes, initialise=not (resume and started))
     if task.transferred and processes.is_main:
         click.echo(f"initialised {len(task.transferred)} ViT tensors from {fold_config.model.init_encoder} "
                    f"(listed in {folder / INIT_ENCODER_FILE})")

@@ -29,6 +29,7 @@ from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import load_models
 from transunet3d.report.build import REPORT_FILE, write_report
+from transunet3d.training.checkpoint import latest_checkpoint
 from transunet3d.training.pretraining import PretrainTask
 from transunet3d.training.segmentation import SegmentationTask
 from transunet3d.training.trainer import Trainer
@@ -137,7 +138,7 @@ def _train(pre: Path, run_dir: Path, settings: DemoSettings, device: str) -> Non
     if settings.mae:
         overrides.append(f"model.init_encoder={run_dir.parent / 'pretrain'}")
     config = build_config("tiny", overrides)
-    resuming = (run_dir / "checkpoints" / "latest.json").exists()
+    resuming = latest_checkpoint(run_dir) is not None
     _fit(Trainer(SegmentationTask(config, pre, 0, initialise=not resuming), run_dir, device))
 
 

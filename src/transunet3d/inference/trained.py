@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from transunet3d.config.schema import ExperimentConfig
 from transunet3d.errors import UserError
 from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
-from transunet3d.training.checkpoint import WEIGHTS
+from transunet3d.training.checkpoint import STATE, WEIGHTS, is_complete, latest_checkpoint
 
 CHECKPOINTS = ("latest", "best")
 _FOLD_FOLDER = re.compile(r"fold_(\d+)")
@@ -63,18 +62,12 @@ def fold_folders(run_dir: str | Path, fold: str | None = None) -> list[Path]:
 
 def checkpoint_folder(run_dir: Path, which: str = "latest") -> tuple[Path, int]:
     """The checkpoint folder of a single-model run ("latest" or "best") and the epochs trained when it was saved."""
-    checkpoints = run_dir / "checkpoints"
-    if which == "best":
-        folder = checkpoints / "best"
-    else:
-        pointer = checkpoints / "latest.json"
-        if not pointer.is_file():
-            raise UserError(f"{run_dir}: no checkpoint yet (checkpoints/latest.json is missing)")
-        folder = checkpoints / json.loads(pointer.read_text())["folder"]
-    state = folder / "state.pt"
-    if not (folder / WEIGHTS).is_file() or not state.is_file():
+    folder = run_dir / "checkpoints" / "best" if which == "best" else latest_checkpoint(run_dir)
+    if folder is None:
+        raise UserError(f"{run_dir}: no checkpoint yet (checkpoints/latest.json is missing)")
+    if not is_complete(folder):
         raise UserError(f"{folder}: checkpoint is missing or incomplete")
-    epoch = torch.load(state, weights_only=True)["trainer"]["epoch"]
+    epoch = torch.load(folder / STATE, weights_only=True)["trainer"]["epoch"]
     return folder, int(epoch)
 
 

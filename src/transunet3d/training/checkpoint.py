@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,13 @@ from safetensors.torch import load_file, save_file
 from transunet3d.files import atomic_path
 
 WEIGHTS, STATE = "weights.safetensors", "state.pt"
+LATEST_POINTER = "latest.json"  # in a run's checkpoints/: {"folder": ..., "epoch": ...} of the latest checkpoint
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The folder of a run's latest checkpoint, as its pointer names it; None before the first checkpoint."""
+    pointer = run_dir / "checkpoints" / LATEST_POINTER
+    return pointer.parent / json.loads(pointer.read_text())["folder"] if pointer.is_file() else None
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -10,15 +9,15 @@ from safetensors.torch import load_file
 
 from transunet3d.errors import ConfigError
 from transunet3d.models.transfer import transfer_encoder
-from transunet3d.training.checkpoint import WEIGHTS
+from transunet3d.training.checkpoint import WEIGHTS, latest_checkpoint
 
 
 def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The latest checkpoint weights of a pretraining run folder."""
-    pointer = run_dir / "checkpoints" / "latest.json"
-    if not pointer.is_file():
+    folder = latest_checkpoint(run_dir)
+    if folder is None:
         raise ConfigError(f"{run_dir}: not a pretraining run with a checkpoint (checkpoints/latest.json missing)")
-    return load_file(str(run_dir / "checkpoints" / json.loads(pointer.read_text())["folder"] / WEIGHTS))
+    return load_file(str(folder / WEIGHTS))
 
 
 def load_pretrained_encoder(network: torch.nn.Module, run_dir: Path) -> list[str]:

@@ -7,7 +7,6 @@ weights, bit for bit, as a run that was never interrupted.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +20,13 @@ from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.memory import keep_freed_memory
 from transunet3d.models.precision import autocast, resolve_precision
-from transunet3d.training.checkpoint import is_complete, load_checkpoint, save_checkpoint
+from transunet3d.training.checkpoint import (
+    LATEST_POINTER,
+    is_complete,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.run_log import RunLog
 from transunet3d.training.sampling import patch_loader
@@ -90,10 +95,9 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from the latest checkpoint, if there is one; returns whether there was."""
-        pointer = self.checkpoints / "latest.json"
-        if not pointer.exists():
+        folder = latest_checkpoint(self.run_dir)
+        if folder is None:
             return False
-        folder = self.checkpoints / json.loads(pointer.read_text())["folder"]
         saved = load_checkpoint(folder, self.network)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scaler.load_state_dict(saved["scaler"])
@@ -206,11 +210,10 @@ class Trainer:
                  "trainer": asdict(self.state)}
         save_checkpoint(self.checkpoints / folder, self.network, state)
         if pointer:
-            previous = self.checkpoints / "latest.json"
-            old = json.loads(previous.read_text())["folder"] if previous.exists() else None
-            write_json(previous, {"folder": folder, "epoch": self.state.epoch})
-            if old and old != folder and is_complete(self.checkpoints / old):
-                for file in (self.checkpoints / old).iterdir():
+            old = latest_checkpoint(self.run_dir)
+            write_json(self.checkpoints / LATEST_POINTER, {"folder": folder, "epoch": self.state.epoch})
+            if old is not None and old.name != folder and is_complete(old):
+                for file in old.iterdir():
                     file.unlink()
-                (self.checkpoints / old).rmdir()
+                old.rmdir()
         self.processes.barrier()
