@@ -23,11 +23,6 @@ def test_explicit_settings_pass_through(monkeypatch, setting):
     assert resolve_precision(setting, CPU) == setting
 
 
-def test_cpu_probe_agrees_with_torch():
-    probes = [torch.cpu._is_avx512_bf16_supported(), torch.cpu._is_amx_tile_supported()]
-    assert precision.cpu_computes_bf16() == any(probes)
-
-
 def test_autocast_casts_matmuls_only_for_reduced_precision():
     a = torch.randn(4, 4)
     with autocast("bf16", CPU):

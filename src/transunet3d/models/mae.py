@@ -53,11 +53,16 @@ def unpatchify(tokens: torch.Tensor, token: tuple[int, int, int], crop: tuple[in
     return grid.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(b, channels, x, y, z)
 
 
+def token_statistics(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and standard deviation (with MAE's epsilon) of each token's pixels (B, N, P), kept as (B, N, 1)."""
+    variance, mean = torch.var_mean(pixels, dim=-1, keepdim=True, correction=0)
+    return mean, torch.sqrt(variance + NORMALIZATION_EPS)
+
+
 def normalize_per_token(pixels: torch.Tensor) -> torch.Tensor:
     """Each token's pixels minus their mean, divided by their standard deviation (MAE's normalised targets)."""
-    mean = pixels.mean(dim=-1, keepdim=True)
-    variance = pixels.var(dim=-1, keepdim=True, unbiased=False)
-    return (pixels - mean) / torch.sqrt(variance + NORMALIZATION_EPS)
+    mean, std = token_statistics(pixels)
+    return (pixels - mean) / std
 
 
 def random_masking(noise: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,9 +145,7 @@ class MaskedAutoencoder(nn.Module):
 
     def reconstruct(self, prediction: MaskedPrediction, images: torch.Tensor) -> torch.Tensor:
         """Predicted pixels in image space (the normalisation undone with each token's own statistics)."""
-        pixels = patchify(images.float(), self.token)
-        mean = pixels.mean(dim=-1, keepdim=True)
-        std = torch.sqrt(pixels.var(dim=-1, keepdim=True, unbiased=False) + NORMALIZATION_EPS)
+        mean, std = token_statistics(patchify(images.float(), self.token))
         return unpatchify(prediction.predictions.float() * std + mean, self.token, self.crop, self.channels)
 
     def masked_image(self, mask: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,8 @@ from transunet3d.evaluation.pairing import pair_cases
 from transunet3d.files import atomic_path
 from transunet3d.report import html
 from transunet3d.report.figures import curves_png, overlay_png
+from transunet3d.training.pretraining import FIGURE_FILE
+from transunet3d.training.segmentation import INIT_ENCODER_FILE
 
 REPORT_FILE = "report.html"
 MAX_DEPTH = 3
@@ -55,11 +57,11 @@ def run_section(run_dir: Path, root: Path) -> str:
     curves = curves_png(run_dir)
     if curves:
         parts.append(html.image(curves, "training curves"))
-    if (run_dir / "reconstruction.png").is_file():
+    if (run_dir / FIGURE_FILE).is_file():
         parts.append("<p>MAE reconstruction of a validation crop (input, masked input, reconstruction):</p>")
-        parts.append(html.image((run_dir / "reconstruction.png").read_bytes(), "MAE reconstruction"))
-    if (run_dir / "init_encoder.json").is_file():
-        source = json.loads((run_dir / "init_encoder.json").read_text())
+        parts.append(html.image((run_dir / FIGURE_FILE).read_bytes(), "MAE reconstruction"))
+    if (run_dir / INIT_ENCODER_FILE).is_file():
+        source = json.loads((run_dir / INIT_ENCODER_FILE).read_text())
         parts.append(f"<p class='note'>ViT initialised from {html.text(source['source'])} "
                      f"({len(source['tensors'])} tensors).</p>")
     parts.append(f"<details><summary>config.yaml</summary><pre>{html.text((run_dir / 'config.yaml').read_text())}"
