@@ -8,17 +8,35 @@ from transunet3d.config import PRESETS, build_config, config_to_dict, load_confi
 from transunet3d.errors import ConfigError
 
 PAPER = ["paper-encoder", "paper-decoder", "paper-both", "unet"]
+TRANSUNET = ["paper-encoder", "paper-decoder", "paper-both"]
 
 
 @pytest.mark.parametrize("name", PAPER)
-def test_paper_presets_follow_the_paper(name):
+def test_paper_presets_share_the_paper_setup(name):
     config = build_config(name)
     assert config.model.width == "full"
     assert config.train.patch_size == (128, 128, 128)
-    assert (config.train.batch_size, config.train.lr, config.train.poly_power) == (2, 2e-3, 0.9)
-    assert (config.train.epochs, config.train.iterations_per_epoch) == (600, 250)
+    assert (config.train.batch_size, config.train.poly_power, config.train.iterations_per_epoch) == (2, 0.9, 250)
     assert (config.train.mask_loss_weight, config.train.class_loss_weight) == (0.7, 0.3)
     assert config.model.deep_supervision
+
+
+@pytest.mark.parametrize("name", TRANSUNET)
+def test_transunet_presets_train_with_the_papers_adamw(name):
+    train = build_config(name).train
+    assert (train.optimizer, train.lr, train.epochs) == ("adamw", 2e-3, 600)
+
+
+def test_the_unet_preset_is_the_papers_nnunet_baseline():
+    train = build_config("unet").train
+    assert (train.optimizer, train.lr, train.momentum, train.weight_decay) == ("sgd", 1e-2, 0.99, 3e-5)
+    assert (train.poly_power, train.epochs, train.iterations_per_epoch) == (0.9, 1000, 250)
+
+
+def test_query_presets_show_the_official_set_loss_settings():
+    result = CliRunner().invoke(cli, ["config", "--preset", "paper-decoder"])
+    assert result.exit_code == 0
+    assert "no_object_weight: 1.0" in result.stdout and "decoder_attention_fp32: true" in result.stdout
 
 
 def test_preset_names_pick_the_variant():

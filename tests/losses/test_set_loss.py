@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from transunet3d.config import build_config
 from transunet3d.losses import SetLossWeights, deep_set_loss, match, set_loss
-from transunet3d.losses.set_loss import NO_OBJECT_WEIGHT, pairwise_costs
+from transunet3d.losses.set_loss import pairwise_costs
 
 
 def test_matcher_finds_the_optimal_assignment():
@@ -35,18 +36,34 @@ def test_matching_picks_the_query_that_predicts_the_region():
     assert list(rows) == [1] and list(columns) == [0]
 
 
-def test_loss_by_hand_for_a_perfect_mask():
-    # One sample, two queries, 4 voxels; region TC (class 1) fills voxels 0-1.
+def _one_match_case():
+    """One sample, two queries, 4 voxels; region TC (class 1) fills voxels 0-1 and query 0 predicts it exactly.
+    Query 0's classes are uniform; query 1 (unmatched, target "no object") leans to class WT by 2 logits."""
     regions = torch.zeros(1, 3, 1, 1, 4, dtype=torch.bool)
     regions[0, 1, 0, 0, :2] = True
     class_logits = torch.zeros(1, 2, 4)
+    class_logits[0, 1, 0] = 2.0
     mask_logits = torch.full((1, 2, 1, 1, 4), -50.0)
     mask_logits[0, 0, 0, 0, :2] = 50.0
-    loss = set_loss(class_logits, mask_logits, regions, SetLossWeights(mask=0.7, classes=0.3))
-    # Query 0 is matched (mask BCE ~0, Dice ~0); both class distributions are uniform: CE = ln 4 for each,
-    # weighted mean with weights 1 (query 0 -> TC) and 0.1 (query 1 -> no object) is still ln 4.
-    assert loss.item() == pytest.approx(0.3 * math.log(4), rel=1e-4)
-    assert NO_OBJECT_WEIGHT == 0.1
+    return class_logits, mask_logits, regions
+
+
+def test_loss_by_hand_with_the_official_unweighted_no_object_class():
+    # Mask BCE and Dice of the matched query are ~0; the class CE is the plain mean over both queries.
+    matched, unmatched = math.log(4), math.log(math.e**2 + 3)
+    loss = set_loss(*_one_match_case())
+    assert loss.item() == pytest.approx(0.3 * (matched + unmatched) / 2, rel=1e-4)
+
+
+def test_a_no_object_weight_weights_the_unmatched_queries():
+    matched, unmatched = math.log(4), math.log(math.e**2 + 3)
+    loss = set_loss(*_one_match_case(), SetLossWeights(mask=0.7, classes=0.3, no_object=0.1))
+    assert loss.item() == pytest.approx(0.3 * (matched + 0.1 * unmatched) / 1.1, rel=1e-4)
+
+
+def test_the_paper_presets_leave_no_object_unweighted():
+    for preset in ("paper-decoder", "paper-both", "tiny-decoder", "tiny-both"):
+        assert build_config(preset).train.no_object_weight == 1.0
 
 
 def test_empty_patch_is_finite_and_trains_towards_no_object():
@@ -58,13 +75,15 @@ def test_empty_patch_is_finite_and_trains_towards_no_object():
     assert torch.all(class_logits.grad[..., -1] <= 0)  # raising "no object" lowers the loss
 
 
-def test_deep_set_loss_sums_every_prediction():
+def test_deep_set_loss_is_half_the_final_prediction_and_half_the_mean_of_the_others():
     regions = torch.zeros(1, 3, 4, 4, 4, dtype=torch.bool)
     regions[0, :, 1:3, 1:3, 1:3] = True
     torch.manual_seed(0)
     predictions = [(torch.randn(1, 6, 4), torch.randn(1, 6, 4, 4, 4)) for _ in range(4)]
     total = deep_set_loss([p[0] for p in predictions], [p[1] for p in predictions], regions)
-    assert total.item() == pytest.approx(sum(set_loss(c, m, regions).item() for c, m in predictions), rel=1e-6)
+    each = [set_loss(c, m, regions).item() for c, m in predictions]
+    assert total.item() == pytest.approx(0.5 * each[-1] + 0.5 * sum(each[:3]) / 3, rel=1e-6)
+    assert deep_set_loss([predictions[0][0]], [predictions[0][1]], regions).item() == pytest.approx(each[0])
 
 
 def test_works_with_the_model_outputs():
@@ -77,3 +96,4 @@ def test_works_with_the_model_outputs():
     loss = deep_set_loss(out.class_logits, out.mask_logits, regions)
     loss.backward()
     assert torch.isfinite(loss)
+

@@ -124,6 +124,39 @@ def test_masked_attention_is_an_option_that_changes_the_result():
     assert not torch.allclose(a.class_logits[-1], b.class_logits[-1])
 
 
+def _decoder_attentions(model) -> list:
+    from transunet3d.models.query_decoder import Attention
+
+    return [m for m in model.modules() if isinstance(m, Attention)]
+
+
+@pytest.mark.parametrize("float32", [True, False])
+def test_query_decoder_attention_runs_in_fp32_under_autocast_when_asked(float32):
+    model = tiny("decoder", decoder_attention_fp32=float32).eval()
+    attention = _decoder_attentions(model)[0]
+    x = torch.randn(2, 10, attention.q.in_features)
+    with torch.no_grad():
+        reference = attention(x, x, x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = attention(x.bfloat16(), x.bfloat16(), x.bfloat16())
+    assert mixed.dtype == (torch.float32 if float32 else torch.bfloat16)
+    if float32:  # only the bf16 rounding of the inputs remains
+        torch.testing.assert_close(mixed, attention(x.bfloat16().float(), x.bfloat16().float(),
+                                                    x.bfloat16().float()), rtol=1e-5, atol=1e-5)
+    assert (mixed.float() - reference).abs().max() < 0.1
+
+
+def test_query_models_default_to_fp32_attention():
+    for preset in ("paper-decoder", "paper-both", "tiny-decoder", "tiny-both"):
+        config = build_config(preset)
+        assert config.model.decoder_attention_fp32
+        model = model_from_config(config.model, (64, 64, 64)) if "tiny" in preset else None
+        if model is not None:
+            assert all(a.float32 for a in _decoder_attentions(model))
+    off = build_config("tiny-decoder", ["model.decoder_attention_fp32=false"])
+    assert not any(a.float32 for a in _decoder_attentions(model_from_config(off.model, (64, 64, 64))))
+
+
 def test_model_from_experiment_config():
     config = build_config("tiny-both", ["model.num_queries=5", "model.vit_dropout=0.0"])
     model = model_from_config(config.model, config.train.patch_size)

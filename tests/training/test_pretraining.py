@@ -8,12 +8,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config
+from transunet3d.training.distributed import Distributed
 from transunet3d.training.pretraining import PretrainTask
 from transunet3d.training.trainer import Trainer
 
@@ -99,3 +101,20 @@ def test_resumed_pretraining_ends_with_the_same_weights_bitwise(cache: Path, tmp
     expected, actual = straight.network.state_dict(), resumed.network.state_dict()
     assert all(torch.equal(expected[name], actual[name]) for name in expected)
     assert [row["epoch"] for row in resumed.log.rows] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("scaling", "peak"), [("linear", 1.5e-4 * 16 / 256), ("none", 1.5e-4)])
+def test_both_readings_of_the_papers_mae_learning_rate(cache: Path, scaling: str, peak: float):
+    """8 processes x batch 2 with base lr 1.5e-4: MAE's rule gives 9.4e-6, the literal reading 1.5e-4."""
+    config = build_config("mae-tiny", ["pretrain.base_lr=1.5e-4", "pretrain.batch_size=2",
+                                       f"pretrain.lr_scaling={scaling}"])
+    task = PretrainTask(config, cache, Distributed(rank=3, world=8))
+    assert task.peak_lr == pytest.approx(peak)
+    warmup = config.pretrain.warmup_epochs * task.settings.iterations_per_epoch
+    assert task.learning_rate(warmup) == pytest.approx(peak)
+    assert task.optimizer().param_groups[0]["lr"] == pytest.approx(peak)
+
+
+def test_the_paper_preset_scales_the_mae_learning_rate():
+    pretrain = build_config("mae-paper").pretrain
+    assert (pretrain.base_lr, pretrain.lr_scaling) == (1.5e-4, "linear")

@@ -31,6 +31,7 @@ class ModelConfig:
     deep_supervision: bool = True
     vit_dropout: float = 0.1
     masked_attention: bool = False  # the paper dropped masked attention for training stability
+    decoder_attention_fp32: bool = True  # query-decoder attention in fp32 under autocast (official is_mhsa_float32)
     num_queries: int = 20
     init_encoder: str = ""  # a `transunet3d pretrain` run whose ViT blocks initialise this model ("" = none)
 
@@ -80,6 +81,7 @@ class TrainConfig:
     cnn_deep_supervision: bool = True  # CNN head losses next to the set loss (off for the decoder-only variant)
     mask_loss_weight: float = 0.7  # lambda_0 of the set loss
     class_loss_weight: float = 0.3  # lambda_1 of the set loss
+    no_object_weight: float = 1.0  # "no object" in the set loss's class cross-entropy (official; Mask2Former: 0.1)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware computes it
     checkpoint_every: int = 1
     val_every: int = 1
@@ -113,7 +115,10 @@ class PretrainConfig:
     epochs: int = 4800
     iterations_per_epoch: int = 0  # 0: one pass over the cases, cases / (batch x processes) iterations
     warmup_epochs: int = 40
-    base_lr: float = 1.5e-4  # scaled by total batch / 256
+    base_lr: float = 1.5e-4  # the paper's "base learning rate"
+    # linear: peak lr = base_lr x total batch / 256, MAE's rule that defines a "base" lr (9.4e-6 at 8 GPUs x 2);
+    # none: base_lr is the peak lr itself (docs/training.md)
+    lr_scaling: Literal["linear", "none"] = "linear"
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     decoder_depth: int = 1

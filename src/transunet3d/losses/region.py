@@ -40,10 +40,16 @@ def downsample_target(target: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return F.interpolate(target.float(), size=tuple(shape), mode="nearest")
 
 
-def deep_supervision_loss(outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-    """Weighted region loss over the decoder stages' outputs (finest first) against full-resolution targets."""
+def deep_supervision_loss(outputs: list[torch.Tensor], target: torch.Tensor,
+                          weights: list[float] | None = None) -> torch.Tensor:
+    """Weighted region loss over the decoder stages' outputs (finest first) against full-resolution targets.
+
+    Args:
+        weights: one per output; nnU-Net's `deep_supervision_weights` when not given.
+    """
     # Zero-weight stages are still evaluated: every head then takes part in the loss, as DDP requires.
+    weights = deep_supervision_weights(len(outputs)) if weights is None else weights
     total = outputs[0].new_zeros((), dtype=torch.float32)
-    for weight, logits in zip(deep_supervision_weights(len(outputs)), outputs):
+    for weight, logits in zip(weights, outputs):
         total = total + weight * region_loss(logits, downsample_target(target, logits.shape[2:]))
     return total

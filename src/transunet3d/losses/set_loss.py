@@ -3,7 +3,9 @@
 Per sample, each non-empty region (WT, TC, ET) is a target with its class. Queries are matched to targets by
 minimising 2 * (-p_class) + 5 * BCE + 5 * Dice (scipy's linear_sum_assignment); the loss is
 lambda0 * (BCE + Dice) over the matched pairs plus lambda1 * cross-entropy of every query's class, unmatched
-queries being trained towards "no object". It is applied to every intermediate prediction and summed.
+queries being trained towards "no object" (unweighted by default, as the official BraTS configs leave it; Mask2Former
+weights it 0.1). It is applied to every intermediate prediction and aggregated as the official code does
+(`max_loss_cal: v1`): half the final prediction's loss plus half the mean of the auxiliary ones.
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 COST_CLASS, COST_BCE, COST_DICE = 2.0, 5.0, 5.0
-NO_OBJECT_WEIGHT = 0.1  # Mask2Former's weight of the no-object class in the cross-entropy
 
 
 @dataclass(frozen=True)
 class SetLossWeights:
-    """lambda0 (mask BCE + Dice) and lambda1 (class cross-entropy); the paper uses 0.7 and 0.3."""
+    """lambda0 (mask BCE + Dice) and lambda1 (class cross-entropy), 0.7 and 0.3 in the paper, and the weight of
+    the no-object class inside the cross-entropy (1.0: unweighted, the official BraTS setting)."""
 
     mask: float = 0.7
     classes: float = 0.3
+    no_object: float = 1.0
 
 
 def pairwise_costs(class_logits: torch.Tensor, mask_logits: torch.Tensor, classes: torch.Tensor,
@@ -71,7 +74,7 @@ def set_loss(class_logits: torch.Tensor, mask_logits: torch.Tensor, regions: tor
         matched_logits.append(logits[rows])
         matched_masks.append(masks[columns])
     class_weights = torch.ones(num_classes, device=class_logits.device)
-    class_weights[no_object] = NO_OBJECT_WEIGHT
+    class_weights[no_object] = weights.no_object
     loss = weights.classes * F.cross_entropy(class_logits.float().transpose(1, 2), class_targets,
                                              weight=class_weights)
     logits, masks = torch.cat(matched_logits), torch.cat(matched_masks).float()
@@ -85,5 +88,13 @@ def set_loss(class_logits: torch.Tensor, mask_logits: torch.Tensor, regions: tor
 
 def deep_set_loss(class_logits: list[torch.Tensor], mask_logits: list[torch.Tensor], regions: torch.Tensor,
                   weights: SetLossWeights = SetLossWeights()) -> torch.Tensor:
-    """The set loss summed over every intermediate prediction (before the first layer and after each)."""
-    return sum(set_loss(c, m, regions, weights) for c, m in zip(class_logits, mask_logits))
+    """The set loss over every prediction (before the first decoder layer and after each, the final one last):
+    0.5 x the final prediction's loss + 0.5 x the mean over the auxiliary predictions, the official weighting.
+
+    The final prediction, the one inference uses, keeps half of the weight however many layers there are, and the
+    total stays on the scale of one prediction's loss (which gradient clipping assumes).
+    """
+    losses = [set_loss(c, m, regions, weights) for c, m in zip(class_logits, mask_logits)]
+    if len(losses) == 1:
+        return losses[0]
+    return 0.5 * losses[-1] + 0.5 * sum(losses[:-1]) / (len(losses) - 1)

@@ -48,7 +48,8 @@ class TransUNet3D(nn.Module):
         self.heads = nn.ModuleList(Conv3d(c, spec.num_regions, 1, bias=False) for c in reversed(features[:-1]))
         self.query_decoder = (QueryDecoder(tuple(features[3:0:-1]), features[0], spec.num_regions,
                                            spec.decoder_dim, spec.decoder_heads, spec.decoder_ffn,
-                                           spec.decoder_layers, spec.num_queries, spec.masked_attention)
+                                           spec.decoder_layers, spec.num_queries, spec.masked_attention,
+                                           spec.decoder_attention_fp32)
                               if spec.use_query_decoder else None)
         self.apply(_he_init)
 

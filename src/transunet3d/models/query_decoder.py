@@ -19,14 +19,24 @@ from transunet3d.models.spec import group_count
 
 
 class Attention(nn.Module):
-    """Multi-head attention with separate query/key/value projections, through scaled_dot_product_attention."""
+    """Multi-head attention with separate query/key/value projections, through scaled_dot_product_attention.
 
-    def __init__(self, dim: int, heads: int):
+    `float32`: projections and attention run in fp32 even under autocast, as the official code's
+    `is_mhsa_float32`; the paper reports unstable training of the query decoder in reduced precision.
+    """
+
+    def __init__(self, dim: int, heads: int, float32: bool = False):
         super().__init__()
-        self.heads = heads
+        self.heads, self.float32 = heads, float32
         self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
 
     def forward(self, query, key, value, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not (self.float32 and _autocasting(query.device)):
+            return self._attend(query, key, value, mask)
+        with torch.autocast(query.device.type, enabled=False):
+            return self._attend(query.float(), key.float(), value.float(), mask)
+
+    def _attend(self, query, key, value, mask: torch.Tensor | None) -> torch.Tensor:
         batch, length, dim = query.shape
 
         def split(x: torch.Tensor) -> torch.Tensor:
@@ -37,12 +47,17 @@ class Attention(nn.Module):
         return self.out(x.transpose(1, 2).reshape(batch, length, dim))
 
 
+def _autocasting(device: torch.device) -> bool:
+    """Whether autocast is on for `device` (devices without autocast, such as "meta", never are)."""
+    return torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type)
+
+
 class DecoderLayer(nn.Module):
     """Cross-attention -> self-attention -> FFN, each with a residual and post-norm (as Mask2Former)."""
 
-    def __init__(self, dim: int, heads: int, ffn: int):
+    def __init__(self, dim: int, heads: int, ffn: int, attention_fp32: bool = False):
         super().__init__()
-        self.cross, self.self_attn = Attention(dim, heads), Attention(dim, heads)
+        self.cross, self.self_attn = Attention(dim, heads, attention_fp32), Attention(dim, heads, attention_fp32)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(inplace=True), nn.Linear(ffn, dim))
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
 
@@ -71,7 +86,8 @@ class QueryDecoder(nn.Module):
     """Queries -> per-layer (class logits, mask logits); region probabilities from the last prediction."""
 
     def __init__(self, level_channels: tuple[int, ...], mask_channels: int, num_regions: int, dim: int,
-                 heads: int, ffn: int, layers: int, queries: int, masked_attention: bool):
+                 heads: int, ffn: int, layers: int, queries: int, masked_attention: bool,
+                 attention_fp32: bool = False):
         super().__init__()
         self.masked_attention = masked_attention
         self.inputs = nn.ModuleList(
@@ -81,7 +97,7 @@ class QueryDecoder(nn.Module):
         self.level_embed = nn.Embedding(len(level_channels), dim)
         self.query_feat = nn.Embedding(queries, dim)
         self.query_pos = nn.Embedding(queries, dim)
-        self.layers = nn.ModuleList(DecoderLayer(dim, heads, ffn) for _ in range(layers))
+        self.layers = nn.ModuleList(DecoderLayer(dim, heads, ffn, attention_fp32) for _ in range(layers))
         self.mask_features = Conv3d(mask_channels, dim, kernel_size=1)
         self.norm = nn.LayerNorm(dim)
         self.classes = nn.Linear(dim, num_regions + 1)  # last class: no object

@@ -71,4 +71,5 @@ def model_from_config(config: ModelConfig, patch_size: tuple[int, int, int]) -> 
     """The network an experiment config describes, for patches of `patch_size`."""
     return create_model(config.name, config.width, patch_size=tuple(patch_size),
                         deep_supervision=config.deep_supervision, vit_dropout=config.vit_dropout,
-                        masked_attention=config.masked_attention, num_queries=config.num_queries)
+                        masked_attention=config.masked_attention, num_queries=config.num_queries,
+                        decoder_attention_fp32=config.decoder_attention_fp32)

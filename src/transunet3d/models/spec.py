@@ -31,6 +31,7 @@ class ArchitectureSpec:
     decoder_layers: int = 3
     num_queries: int = 20
     masked_attention: bool = False  # the paper dropped it for training stability
+    decoder_attention_fp32: bool = True  # attention of the query decoder in fp32 under autocast (official)
 
     @property
     def downsamplings(self) -> int:

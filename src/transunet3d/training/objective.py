@@ -5,18 +5,30 @@ from __future__ import annotations
 import torch
 
 from transunet3d.config.schema import TrainConfig
-from transunet3d.losses import SetLossWeights, deep_set_loss, deep_supervision_loss
+from transunet3d.losses import SetLossWeights, deep_set_loss, deep_supervision_loss, deep_supervision_weights
 from transunet3d.models.network import ModelOutput
 
 
 def training_loss(output: ModelOutput, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    """Region loss over the CNN heads (unless switched off for query models) plus the set loss of the queries."""
-    has_queries = bool(output.class_logits)
-    loss = output.logits.new_zeros((), dtype=torch.float32)
-    if not has_queries or config.cnn_deep_supervision:
-        heads = output.deep_supervision or [output.logits]
-        loss = loss + deep_supervision_loss(heads, targets)
-    if has_queries:
-        weights = SetLossWeights(config.mask_loss_weight, config.class_loss_weight)
-        loss = loss + deep_set_loss(output.class_logits, output.mask_logits, targets.bool(), weights)
-    return loss
+    """The region loss over the CNN heads; for query decoders, the set loss, with the CNN heads below full
+    resolution beside it when `train.cnn_deep_supervision` is on (see `query_model_loss`)."""
+    heads = output.deep_supervision or [output.logits]
+    if not output.class_logits:
+        return deep_supervision_loss(heads, targets)
+    weights = SetLossWeights(config.mask_loss_weight, config.class_loss_weight, config.no_object_weight)
+    set_loss = deep_set_loss(output.class_logits, output.mask_logits, targets.bool(), weights)
+    if not (config.cnn_deep_supervision and output.deep_supervision):
+        return set_loss
+    return query_model_loss(set_loss, output.deep_supervision, targets)
+
+
+def query_model_loss(set_loss: torch.Tensor, heads: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    """The official 3D-TransUNet loss of a query model with CNN deep supervision (encoder + decoder).
+
+    The query decoder's prediction replaces the full-resolution CNN head: the set loss takes that head's
+    deep-supervision weight, the lower heads keep theirs for half BCE + half Dice (the official "weight shift"),
+    and the full-resolution CNN head is not trained (weight 0, still evaluated for DDP).
+    """
+    weights = deep_supervision_weights(len(heads))
+    cnn = deep_supervision_loss(heads, targets, [0.0] + [0.5 * weight for weight in weights[1:]])
+    return weights[0] * set_loss + cnn

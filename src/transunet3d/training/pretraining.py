@@ -70,8 +70,9 @@ class PretrainTask(Task):
 
     @property
     def peak_lr(self) -> float:
-        """MAE's linear scaling rule: base lr x total batch / 256."""
-        return self.config.pretrain.base_lr * self.total_batch / 256
+        """The base lr, scaled by MAE's linear rule (x total batch / 256) unless `pretrain.lr_scaling` is none."""
+        pretrain = self.config.pretrain
+        return pretrain.base_lr * (self.total_batch / 256 if pretrain.lr_scaling == "linear" else 1.0)
 
     def learning_rate(self, iteration: int) -> float:
         settings = self.settings
