@@ -117,7 +117,7 @@ def test_predict_reports_a_bad_case_and_writes_the_others(tmp_path: Path, run: P
                                       "--tta", "none"])
     assert result.exit_code == 2
     assert _one_error_line(result).startswith(f"error: {expected}")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["BraTS-MET-00002-000.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["BraTS-MET-00002-000.nii.gz", "ensemble.json"]
 
 
 def test_predict_ignores_the_labels_of_its_input(tmp_path: Path, run: Path):

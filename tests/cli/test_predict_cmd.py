@@ -1,5 +1,6 @@
 """`transunet3d predict` on phantoms: submissions in the input's exact geometry, options, failures, sharding."""
 
+import json
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from transunet3d.cli.main import cli
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
+from transunet3d.training.folds import draw_folds
 
 CASES = ("BraTS-MET-00001-000", "BraTS-MET-00002-000")
 KINDS = ("t1n", "t1c", "t2w", "t2f", "seg")
@@ -65,7 +67,11 @@ def test_submissions_keep_the_input_geometry_and_follow_the_probabilities(raw: P
     assert result.exit_code == 0, result.output
     assert "predicted 2, already done 0, failed 0 with 1 model(s), TTA flip+rot" in result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{c}.nii.gz" for c in CASES] + [f"{c}_probabilities.npz" for c in CASES])
+        [f"{c}.nii.gz" for c in CASES] + [f"{c}_probabilities.npz" for c in CASES] + ["ensemble.json"])
+    record = json.loads((out / "ensemble.json").read_text())
+    assert record["models"] == [{"folder": str(run.resolve()), "fold": None, "checkpoint": "epoch_0020",
+                                 "epoch": 20}]
+    assert (record["settings"]["tta"], record["settings"]["min_lesion_mm3"]) == ("flip+rot", 20.0)
     for case in CASES:
         source = nib.load(raw / case / f"{case}-t1c.nii.gz")
         written = nib.load(out / f"{case}.nii.gz")
@@ -111,7 +117,7 @@ def test_a_broken_case_is_reported_and_the_others_are_written(raw: Path, run: Pa
     assert result.exit_code == 2
     assert "error: BraTS-MET-00009-000" in result.output and "t1n" in result.output
     assert "failed cases: BraTS-MET-00009-000" in result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{CASES[0]}.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{CASES[0]}.nii.gz", "ensemble.json"]
 
 
 def test_cross_validation_folds_and_sharding(raw: Path, tmp_path: Path):
@@ -125,12 +131,59 @@ def test_cross_validation_folds_and_sharding(raw: Path, tmp_path: Path):
     shard = predict(raw, tmp_path / "shard", "--model", cv, "--fold", "0", "--tta", "none",
                     env={**os.environ, "RANK": "1", "WORLD_SIZE": "2"})
     assert shard.exit_code == 0, shard.output
-    assert [p.name for p in (tmp_path / "shard").iterdir()] == [f"{CASES[1]}.nii.gz"]
+    assert [p.name for p in (tmp_path / "shard").glob("*.nii.gz")] == [f"{CASES[1]}.nii.gz"]
+    assert not (tmp_path / "shard" / "ensemble.json").exists()  # rank 0 writes the record
     fold_zero = predict(raw, tmp_path / "zero", "--model", cv / "fold_0", "--tta", "none", "--save-probabilities")
     assert fold_zero.exit_code == 0
     probability = {name: np.load(tmp_path / name / f"{CASES[0]}_probabilities.npz")["probabilities"]
                    .astype(np.float32) for name in ("both", "one", "zero")}
     np.testing.assert_allclose(probability["both"], (probability["one"] + probability["zero"]) / 2, atol=2e-3)
+
+
+def _folds_used(out: Path) -> list:
+    return [model["fold"] for model in json.loads((out / "ensemble.json").read_text())["models"]]
+
+
+def test_fold_lists_random_draws_and_the_all_data_model(raw: Path, tmp_path: Path):
+    cv = tmp_path / "cv"
+    for fold in range(4):
+        write_run(cv / f"fold_{fold}", seed=fold)
+    write_run(cv / "fold_all", seed=9)
+    one_case = tmp_path / "one.txt"
+    one_case.write_text(CASES[0])
+
+    def folds_of(name: str, *selection: str, model: Path = cv) -> list:
+        result = predict(raw, tmp_path / name, "--model", model, *selection, "--tta", "none", "--case-list", one_case)
+        assert result.exit_code == 0, result.output
+        return _folds_used(tmp_path / name)
+
+    assert folds_of("default") == [0, 1, 2, 3]  # the cross-validation folds, not the all-data model
+    assert folds_of("listed", "--fold", "3,0,all-data") == [3, 0, "all-data"]
+    drawn = folds_of("drawn", "--random-folds", "2", "--seed", "7")
+    assert drawn == draw_folds([0, 1, 2, 3], 2, 7) and len(set(drawn)) == 2
+    assert {tuple(draw_folds([0, 1, 2, 3], 2, seed)) for seed in range(20)} != {tuple(drawn)}  # seeds matter
+    both = predict(raw, tmp_path / "both", "--model", cv, "--fold", "1", "--random-folds", "2")
+    assert both.exit_code == 2 and "not both" in both.output
+    too_many = predict(raw, tmp_path / "many", "--model", cv, "--random-folds", "5")
+    assert too_many.exit_code == 2 and "cannot draw 5 of 4" in too_many.output
+
+    only_all = tmp_path / "final"
+    write_run(only_all / "fold_all", seed=9)
+    assert folds_of("final", model=only_all) == ["all-data"]
+
+
+def test_continue_refuses_a_folder_that_another_ensemble_began(raw: Path, tmp_path: Path):
+    cv = tmp_path / "cv"
+    for fold in range(2):
+        write_run(cv / f"fold_{fold}", seed=fold)
+    out = tmp_path / "out"
+    assert predict(raw / CASES[0], out, "--model", cv, "--fold", "0", "--tta", "none").exit_code == 0
+    other = predict(raw, out, "--model", cv, "--fold", "1", "--tta", "none", "--continue")
+    assert other.exit_code == 2 and "come from other models or settings" in other.output
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == [f"{CASES[0]}.nii.gz"]
+    same = predict(raw, out, "--model", cv, "--fold", "0", "--tta", "none", "--continue")
+    assert same.exit_code == 0 and "predicted 1, already done 1" in same.output
+    assert _folds_used(out) == [0]
 
 
 @pytest.mark.parametrize(("make_args", "message"), [
@@ -165,7 +218,7 @@ def test_case_list_restricts_the_cases(raw: Path, run: Path, tmp_path: Path):
     listed.write_text(f"{CASES[1]}\n\n")
     result = predict(raw, tmp_path / "out", "--model", run, "--tta", "none", "--case-list", listed)
     assert result.exit_code == 0, result.output
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{CASES[1]}.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{CASES[1]}.nii.gz", "ensemble.json"]
     listed.write_text("BraTS-MET-09999-000\n")
     missing = predict(raw, tmp_path / "out2", "--model", run, "--case-list", listed)
     assert missing.exit_code == 2 and "no case BraTS-MET-09999-000" in missing.output

@@ -51,3 +51,23 @@ def test_splits_cli_writes_json(tmp_path: Path, case_root: Path):
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "pp" / "splits.json").read_text())
     assert saved == make_splits(["BraTS-MET-00001-000", "BraTS-MET-00002-000"], 2, 3)
+
+
+def test_ten_folds_from_the_command_line(tmp_path: Path, case_root: Path):
+    """The paper's 10-fold protocol: any k >= 2 that the patients allow."""
+    from click.testing import CliRunner
+
+    from tests.factories import write_case
+    from transunet3d.cli.main import cli
+
+    cases = [f"BraTS-MET-{p:05d}-000" for p in range(1, 11)]
+    for seed, case in enumerate(cases[1:], start=2):
+        write_case(case_root, case, seed=seed)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["preprocess", str(case_root), str(tmp_path / "pp")]).exit_code == 0
+    result = runner.invoke(cli, ["splits", str(tmp_path / "pp"), "--folds", "10"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "pp" / "splits.json").read_text())
+    assert len(saved) == 10 and sorted(case for split in saved for case in split["val"]) == cases
+    too_many = runner.invoke(cli, ["splits", str(tmp_path / "pp"), "--folds", "11"])
+    assert too_many.exit_code == 2 and "cannot make 11 folds from 10 patients" in too_many.output

@@ -24,7 +24,8 @@ def test_miniature_demo_from_phantoms_to_report(tmp_path: Path):
         assert stage in first.stdout
     assert "epoch 1" in first.stderr and "predict" in first.stderr  # progress bars
     predictions = sorted(p.name for p in (out / "predictions").iterdir())
-    assert predictions == ["BraTS-MET-00005-000.nii.gz", "BraTS-MET-00006-000.nii.gz"]  # held-out cases 5, 6
+    assert predictions == ["BraTS-MET-00005-000.nii.gz", "BraTS-MET-00006-000.nii.gz",  # held-out cases 5, 6
+                           "ensemble.json"]
     assert sorted(p.name for p in (out / "raw" / "train").iterdir() if p.is_dir()) == [
         f"BraTS-MET-0000{i}-000" for i in range(1, 5)]
     summary = json.loads((out / "evaluation" / "summary.json").read_text())

@@ -24,7 +24,13 @@ _PATH = click.Path(path_type=Path)
 @click.argument("out", type=_PATH)
 @click.option("--model", "models", type=_PATH, multiple=True, required=True,
               help="Training run folder (repeat for an ensemble); a cross-validation run gives all its folds.")
-@click.option("--fold", default=None, help="Fold of a cross-validation run: a number, or 'all'  [default: all]")
+@click.option("--fold", default=None,
+              help="Folds of a cross-validation run: 'all', a number, 'all-data', or a comma list such as "
+                   "0,3,5,7,9.  [default: all; the all-data model when the run has no other]")
+@click.option("--random-folds", "draw", type=click.IntRange(min=1), default=None,
+              help="Instead of --fold: this many cross-validation folds of each run, drawn at random "
+                   "(the paper ensembled 5 of 10).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --random-folds draw.")
 @click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="latest", show_default=True,
               help="The final weights, or those with the best validation pseudo-Dice.")
 @click.option("--tta", type=click.Choice(TTA_MODES), default=None,
@@ -44,19 +50,24 @@ _PATH = click.Path(path_type=Path)
 @click.option("--case-list", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Text file of case ids (one per line): predict only these, e.g. a fold's validation cases.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ...  [default: cuda when available]")
-def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: str | None, checkpoint: str,
-                    tta: str | None, step: float | None, batch_windows: int | None, min_lesion_mm3: float | None,
-                    require_core: bool | None, save_probabilities: bool, skip_existing: bool, case_list: Path | None,
-                    device: str | None) -> None:
+def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: str | None, draw: int | None,
+                    seed: int, checkpoint: str, tta: str | None, step: float | None, batch_windows: int | None,
+                    min_lesion_mm3: float | None, require_core: bool | None, save_probabilities: bool,
+                    skip_existing: bool, case_list: Path | None, device: str | None) -> None:
     """Segment the BraTS cases under INPUT (a dataset folder or one case) into OUT/<case>.nii.gz.
 
-    Under torchrun, each process predicts its share of the cases on its own GPU.
+    Under torchrun, each process predicts its share of the cases on its own GPU. OUT/ensemble.json records the
+    models (run, fold, checkpoint) and settings used.
     """
+    if fold is not None and draw is not None:
+        raise UserError("give --fold or --random-folds, not both")
     rank, world, local_rank = (int(os.environ.get(k, d)) for k, d in
                                (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")))
     target = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
-    trained = load_models(list(models), fold, checkpoint, target)
+    trained = load_models(list(models), fold, checkpoint, target, draw=draw, seed=seed)
     _warn_unfinished(trained)
+    if rank == 0:
+        click.echo(f"models: {', '.join(str(model.folder) for model in trained)}")
     options = _options(trained[0].config.infer, tta=tta, step=step, batch_windows=batch_windows,
                        min_lesion_mm3=min_lesion_mm3, require_core=require_core)
     report = predict_folder(input_dir, out, Predictor(trained, options, target), skip_existing=skip_existing,

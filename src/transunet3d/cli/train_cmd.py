@@ -14,6 +14,7 @@ from transunet3d.data.cache import SPLITS_FILE
 from transunet3d.errors import UserError
 from transunet3d.training.checkpoint import latest_checkpoint
 from transunet3d.training.distributed import Distributed
+from transunet3d.training.folds import ALL_DATA, Fold, fold_folder_name, fold_label, parse_fold
 from transunet3d.training.segmentation import INIT_ENCODER_FILE, SegmentationTask
 from transunet3d.training.trainer import Trainer
 
@@ -24,8 +25,10 @@ _PATH = click.Path(path_type=Path)
 @click.argument("preprocessed", type=_PATH)
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", show_default=True,
               help="Experiment preset (paper-encoder, paper-decoder, paper-both, unet, tiny, ...).")
-@click.option("--fold", default="0", show_default=True, help="Cross-validation fold, or 'all' for every fold.")
-@click.option("--out", "run_dir", type=_PATH, required=True, help="Run folder (one subfolder per fold with 'all').")
+@click.option("--fold", default="0", show_default=True,
+              help="Cross-validation fold K (into OUT), 'all' (every fold in turn, into OUT/fold_K) or 'all-data' "
+                   "(one model on every case, into OUT/fold_all).")
+@click.option("--out", "run_dir", type=_PATH, required=True, help="Run folder.")
 @set_option
 @click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint and its config.")
 @click.option("--init-encoder", "pretrain_run", type=_PATH, default=None,
@@ -39,17 +42,23 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
     config = build_config(preset, overrides)
     if pretrain_run is not None:
         config.model.init_encoder = str(pretrain_run)
-    folds = range(_fold_count(preprocessed, config)) if fold == "all" else [_fold_number(fold)]
     processes = Distributed.from_environment(use_cuda=torch.cuda.is_available() and device != "cpu")
     try:
-        for number in folds:
-            _train_fold(config, preprocessed, number, run_dir if fold != "all" else run_dir / f"fold_{number}",
-                        resume, device, processes)
+        for number, folder in _fold_folders(fold, preprocessed, config, run_dir):
+            _train_fold(config, preprocessed, number, folder, resume, device, processes)
     finally:
         processes.close()
 
 
-def _train_fold(config: ExperimentConfig, preprocessed: Path, number: int, folder: Path, resume: bool,
+def _fold_folders(fold: str, preprocessed: Path, config: ExperimentConfig, run_dir: Path) -> list[tuple[Fold, Path]]:
+    """(fold, run folder) of each model that `--fold` asks for."""
+    if fold == "all":
+        return [(number, run_dir / fold_folder_name(number)) for number in range(_fold_count(preprocessed, config))]
+    chosen = parse_fold(fold)
+    return [(chosen, (run_dir / fold_folder_name(ALL_DATA)) if chosen == ALL_DATA else run_dir)]
+
+
+def _train_fold(config: ExperimentConfig, preprocessed: Path, number: Fold, folder: Path, resume: bool,
                 device: str | None, processes: Distributed) -> None:
     """Train (or resume) one fold into `folder`."""
     started = latest_checkpoint(folder) is not None
@@ -65,17 +74,10 @@ def _train_fold(config: ExperimentConfig, preprocessed: Path, number: int, folde
         trainer.resume()
     state = trainer.fit()
     if processes.is_main:
-        click.echo(f"fold {number}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_score:.4f} -> {folder}")
+        click.echo(f"{fold_label(number)}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_score:.4f} -> {folder}")
 
 
 def _fold_count(preprocessed: Path, config: ExperimentConfig) -> int:
     """Folds of PREPROCESSED/splits.json when it exists, else the config's number of folds."""
     splits = preprocessed / SPLITS_FILE
     return len(json.loads(splits.read_text())) if splits.exists() else config.data.num_folds
-
-
-def _fold_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"--fold must be a number or 'all', not {text!r}") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,8 +17,8 @@ from transunet3d.config.schema import REGIONS
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.validate import LoadedCase, load_case
-from transunet3d.errors import InputError
-from transunet3d.files import atomic_path, output_folder
+from transunet3d.errors import InputError, UserError
+from transunet3d.files import atomic_path, output_folder, write_json
 from transunet3d.inference.predictor import CasePrediction, Predictor
 
 
@@ -39,6 +41,26 @@ def probabilities_path(out_dir: Path, case_id: str) -> Path:
     return out_dir / f"{case_id}_probabilities.npz"
 
 
+ENSEMBLE_FILE = "ensemble.json"  # in OUT: the models and settings that made its predictions
+
+
+def ensemble_record(predictor: Predictor) -> dict:
+    """The models (run folder, fold, checkpoint, epochs) and prediction settings of a predictor, as JSON data."""
+    record = {"models": [model.record() for model in predictor.models],
+              "settings": dataclasses.asdict(predictor.options)}
+    return json.loads(json.dumps(record))  # tuples as lists, as they read back
+
+
+def _record_ensemble(out_dir: Path, predictor: Predictor, skip_existing: bool, write: bool) -> None:
+    """Write OUT/ensemble.json; with --continue, refuse a folder that another ensemble or other settings began."""
+    path, record = out_dir / ENSEMBLE_FILE, ensemble_record(predictor)
+    if skip_existing and path.exists() and json.loads(path.read_text()) != record:
+        raise UserError(f"{out_dir}: its predictions come from other models or settings (see {path}); "
+                        "choose another folder, or predict without --continue")
+    if write:
+        write_json(path, record)
+
+
 def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predictor, skip_existing: bool = False,
                    save_probabilities: bool = False, shard: tuple[int, int] = (0, 1),
                    progress: bool = True, only: set[str] | None = None) -> PredictReport:
@@ -47,6 +69,7 @@ def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predic
     `only` restricts the run to those case ids (e.g. the validation cases of a fold).
     `shard` = (rank, world) takes every world-th case from the rank-th, for several processes under torchrun.
     The next case is read while the current one is predicted, and outputs are written in the background.
+    OUT/ensemble.json records the models and settings (see `ensemble_record`).
     """
     rank, world = shard
     out_dir = output_folder(out_dir)
@@ -57,6 +80,7 @@ def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predic
             raise InputError(None, None, f"{input_dir}: no case {', '.join(sorted(missing)[:5])}")
         cases = [case for case in cases if case.case_id in only]
     cases = cases[rank::world]
+    _record_ensemble(out_dir, predictor, skip_existing, write=rank == 0)
     report = PredictReport()
     todo = []
     for case in cases:

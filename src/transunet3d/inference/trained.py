@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +15,9 @@ from transunet3d.errors import UserError
 from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
 from transunet3d.training.checkpoint import STATE, WEIGHTS, is_complete, latest_checkpoint
+from transunet3d.training.folds import ALL_DATA, draw_folds, folder_fold, parse_fold_list, run_folds
 
 CHECKPOINTS = ("latest", "best")
-_FOLD_FOLDER = re.compile(r"fold_(\d+)")
 
 
 @dataclass
@@ -37,27 +36,53 @@ class TrainedModel:
     def finished(self) -> bool:
         return self.epoch >= self.config.train.epochs
 
+    @property
+    def folder(self) -> Path:
+        """The single-model run folder that the checkpoint belongs to."""
+        return self.checkpoint.parent.parent
 
-def fold_folders(run_dir: str | Path, fold: str | None = None) -> list[Path]:
-    """The single-model folders that `run_dir` and `fold` ("all", a number, or None = all) name.
+    def record(self) -> dict:
+        """Which model this is, for the record of an ensemble: run folder, fold, checkpoint and epochs."""
+        return {"folder": str(self.folder.resolve()), "fold": folder_fold(self.folder.name),
+                "checkpoint": self.checkpoint.name, "epoch": self.epoch}
+
+
+def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None = None,
+                 seed: int = 0) -> list[Path]:
+    """The single-model folders that `run_dir` and a fold choice name.
+
+    Args:
+        run_dir: a single-model run (`train --fold K`), or a run with fold_K/ and fold_all/ folders.
+        fold: None (every cross-validation fold; the all-data model when there are none), "all" (every
+            cross-validation fold), or a comma list of fold numbers and "all-data" ("0,3,5").
+        draw: instead of `fold`, this many cross-validation folds drawn at random with `seed`.
 
     Raises:
         UserError: `run_dir` is not a run, or has no such fold.
     """
     run_dir = Path(run_dir)
     if (run_dir / "config.yaml").is_file():
-        if fold not in (None, "all"):
+        if fold not in (None, "all") or draw is not None:
             raise UserError(f"{run_dir}: holds one trained model, not fold folders; leave out --fold")
         return [run_dir]
-    folds = {int(m[1]): p for p in run_dir.glob("fold_*")
-             if (m := _FOLD_FOLDER.fullmatch(p.name)) and (p / "config.yaml").is_file()}
+    folds = run_folds(run_dir)
     if not folds:
         raise UserError(f"{run_dir}: not a training run (no config.yaml and no fold_K folders)")
+    numbered = sorted(f for f in folds if f != ALL_DATA)
+    if draw is not None:
+        return [folds[f] for f in draw_folds(numbered, draw, seed)]
+    if fold is None and not numbered:
+        return [folds[ALL_DATA]]
     if fold in (None, "all"):
-        return [folds[k] for k in sorted(folds)]
-    if not fold.isdigit() or int(fold) not in folds:
-        raise UserError(f"{run_dir}: no fold {fold!r}; it has folds {', '.join(map(str, sorted(folds)))}")
-    return [folds[int(fold)]]
+        if not numbered:
+            raise UserError(f"{run_dir}: holds no cross-validation folds, only the {ALL_DATA} model")
+        return [folds[f] for f in numbered]
+    chosen = parse_fold_list(fold)
+    missing = [str(f) for f in chosen if f not in folds]
+    if missing:
+        present = ", ".join(map(str, [*numbered, *([ALL_DATA] if ALL_DATA in folds else [])]))
+        raise UserError(f"{run_dir}: no fold {', '.join(missing)!r}; it has folds {present}")
+    return [folds[f] for f in chosen]
 
 
 def checkpoint_folder(run_dir: Path, which: str = "latest") -> tuple[Path, int]:
@@ -88,6 +113,7 @@ def load_trained_model(run_dir: str | Path, which: str = "latest",
 
 
 def load_models(run_dirs: list[str | Path], fold: str | None = None, which: str = "latest",
-                device: torch.device | str = "cpu") -> list[TrainedModel]:
-    """Every model that `--model RUN_DIR ... --fold` names, for an ensemble."""
-    return [load_trained_model(folder, which, device) for run in run_dirs for folder in fold_folders(run, fold)]
+                device: torch.device | str = "cpu", draw: int | None = None, seed: int = 0) -> list[TrainedModel]:
+    """Every model that `--model RUN_DIR ... --fold` (or `--random-folds`) names, for an ensemble."""
+    return [load_trained_model(folder, which, device)
+            for run in run_dirs for folder in fold_folders(run, fold, draw, seed)]

@@ -19,6 +19,7 @@ from transunet3d.files import write_json
 from transunet3d.models import model_from_config
 from transunet3d.training.augment import augment_batch
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
+from transunet3d.training.folds import ALL_DATA, Fold
 from transunet3d.training.objective import training_loss
 from transunet3d.training.pretrained import load_pretrained_encoder
 from transunet3d.training.pseudo_dice import PseudoDice
@@ -29,13 +30,18 @@ from transunet3d.training.task import LoopSettings, Task, batch_generator
 INIT_ENCODER_FILE = "init_encoder.json"
 
 
-def fold_cases(preprocessed: Path, fold: int, config: ExperimentConfig) -> tuple[list, list, list]:
-    """(all splits, train ids, validation ids) of `fold`, from PREPROCESSED/splits.json or made from the config."""
+def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tuple[list, list, list]:
+    """(all splits, train ids, validation ids) of `fold`, from PREPROCESSED/splits.json or made from the config.
+
+    The all-data model trains on every case of the splits and has no validation cases.
+    """
     splits_path = preprocessed / SPLITS_FILE
     if splits_path.exists():
         splits = json.loads(splits_path.read_text())
     else:
         splits = make_splits(cached_case_ids(preprocessed), config.data.num_folds, config.data.split_seed)
+    if fold == ALL_DATA:
+        return splits, sorted({case for split in splits for case in split["val"]}), []
     if not 0 <= fold < len(splits):
         raise UserError(f"fold {fold} does not exist: the splits have folds 0..{len(splits) - 1}")
     return splits, splits[fold]["train"], splits[fold]["val"]
@@ -47,9 +53,12 @@ class SegmentationTask(Task):
     metric_columns = tuple(f"dice_{region}" for region in REGIONS)
     score_column = "ema_dice"
 
-    def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: int,
+    def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: Fold,
                  processes: Distributed = SINGLE_PROCESS, initialise: bool = True):
-        """`initialise`: apply `model.init_encoder`; off when resuming, whose checkpoint has the weights."""
+        """`initialise`: apply `model.init_encoder`; off when resuming, whose checkpoint has the weights.
+
+        Without validation cases (the all-data model), the pseudo-Dice is measured on training patches.
+        """
         self.config, train = config, config.train
         self.splits, train_ids, val_ids = fold_cases(Path(preprocessed), fold, config)
         # Each process draws its own patches: the batch seeds include the rank.
