@@ -157,6 +157,16 @@ def test_query_models_default_to_fp32_attention():
     assert not any(a.float32 for a in _decoder_attentions(model_from_config(off.model, (64, 64, 64))))
 
 
+def test_vit_depth_gives_the_official_encoder_plus_decoder():
+    """configs/Brats/encoder_plus_decoder.yaml has a 1-layer ViT: 41.7M parameters instead of 119.7M."""
+    config = build_config("paper-both", ["model.vit_depth=1"])
+    with torch.device("meta"):
+        model = model_from_config(config.model, (128, 128, 128))
+    assert len(model.vit.blocks) == 1
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(41.71e6, rel=1e-3)
+    assert model_from_config(build_config("tiny-both").model, (64, 64, 64)).spec.vit_depth == 2
+
+
 def test_model_from_experiment_config():
     config = build_config("tiny-both", ["model.num_queries=5", "model.vit_dropout=0.0"])
     model = model_from_config(config.model, config.train.patch_size)

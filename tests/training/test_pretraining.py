@@ -36,7 +36,9 @@ def test_a_few_hundred_cpu_steps_lower_the_masked_loss_markedly(cache: Path, tmp
         assert (tmp_path / "mae" / name).exists(), name
 
 
-def test_pretrain_then_train_with_the_pretrained_encoder(cache: Path, tmp_path: Path):
+def test_table2_chain_pretrain_then_fine_tune_from_the_mae_weights(cache: Path, tmp_path: Path):
+    """The command chain of docs/training.md for the paper's Table 2 (mae-paper, then paper-encoder with
+    --init-encoder for 300 epochs), at tiny size: mae-tiny, then tiny with --init-encoder."""
     runner = CliRunner()
     pretrained = runner.invoke(cli, ["pretrain", str(cache), "--out", str(tmp_path / "mae"), "--device", "cpu",
                                      "--set", "pretrain.epochs=2", "--set", "pretrain.iterations_per_epoch=3",
@@ -45,9 +47,10 @@ def test_pretrain_then_train_with_the_pretrained_encoder(cache: Path, tmp_path: 
     assert "pretrained 2 epochs" in pretrained.output
     trained = runner.invoke(cli, ["train", str(cache), "--preset", "tiny", "--out", str(tmp_path / "seg"),
                                   "--device", "cpu", "--init-encoder", str(tmp_path / "mae"),
-                                  "--set", "train.epochs=1", "--set", "train.iterations_per_epoch=1",
+                                  "--set", "train.epochs=2", "--set", "train.iterations_per_epoch=1",
                                   "--set", "train.val_batches=1"])
     assert trained.exit_code == 0, trained.output
+    assert "fold 0: 2 epochs" in trained.output
     loaded = json.loads((tmp_path / "seg" / "init_encoder.json").read_text())
     assert f"initialised {len(loaded['tensors'])} ViT tensors" in trained.output
     assert "vit.blocks.0.attn.qkv.weight" in loaded["tensors"] and "vit.norm.weight" in loaded["tensors"]
@@ -118,3 +121,8 @@ def test_both_readings_of_the_papers_mae_learning_rate(cache: Path, scaling: str
 def test_the_paper_preset_scales_the_mae_learning_rate():
     pretrain = build_config("mae-paper").pretrain
     assert (pretrain.base_lr, pretrain.lr_scaling) == (1.5e-4, "linear")
+
+
+def test_pretraining_builds_the_vit_the_model_config_asks_for(cache: Path):
+    config = build_config("mae-tiny", ["model.vit_depth=1"])
+    assert len(PretrainTask(config, cache).network.blocks) == 1

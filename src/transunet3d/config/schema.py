@@ -30,6 +30,7 @@ class ModelConfig:
     width: Literal["full", "tiny"] = "full"
     deep_supervision: bool = True
     vit_dropout: float = 0.1
+    vit_depth: int | None = None  # ViT blocks; None: the width's (12 full, 2 tiny); official encoder+decoder: 1
     masked_attention: bool = False  # the paper dropped masked attention for training stability
     decoder_attention_fp32: bool = True  # query-decoder attention in fp32 under autocast (official is_mhsa_float32)
     num_queries: int = 20

@@ -67,9 +67,15 @@ def create_model(name: str, width: str = "full", **overrides: Any) -> TransUNet3
     return TransUNet3D(model_spec(name, width, **overrides))
 
 
+def spec_from_config(config: ModelConfig, patch_size: tuple[int, int, int]) -> ArchitectureSpec:
+    """The architecture an experiment's model section describes, for patches of `patch_size`."""
+    depth = {} if config.vit_depth is None else {"vit_depth": config.vit_depth}
+    return model_spec(config.name, config.width, patch_size=tuple(patch_size),
+                      deep_supervision=config.deep_supervision, vit_dropout=config.vit_dropout,
+                      masked_attention=config.masked_attention, num_queries=config.num_queries,
+                      decoder_attention_fp32=config.decoder_attention_fp32, **depth)
+
+
 def model_from_config(config: ModelConfig, patch_size: tuple[int, int, int]) -> TransUNet3D:
     """The network an experiment config describes, for patches of `patch_size`."""
-    return create_model(config.name, config.width, patch_size=tuple(patch_size),
-                        deep_supervision=config.deep_supervision, vit_dropout=config.vit_dropout,
-                        masked_attention=config.masked_attention, num_queries=config.num_queries,
-                        decoder_attention_fp32=config.decoder_attention_fp32)
+    return TransUNet3D(spec_from_config(config, patch_size))

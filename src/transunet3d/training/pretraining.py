@@ -16,7 +16,7 @@ from transunet3d.data.cache import cached_case_ids
 from transunet3d.errors import ConfigError, UserError
 from transunet3d.files import atomic_path
 from transunet3d.models.mae import MaskedAutoencoder
-from transunet3d.models.registry import model_spec
+from transunet3d.models.registry import spec_from_config
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.sampling import PatchBatches
 from transunet3d.training.schedule import cosine_lr
@@ -33,13 +33,13 @@ class PretrainTask(Task):
 
     def __init__(self, config: ExperimentConfig, preprocessed: Path, processes: Distributed = SINGLE_PROCESS):
         self.config, pretrain = config, config.pretrain
-        spec = model_spec(config.model.name, config.model.width)
+        crop = tuple(pretrain.patch_size)
+        spec = spec_from_config(config.model, crop)
         if not spec.use_vit:
             raise ConfigError(f"model {config.model.name!r} has no ViT encoder to pre-train; use encoder or both")
         cases = cached_case_ids(Path(preprocessed))
         if not cases:
             raise UserError(f"{preprocessed}: no preprocessed cases")
-        crop = tuple(pretrain.patch_size)
         self.batches = PatchBatches(Path(preprocessed), cases, crop, pretrain.batch_size, 0.0, seed=pretrain.seed,
                                     rank=processes.rank)
         self.validation = PatchBatches(Path(preprocessed), cases, crop, pretrain.batch_size, 0.0,
