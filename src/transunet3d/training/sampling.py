@@ -43,9 +43,13 @@ def _read(array: np.ndarray, start: np.ndarray, patch: tuple[int, int, int]) -> 
     return out
 
 
-def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.Generator,
-                 foreground: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(image (C, *patch) float32, region targets (3, *patch) uint8) of one case."""
+def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.Generator, foreground: bool,
+                 read: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(image (C, *read) float32, region targets (3, *read) uint8) of one case.
+
+    The patch is placed as a `patch`-sized one (uniformly, or around a tumour voxel when `foreground`) and read as
+    `read` voxels (default: `patch`) around the same centre, the larger input that spatial augmentation crops back.
+    """
     centre = None
     if foreground:
         locations = case.properties.get("foreground_locations", {})
@@ -53,16 +57,21 @@ def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.G
         if regions:  # a case without tumour gives a random patch
             region_locations = locations[regions[rng.integers(len(regions))]]
             centre = region_locations[rng.integers(len(region_locations))]
-    start = _patch_start(rng, case.image.shape[1:], patch, centre)
-    image = _read(case.image, start, patch)
+    read = patch if read is None else read
+    start = _patch_start(rng, case.image.shape[1:], patch, centre) - (np.asarray(read) - patch) // 2
+    image = _read(case.image, start, read)
     if case.seg is None:
-        return image, np.zeros((len(REGIONS), *patch), dtype=np.uint8)
-    return image, labels_to_regions(_read(case.seg, start, patch)).astype(np.uint8)
+        return image, np.zeros((len(REGIONS), *read), dtype=np.uint8)
+    return image, labels_to_regions(_read(case.seg, start, read)).astype(np.uint8)
 
 
 @dataclass
 class PatchBatches:
-    """Batches of training patches from cached cases; `batch(i)` is a pure function of (seed, i, rank)."""
+    """Batches of training patches from cached cases; `batch(i)` is a pure function of (seed, i, rank).
+
+    Patches are placed as `patch_size` patches and read as `read_size` ones around the same centre (default: the
+    patch itself; larger for spatial augmentation, see `augment.read_size`).
+    """
 
     root: Path
     case_ids: list[str]
@@ -71,6 +80,7 @@ class PatchBatches:
     foreground_fraction: float = 1 / 3
     seed: int = 0
     rank: int = 0
+    read_size: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         self._cases: dict[str, CachedCase] | None = None
@@ -86,12 +96,13 @@ class PatchBatches:
         return {**self.__dict__, "_cases": None}
 
     def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Images (B, C, *patch) float32 and region targets (B, 3, *patch) uint8 of batch `index`."""
+        """Images (B, C, *read) float32 and region targets (B, 3, *read) uint8 of batch `index`."""
         rng = np.random.default_rng([self.seed, index, self.rank])
+        read = tuple(self.read_size or self.patch_size)
         samples = []
         for forced in forced_foreground(self.batch_size, self.foreground_fraction):
             case = self.cases[self.case_ids[rng.integers(len(self.case_ids))]]
-            samples.append(sample_patch(case, tuple(self.patch_size), rng, forced))
+            samples.append(sample_patch(case, tuple(self.patch_size), rng, forced, read))
         return np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])
 
 
