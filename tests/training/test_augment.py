@@ -126,8 +126,7 @@ def test_zoom_out_and_rotation_of_an_enlarged_read_leave_no_empty_corners(patch)
     targets = torch.ones(4, 3, *size, dtype=torch.uint8)
     moved, labels = aug.spatial(images, targets, config, generator(7), patch)
     assert moved.shape == (4, 2, *patch) and labels.shape == (4, 3, *patch)
-    assert (moved != 0).float().mean() >= 0.99
-    assert labels.float().mean() >= 0.99
+    assert moved.ne(0).all() and labels.all()  # the issue asks for 99% of the voxels; the bound gives all of them
 
 
 def test_samples_without_rotation_or_scaling_are_exact_centre_crops():

@@ -79,31 +79,38 @@ def read_size(patch_size: tuple[int, int, int], config: AugmentConfig) -> tuple[
     limit = math.radians(config.rotation_degrees) if config.rotation_p > 0 else 0.0
     steps = torch.linspace(-limit, limit, ROTATION_GRID_STEPS, dtype=torch.float64)
     smallest_factor = min(config.scale_range[0], 1.0) if config.scale_p > 0 else 1.0
+    return _covering_size(_rotation(torch.cartesian_prod(steps, steps, steps)) / smallest_factor, patch_size)
+
+
+def _covering_size(matrices: torch.Tensor, patch_size) -> tuple[int, ...]:
+    """The smallest input around a `patch_size` output, larger by an even number of voxels per axis, in which every
+    output voxel centre mapped by any of `matrices` (N, 3, 3: output to input voxels, in (x, y, z) order) lies
+    between two input voxels along each axis."""
     half = torch.tensor([(size - 1) / 2 for size in reversed(patch_size)], dtype=torch.float64)
-    reach = (_rotation(torch.cartesian_prod(steps, steps, steps)).abs() @ half).amax(0) / smallest_factor
+    reach = (matrices.detach().cpu().double().abs() @ half).amax(0)
     needed = [2 * float(r) + 1 for r in reversed(reach)]  # one voxel more: both neighbours of the outermost sample
     # The tolerance keeps float noise from adding voxels to an unrotated, unscaled patch.
     return tuple(size + 2 * math.ceil(max(need - size - 1e-6, 0) / 2) for need, size in zip(needed, patch_size))
 
 
 def _centre_crop(volumes: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """A view of the centred `size` part of (B, C, *spatial) volumes."""
     starts = [(have - want) // 2 for have, want in zip(volumes.shape[2:], size)]
-    return volumes[(..., *(slice(s, s + n) for s, n in zip(starts, size)))].contiguous()
+    return volumes[(..., *(slice(s, s + n) for s, n in zip(starts, size)))]
 
 
-def _affine(angles: torch.Tensor, factors: torch.Tensor, input_size, output_size) -> torch.Tensor:
-    """affine_grid's (B, 3, 4) matrices for the voxel-space map R / s from output voxels to input voxels.
+def _affine(matrices: torch.Tensor, input_size, output_size) -> torch.Tensor:
+    """affine_grid's (B, 3, 4) matrices for voxel-space maps (B, 3, 3) from output voxels to input voxels.
 
     affine_grid works in normalised (x, y, z) = (W, H, D) coordinates, each spanning its own tensor; scaling the
-    output's to voxels and the input's back, diag(1 / input) @ R / s @ diag(output), keeps R a rotation in voxel
-    space for any sizes, and the two centres coincide.
+    output's to voxels and the input's back, diag(1 / input) @ matrix @ diag(output), keeps a rotation a rotation
+    in voxel space for any sizes, and the two centres coincide.
     """
     def xyz(size) -> torch.Tensor:
-        return torch.tensor(size[::-1], dtype=angles.dtype, device=angles.device)
+        return torch.tensor(size[::-1], dtype=matrices.dtype, device=matrices.device)
 
-    # A zoom by s samples the input on a grid shrunk by 1/s: s < 1 zooms out.
-    matrix = _rotation(angles) / factors[:, None, None] * (xyz(output_size)[None, :] / xyz(input_size)[:, None])
-    return torch.cat([matrix, torch.zeros(len(angles), 3, 1, dtype=angles.dtype, device=angles.device)], dim=2)
+    scaled = matrices * (xyz(output_size)[None, :] / xyz(input_size)[:, None])
+    return torch.cat([scaled, torch.zeros(len(matrices), 3, 1, dtype=matrices.dtype, device=matrices.device)], dim=2)
 
 
 def spatial(images, targets, config: AugmentConfig, generator, patch_size: tuple[int, int, int] | None = None):
@@ -121,14 +128,19 @@ def spatial(images, targets, config: AugmentConfig, generator, patch_size: tuple
     limit = math.radians(config.rotation_degrees)
     angles = _uniform(-limit, limit, (batch, 3), generator, device) * rotate
     factors = torch.where(scale, _uniform(*config.scale_range, (batch,), generator, device), 1.0)
-    cropped_images, cropped_targets = _centre_crop(images, size), _centre_crop(targets, size)
+    cropped_images = _centre_crop(images, size).contiguous()
+    cropped_targets = _centre_crop(targets, size).contiguous()
     index = _selected(rotate[:, 0] | scale)
     if index is None:
         return cropped_images, cropped_targets
-    theta = _affine(angles[index], factors[index], images.shape[2:], size)
-    grid = F.affine_grid(theta, [len(index), images.shape[1], *size], align_corners=False)
-    moved = F.grid_sample(images[index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    labels = F.grid_sample(targets[index].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    # A zoom by s samples the input on a grid shrunk by 1/s: s < 1 zooms out.
+    matrices = _rotation(angles[index]) / factors[index, None, None]
+    # Only the part of the read that the drawn transforms reach is gathered (and, for targets, made float).
+    reached = tuple(min(need, have) for need, have in zip(_covering_size(matrices, size), images.shape[2:]))
+    grid = F.affine_grid(_affine(matrices, reached, size), [len(index), images.shape[1], *size], align_corners=False)
+    source_images, source_targets = _centre_crop(images, reached)[index], _centre_crop(targets, reached)[index]
+    moved = F.grid_sample(source_images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    labels = F.grid_sample(source_targets.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return _replace(cropped_images, index, moved), _replace(cropped_targets, index, labels.to(targets.dtype))
 
 
