@@ -113,8 +113,8 @@ def test_read_size_is_the_patch_without_rotation_or_zoom_out(config):
 
 
 def test_read_size_of_a_zoom_out_covers_the_stretched_voxel_centres():
-    # Centres at +-(n - 1) / 2 reach +-(n - 1) / s = +-19 and +-9 at s = 0.5: 39 and 19 voxels, rounded up to an
-    # even excess.
+    # Centres at +-(n - 1) / 2 reach +-(n - 1) / (2 s) = +-19 and +-9 at s = 0.5: 39 and 19 voxels with both
+    # neighbours, rounded up to an even excess over the patch.
     assert aug.read_size((20, 10, 20), only(scale_p=1.0, scale_range=(0.5, 1.0))) == (40, 20, 40)
 
 

@@ -1,7 +1,8 @@
 """Training patches from the preprocessing cache: random crops, a share of them centred on tumour.
 
-Only the patch is read from the memory-mapped case; parts of the patch outside the case are zero (images are
-z-scored, so zero is the mean brain intensity, and background is zero anyway). Every batch is drawn from a
+Only the patch is read from the memory-mapped case (for training, with the margin that spatial augmentation crops
+back off); parts of it outside the case are zero (images are z-scored, so zero is the mean brain intensity, and
+background is zero anyway). Every batch is drawn from a
 generator seeded by (seed, batch index, rank), so a resumed or sharded run draws exactly the same patches.
 """
 
