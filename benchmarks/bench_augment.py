@@ -2,9 +2,10 @@
 
 Both apply the paper's transforms with nnU-Net's probabilities: rotation +-30 deg and scaling 0.7-1.4 (p .2 each,
 trilinear images / nearest labels, no elastic deformation), Gaussian noise, Gaussian blur, brightness, contrast,
-low-resolution simulation, gamma with and without inversion, mirroring. Input: a batch of 2 x 4 x 128^3 images with
-3 region targets, on the CPU. batchgenerators runs in this process (one core); ours is timed with one thread and
-with all threads.
+low-resolution simulation, gamma with and without inversion, mirroring. Input: a batch of 2 x 4 images with 3 region
+targets, on the CPU, read at `read_size` (308 x 314 x 308 for a 128^3 patch); both augmenters resample or crop the
+centred 128^3 patch out of it, batchgenerators as nnU-Net calls it (patch_size = the final patch, no random crop).
+batchgenerators runs in this process (one core); ours is timed with one thread and with all threads.
 
     python benchmarks/bench_augment.py [--batches 8] [--patch 128]
 """
@@ -28,7 +29,7 @@ from batchgenerators.transforms.resample_transforms import SimulateLowResolution
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
 from transunet3d.config.schema import AugmentConfig
-from transunet3d.training.augment import augment_batch
+from transunet3d.training.augment import augment_batch, read_size
 
 
 def batchgenerators_pipeline(patch: int, config: AugmentConfig) -> Compose:
@@ -66,20 +67,24 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=128)
     args = parser.parse_args()
     config = AugmentConfig()
+    patch = (args.patch,) * 3
+    read = read_size(patch, config)
     rng = np.random.default_rng(0)
-    images = rng.standard_normal((2, 4, *(args.patch,) * 3), dtype=np.float32)
-    targets = np.zeros((2, 3, *(args.patch,) * 3), dtype=np.uint8)
-    targets[:, :, 40:80, 40:90, 50:70] = 1
+    images = rng.standard_normal((2, 4, *read), dtype=np.float32)
+    targets = np.zeros((2, 3, *read), dtype=np.uint8)
+    offsets = [(r - p) // 2 for r, p in zip(read, patch)]
+    targets[(..., *(slice(o + low, o + high) for o, (low, high) in zip(offsets, [(40, 80), (40, 90), (50, 70)])))] = 1
     pipeline = batchgenerators_pipeline(args.patch, config)
+    seg = targets.astype(np.float32)  # nnU-Net's loader hands batchgenerators float segmentations
 
     def reference(index: int) -> None:
         np.random.seed(index)
-        pipeline(data=images.copy(), seg=targets.astype(np.float32))
+        pipeline(data=images, seg=seg)  # its transforms write into new arrays
 
     torch_images, torch_targets = torch.from_numpy(images), torch.from_numpy(targets)
 
     def ours(index: int) -> None:
-        augment_batch(torch_images, torch_targets, config, torch.Generator().manual_seed(index))
+        augment_batch(torch_images, torch_targets, config, torch.Generator().manual_seed(index), patch)
 
     threads = torch.get_num_threads()
     results = {"batchgenerators (one process)": samples_per_second(reference, args.batches, 2)}
@@ -88,7 +93,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     results[f"ours, torch CPU, {threads} threads"] = samples_per_second(ours, args.batches, 2)
     base = results["batchgenerators (one process)"]
-    print(f"batch 2 x 4 x {args.patch}^3, {args.batches} batches each")
+    print(f"batch 2 x 4 x {args.patch}^3 out of {' x '.join(map(str, read))} reads, {args.batches} batches each")
     print("| augmenter | samples/s | vs batchgenerators |")
     print("| --- | --- | --- |")
     for name, rate in results.items():

@@ -104,3 +104,63 @@ def test_default_pipeline_is_deterministic_per_generator_seed(batch):
     assert torch.equal(first[1], again[1])
     other = aug.augment_batch(*batch, AugmentConfig(), generator(12))
     assert not torch.equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("config", [OFF, only(rotation_p=1.0, rotation_degrees=0.0, scale_p=1.0,
+                                                scale_range=(1.0, 1.4))])
+def test_read_size_is_the_patch_without_rotation_or_zoom_out(config):
+    assert aug.read_size((128, 96, 64), config) == (128, 96, 64)
+
+
+def test_read_size_of_a_zoom_out_covers_the_stretched_voxel_centres():
+    # Centres at +-(n - 1) / 2 reach +-(n - 1) / (2 s) = +-19 and +-9 at s = 0.5: 39 and 19 voxels with both
+    # neighbours, rounded up to an even excess over the patch.
+    assert aug.read_size((20, 10, 20), only(scale_p=1.0, scale_range=(0.5, 1.0))) == (40, 20, 40)
+
+
+@pytest.mark.parametrize("patch", [(16, 16, 16), (24, 16, 10)])
+def test_zoom_out_and_rotation_of_an_enlarged_read_leave_no_empty_corners(patch):
+    config = only(rotation_p=1.0, rotation_degrees=30.0, scale_p=1.0, scale_range=(0.7, 0.7))
+    size = aug.read_size(patch, config)
+    images = 1 + torch.rand(4, 2, *size, generator=generator(6))  # no zeros anywhere
+    targets = torch.ones(4, 3, *size, dtype=torch.uint8)
+    moved, labels = aug.spatial(images, targets, config, generator(7), patch)
+    assert moved.shape == (4, 2, *patch) and labels.shape == (4, 3, *patch)
+    assert moved.ne(0).all() and labels.all()  # the issue asks for 99% of the voxels; the bound gives all of them
+
+
+def test_samples_without_rotation_or_scaling_are_exact_centre_crops():
+    images = torch.randn(6, 2, 22, 30, 14, generator=generator(8))
+    targets = (images[:, :1] > 0).to(torch.uint8)
+    centre = (..., slice(5, 17), slice(7, 23), slice(3, 11))
+    cropped, labels = aug.augment_batch(images, targets, OFF, generator(), (12, 16, 8))
+    assert torch.equal(cropped, images[centre]) and torch.equal(labels, targets[centre])
+    mixed, _ = aug.spatial(images, targets, only(rotation_p=0.5), generator(9), (12, 16, 8))
+    exact = [torch.equal(mixed[b], images[centre][b]) for b in range(len(images))]
+    assert 0 < sum(exact) < len(images)  # the rotated samples are resampled, the others only cropped
+    same, _ = aug.spatial(images, targets, only(scale_p=1.0, scale_range=(1.0, 1.0)), generator(), (12, 16, 8))
+    torch.testing.assert_close(same, images[centre], atol=1e-5, rtol=0)  # the identity resampling is centred too
+
+
+def test_zoom_out_doubles_the_voxel_steps_along_each_axis_of_a_non_cubic_patch():
+    patch, size = (6, 8, 4), (14, 20, 8)  # a different margin on each axis
+    ramps = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in size], indexing="ij"))
+    targets = torch.zeros(1, 1, *size, dtype=torch.uint8)
+    moved, _ = aug.spatial(ramps[None], targets, only(scale_p=1.0, scale_range=(0.5, 0.5)), generator(), patch)
+    for axis, (have, want) in enumerate(zip(size, patch)):
+        steps = torch.arange(want, dtype=torch.float32) - (want - 1) / 2
+        expected = ((have - 1) / 2 + 2 * steps).reshape([-1 if a == axis else 1 for a in range(3)]).expand(patch)
+        torch.testing.assert_close(moved[0, axis], expected, atol=1e-4, rtol=0)
+
+
+def test_enlarged_read_keeps_images_and_targets_aligned():
+    config = AugmentConfig()
+    size = aug.read_size((16, 16, 16), config)
+    targets = torch.zeros(2, 3, *size, dtype=torch.uint8)
+    targets[:, :, 14:24, 15:26, 16:23] = 1
+    images = targets[:, :1].float().repeat(1, 4, 1, 1, 1)  # an image that is the target itself
+    moved, labels = aug.spatial(images, targets, only(rotation_p=1.0, scale_p=1.0), generator(3), (16, 16, 16))
+    assert labels.shape == (2, 3, 16, 16, 16) and labels[:, 0].any(dim=(1, 2, 3)).all()
+    assert not torch.equal(labels, targets[..., 11:27, 11:27, 11:27])
+    agree = ((moved[:, 0] > 0.5) == labels[:, 0].bool()).float().mean()
+    assert agree > 0.97

@@ -78,3 +78,21 @@ def test_loader_workers_deliver_the_same_batches_in_order(cache: Path):
         expected_images, expected_targets = batches.batch(5 + offset)
         np.testing.assert_array_equal(images.numpy(), expected_images)
         np.testing.assert_array_equal(targets.numpy(), expected_targets)
+
+
+def test_enlarged_reads_extend_symmetrically_around_the_placed_patch(cache: Path):
+    placed = PatchBatches(cache, CASES, (3, 3, 3), batch_size=3, seed=5)
+    enlarged = PatchBatches(cache, CASES, (3, 3, 3), batch_size=3, seed=5, read_size=(9, 11, 7))
+    centre = (slice(None), slice(None), slice(3, 6), slice(4, 7), slice(2, 5))
+    for index in range(8):
+        images, regions = enlarged.batch(index)
+        assert images.shape == (3, 4, 9, 11, 7) and regions.shape == (3, 3, 9, 11, 7)
+        expected_images, expected_regions = placed.batch(index)
+        np.testing.assert_array_equal(images[centre], expected_images)
+        np.testing.assert_array_equal(regions[centre], expected_regions)
+        # The tumour block lies inside the case, so the forced patch is centred on a tumour voxel.
+        assert regions[-1, 0, 4, 5, 3] == 1
+        np.testing.assert_array_equal(enlarged.batch(index)[0], images)
+    case = open_case(cache, CASES[0])
+    image, _ = sample_patch(case, (3, 3, 3), np.random.default_rng(2), foreground=False, read=(21, 21, 21))
+    assert np.count_nonzero(image) == np.count_nonzero(case.image)  # the whole 8 x 9 x 7 case, zeros around it

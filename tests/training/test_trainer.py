@@ -94,3 +94,20 @@ def test_every_variant_trains_at_tiny_size(cache: Path, tmp_path: Path, preset: 
     row = trainer.log.rows[-1]
     assert row["train_loss"] > 0 and 0 <= row["dice_WT"] <= 1
     assert (tmp_path / preset / "checkpoints" / "epoch_0001" / "weights.safetensors").exists()
+
+
+def test_training_reads_enlarged_patches_and_validation_the_final_ones(cache: Path):
+    import torch
+
+    from transunet3d.config import build_config
+    from transunet3d.training.augment import read_size
+    from transunet3d.training.segmentation import SegmentationTask
+
+    config = build_config("tiny-unet")
+    patch = tuple(config.train.patch_size)
+    task = SegmentationTask(config, cache, 0)
+    images, targets = task.batches.batch(0)
+    assert images.shape[2:] == read_size(patch, config.augment) != patch
+    prepared = task.prepare(torch.from_numpy(images), torch.from_numpy(targets), 0, 0, torch.device("cpu"))
+    assert [tuple(tensor.shape[2:]) for tensor in prepared] == [patch, patch]
+    assert task.validation.batch(0)[0].shape[2:] == patch

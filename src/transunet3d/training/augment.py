@@ -3,6 +3,8 @@
 All transforms act on a whole batch at once: per-sample decisions become masks and per-sample parameters, so a GPU
 does the work and the data loader only reads and crops. Probabilities and ranges come from `AugmentConfig`.
 Images are (B, C, D, H, W) float; region targets (B, R, D, H, W) are moved with the images (nearest neighbour).
+As in nnU-Net, the loader reads a patch larger than the network's (`read_size`) and rotation and scaling resample
+the final patch out of it, so that zoom-outs and rotations leave no empty corners.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from transunet3d.config.schema import AugmentConfig
+
+ROTATION_GRID_STEPS = 31  # angles per axis for `read_size`: 2-degree steps for +-30; finer grids give the same sizes
 
 
 def _chance(p: float, size, generator: torch.Generator, device) -> torch.Tensor:
@@ -51,24 +55,93 @@ def _replace(images: torch.Tensor, index: torch.Tensor, values: torch.Tensor) ->
     return torch.stack([values[position[b]] if b in position else images[b] for b in range(len(images))])
 
 
-def spatial(images, targets, config: AugmentConfig, generator):
-    """Rotation (each axis, +-rotation_degrees) and isotropic scaling, as one affine resampling."""
+def read_size(patch_size: tuple[int, int, int], config: AugmentConfig) -> tuple[int, int, int]:
+    """The size of the patch to read so that `spatial` can make a `patch_size` patch of it without empty corners.
+
+    Every output voxel of every rotation `spatial` may draw (all three axes at once, each within +-rotation_degrees)
+    combined with the largest zoom-out samples inside the read patch, between two of its voxels along each axis
+    (linear interpolation). Our matrix is R / s, so the largest zoom-out is the smallest scale factor. The bound is
+    the bounding box of the transformed output voxel centres, maximised over a grid of the three angles that
+    includes the extremes. The read exceeds the patch by an even number of voxels per axis, so that the patch is
+    its exact centre; without rotation and scaling it is the patch itself.
+
+    nnU-Net's `get_patch_size` rotates about one axis at a time, which under-estimates combined rotations: for
+    128^3, +-30 degrees and scales 0.7-1.4 it gives 249^3 (nnU-Net v2 computes it with scales 0.85-1.25: 205^3),
+    this function 308 x 314 x 308.
+
+    Args:
+        patch_size: the final (D, H, W) patch, as the network sees it.
+        config: the augmentation whose rotation and scale ranges the read must cover.
+
+    Returns:
+        (D, H, W) of the patch to read around the final patch's centre.
+    """
+    limit = math.radians(config.rotation_degrees) if config.rotation_p > 0 else 0.0
+    steps = torch.linspace(-limit, limit, ROTATION_GRID_STEPS, dtype=torch.float64)
+    smallest_factor = min(config.scale_range[0], 1.0) if config.scale_p > 0 else 1.0
+    return _covering_size(_rotation(torch.cartesian_prod(steps, steps, steps)) / smallest_factor, patch_size)
+
+
+def _covering_size(matrices: torch.Tensor, patch_size) -> tuple[int, ...]:
+    """The smallest input around a `patch_size` output, larger by an even number of voxels per axis, in which every
+    output voxel centre mapped by any of `matrices` (N, 3, 3: output to input voxels, in (x, y, z) order) lies
+    between two input voxels along each axis."""
+    half = torch.tensor([(size - 1) / 2 for size in reversed(patch_size)], dtype=torch.float64)
+    reach = (matrices.detach().cpu().double().abs() @ half).amax(0)
+    needed = [2 * float(r) + 1 for r in reversed(reach)]  # one voxel more: both neighbours of the outermost sample
+    # The tolerance keeps float noise from adding voxels to an unrotated, unscaled patch.
+    return tuple(size + 2 * math.ceil(max(need - size - 1e-6, 0) / 2) for need, size in zip(needed, patch_size))
+
+
+def _centre_crop(volumes: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """A view of the centred `size` part of (B, C, *spatial) volumes."""
+    starts = [(have - want) // 2 for have, want in zip(volumes.shape[2:], size)]
+    return volumes[(..., *(slice(s, s + n) for s, n in zip(starts, size)))]
+
+
+def _affine(matrices: torch.Tensor, input_size, output_size) -> torch.Tensor:
+    """affine_grid's (B, 3, 4) matrices for voxel-space maps (B, 3, 3) from output voxels to input voxels.
+
+    affine_grid works in normalised (x, y, z) = (W, H, D) coordinates, each spanning its own tensor; scaling the
+    output's to voxels and the input's back, diag(1 / input) @ matrix @ diag(output), keeps a rotation a rotation
+    in voxel space for any sizes, and the two centres coincide.
+    """
+    def xyz(size) -> torch.Tensor:
+        return torch.tensor(size[::-1], dtype=matrices.dtype, device=matrices.device)
+
+    scaled = matrices * (xyz(output_size)[None, :] / xyz(input_size)[:, None])
+    return torch.cat([scaled, torch.zeros(len(matrices), 3, 1, dtype=matrices.dtype, device=matrices.device)], dim=2)
+
+
+def spatial(images, targets, config: AugmentConfig, generator, patch_size: tuple[int, int, int] | None = None):
+    """Rotation (each axis, +-rotation_degrees) and isotropic scaling, as one affine resampling that also crops the
+    centred `patch_size` patch (default: the input's size) out of a larger read (`read_size`).
+
+    Samples that are neither rotated nor scaled are only cropped, without resampling.
+    """
     batch, device = images.shape[0], images.device
+    size = tuple(patch_size or images.shape[2:])
+    if any(have < want or (have - want) % 2 for have, want in zip(images.shape[2:], size)):
+        raise ValueError(f"a {size} patch is not the centre of a {tuple(images.shape[2:])} input")
     rotate = _chance(config.rotation_p, (batch, 1), generator, device)
     scale = _chance(config.scale_p, (batch,), generator, device)
     limit = math.radians(config.rotation_degrees)
     angles = _uniform(-limit, limit, (batch, 3), generator, device) * rotate
     factors = torch.where(scale, _uniform(*config.scale_range, (batch,), generator, device), 1.0)
+    cropped_images = _centre_crop(images, size).contiguous()
+    cropped_targets = _centre_crop(targets, size).contiguous()
     index = _selected(rotate[:, 0] | scale)
     if index is None:
-        return images, targets
-    # A zoom by s samples the input on a grid shrunk by 1/s.
-    matrix = _rotation(angles[index]) / factors[index, None, None]
-    theta = torch.cat([matrix, torch.zeros(len(index), 3, 1, device=device)], dim=2)
-    grid = F.affine_grid(theta, [len(index), *images.shape[1:]], align_corners=False)
-    moved = F.grid_sample(images[index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    labels = F.grid_sample(targets[index].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return _replace(images, index, moved), _replace(targets, index, labels.to(targets.dtype))
+        return cropped_images, cropped_targets
+    # A zoom by s samples the input on a grid shrunk by 1/s: s < 1 zooms out.
+    matrices = _rotation(angles[index]) / factors[index, None, None]
+    # Only the part of the read that the drawn transforms reach is gathered (and, for targets, made float).
+    reached = tuple(min(need, have) for need, have in zip(_covering_size(matrices, size), images.shape[2:]))
+    grid = F.affine_grid(_affine(matrices, reached, size), [len(index), images.shape[1], *size], align_corners=False)
+    source_images, source_targets = _centre_crop(images, reached)[index], _centre_crop(targets, reached)[index]
+    moved = F.grid_sample(source_images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    labels = F.grid_sample(source_targets.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return _replace(cropped_images, index, moved), _replace(cropped_targets, index, labels.to(targets.dtype))
 
 
 def gaussian_noise(images, config: AugmentConfig, generator):
@@ -200,10 +273,20 @@ def mirror(images, targets, config: AugmentConfig, generator):
 
 
 def augment_batch(
-    images: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+    images: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, generator: torch.Generator,
+    patch_size: tuple[int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole augmentation pipeline, in nnU-Net's order; returns new (images, targets)."""
-    images, targets = spatial(images, targets, config, generator)
+    """The whole augmentation pipeline, in nnU-Net's order; returns new (images, targets) of `patch_size`.
+
+    Args:
+        images: (B, C, D, H, W) float, read at `read_size(patch_size, config)` (or at `patch_size`, for corners
+            that zoom-outs and rotations leave empty).
+        targets: (B, R, D, H, W) region masks of the same size.
+        config: probabilities and ranges.
+        generator: every random choice comes from it, on the batch's device.
+        patch_size: the output size, centred in the input; default: the input's size.
+    """
+    images, targets = spatial(images, targets, config, generator, patch_size)
     images = gaussian_noise(images, config, generator)
     images = gaussian_blur(images, config, generator)
     images = brightness(images, config, generator)

@@ -1,7 +1,8 @@
 """Training patches from the preprocessing cache: random crops, a share of them centred on tumour.
 
-Only the patch is read from the memory-mapped case; parts of the patch outside the case are zero (images are
-z-scored, so zero is the mean brain intensity, and background is zero anyway). Every batch is drawn from a
+Only the patch is read from the memory-mapped case (for training, with the margin that spatial augmentation crops
+back off); parts of it outside the case are zero (images are z-scored, so zero is the mean brain intensity, and
+background is zero anyway). Every batch is drawn from a
 generator seeded by (seed, batch index, rank), so a resumed or sharded run draws exactly the same patches.
 """
 
@@ -33,36 +34,58 @@ def _patch_start(rng: np.random.Generator, shape, patch, centre=None) -> np.ndar
     return np.clip(np.asarray(centre) - patch // 2, low, high)
 
 
-def _read(array: np.ndarray, start: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
-    """array[..., start:start+patch] with zeros wherever the window leaves the array."""
-    spatial = array.shape[-3:]
-    out = np.zeros((*array.shape[:-3], *patch), dtype=array.dtype)
-    source = tuple(slice(max(s, 0), min(s + p, n)) for s, p, n in zip(start, patch, spatial))
-    target = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(source, start))
-    out[(..., *target)] = array[(..., *source)]
-    return out
+def _window(start: np.ndarray, size, shape) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(case, patch) slices of the part of a `size` window at `start` that lies inside a case of `shape`."""
+    inside = tuple(slice(max(s, 0), min(s + n, limit)) for s, n, limit in zip(start, size, shape))
+    return inside, tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(inside, start))
 
 
-def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.Generator,
-                 foreground: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(image (C, *patch) float32, region targets (3, *patch) uint8) of one case."""
-    centre = None
-    if foreground:
-        locations = case.properties.get("foreground_locations", {})
-        regions = [r for r in REGIONS if locations.get(r)]
-        if regions:  # a case without tumour gives a random patch
-            region_locations = locations[regions[rng.integers(len(regions))]]
-            centre = region_locations[rng.integers(len(region_locations))]
-    start = _patch_start(rng, case.image.shape[1:], patch, centre)
-    image = _read(case.image, start, patch)
-    if case.seg is None:
-        return image, np.zeros((len(REGIONS), *patch), dtype=np.uint8)
-    return image, labels_to_regions(_read(case.seg, start, patch)).astype(np.uint8)
+def _tumour_voxel(case: CachedCase, rng: np.random.Generator):
+    """A random voxel of a random tumour region; None for a case without tumour (it gives a random patch)."""
+    locations = case.properties.get("foreground_locations", {})
+    regions = [r for r in REGIONS if locations.get(r)]
+    if not regions:
+        return None
+    region_locations = locations[regions[rng.integers(len(regions))]]
+    return region_locations[rng.integers(len(region_locations))]
+
+
+def _fill_patch(case: CachedCase, patch, rng: np.random.Generator, foreground: bool, image: np.ndarray,
+                regions: np.ndarray) -> None:
+    """Write one case's patch into the zeros of `image` (C, *read) and `regions` (3, *read).
+
+    Only the part of the read inside the case is copied and converted to regions; the rest stays zero.
+    """
+    read = image.shape[1:]
+    centre = _tumour_voxel(case, rng) if foreground else None
+    start = _patch_start(rng, case.image.shape[1:], patch, centre) - (np.asarray(read) - patch) // 2
+    inside, target = _window(start, read, case.image.shape[1:])
+    image[(..., *target)] = case.image[(..., *inside)]
+    if case.seg is not None:
+        regions[(..., *target)] = labels_to_regions(case.seg[inside])
+
+
+def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.Generator, foreground: bool,
+                 read: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(image (C, *read) float32, region targets (3, *read) uint8) of one case.
+
+    The patch is placed as a `patch`-sized one (uniformly, or around a tumour voxel when `foreground`) and read as
+    `read` voxels (default: `patch`) around the same centre, the larger input that spatial augmentation crops back.
+    """
+    read = tuple(patch if read is None else read)
+    image = np.zeros((case.image.shape[0], *read), dtype=np.float32)
+    regions = np.zeros((len(REGIONS), *read), dtype=np.uint8)
+    _fill_patch(case, patch, rng, foreground, image, regions)
+    return image, regions
 
 
 @dataclass
 class PatchBatches:
-    """Batches of training patches from cached cases; `batch(i)` is a pure function of (seed, i, rank)."""
+    """Batches of training patches from cached cases; `batch(i)` is a pure function of (seed, i, rank).
+
+    Patches are placed as `patch_size` patches and read as `read_size` ones around the same centre (default: the
+    patch itself; larger for spatial augmentation, see `augment.read_size`).
+    """
 
     root: Path
     case_ids: list[str]
@@ -71,6 +94,7 @@ class PatchBatches:
     foreground_fraction: float = 1 / 3
     seed: int = 0
     rank: int = 0
+    read_size: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         self._cases: dict[str, CachedCase] | None = None
@@ -86,13 +110,17 @@ class PatchBatches:
         return {**self.__dict__, "_cases": None}
 
     def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Images (B, C, *patch) float32 and region targets (B, 3, *patch) uint8 of batch `index`."""
+        """Images (B, C, *read) float32 and region targets (B, 3, *read) uint8 of batch `index`."""
         rng = np.random.default_rng([self.seed, index, self.rank])
-        samples = []
-        for forced in forced_foreground(self.batch_size, self.foreground_fraction):
+        read = tuple(self.read_size or self.patch_size)
+        channels = self.cases[self.case_ids[0]].image.shape[0]
+        # Samples are written in place: for enlarged reads, stacking separate arrays cost as much as reading them.
+        images = np.zeros((self.batch_size, channels, *read), dtype=np.float32)
+        regions = np.zeros((self.batch_size, len(REGIONS), *read), dtype=np.uint8)
+        for sample, forced in enumerate(forced_foreground(self.batch_size, self.foreground_fraction)):
             case = self.cases[self.case_ids[rng.integers(len(self.case_ids))]]
-            samples.append(sample_patch(case, tuple(self.patch_size), rng, forced))
-        return np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])
+            _fill_patch(case, tuple(self.patch_size), rng, forced, images[sample], regions[sample])
+        return images, regions
 
 
 class _EpochPatches(torch.utils.data.Dataset):
