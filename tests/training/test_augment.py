@@ -1,7 +1,9 @@
 """Batched augmentation: each transform's defining property, consistency of images and targets, determinism."""
 
 import dataclasses
+import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +22,20 @@ def generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def still(batch: int) -> torch.Tensor:
+    """Spatial parameters that leave every sample as it is."""
+    return torch.tensor([aug.SPATIAL_IDENTITY] * batch, dtype=torch.float64)
+
+
+def turned(*rows: tuple[float, float, float, float]) -> torch.Tensor:
+    """Spatial parameters from (degrees about x, y, z, scale factor) rows."""
+    return torch.tensor([[*map(math.radians, row[:3]), row[3]] for row in rows], dtype=torch.float64)
+
+
+def drawn(config: AugmentConfig, batch: int, seed: int) -> torch.Tensor:
+    return torch.from_numpy(aug.draw_spatial(config, batch, np.random.default_rng(seed)))
+
+
 @pytest.fixture
 def batch():
     torch.manual_seed(0)
@@ -30,32 +46,32 @@ def batch():
 
 
 def test_everything_off_is_the_identity(batch):
-    images, targets = aug.augment_batch(*batch, OFF, generator())
+    images, targets = aug.augment_batch(*batch, still(2), OFF, generator())
     torch.testing.assert_close(images, batch[0])
     assert torch.equal(targets, batch[1])
 
 
 def test_mirroring_flips_images_and_targets_together(batch):
-    images, targets = aug.augment_batch(*batch, only(mirror_p=1.0), generator())
+    images, targets = aug.augment_batch(*batch, still(2), only(mirror_p=1.0), generator())
     torch.testing.assert_close(images, batch[0].flip(2, 3, 4))
     assert torch.equal(targets, batch[1].flip(2, 3, 4))
 
 
 def test_spatial_identity_and_consistency(batch):
-    same, _ = aug.spatial(*batch, only(scale_p=1.0, scale_range=(1.0, 1.0)), generator())
-    torch.testing.assert_close(same, batch[0], atol=1e-5, rtol=0)
+    same, _ = aug.spatial(*batch, turned((1e-9, 0, 0, 1.0), (0, 0, 0, 1.0 + 1e-12)))
+    torch.testing.assert_close(same, batch[0], atol=1e-5, rtol=0)  # resampled, and still the same
     images = batch[1][:, :1].float().repeat(1, 4, 1, 1, 1)  # an image that is the target itself
-    moved, targets = aug.spatial(images, batch[1], only(rotation_p=1.0, scale_p=1.0), generator(3))
+    moved, targets = aug.spatial(images, batch[1], drawn(only(rotation_p=1.0, scale_p=1.0), 2, seed=3))
     assert set(targets.unique().tolist()) <= {0, 1}
     assert not torch.equal(targets, batch[1])
     agree = ((moved[:, 0] > 0.5) == targets[:, 0].bool()).float().mean()
     assert agree > 0.97
 
 
-def test_noise_has_the_requested_variance():
+def test_noise_standard_deviation_is_the_drawn_value_as_in_batchgenerators():
     images = torch.zeros(2, 1, 32, 32, 32)
     noisy = aug.gaussian_noise(images, only(noise_p=1.0, noise_variance=(0.1, 0.1)), generator())
-    assert noisy.std().item() == pytest.approx(0.1**0.5, rel=0.02)
+    assert noisy.std().item() == pytest.approx(0.1, rel=0.02)
 
 
 def test_blur_keeps_constants_and_smooths_noise():
@@ -98,47 +114,73 @@ def test_gamma_keeps_order_and_statistics(invert):
 
 
 def test_default_pipeline_is_deterministic_per_generator_seed(batch):
-    first = aug.augment_batch(*batch, AugmentConfig(), generator(11))
-    again = aug.augment_batch(*batch, AugmentConfig(), generator(11))
+    first = aug.augment_batch(*batch, still(2), AugmentConfig(), generator(11))
+    again = aug.augment_batch(*batch, still(2), AugmentConfig(), generator(11))
     torch.testing.assert_close(first[0], again[0], rtol=0, atol=0)
     assert torch.equal(first[1], again[1])
-    other = aug.augment_batch(*batch, AugmentConfig(), generator(12))
+    other = aug.augment_batch(*batch, still(2), AugmentConfig(), generator(12))
     assert not torch.equal(first[0], other[0])
 
 
-@pytest.mark.parametrize("config", [OFF, only(rotation_p=1.0, rotation_degrees=0.0, scale_p=1.0,
-                                                scale_range=(1.0, 1.4))])
-def test_read_size_is_the_patch_without_rotation_or_zoom_out(config):
-    assert aug.read_size((128, 96, 64), config) == (128, 96, 64)
+def test_drawn_transforms_follow_the_probabilities_and_ranges():
+    config = AugmentConfig()
+    parameters = aug.draw_spatial(config, 20000, np.random.default_rng(0))
+    rotated = (parameters[:, :3] != 0).any(1)
+    scaled = parameters[:, 3] != 1
+    assert rotated.mean() == pytest.approx(config.rotation_p, abs=0.01)
+    assert scaled.mean() == pytest.approx(config.scale_p, abs=0.01)
+    assert np.abs(parameters[:, :3]).max() <= math.radians(config.rotation_degrees)
+    factors = parameters[scaled, 3]
+    assert factors.min() >= 0.7 and factors.max() <= 1.4
+    assert (factors < 1).mean() == pytest.approx(0.5, abs=0.02)  # batchgenerators' half below 1, half above
+    again = aug.draw_spatial(config, 20000, np.random.default_rng(0))
+    np.testing.assert_array_equal(parameters, again)
+    assert (aug.draw_spatial(OFF, 5, np.random.default_rng(1)) == aug.SPATIAL_IDENTITY).all()
+
+
+@pytest.mark.parametrize("rows", [[(0, 0, 0, 1.0)], [(0, 0, 0, 1.4), (0, 0, 0, 1.0)]])
+def test_read_size_is_the_patch_without_rotation_or_zoom_out(rows):
+    assert aug.read_size((128, 96, 64), turned(*rows).numpy()) == (128, 96, 64)
 
 
 def test_read_size_of_a_zoom_out_covers_the_stretched_voxel_centres():
     # Centres at +-(n - 1) / 2 reach +-(n - 1) / (2 s) = +-19 and +-9 at s = 0.5: 39 and 19 voxels with both
     # neighbours, rounded up to an even excess over the patch.
-    assert aug.read_size((20, 10, 20), only(scale_p=1.0, scale_range=(0.5, 1.0))) == (40, 20, 40)
+    assert aug.read_size((20, 10, 20), turned((0, 0, 0, 0.5)).numpy()) == (40, 20, 40)
+
+
+def test_a_batch_reads_what_its_most_demanding_sample_needs():
+    rows = [(30, -30, 30, 0.7), (10, 0, 0, 1.2), (0, 0, 0, 1.0)]
+    alone = [aug.read_size((128, 128, 128), turned(row).numpy()) for row in rows]
+    assert aug.read_size((128, 128, 128), turned(*rows).numpy()) == tuple(np.max(alone, axis=0))
+    assert alone[2] == (128, 128, 128) and alone[1] < alone[0]
+    corners = turned(*[(x, y, z, 0.7) for x in (-30, 30) for y in (-30, 30) for z in (-30, 30)])
+    assert min(aug.read_size((128,) * 3, corners.numpy())) > 249  # nnU-Net's read would leave corners empty
 
 
 @pytest.mark.parametrize("patch", [(16, 16, 16), (24, 16, 10)])
 def test_zoom_out_and_rotation_of_an_enlarged_read_leave_no_empty_corners(patch):
-    config = only(rotation_p=1.0, rotation_degrees=30.0, scale_p=1.0, scale_range=(0.7, 0.7))
-    size = aug.read_size(patch, config)
-    images = 1 + torch.rand(4, 2, *size, generator=generator(6))  # no zeros anywhere
-    targets = torch.ones(4, 3, *size, dtype=torch.uint8)
-    moved, labels = aug.spatial(images, targets, config, generator(7), patch)
-    assert moved.shape == (4, 2, *patch) and labels.shape == (4, 3, *patch)
-    assert moved.ne(0).all() and labels.all()  # the issue asks for 99% of the voxels; the bound gives all of them
+    """The issue's check: scale 0.7 and 30 degrees on every axis keep (at least 99% of) the patch non-zero."""
+    corners = [(x, y, z, 0.7) for x in (-30, 30) for y in (-30, 30) for z in (-30, 30)]
+    for parameters in (turned(*corners), drawn(only(rotation_p=1.0, scale_p=1.0, scale_range=(0.7, 0.7)), 8, 7)):
+        size = aug.read_size(patch, parameters.numpy())
+        images = 1 + torch.rand(len(parameters), 2, *size, generator=generator(6))  # no zeros anywhere
+        targets = torch.ones(len(parameters), 3, *size, dtype=torch.uint8)
+        moved, labels = aug.spatial(images, targets, parameters, patch)
+        assert moved.shape == (len(parameters), 2, *patch) and labels.shape == (len(parameters), 3, *patch)
+        assert moved.ne(0).all() and labels.all()  # the bound gives every voxel, not just 99%
 
 
 def test_samples_without_rotation_or_scaling_are_exact_centre_crops():
     images = torch.randn(6, 2, 22, 30, 14, generator=generator(8))
     targets = (images[:, :1] > 0).to(torch.uint8)
     centre = (..., slice(5, 17), slice(7, 23), slice(3, 11))
-    cropped, labels = aug.augment_batch(images, targets, OFF, generator(), (12, 16, 8))
+    cropped, labels = aug.augment_batch(images, targets, still(6), OFF, generator(), (12, 16, 8))
     assert torch.equal(cropped, images[centre]) and torch.equal(labels, targets[centre])
-    mixed, _ = aug.spatial(images, targets, only(rotation_p=0.5), generator(9), (12, 16, 8))
+    mixed, _ = aug.spatial(images, targets, turned(*[(10 * (b % 2), 0, 0, 1.0) for b in range(6)]), (12, 16, 8))
     exact = [torch.equal(mixed[b], images[centre][b]) for b in range(len(images))]
-    assert 0 < sum(exact) < len(images)  # the rotated samples are resampled, the others only cropped
-    same, _ = aug.spatial(images, targets, only(scale_p=1.0, scale_range=(1.0, 1.0)), generator(), (12, 16, 8))
+    assert exact == [True, False] * 3  # the rotated samples are resampled, the others only cropped
+    same, _ = aug.spatial(images, targets, turned(*[(0, 0, 0, 1.0 + 1e-12)] * 6), (12, 16, 8))
     torch.testing.assert_close(same, images[centre], atol=1e-5, rtol=0)  # the identity resampling is centred too
 
 
@@ -146,7 +188,7 @@ def test_zoom_out_doubles_the_voxel_steps_along_each_axis_of_a_non_cubic_patch()
     patch, size = (6, 8, 4), (14, 20, 8)  # a different margin on each axis
     ramps = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in size], indexing="ij"))
     targets = torch.zeros(1, 1, *size, dtype=torch.uint8)
-    moved, _ = aug.spatial(ramps[None], targets, only(scale_p=1.0, scale_range=(0.5, 0.5)), generator(), patch)
+    moved, _ = aug.spatial(ramps[None], targets, turned((0, 0, 0, 0.5)), patch)
     for axis, (have, want) in enumerate(zip(size, patch)):
         steps = torch.arange(want, dtype=torch.float32) - (want - 1) / 2
         expected = ((have - 1) / 2 + 2 * steps).reshape([-1 if a == axis else 1 for a in range(3)]).expand(patch)
@@ -154,13 +196,14 @@ def test_zoom_out_doubles_the_voxel_steps_along_each_axis_of_a_non_cubic_patch()
 
 
 def test_enlarged_read_keeps_images_and_targets_aligned():
-    config = AugmentConfig()
-    size = aug.read_size((16, 16, 16), config)
+    parameters = drawn(only(rotation_p=1.0, scale_p=1.0), 2, seed=3)
+    size = aug.read_size((16, 16, 16), parameters.numpy())
+    centre = [(n - 16) // 2 for n in size]
     targets = torch.zeros(2, 3, *size, dtype=torch.uint8)
-    targets[:, :, 14:24, 15:26, 16:23] = 1
+    targets[:, :, centre[0] + 3:centre[0] + 13, centre[1] + 4:centre[1] + 15, centre[2] + 5:centre[2] + 12] = 1
     images = targets[:, :1].float().repeat(1, 4, 1, 1, 1)  # an image that is the target itself
-    moved, labels = aug.spatial(images, targets, only(rotation_p=1.0, scale_p=1.0), generator(3), (16, 16, 16))
+    moved, labels = aug.spatial(images, targets, parameters, (16, 16, 16))
     assert labels.shape == (2, 3, 16, 16, 16) and labels[:, 0].any(dim=(1, 2, 3)).all()
-    assert not torch.equal(labels, targets[..., 11:27, 11:27, 11:27])
+    assert not torch.equal(labels, aug._centre_crop(targets, (16, 16, 16)))
     agree = ((moved[:, 0] > 0.5) == labels[:, 0].bool()).float().mean()
     assert agree > 0.97

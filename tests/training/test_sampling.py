@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from tests.factories import write_case
+from transunet3d.config.schema import AugmentConfig
 from transunet3d.data.cache import open_case
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.training import PatchBatches, forced_foreground, sample_patch
+from transunet3d.training.augment import SPATIAL_IDENTITY, read_size
 
 CASES = ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
 
@@ -63,6 +65,7 @@ def test_batches_are_reproducible_and_differ_by_rank(cache: Path):
     first, again = batches.batch(3), batches.batch(3)
     np.testing.assert_array_equal(first[0], again[0])
     assert first[0].shape == (3, 4, 4, 4, 4) and first[1].shape == (3, 3, 4, 4, 4)
+    assert (first.spatial == SPATIAL_IDENTITY).all()  # no augmentation asked for
     assert first[1][-1, 0].any()  # the last sample is forced to tumour
     other_rank = PatchBatches(cache, CASES, (4, 4, 4), batch_size=3, seed=5, rank=1).batch(3)
     assert not np.array_equal(first[0], other_rank[0])
@@ -71,28 +74,33 @@ def test_batches_are_reproducible_and_differ_by_rank(cache: Path):
 def test_loader_workers_deliver_the_same_batches_in_order(cache: Path):
     from transunet3d.training.sampling import patch_loader
 
-    batches = PatchBatches(cache, CASES, (4, 4, 4), batch_size=2, seed=9)
+    batches = PatchBatches(cache, CASES, (4, 4, 4), batch_size=2, seed=9, augment=AugmentConfig(rotation_p=0.5))
     loaded = list(patch_loader(batches, first=5, count=4, workers=2))
     assert len(loaded) == 4
-    for offset, (images, targets) in enumerate(loaded):
-        expected_images, expected_targets = batches.batch(5 + offset)
-        np.testing.assert_array_equal(images.numpy(), expected_images)
-        np.testing.assert_array_equal(targets.numpy(), expected_targets)
+    for offset, delivered in enumerate(loaded):
+        for array, expected in zip(delivered, batches.batch(5 + offset)):
+            np.testing.assert_array_equal(array.numpy(), expected)
 
 
-def test_enlarged_reads_extend_symmetrically_around_the_placed_patch(cache: Path):
+def test_augmented_batches_read_what_their_transforms_reach_around_the_placed_patch(cache: Path):
     placed = PatchBatches(cache, CASES, (3, 3, 3), batch_size=3, seed=5)
-    enlarged = PatchBatches(cache, CASES, (3, 3, 3), batch_size=3, seed=5, read_size=(9, 11, 7))
-    centre = (slice(None), slice(None), slice(3, 6), slice(4, 7), slice(2, 5))
-    for index in range(8):
-        images, regions = enlarged.batch(index)
-        assert images.shape == (3, 4, 9, 11, 7) and regions.shape == (3, 3, 9, 11, 7)
-        expected_images, expected_regions = placed.batch(index)
+    config = AugmentConfig(rotation_p=0.3, scale_p=0.0)
+    enlarged = PatchBatches(cache, CASES, (3, 3, 3), batch_size=3, seed=5, augment=config)
+    sizes = set()
+    for index in range(40):
+        images, regions, spatial = enlarged.batch(index)
+        read = read_size((3, 3, 3), spatial)
+        sizes.add(read)
+        assert (read == (3, 3, 3)) == (spatial == SPATIAL_IDENTITY).all()
+        assert images.shape == (3, 4, *read) and regions.shape == (3, 3, *read)
+        centre = (slice(None), slice(None), *(slice((n - 3) // 2, (n - 3) // 2 + 3) for n in read))
+        expected_images, expected_regions, _ = placed.batch(index)
         np.testing.assert_array_equal(images[centre], expected_images)
         np.testing.assert_array_equal(regions[centre], expected_regions)
         # The tumour block lies inside the case, so the forced patch is centred on a tumour voxel.
-        assert regions[-1, 0, 4, 5, 3] == 1
-        np.testing.assert_array_equal(enlarged.batch(index)[0], images)
+        assert regions[(-1, 0, *((n - 1) // 2 for n in read))] == 1
+        np.testing.assert_array_equal(enlarged.batch(index).images, images)
+    assert (3, 3, 3) in sizes and len(sizes) >= 2  # batches without transforms read the patch, others more
     case = open_case(cache, CASES[0])
     image, _ = sample_patch(case, (3, 3, 3), np.random.default_rng(2), foreground=False, read=(21, 21, 21))
     assert np.count_nonzero(image) == np.count_nonzero(case.image)  # the whole 8 x 9 x 7 case, zeros around it

@@ -103,11 +103,11 @@ def test_training_reads_enlarged_patches_and_validation_the_final_ones(cache: Pa
     from transunet3d.training.augment import read_size
     from transunet3d.training.segmentation import SegmentationTask
 
-    config = build_config("tiny-unet")
+    config = build_config("tiny-unet", ["augment.rotation_p=1.0"])
     patch = tuple(config.train.patch_size)
     task = SegmentationTask(config, cache, 0)
-    images, targets = task.batches.batch(0)
-    assert images.shape[2:] == read_size(patch, config.augment) != patch
-    prepared = task.prepare(torch.from_numpy(images), torch.from_numpy(targets), 0, 0, torch.device("cpu"))
+    batch = task.batches.batch(0)
+    assert batch.images.shape[2:] == read_size(patch, batch.spatial) != patch
+    prepared = task.prepare(batch.tensors(), 0, 0, torch.device("cpu"))
     assert [tuple(tensor.shape[2:]) for tensor in prepared] == [patch, patch]
-    assert task.validation.batch(0)[0].shape[2:] == patch
+    assert task.validation.batch(0).images.shape[2:] == patch

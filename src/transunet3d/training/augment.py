@@ -3,20 +3,24 @@
 All transforms act on a whole batch at once: per-sample decisions become masks and per-sample parameters, so a GPU
 does the work and the data loader only reads and crops. Probabilities and ranges come from `AugmentConfig`.
 Images are (B, C, D, H, W) float; region targets (B, R, D, H, W) are moved with the images (nearest neighbour).
-As in nnU-Net, the loader reads a patch larger than the network's (`read_size`) and rotation and scaling resample
-the final patch out of it, so that zoom-outs and rotations leave no empty corners.
+
+Rotation and scaling leave no empty corners: as in nnU-Net, they resample the final patch out of a larger read.
+Their parameters are drawn where the patches are read (`draw_spatial`, in the loader), so that each batch reads
+only as much as its own transforms reach (`read_size`): with the default ranges, 128^3 patches and batches of 2,
+1.8x the patch's voxels on average, where a read sized for the worst case would hold 14x.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from transunet3d.config.schema import AugmentConfig
 
-ROTATION_GRID_STEPS = 31  # angles per axis for `read_size`: 2-degree steps for +-30; finer grids give the same sizes
+SPATIAL_IDENTITY = (0.0, 0.0, 0.0, 1.0)  # rotation angles about the three axes (radians) and the scale factor
 
 
 def _chance(p: float, size, generator: torch.Generator, device) -> torch.Tensor:
@@ -55,31 +59,56 @@ def _replace(images: torch.Tensor, index: torch.Tensor, values: torch.Tensor) ->
     return torch.stack([values[position[b]] if b in position else images[b] for b in range(len(images))])
 
 
-def read_size(patch_size: tuple[int, int, int], config: AugmentConfig) -> tuple[int, int, int]:
-    """The size of the patch to read so that `spatial` can make a `patch_size` patch of it without empty corners.
+def draw_spatial(config: AugmentConfig, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """(B, 4) rotation angles and scale factors of a batch; `SPATIAL_IDENTITY` for samples left as they are.
 
-    Every output voxel of every rotation `spatial` may draw (all three axes at once, each within +-rotation_degrees)
-    combined with the largest zoom-out samples inside the read patch, between two of its voxels along each axis
-    (linear interpolation). Our matrix is R / s, so the largest zoom-out is the smallest scale factor. The bound is
-    the bounding box of the transformed output voxel centres, maximised over a grid of the three angles that
-    includes the extremes. The read exceeds the patch by an even number of voxels per axis, so that the patch is
-    its exact centre; without rotation and scaling it is the patch itself.
-
-    nnU-Net's `get_patch_size` rotates about one axis at a time, which under-estimates combined rotations: for
-    128^3, +-30 degrees and scales 0.7-1.4 it gives 249^3 (nnU-Net v2 computes it with scales 0.85-1.25: 205^3),
-    this function 308 x 314 x 308.
-
-    Args:
-        patch_size: the final (D, H, W) patch, as the network sees it.
-        config: the augmentation whose rotation and scale ranges the read must cover.
-
-    Returns:
-        (D, H, W) of the patch to read around the final patch's centre.
+    A sample is rotated with probability `rotation_p`, by an angle within +-rotation_degrees about each of the
+    three axes, and scaled with probability `scale_p`. As batchgenerators does, half of the scale factors fall
+    below 1 and half above when the range spans 1. Every value is drawn whether it is used or not, so the number
+    of draws from `rng` never depends on the outcome.
     """
-    limit = math.radians(config.rotation_degrees) if config.rotation_p > 0 else 0.0
-    steps = torch.linspace(-limit, limit, ROTATION_GRID_STEPS, dtype=torch.float64)
-    smallest_factor = min(config.scale_range[0], 1.0) if config.scale_p > 0 else 1.0
-    return _covering_size(_rotation(torch.cartesian_prod(steps, steps, steps)) / smallest_factor, patch_size)
+    limit = math.radians(config.rotation_degrees)
+    rotate = rng.random(batch) < config.rotation_p
+    scale = rng.random(batch) < config.scale_p
+    angles = rng.uniform(-limit, limit, (batch, 3))
+    low, high = config.scale_range
+    if low < 1 < high:
+        below = rng.random(batch) < 0.5
+        factors = np.where(below, rng.uniform(low, 1.0, batch), rng.uniform(1.0, high, batch))
+    else:
+        factors = rng.uniform(low, high, batch)
+    parameters = np.tile(np.asarray(SPATIAL_IDENTITY), (batch, 1))
+    parameters[rotate, :3] = angles[rotate]
+    parameters[scale, 3] = factors[scale]
+    return parameters
+
+
+def _moved(parameters: torch.Tensor) -> torch.Tensor:
+    """Which samples of (B, 4) spatial parameters are rotated or scaled."""
+    return (parameters != torch.tensor(SPATIAL_IDENTITY, dtype=parameters.dtype, device=parameters.device)).any(1)
+
+
+def _matrices(parameters: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) maps from output to input voxels, in (x, y, z) order: R / s (s < 1 zooms out)."""
+    return _rotation(parameters[:, :3]) / parameters[:, 3, None, None]
+
+
+def read_size(patch_size: tuple[int, int, int], parameters: np.ndarray) -> tuple[int, int, int]:
+    """The patch to read so that `spatial` can make `patch_size` out of it with these (B, 4) parameters.
+
+    Every output voxel of every rotated or scaled sample then samples inside the read, between two of its voxels
+    along each axis (linear interpolation). The read exceeds the patch by an even number of voxels per axis, so
+    that the patch is its exact centre; a batch without rotation or scaling reads the patch itself.
+
+    For comparison, nnU-Net reads one size for every batch, from `get_patch_size`, which rotates about one axis
+    at a time: 249^3 for a 128^3 patch with +-30 degrees and scales 0.7-1.4 (205^3 with nnU-Net v2's 0.85-1.25),
+    where a rotation about all three axes with the largest zoom-out reaches 308 x 314 x 308.
+    """
+    parameters = torch.as_tensor(parameters, dtype=torch.float64)
+    moved = parameters[_moved(parameters)]
+    if not len(moved):
+        return tuple(patch_size)
+    return _covering_size(_matrices(moved), patch_size)
 
 
 def _covering_size(matrices: torch.Tensor, patch_size) -> tuple[int, ...]:
@@ -113,31 +142,25 @@ def _affine(matrices: torch.Tensor, input_size, output_size) -> torch.Tensor:
     return torch.cat([scaled, torch.zeros(len(matrices), 3, 1, dtype=matrices.dtype, device=matrices.device)], dim=2)
 
 
-def spatial(images, targets, config: AugmentConfig, generator, patch_size: tuple[int, int, int] | None = None):
-    """Rotation (each axis, +-rotation_degrees) and isotropic scaling, as one affine resampling that also crops the
-    centred `patch_size` patch (default: the input's size) out of a larger read (`read_size`).
+def spatial(images, targets, parameters: torch.Tensor, patch_size: tuple[int, int, int] | None = None):
+    """Rotation and isotropic scaling by (B, 4) `parameters` (see `draw_spatial`), as one affine resampling that
+    also crops the centred `patch_size` patch (default: the input's size) out of the read (`read_size`).
 
     Samples that are neither rotated nor scaled are only cropped, without resampling.
     """
-    batch, device = images.shape[0], images.device
     size = tuple(patch_size or images.shape[2:])
     if any(have < want or (have - want) % 2 for have, want in zip(images.shape[2:], size)):
         raise ValueError(f"a {size} patch is not the centre of a {tuple(images.shape[2:])} input")
-    rotate = _chance(config.rotation_p, (batch, 1), generator, device)
-    scale = _chance(config.scale_p, (batch,), generator, device)
-    limit = math.radians(config.rotation_degrees)
-    angles = _uniform(-limit, limit, (batch, 3), generator, device) * rotate
-    factors = torch.where(scale, _uniform(*config.scale_range, (batch,), generator, device), 1.0)
     cropped_images = _centre_crop(images, size).contiguous()
     cropped_targets = _centre_crop(targets, size).contiguous()
-    index = _selected(rotate[:, 0] | scale)
+    index = _selected(_moved(parameters))
     if index is None:
         return cropped_images, cropped_targets
-    # A zoom by s samples the input on a grid shrunk by 1/s: s < 1 zooms out.
-    matrices = _rotation(angles[index]) / factors[index, None, None]
-    # Only the part of the read that the drawn transforms reach is gathered (and, for targets, made float).
+    matrices = _matrices(parameters[index].double())
+    # Only the part of the read that the transforms reach is gathered (and, for targets, made float).
     reached = tuple(min(need, have) for need, have in zip(_covering_size(matrices, size), images.shape[2:]))
-    grid = F.affine_grid(_affine(matrices, reached, size), [len(index), images.shape[1], *size], align_corners=False)
+    theta = _affine(matrices, reached, size).to(device=images.device, dtype=images.dtype)
+    grid = F.affine_grid(theta, [len(index), images.shape[1], *size], align_corners=False)
     source_images, source_targets = _centre_crop(images, reached)[index], _centre_crop(targets, reached)[index]
     moved = F.grid_sample(source_images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     labels = F.grid_sample(source_targets.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
@@ -145,14 +168,16 @@ def spatial(images, targets, config: AugmentConfig, generator, patch_size: tuple
 
 
 def gaussian_noise(images, config: AugmentConfig, generator):
+    """Zero-mean Gaussian noise whose standard deviation is drawn from `noise_variance` (nnU-Net's name for it:
+    batchgenerators uses the drawn value as the standard deviation, and so do we)."""
     batch = images.shape[0]
     apply = _chance(config.noise_p, (batch,), generator, images.device)
-    variance = _uniform(*config.noise_variance, (batch,), generator, images.device)
+    std = _uniform(*config.noise_variance, (batch,), generator, images.device)
     index = _selected(apply)
     if index is None:
         return images
     noise = torch.randn((len(index), *images.shape[1:]), generator=generator, device=images.device)
-    return _replace(images, index, images[index] + noise * variance[index].sqrt()[:, None, None, None, None])
+    return _replace(images, index, images[index] + noise * std[index][:, None, None, None, None])
 
 
 def _channel_choices(images, p_sample: float, p_channel: float, value_range, generator):
@@ -273,20 +298,20 @@ def mirror(images, targets, config: AugmentConfig, generator):
 
 
 def augment_batch(
-    images: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, generator: torch.Generator,
-    patch_size: tuple[int, int, int] | None = None,
+    images: torch.Tensor, targets: torch.Tensor, spatial_parameters: torch.Tensor, config: AugmentConfig,
+    generator: torch.Generator, patch_size: tuple[int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole augmentation pipeline, in nnU-Net's order; returns new (images, targets) of `patch_size`.
 
     Args:
-        images: (B, C, D, H, W) float, read at `read_size(patch_size, config)` (or at `patch_size`, for corners
-            that zoom-outs and rotations leave empty).
+        images: (B, C, D, H, W) float, read at `read_size(patch_size, spatial_parameters)`.
         targets: (B, R, D, H, W) region masks of the same size.
-        config: probabilities and ranges.
-        generator: every random choice comes from it, on the batch's device.
+        spatial_parameters: (B, 4) rotation angles and scale factors from `draw_spatial`.
+        config: probabilities and ranges of the other transforms.
+        generator: every other random choice comes from it, on the batch's device.
         patch_size: the output size, centred in the input; default: the input's size.
     """
-    images, targets = spatial(images, targets, config, generator, patch_size)
+    images, targets = spatial(images, targets, spatial_parameters, patch_size)
     images = gaussian_noise(images, config, generator)
     images = gaussian_blur(images, config, generator)
     images = brightness(images, config, generator)

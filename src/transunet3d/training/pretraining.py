@@ -83,16 +83,16 @@ class PretrainTask(Task):
         generator = batch_generator(seed, iteration, rank, device)
         return torch.rand((batch, self.network.num_tokens), generator=generator, device=device)
 
-    def prepare(self, images, targets, iteration, rank, device):
+    def prepare(self, batch, iteration, rank, device):
         """Images on the device and the masking noise of this step (the labels are not used)."""
-        images = images.to(device, non_blocking=True)
+        images = batch.images.to(device, non_blocking=True)
         return images, self._noise(images.shape[0], iteration, rank, device, self.config.pretrain.seed)
 
     def loss(self, model, images, noise):
         return model(images, noise).loss()
 
     def _validation_batch(self, index: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.from_numpy(self.validation.batch(index)[0]).to(device)
+        images = torch.from_numpy(self.validation.batch(index).images).to(device)
         return images, self._noise(images.shape[0], index, 0, device, self.config.pretrain.seed + 1)
 
     def validate(self, device: torch.device, autocast: contextlib.AbstractContextManager) -> dict[str, float]:

@@ -1,22 +1,43 @@
 """Training patches from the preprocessing cache: random crops, a share of them centred on tumour.
 
-Only the patch is read from the memory-mapped case (for training, with the margin that spatial augmentation crops
-back off); parts of it outside the case are zero (images are z-scored, so zero is the mean brain intensity, and
-background is zero anyway). Every batch is drawn from a
-generator seeded by (seed, batch index, rank), so a resumed or sharded run draws exactly the same patches.
+Only the patch is read from the memory-mapped case; parts of it outside the case are zero (images are z-scored, so
+zero is the mean brain intensity, and background is zero anyway). With augmentation, each batch's rotations and
+scalings are drawn here too, and the patch is read with the margin they reach (`augment.read_size`), which the
+device crops back off. Every batch is drawn from a generator seeded by (seed, batch index, rank), so a resumed or
+sharded run draws exactly the same patches and transforms.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from transunet3d.config.schema import REGIONS
+from transunet3d.config.schema import REGIONS, AugmentConfig
 from transunet3d.data.cache import CachedCase, open_case
 from transunet3d.data.regions import labels_to_regions
+from transunet3d.training.augment import SPATIAL_IDENTITY, draw_spatial, read_size
+
+
+class PatchBatch(NamedTuple):
+    """One batch as the loader delivers it (numpy arrays from `PatchBatches.batch`, tensors from the loader).
+
+    Attributes:
+        images: (B, C, *read) float32.
+        targets: (B, 3, *read) uint8 region masks.
+        spatial: (B, 4) rotation angles and scale factors drawn for the batch (`augment.draw_spatial`);
+            `SPATIAL_IDENTITY` rows without augmentation.
+    """
+
+    images: np.ndarray | torch.Tensor
+    targets: np.ndarray | torch.Tensor
+    spatial: np.ndarray | torch.Tensor
+
+    def tensors(self) -> PatchBatch:
+        return PatchBatch(*(torch.from_numpy(array) for array in self))
 
 
 def forced_foreground(batch_size: int, fraction: float) -> list[bool]:
@@ -83,8 +104,8 @@ def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.G
 class PatchBatches:
     """Batches of training patches from cached cases; `batch(i)` is a pure function of (seed, i, rank).
 
-    Patches are placed as `patch_size` patches and read as `read_size` ones around the same centre (default: the
-    patch itself; larger for spatial augmentation, see `augment.read_size`).
+    With `augment`, each batch also draws its rotations and scalings and reads its patches with the margin they
+    need (`augment.read_size`) around the same centres; without, the patches themselves.
     """
 
     root: Path
@@ -94,7 +115,7 @@ class PatchBatches:
     foreground_fraction: float = 1 / 3
     seed: int = 0
     rank: int = 0
-    read_size: tuple[int, int, int] | None = None
+    augment: AugmentConfig | None = None
 
     def __post_init__(self) -> None:
         self._cases: dict[str, CachedCase] | None = None
@@ -109,10 +130,15 @@ class PatchBatches:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_cases": None}
 
-    def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Images (B, C, *read) float32 and region targets (B, 3, *read) uint8 of batch `index`."""
+    def batch(self, index: int) -> PatchBatch:
+        """Images, region targets and spatial parameters of batch `index`."""
         rng = np.random.default_rng([self.seed, index, self.rank])
-        read = tuple(self.read_size or self.patch_size)
+        if self.augment is None:
+            spatial = np.tile(np.asarray(SPATIAL_IDENTITY), (self.batch_size, 1))
+        else:  # a stream of its own: the patches drawn do not depend on the augmentation
+            own = np.random.default_rng([self.seed, index, self.rank, 1])
+            spatial = draw_spatial(self.augment, self.batch_size, own)
+        read = read_size(tuple(self.patch_size), spatial)
         channels = self.cases[self.case_ids[0]].image.shape[0]
         # Samples are written in place: for enlarged reads, stacking separate arrays cost as much as reading them.
         images = np.zeros((self.batch_size, channels, *read), dtype=np.float32)
@@ -120,7 +146,7 @@ class PatchBatches:
         for sample, forced in enumerate(forced_foreground(self.batch_size, self.foreground_fraction)):
             case = self.cases[self.case_ids[rng.integers(len(self.case_ids))]]
             _fill_patch(case, tuple(self.patch_size), rng, forced, images[sample], regions[sample])
-        return images, regions
+        return PatchBatch(images, regions, spatial)
 
 
 class _EpochPatches(torch.utils.data.Dataset):
@@ -132,9 +158,8 @@ class _EpochPatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, targets = self.batches.batch(self.first + index)
-        return torch.from_numpy(images), torch.from_numpy(targets)
+    def __getitem__(self, index: int) -> PatchBatch:
+        return self.batches.batch(self.first + index).tensors()
 
 
 def patch_loader(batches: PatchBatches, first: int, count: int, workers: int, pin_memory: bool = False):

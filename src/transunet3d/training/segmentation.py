@@ -17,7 +17,7 @@ from transunet3d.data.splits import make_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models import model_from_config
-from transunet3d.training.augment import augment_batch, read_size
+from transunet3d.training.augment import augment_batch
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.folds import ALL_DATA, Fold
 from transunet3d.training.objective import training_loss
@@ -64,7 +64,7 @@ class SegmentationTask(Task):
         # Each process draws its own patches: the batch seeds include the rank.
         self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, train.batch_size,
                                     train.foreground_fraction, seed=train.seed, rank=processes.rank,
-                                    read_size=read_size(train.patch_size, config.augment))
+                                    augment=config.augment)
         self.validation = PatchBatches(Path(preprocessed), val_ids or train_ids, train.patch_size,
                                        train.batch_size, train.foreground_fraction, seed=train.seed + 1)
         torch.manual_seed(train.seed)  # the same initial weights in every process
@@ -96,11 +96,11 @@ class SegmentationTask(Task):
         return poly_lr(train.lr, iteration, train.epochs * train.iterations_per_epoch, train.poly_power,
                        train.warmup_iterations)
 
-    def prepare(self, images, targets, iteration, rank, device):
+    def prepare(self, batch, iteration, rank, device):
         """Move a batch to the device and augment it there, down to the final patch size."""
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        return augment_batch(images, targets, self.config.augment,
+        images = batch.images.to(device, non_blocking=True)
+        targets = batch.targets.to(device, non_blocking=True)
+        return augment_batch(images, targets, batch.spatial.to(device), self.config.augment,
                              batch_generator(self.config.train.seed, iteration, rank, device),
                              tuple(self.config.train.patch_size))
 
@@ -111,7 +111,7 @@ class SegmentationTask(Task):
         """Pseudo-Dice per region on the fixed validation batches."""
         dice = PseudoDice(len(REGIONS))
         for index in range(self.config.train.val_batches):
-            images, targets = self.validation.batch(index)
+            images, targets, _ = self.validation.batch(index)
             with autocast:
                 logits = self.network(torch.from_numpy(images).to(device)).logits
             dice.update(logits.float(), torch.from_numpy(targets).to(device))

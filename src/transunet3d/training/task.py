@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transunet3d.training.sampling import PatchBatches
+from transunet3d.training.sampling import PatchBatch, PatchBatches
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,7 @@ class Task(ABC):
         """The learning rate of global `iteration`."""
 
     @abstractmethod
-    def prepare(self, images: torch.Tensor, targets: torch.Tensor, iteration: int, rank: int,
-                device: torch.device) -> tuple[torch.Tensor, ...]:
+    def prepare(self, batch: PatchBatch, iteration: int, rank: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """The inputs of `loss` for one batch, on `device`, random only through (seed, iteration, rank)."""
 
     @abstractmethod

@@ -131,11 +131,11 @@ class Trainer:
                               pin_memory=self.device.type == "cuda")
         progress = tqdm(loader, desc=f"epoch {epoch}", unit="it", disable=not self.processes.is_main,
                         leave=False)
-        for step, (images, targets) in enumerate(progress):
+        for step, batch in enumerate(progress):
             iteration = first + step
             for group in self.optimizer.param_groups:
                 group["lr"] = self.task.learning_rate(iteration)
-            loss = self.train_step(*self.task.prepare(images, targets, iteration, self.processes.rank, self.device))
+            loss = self.train_step(*self.task.prepare(batch, iteration, self.processes.rank, self.device))
             if loss is None:
                 self._skip_step(iteration)
                 continue
@@ -161,9 +161,8 @@ class Trainer:
 
     def batch(self, iteration: int) -> tuple[torch.Tensor, ...]:
         """The prepared (augmented or masked) training inputs of global `iteration`, on the training device."""
-        images, targets = self.task.batches.batch(iteration)
-        return self.task.prepare(torch.from_numpy(images), torch.from_numpy(targets), iteration,
-                                 self.processes.rank, self.device)
+        batch = self.task.batches.batch(iteration).tensors()
+        return self.task.prepare(batch, iteration, self.processes.rank, self.device)
 
     def _skip_step(self, iteration: int) -> None:
         self.state.skipped_steps += 1
