@@ -44,10 +44,10 @@ class AugmentConfig:
     rotation_p: float = 0.2
     rotation_degrees: float = 30.0
     scale_p: float = 0.2
-    scale_range: tuple[float, float] = (0.7, 1.4)
+    scale_range: tuple[float, float] = (0.7, 1.4)  # s < 1 zooms out; half the draws below 1, half above
     mirror_p: float = 0.5
     noise_p: float = 0.1
-    noise_variance: tuple[float, float] = (0.0, 0.1)
+    noise_variance: tuple[float, float] = (0.0, 0.1)  # nnU-Net's name; the drawn value is the standard deviation
     blur_p: float = 0.2
     blur_channel_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.5, 1.0)

@@ -50,7 +50,7 @@ class DemoSettings:
     lesions: tuple[int, int] = (2, 6)
     diameter_mm: tuple[float, float] = (3.0, 30.0)
     seed: int = 2023
-    epochs: int = 60
+    epochs: int = 75
     iterations_per_epoch: int = 24
     foreground_fraction: float = 0.5
     mae: bool = False
