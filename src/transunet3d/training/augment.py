@@ -59,6 +59,11 @@ def _replace(images: torch.Tensor, index: torch.Tensor, values: torch.Tensor) ->
     return torch.stack([values[position[b]] if b in position else images[b] for b in range(len(images))])
 
 
+def no_spatial(batch: int) -> np.ndarray:
+    """(B, 4) spatial parameters that leave every sample as it is."""
+    return np.tile(np.asarray(SPATIAL_IDENTITY), (batch, 1))
+
+
 def draw_spatial(config: AugmentConfig, batch: int, rng: np.random.Generator) -> np.ndarray:
     """(B, 4) rotation angles and scale factors of a batch; `SPATIAL_IDENTITY` for samples left as they are.
 
@@ -77,7 +82,7 @@ def draw_spatial(config: AugmentConfig, batch: int, rng: np.random.Generator) ->
         factors = np.where(below, rng.uniform(low, 1.0, batch), rng.uniform(1.0, high, batch))
     else:
         factors = rng.uniform(low, high, batch)
-    parameters = np.tile(np.asarray(SPATIAL_IDENTITY), (batch, 1))
+    parameters = no_spatial(batch)
     parameters[rotate, :3] = angles[rotate]
     parameters[scale, 3] = factors[scale]
     return parameters

@@ -19,7 +19,7 @@ import torch
 from transunet3d.config.schema import REGIONS, AugmentConfig
 from transunet3d.data.cache import CachedCase, open_case
 from transunet3d.data.regions import labels_to_regions
-from transunet3d.training.augment import SPATIAL_IDENTITY, draw_spatial, read_size
+from transunet3d.training.augment import draw_spatial, no_spatial, read_size
 
 
 class PatchBatch(NamedTuple):
@@ -134,7 +134,7 @@ class PatchBatches:
         """Images, region targets and spatial parameters of batch `index`."""
         rng = np.random.default_rng([self.seed, index, self.rank])
         if self.augment is None:
-            spatial = np.tile(np.asarray(SPATIAL_IDENTITY), (self.batch_size, 1))
+            spatial = no_spatial(self.batch_size)
         else:  # a stream of its own: the patches drawn do not depend on the augmentation
             own = np.random.default_rng([self.seed, index, self.rank, 1])
             spatial = draw_spatial(self.augment, self.batch_size, own)
