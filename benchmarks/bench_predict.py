@@ -43,11 +43,12 @@ def ours(args: argparse.Namespace, image: torch.Tensor, mode: str) -> torch.Tens
     from transunet3d.config.schema import InferConfig
     from transunet3d.inference.predictor import Predictor
     from transunet3d.inference.trained import TrainedModel
+    from transunet3d.runs.layout import ModelFolder
 
     patch = ",".join([str(args.patch)] * 3)
     config = build_config("tiny", [f"model.name={args.model}", f"model.width={args.width}",
-                                   f"train.patch_size=[{patch}]", "train.precision=fp32"])
-    model = TrainedModel(network_for(args), config, Path("."), config.train.epochs)
+                                   f"train.patch_size=[{patch}]", "loop.precision=fp32"])
+    model = TrainedModel(network_for(args), config, Path("."), config.loop.epochs, ModelFolder("."))
     options = InferConfig(tta=mode, step=0.5, batch_windows=args.batch_windows)
     predictor = Predictor([model], options, args.device)
     return torch.from_numpy(predictor.probabilities(image.numpy()))

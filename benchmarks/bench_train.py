@@ -22,7 +22,9 @@ import torch
 from transunet3d.config import build_config
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.memory import keep_freed_memory
 from transunet3d.models import model_info
+from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.segmentation import SegmentationTask
 from transunet3d.training.trainer import Trainer
 
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
     device = torch.device(args.device)
+    keep_freed_memory()  # as the command line does
     peak = peak_tflops(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,15 +82,15 @@ def main() -> None:
 def measure(preset: str, precision: str, root: Path, device: torch.device, iterations: int, warmup: int,
             peak: float | None) -> tuple[float, str]:
     """The model-only iterations/s of `preset` in `precision`, and its table row (less the last column)."""
-    overrides = [f"train.epochs={iterations + warmup}", "data.num_folds=2", f"train.precision={precision}"]
+    overrides = [f"loop.epochs={iterations + warmup}", "data.num_folds=2", f"loop.precision={precision}"]
     config = build_config(preset, overrides)
     run_dir = root / "runs" / f"{preset}-{precision}"
-    trainer = Trainer(SegmentationTask(config, root / "pre", 0), run_dir, device=str(device))
+    trainer = Trainer(SegmentationTask(config, root / "pre", 0), ModelFolder(run_dir), device=str(device))
     trainer.model.train()
     images, targets = trainer.batch(0)
     model_only = timed(lambda i: trainer.train_step(images, targets), iterations, warmup, device)
     with_data = timed(lambda i: trainer.train_step(*trainer.batch(i)), iterations, warmup, device)
-    patch, batch = config.train.patch_size, config.train.batch_size
+    patch, batch = config.train.patch_size, config.loop.batch_size
     info = model_info(config.model.name, config.model.width, patch[0])
     gflops = 3 * info.gflops * batch / model_only
     mfu = f"{gflops / 1000 / peak:.1%}" if peak else "-"

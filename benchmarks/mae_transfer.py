@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
+from transunet3d.runs.layout import RunFolder
 
 EXE = [sys.executable, "-m", "transunet3d"]
 
@@ -29,7 +30,7 @@ def run(*args: str) -> None:
 
 
 def rows(run_dir: Path) -> list[dict[str, float]]:
-    with (run_dir / "log.csv").open() as file:
+    with RunFolder(run_dir).fold(0).log.open() as file:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
 
 
@@ -48,12 +49,13 @@ def main() -> None:
         preprocess_dataset(args.work / "raw", pre, workers=2)
         write_splits(pre, folds=5, seed=12345)
     run("pretrain", str(pre), "--out", str(args.work / "mae"), "--preset", "mae-tiny", "--device", "cpu",
-        "--set", f"pretrain.epochs={args.pretrain_epochs}")
-    budget = ["--set", f"train.epochs={args.epochs}", "--set", f"train.iterations_per_epoch={args.iterations}",
-              "--set", "train.val_batches=4"]
-    run("train", str(pre), "--preset", "tiny", "--out", str(args.work / "scratch"), "--device", "cpu", *budget)
+        "--set", f"loop.epochs={args.pretrain_epochs}")
+    budget = ["--set", f"loop.epochs={args.epochs}", "--set", f"loop.iterations_per_epoch={args.iterations}",
+              "--set", "loop.val_batches=4"]
+    run("train", str(pre), "--preset", "tiny", "--out", str(args.work / "scratch"), "--device", "cpu",
+        "--no-validate", *budget)
     run("train", str(pre), "--preset", "tiny", "--out", str(args.work / "mae_init"), "--device", "cpu",
-        "--init-encoder", str(args.work / "mae"), *budget)
+        "--init-encoder", str(args.work / "mae"), "--no-validate", *budget)
     curves = {"from scratch": rows(args.work / "scratch"), "from MAE weights": rows(args.work / "mae_init")}
     figure = Figure(figsize=(11, 4))
     for axis, (name, log) in zip(figure.subplots(1, 2, sharey=True), curves.items()):

@@ -42,19 +42,21 @@ def write_case(root: Path, case_id: str = "BraTS-MET-00001-000", seed: int = 0, 
 
 
 def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | None = None) -> Path:
-    """A run folder as `transunet3d train` leaves it (config.yaml, checkpoints/latest.json), with random weights."""
+    """A model folder as `transunet3d train` leaves it (config, latest checkpoint), with random weights."""
     import torch
 
     from transunet3d.config import build_config, save_config
     from transunet3d.files import write_json
     from transunet3d.models import model_from_config
+    from transunet3d.runs.layout import ModelFolder
     from transunet3d.training.checkpoint import save_checkpoint
 
+    model = ModelFolder(folder)
     config = build_config(preset)
-    save_config(config, folder / "config.yaml")
+    save_config(config, model.config)
     torch.manual_seed(seed)
     network = model_from_config(config.model, tuple(config.train.patch_size))
-    epoch = config.train.epochs if epoch is None else epoch
-    save_checkpoint(folder / "checkpoints" / f"epoch_{epoch:04d}", network, {"trainer": {"epoch": epoch}})
-    write_json(folder / "checkpoints" / "latest.json", {"folder": f"epoch_{epoch:04d}", "epoch": epoch})
+    epoch = config.loop.epochs if epoch is None else epoch
+    save_checkpoint(model.epoch_checkpoint(epoch), network, {"trainer": {"epoch": epoch}})
+    write_json(model.latest_pointer, {"folder": model.epoch_checkpoint(epoch).name, "epoch": epoch})
     return folder

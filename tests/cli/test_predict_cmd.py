@@ -204,8 +204,8 @@ def test_from_a_trained_run_to_scored_submissions(raw: Path, tmp_path: Path):
     preprocess_dataset(raw, tmp_path / "pre", progress=False)
     write_splits(tmp_path / "pre", folds=2, seed=0)
     trained = CliRunner().invoke(cli, ["train", str(tmp_path / "pre"), "--preset", "tiny", "--out",
-                                       str(tmp_path / "run"), "--device", "cpu", "--set", "train.epochs=1",
-                                       "--set", "train.iterations_per_epoch=2", "--set", "train.val_batches=1"])
+                                       str(tmp_path / "run"), "--device", "cpu", "--set", "loop.epochs=1",
+                                       "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1"])
     assert trained.exit_code == 0, trained.output
     assert predict(raw, tmp_path / "pred", "--model", tmp_path / "run", "--tta", "flip").exit_code == 0
     scored = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(raw), "--out", str(tmp_path / "m.csv")])

@@ -16,21 +16,22 @@ def test_paper_presets_share_the_paper_setup(name):
     config = build_config(name)
     assert config.model.width == "full"
     assert config.train.patch_size == (128, 128, 128)
-    assert (config.train.batch_size, config.train.poly_power, config.train.iterations_per_epoch) == (2, 0.9, 250)
+    assert (config.loop.batch_size, config.train.poly_power, config.loop.iterations_per_epoch) == (2, 0.9, 250)
     assert (config.train.mask_loss_weight, config.train.class_loss_weight) == (0.7, 0.3)
     assert config.model.deep_supervision
 
 
 @pytest.mark.parametrize("name", TRANSUNET)
 def test_transunet_presets_train_with_the_papers_adamw(name):
-    train = build_config(name).train
-    assert (train.optimizer, train.lr, train.epochs) == ("adamw", 2e-3, 600)
+    config = build_config(name)
+    assert (config.train.optimizer, config.train.lr, config.loop.epochs) == ("adamw", 2e-3, 600)
 
 
 def test_the_unet_preset_is_the_papers_nnunet_baseline():
-    train = build_config("unet").train
+    config = build_config("unet")
+    train = config.train
     assert (train.optimizer, train.lr, train.momentum, train.weight_decay) == ("sgd", 1e-2, 0.99, 3e-5)
-    assert (train.poly_power, train.epochs, train.iterations_per_epoch) == (0.9, 1000, 250)
+    assert (train.poly_power, config.loop.epochs, config.loop.iterations_per_epoch) == (0.9, 1000, 250)
 
 
 def test_query_presets_show_the_official_set_loss_settings():
@@ -57,10 +58,10 @@ def test_every_preset_round_trips_through_yaml(name, tmp_path: Path):
 
 
 def test_overrides_are_typed():
-    config = build_config("tiny", ["train.lr=1e-3", "train.epochs=7", "model.deep_supervision=false",
+    config = build_config("tiny", ["train.lr=1e-3", "loop.epochs=7", "model.deep_supervision=false",
                                    "augment.scale_range=[0.8, 1.2]", "infer.tta=none", "train.optimizer=sgd"])
     assert config.train.lr == 1e-3 and isinstance(config.train.lr, float)
-    assert config.train.epochs == 7
+    assert config.loop.epochs == 7
     assert config.model.deep_supervision is False
     assert config.augment.scale_range == (0.8, 1.2)
     assert (config.infer.tta, config.train.optimizer) == ("none", "sgd")
@@ -70,7 +71,7 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize("override, message", [
     ("train.lrr=1", "unknown config field 'train.lrr'"),
     ("trainer.lr=1", "unknown config section 'trainer'"),
-    ("train.epochs=1.5", "train.epochs must be of type int"),
+    ("loop.epochs=1.5", "loop.epochs must be of type int"),
     ("train.patch_size=[64, 64]", "must have 3 values"),
     ("model.name=resnet", "model.name must be one of unet, encoder, decoder, both"),
     ("model.deep_supervision=maybe", "must be of type bool"),
@@ -88,7 +89,7 @@ def test_unknown_preset_is_a_config_error():
 
 def test_config_cli_prints_and_saves(tmp_path: Path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["config", "--preset", "tiny-unet", "--set", "train.epochs=3"])
+    result = runner.invoke(cli, ["config", "--preset", "tiny-unet", "--set", "loop.epochs=3"])
     assert result.exit_code == 0 and "epochs: 3" in result.stdout and "name: unet" in result.stdout
     result = runner.invoke(cli, ["config", "--preset", "tiny", "--out", str(tmp_path / "c.yaml")])
     assert result.exit_code == 0 and load_config(tmp_path / "c.yaml") == build_config("tiny")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from transunet3d.runs.layout import RunFolder
+
 EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
 MINI = ["--train-cases", "4", "--test-cases", "2", "--shape", "72", "72", "64", "--epochs", "2", "--iterations", "2"]
 
@@ -20,7 +22,9 @@ def test_miniature_demo_from_phantoms_to_report(tmp_path: Path):
     out = tmp_path / "demo"
     first = demo(out)
     assert first.returncode == 0, first.stderr[-3000:]
-    for stage in ("[1/7] phantoms", "[4/7] training", "[5/7] prediction", "[6/7] evaluation", "[7/7] report"):
+    for stage in ("[1/8] phantoms", "[4/8] training and out-of-fold validation",
+                  "[5/8] post-processing tuned on the out-of-fold predictions", "[6/8] prediction",
+                  "[7/8] evaluation", "[8/8] report"):
         assert stage in first.stdout
     assert "epoch 1" in first.stderr and "predict" in first.stderr  # progress bars
     predictions = sorted(p.name for p in (out / "predictions").iterdir())
@@ -35,8 +39,13 @@ def test_miniature_demo_from_phantoms_to_report(tmp_path: Path):
     assert abs(score - summary["overall"]["mean_lesionwise_dice"]) < 5e-4
     rows = (out / "evaluation" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 3
+    run = RunFolder(out / "run")
+    tuned = json.loads(run.postprocessing.read_text())
+    assert tuned["cases"] == 1  # fold 0's validation case: tuned without looking at the test phantoms
+    assert json.loads((out / "predictions" / "ensemble.json").read_text())["postprocessing"] == tuned["settings"]
     page = (out / "report.html").read_text()
-    assert "Evaluation: evaluation" in page and "Training run: run" in page
+    assert "Evaluation: evaluation" in page and "Training run: run/fold_0" in page
+    assert "Evaluation: run/cv" in page and "Post-processing tuned on cross-validation: run" in page
     assert page.count("data:image/png;base64,") == 2 + 1  # two case overlays, the training curves
 
     again = demo(out)  # finished stages are skipped, the training is complete: same result

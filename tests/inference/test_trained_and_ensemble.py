@@ -15,6 +15,7 @@ from transunet3d.data.validate import LoadedCase
 from transunet3d.errors import UserError
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import fold_folders, load_models, load_trained_model
+from transunet3d.runs.layout import ModelFolder
 
 NO_TTA = InferConfig(tta="none")
 
@@ -28,16 +29,17 @@ def cross_validation(tmp_path_factory) -> Path:
 
 
 def test_fold_folders_of_a_cross_validation_run(cross_validation: Path):
-    assert fold_folders(cross_validation) == [cross_validation / "fold_0", cross_validation / "fold_2"]
+    assert fold_folders(cross_validation) == [ModelFolder(cross_validation / "fold_0"),
+                                              ModelFolder(cross_validation / "fold_2")]
     assert fold_folders(cross_validation, "all") == fold_folders(cross_validation)
-    assert fold_folders(cross_validation, "2") == [cross_validation / "fold_2"]
+    assert fold_folders(cross_validation, "2") == [ModelFolder(cross_validation / "fold_2")]
     with pytest.raises(UserError, match="no fold '1'; it has folds 0, 2"):
         fold_folders(cross_validation, "1")
 
 
 def test_fold_folders_of_a_single_run_and_of_something_else(cross_validation: Path, tmp_path: Path):
     single = cross_validation / "fold_0"
-    assert fold_folders(single) == [single]
+    assert fold_folders(single) == [ModelFolder(single)]
     with pytest.raises(UserError, match="holds one trained model"):
         fold_folders(single, "0")
     with pytest.raises(UserError, match="not a training run"):
@@ -50,7 +52,7 @@ def test_loaded_weights_are_the_checkpoints_bitwise(cross_validation: Path):
     loaded = model.network.state_dict()
     assert saved.keys() == loaded.keys()
     assert all(torch.equal(saved[name], loaded[name]) for name in saved)
-    assert not model.network.training and model.finished and model.epoch == model.config.train.epochs
+    assert not model.network.training and model.finished and model.epoch == model.config.loop.epochs
 
 
 def test_unfinished_and_missing_and_mismatched_checkpoints(tmp_path: Path):

@@ -9,21 +9,16 @@ from click.testing import CliRunner
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config
 from transunet3d.errors import UserError
-from transunet3d.training.folds import (
-    ALL_DATA,
-    draw_folds,
-    fold_folder_name,
-    folder_fold,
-    parse_fold,
-    parse_fold_list,
-)
+from transunet3d.runs.layout import RunFolder, folder_fold
+from transunet3d.training.folds import ALL_DATA, draw_folds, parse_fold, parse_fold_list
 from transunet3d.training.segmentation import fold_cases
 
 
-def test_fold_names_and_folders_round_trip():
+def test_fold_names_and_folders_round_trip(tmp_path: Path):
+    run = RunFolder(tmp_path)
     for fold in (0, 7, 12, ALL_DATA):
-        assert folder_fold(fold_folder_name(fold)) == fold
-    assert fold_folder_name(ALL_DATA) == "fold_all" and fold_folder_name(3) == "fold_3"
+        assert run.fold(fold).fold == fold
+    assert run.fold(ALL_DATA).path.name == "fold_all" and run.fold(3).path.name == "fold_3"
     assert folder_fold("fold_x") is None and folder_fold("checkpoints") is None
 
 
@@ -56,14 +51,14 @@ def test_the_all_data_model_trains_on_every_case(cache: Path):
 
 def test_train_all_data_writes_fold_all(cache: Path, tmp_path: Path):
     result = CliRunner().invoke(cli, ["train", str(cache), "--preset", "tiny-unet", "--fold", "all-data",
-                                      "--out", str(tmp_path / "run"), "--device", "cpu",
-                                      "--set", "train.epochs=1", "--set", "train.iterations_per_epoch=1",
-                                      "--set", "train.val_batches=1"])
+                                      "--out", str(tmp_path / "run"), "--device", "cpu", "--no-validate",
+                                      "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1",
+                                      "--set", "loop.val_batches=1"])
     assert result.exit_code == 0, result.output
     assert "all-data: 1 epochs" in result.output
-    folder = tmp_path / "run" / "fold_all"
-    assert (folder / "config.yaml").is_file() and (folder / "checkpoints" / "latest.json").is_file()
-    assert json.loads((folder / "splits.json").read_text()) == json.loads((cache / "splits.json").read_text())
+    folder = RunFolder(tmp_path / "run").fold(ALL_DATA)
+    assert folder.path.name == "fold_all" and folder.config.is_file() and folder.latest_pointer.is_file()
+    assert json.loads(folder.splits.read_text()) == json.loads((cache / "splits.json").read_text())
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 

@@ -15,19 +15,20 @@ from safetensors.torch import load_file
 
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config
+from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.distributed import Distributed
 from transunet3d.training.pretraining import PretrainTask
 from transunet3d.training.trainer import Trainer
 
 
 def test_a_few_hundred_cpu_steps_lower_the_masked_loss_markedly(cache: Path, tmp_path: Path):
-    config = build_config("mae-tiny", ["pretrain.epochs=12", "pretrain.iterations_per_epoch=25",
-                                       "pretrain.val_batches=2"])
+    config = build_config("mae-tiny", ["loop.epochs=12", "loop.iterations_per_epoch=25",
+                                       "loop.val_batches=2"])
     task = PretrainTask(config, cache)
     task.network.eval()
     with torch.no_grad():
         before = task.validate(torch.device("cpu"), contextlib.nullcontext())["val_loss"]
-    trainer = Trainer(task, tmp_path / "mae", device="cpu")
+    trainer = Trainer(task, ModelFolder(tmp_path / "mae"), device="cpu")
     state = trainer.fit()
     after = trainer.log.rows[-1]["val_loss"]
     assert state.epoch == 12 and state.skipped_steps == 0
@@ -41,34 +42,35 @@ def test_table2_chain_pretrain_then_fine_tune_from_the_mae_weights(cache: Path, 
     --init-encoder for 300 epochs), at tiny size: mae-tiny, then tiny with --init-encoder."""
     runner = CliRunner()
     pretrained = runner.invoke(cli, ["pretrain", str(cache), "--out", str(tmp_path / "mae"), "--device", "cpu",
-                                     "--set", "pretrain.epochs=2", "--set", "pretrain.iterations_per_epoch=3",
-                                     "--set", "pretrain.val_batches=1"])
+                                     "--set", "loop.epochs=2", "--set", "loop.iterations_per_epoch=3",
+                                     "--set", "loop.val_batches=1"])
     assert pretrained.exit_code == 0, pretrained.output
     assert "pretrained 2 epochs" in pretrained.output
     trained = runner.invoke(cli, ["train", str(cache), "--preset", "tiny", "--out", str(tmp_path / "seg"),
-                                  "--device", "cpu", "--init-encoder", str(tmp_path / "mae"),
-                                  "--set", "train.epochs=2", "--set", "train.iterations_per_epoch=1",
-                                  "--set", "train.val_batches=1"])
+                                  "--device", "cpu", "--init-encoder", str(tmp_path / "mae"), "--no-validate",
+                                  "--set", "loop.epochs=2", "--set", "loop.iterations_per_epoch=1",
+                                  "--set", "loop.val_batches=1"])
     assert trained.exit_code == 0, trained.output
     assert "fold 0: 2 epochs" in trained.output
-    loaded = json.loads((tmp_path / "seg" / "init_encoder.json").read_text())
+    seg = RunFolder(tmp_path / "seg").fold(0)
+    loaded = json.loads(seg.init_encoder.read_text())
     assert f"initialised {len(loaded['tensors'])} ViT tensors" in trained.output
     assert "vit.blocks.0.attn.qkv.weight" in loaded["tensors"] and "vit.norm.weight" in loaded["tensors"]
     assert not any(name.startswith(("vit.embed", "vit.position")) for name in loaded["tensors"])
-    assert f"init_encoder: {tmp_path / 'mae'}" in (tmp_path / "seg" / "config.yaml").read_text()
+    assert f"init_encoder: {tmp_path / 'mae'}" in seg.config.read_text()
     mae_weights = load_file(str(next((tmp_path / "mae" / "checkpoints").glob("epoch_*")) / "weights.safetensors"))
     assert mae_weights["blocks.0.attn.qkv.weight"].shape == (3 * 48, 48)
     shutil.rmtree(tmp_path / "mae")  # a resumed run takes its weights from its own checkpoint
     resumed = runner.invoke(cli, ["train", str(cache), "--preset", "tiny", "--out", str(tmp_path / "seg"),
-                                  "--device", "cpu", "--resume"])
+                                  "--device", "cpu", "--resume", "--no-validate"])
     assert resumed.exit_code == 0, resumed.output
 
 
 def test_init_encoder_refuses_a_model_without_a_vit(cache: Path, tmp_path: Path):
     runner = CliRunner()
     assert runner.invoke(cli, ["pretrain", str(cache), "--out", str(tmp_path / "mae"), "--device", "cpu",
-                               "--set", "pretrain.epochs=1", "--set", "pretrain.iterations_per_epoch=1",
-                               "--set", "pretrain.val_batches=1"]).exit_code == 0
+                               "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1",
+                               "--set", "loop.val_batches=1"]).exit_code == 0
     result = runner.invoke(cli, ["train", str(cache), "--preset", "tiny-unet", "--out", str(tmp_path / "seg"),
                                  "--device", "cpu", "--init-encoder", str(tmp_path / "mae")])
     assert result.exit_code == 2
@@ -80,8 +82,8 @@ def test_pretraining_runs_under_torchrun_with_two_processes(cache: Path, tmp_pat
     out = tmp_path / "ddp"
     result = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "transunet3d", "pretrain", str(cache),
-         "--out", str(out), "--device", "cpu", "--set", "pretrain.epochs=2", "--set", "pretrain.val_batches=1",
-         "--set", "pretrain.iterations_per_epoch=0"],  # 0: one pass over the 4 cases = 1 iteration of 2 x 4
+         "--out", str(out), "--device", "cpu", "--set", "loop.epochs=2", "--set", "loop.val_batches=1",
+         "--set", "loop.iterations_per_epoch=0"],  # 0: one pass over the 4 cases = 1 iteration of 2 x 4
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("pretrained 2 epochs") == 1  # only rank 0 reports
@@ -91,14 +93,14 @@ def test_pretraining_runs_under_torchrun_with_two_processes(cache: Path, tmp_pat
 
 
 def test_resumed_pretraining_ends_with_the_same_weights_bitwise(cache: Path, tmp_path: Path):
-    config = build_config("mae-tiny", ["pretrain.epochs=3", "pretrain.iterations_per_epoch=2",
-                                       "pretrain.val_batches=1"])
-    straight = Trainer(PretrainTask(config, cache), tmp_path / "straight", device="cpu")
+    config = build_config("mae-tiny", ["loop.epochs=3", "loop.iterations_per_epoch=2",
+                                       "loop.val_batches=1"])
+    straight = Trainer(PretrainTask(config, cache), ModelFolder(tmp_path / "straight"), device="cpu")
     straight.fit()
-    interrupted = Trainer(PretrainTask(config, cache), tmp_path / "resumed", device="cpu")
-    interrupted.settings = replace(interrupted.settings, epochs=2)  # the process dies after epoch 2
+    interrupted = Trainer(PretrainTask(config, cache), ModelFolder(tmp_path / "resumed"), device="cpu")
+    interrupted.loop = replace(interrupted.loop, epochs=2)  # the process dies after epoch 2
     interrupted.fit()
-    resumed = Trainer(PretrainTask(config, cache), tmp_path / "resumed", device="cpu")
+    resumed = Trainer(PretrainTask(config, cache), ModelFolder(tmp_path / "resumed"), device="cpu")
     assert resumed.resume() and resumed.state.epoch == 2
     resumed.fit()
     expected, actual = straight.network.state_dict(), resumed.network.state_dict()
@@ -109,11 +111,11 @@ def test_resumed_pretraining_ends_with_the_same_weights_bitwise(cache: Path, tmp
 @pytest.mark.parametrize(("scaling", "peak"), [("linear", 1.5e-4 * 16 / 256), ("none", 1.5e-4)])
 def test_both_readings_of_the_papers_mae_learning_rate(cache: Path, scaling: str, peak: float):
     """8 processes x batch 2 with base lr 1.5e-4: MAE's rule gives 9.4e-6, the literal reading 1.5e-4."""
-    config = build_config("mae-tiny", ["pretrain.base_lr=1.5e-4", "pretrain.batch_size=2",
+    config = build_config("mae-tiny", ["pretrain.base_lr=1.5e-4", "loop.batch_size=2",
                                        f"pretrain.lr_scaling={scaling}"])
     task = PretrainTask(config, cache, Distributed(rank=3, world=8))
     assert task.peak_lr == pytest.approx(peak)
-    warmup = config.pretrain.warmup_epochs * task.settings.iterations_per_epoch
+    warmup = config.pretrain.warmup_epochs * task.iterations_per_epoch
     assert task.learning_rate(warmup) == pytest.approx(peak)
     assert task.optimizer().param_groups[0]["lr"] == pytest.approx(peak)
 

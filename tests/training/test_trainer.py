@@ -11,32 +11,35 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from transunet3d.runs.layout import ModelFolder, RunFolder
+
 EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
-SHORT = ["--set", "train.epochs=3", "--set", "train.iterations_per_epoch=3", "--set", "train.val_batches=1",
-         "--set", "train.checkpoint_every=1"]
+SHORT = ["--set", "loop.epochs=3", "--set", "loop.iterations_per_epoch=3", "--set", "loop.val_batches=1",
+         "--set", "loop.checkpoint_every=1"]
 
 
 def train(cache: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """Fold 0 of a short run into `out`/fold_0 (without out-of-fold validation, tested in tests/runs)."""
     return subprocess.Popen([EXE, "train", str(cache), "--preset", "tiny-unet", "--fold", "0", "--out", str(out),
-                             "--device", "cpu", *SHORT, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--device", "cpu", "--no-validate", *SHORT, *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
-def final_weights(run: Path) -> dict:
-    pointer = json.loads((run / "checkpoints" / "latest.json").read_text())
-    return load_file(str(run / "checkpoints" / pointer["folder"] / "weights.safetensors"))
+def final_weights(model: ModelFolder) -> dict:
+    return load_file(str(model.latest_checkpoint() / "weights.safetensors"))
 
 
 def test_run_folder_and_bitwise_exact_resume_after_sigkill(cache: Path, tmp_path: Path):
     straight = train(cache, tmp_path / "straight")
     assert straight.wait(timeout=600) == 0, straight.stderr.read()
-    run = tmp_path / "straight"
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "splits.json", "log.csv", "progress.png",
-                                               "checkpoints"}
-    assert len((run / "log.csv").read_text().splitlines()) == 4  # header + 3 epochs
+    run = RunFolder(tmp_path / "straight").fold(0)
+    assert {p.name for p in run.path.iterdir()} >= {"config.yaml", "splits.json", "log.csv", "progress.png",
+                                                    "checkpoints"}
+    assert len(run.log.read_text().splitlines()) == 4  # header + 3 epochs
 
     killed = train(cache, tmp_path / "killed")
-    pointer = tmp_path / "killed" / "checkpoints" / "latest.json"
+    killed_run = RunFolder(tmp_path / "killed").fold(0)
+    pointer = killed_run.latest_pointer
     deadline = time.time() + 600
     while not (pointer.exists() and json.loads(pointer.read_text())["epoch"] >= 1):
         assert time.time() < deadline and killed.poll() is None
@@ -46,20 +49,21 @@ def test_run_folder_and_bitwise_exact_resume_after_sigkill(cache: Path, tmp_path
     killed.wait()
     resumed = train(cache, tmp_path / "killed", "--resume")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
-    a, b = final_weights(run), final_weights(tmp_path / "killed")
+    a, b = final_weights(run), final_weights(killed_run)
     assert a.keys() == b.keys()
     for name in a:
         assert a[name].equal(b[name]), name
-    assert (tmp_path / "killed" / "log.csv").read_text().count("\n") == 4
+    assert killed_run.log.read_text().count("\n") == 4
 
 
 def test_refuses_to_overwrite_a_run_without_resume(cache: Path, tmp_path: Path):
-    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "run" / "checkpoints" / "latest.json").write_text('{"folder": "epoch_0001", "epoch": 1}')
+    model = RunFolder(tmp_path / "run").fold(0)
+    model.checkpoints.mkdir(parents=True)
+    model.latest_pointer.write_text('{"folder": "epoch_0001", "epoch": 1}')
     result = train(cache, tmp_path / "run")
     assert result.wait(timeout=120) == 2
     assert "already holds a training run" in result.stderr.read()
-    assert not (tmp_path / "run" / "config.yaml").exists()
+    assert not model.config.exists()
 
 
 def test_two_process_ddp_on_cpu_learns_into_one_run_folder(cache: Path, tmp_path: Path):
@@ -67,16 +71,18 @@ def test_two_process_ddp_on_cpu_learns_into_one_run_folder(cache: Path, tmp_path
     out = tmp_path / "ddp"
     result = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "transunet3d", "train", str(cache),
-         "--preset", "tiny-unet", "--fold", "0", "--out", str(out), "--device", "cpu", *SHORT],
+         "--preset", "tiny-unet", "--fold", "0", "--out", str(out), "--device", "cpu", "--no-validate", *SHORT],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("fold 0: 3 epochs") == 1  # only rank 0 reports
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "tensorboard" not in p.parts)
+    model = RunFolder(out).fold(0)
+    files = sorted(str(p.relative_to(model.path)) for p in out.rglob("*")
+                   if p.is_file() and "tensorboard" not in p.parts)
     assert files == ["checkpoints/best/state.pt", "checkpoints/best/weights.safetensors",
                      "checkpoints/epoch_0003/state.pt", "checkpoints/epoch_0003/weights.safetensors",
                      "checkpoints/latest.json", "config.yaml", "log.csv", "progress.png", "splits.json"]
-    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
-    rows = (out / "log.csv").read_text().splitlines()[1:]
+    assert len(list(model.events.glob("events.out.tfevents.*"))) == 1
+    rows = model.log.read_text().splitlines()[1:]
     losses = [float(row.split(",")[1]) for row in rows]
     assert len(losses) == 3 and losses[-1] < losses[0]
 
@@ -87,8 +93,8 @@ def test_every_variant_trains_at_tiny_size(cache: Path, tmp_path: Path, preset: 
     from transunet3d.training.segmentation import SegmentationTask
     from transunet3d.training.trainer import Trainer
 
-    config = build_config(preset, ["train.epochs=1", "train.iterations_per_epoch=2", "train.val_batches=1"])
-    trainer = Trainer(SegmentationTask(config, cache, 0), tmp_path / preset, device="cpu")
+    config = build_config(preset, ["loop.epochs=1", "loop.iterations_per_epoch=2", "loop.val_batches=1"])
+    trainer = Trainer(SegmentationTask(config, cache, 0), ModelFolder(tmp_path / preset), device="cpu")
     state = trainer.fit()
     assert state.epoch == 1 and state.skipped_steps == 0
     row = trainer.log.rows[-1]

@@ -6,6 +6,7 @@ import click
 
 from transunet3d import __version__
 from transunet3d.cli.config_cmd import config_command
+from transunet3d.cli.crossval_cmd import crossval_command
 from transunet3d.cli.data_cmds import phantom_command, preprocess_command, splits_command, validate_command
 from transunet3d.cli.demo_cmd import demo_command, report_command
 from transunet3d.cli.evaluate_cmd import evaluate_command
@@ -13,9 +14,13 @@ from transunet3d.cli.model_cmd import model_info_command
 from transunet3d.cli.predict_cmd import predict_command
 from transunet3d.cli.pretrain_cmd import pretrain_command
 from transunet3d.cli.train_cmd import train_command
+from transunet3d.cli.tune_cmd import tune_command
 from transunet3d.errors import UserError
+from transunet3d.memory import keep_freed_memory
 
 USER_ERROR_EXIT = 2
+# Commands that run networks on large CPU tensors, for which glibc's heap is tuned (memory.py).
+_TENSOR_COMMANDS = {"train", "pretrain", "predict", "crossval", "demo"}
 
 
 class _Commands(click.Group):
@@ -34,13 +39,20 @@ class _Commands(click.Group):
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="transunet3d")
-def cli() -> None:
+@click.option("--release-freed-memory", is_flag=True,
+              help="Leave glibc's default of returning large freed blocks to the system (slower CPU training and "
+                   "prediction, lower resident memory between steps).")
+@click.pass_context
+def cli(ctx: click.Context, release_freed_memory: bool) -> None:
     """3D-TransUNet for brain metastases segmentation in multi-parametric MRI (BraTS-METS)."""
+    if ctx.invoked_subcommand in _TENSOR_COMMANDS and not release_freed_memory and keep_freed_memory():
+        click.echo("memory: freed blocks are kept for reuse (glibc mallopt; --release-freed-memory turns it off)",
+                   err=True)
 
 
 for command in (phantom_command, validate_command, preprocess_command, splits_command, evaluate_command,
-                model_info_command, train_command, pretrain_command, predict_command, demo_command, report_command,
-                config_command):
+                model_info_command, train_command, pretrain_command, crossval_command, tune_command, predict_command,
+                demo_command, report_command, config_command):
     cli.add_command(command)
 
 

@@ -9,12 +9,16 @@ from pathlib import Path
 import click
 import torch
 
-from transunet3d.config.schema import InferConfig
+from transunet3d.config.schema import REGIONS, InferConfig
 from transunet3d.errors import UserError
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, load_models
 from transunet3d.inference.tta import TTA_MODES
+from transunet3d.postprocessing.rules import PostprocessSettings
+from transunet3d.postprocessing.run import run_postprocessing
+from transunet3d.postprocessing.tune import read_postprocessing
+from transunet3d.runs.layout import RunFolder
 
 _PATH = click.Path(path_type=Path)
 
@@ -40,6 +44,10 @@ _PATH = click.Path(path_type=Path)
               help="Window stride as a fraction of the patch (0.5 = 50% overlap).  [default: the run's config]")
 @click.option("--batch-windows", type=click.IntRange(min=1), default=None,
               help="Network inputs (window x view) per forward pass.  [default: the run's config]")
+@click.option("--postprocessing", "postprocessing_choice", default="run", show_default=True,
+              help="'run': the post-processing tuned on the run's cross-validation (RUN/postprocessing.json, see "
+                   "`transunet3d tune`) when it has one, else the config's; 'none': the config's (threshold 0.5, "
+                   "or what --min-lesion-mm3 and --require-core set); or a postprocessing.json file.")
 @click.option("--min-lesion-mm3", type=click.FloatRange(min=0), default=None,
               help="Drop predicted components smaller than this, per region.  [default: the run's config, 0]")
 @click.option("--require-core/--no-require-core", default=None,
@@ -52,7 +60,8 @@ _PATH = click.Path(path_type=Path)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ...  [default: cuda when available]")
 def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: str | None, draw: int | None,
                     seed: int, checkpoint: str, tta: str | None, step: float | None, batch_windows: int | None,
-                    min_lesion_mm3: float | None, require_core: bool | None, save_probabilities: bool,
+                    postprocessing_choice: str, min_lesion_mm3: float | None, require_core: bool | None,
+                    save_probabilities: bool,
                     skip_existing: bool, case_list: Path | None, device: str | None) -> None:
     """Segment the BraTS cases under INPUT (a dataset folder or one case) into OUT/<case>.nii.gz.
 
@@ -67,10 +76,15 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     trained = load_models(list(models), fold, checkpoint, target, draw=draw, seed=seed)
     _warn_unfinished(trained)
     if rank == 0:
-        click.echo(f"models: {', '.join(str(model.folder) for model in trained)}")
+        click.echo(f"models: {', '.join(str(model.folder.path) for model in trained)}")
     options = _options(trained[0].config.infer, tta=tta, step=step, batch_windows=batch_windows,
                        min_lesion_mm3=min_lesion_mm3, require_core=require_core)
-    report = predict_folder(input_dir, out, Predictor(trained, options, target), skip_existing=skip_existing,
+    tuned, source = _postprocessing(postprocessing_choice, models, by_hand=min_lesion_mm3 is not None
+                                    or require_core is not None)
+    predictor = Predictor(trained, options, target, postprocessing=tuned)
+    if rank == 0:
+        click.echo(f"post-processing: {source}: {_describe(predictor.postprocessing)}")
+    report = predict_folder(input_dir, out, predictor, skip_existing=skip_existing,
                             save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0,
                             only=_case_ids(case_list) if case_list else None)
     for message in report.failed.values():
@@ -80,6 +94,28 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     if report.failed:
         click.echo(f"failed cases: {', '.join(report.failed)}", err=True)
         raise SystemExit(2)
+
+
+def _postprocessing(choice: str, runs: tuple[Path, ...], by_hand: bool) -> tuple[PostprocessSettings | None, str]:
+    """The post-processing that `--postprocessing` names (None: the config's) and where it comes from."""
+    if choice == "none":
+        return None, "the config's"
+    if choice != "run":
+        path = Path(choice)
+        if by_hand:
+            raise UserError("--min-lesion-mm3 and --require-core set the post-processing by hand; "
+                            "give them with --postprocessing none, not with a postprocessing file")
+        return read_postprocessing(path), str(path)
+    tuned = run_postprocessing(runs[0]) if len(set(runs)) == 1 else None
+    if tuned is None or by_hand:
+        return None, "the config's" if tuned is None else "set by hand (the run's tuned one is not used)"
+    return tuned, f"tuned on cross-validation ({RunFolder(runs[0]).postprocessing})"
+
+
+def _describe(settings: PostprocessSettings) -> str:
+    regions = ", ".join(f"{region} > {threshold:g}" + (f" and >= {size:g} mm^3" if size else "")
+                        for region, threshold, size in zip(REGIONS, settings.thresholds, settings.min_lesion_mm3))
+    return regions + ("; WT needs a core" if settings.require_core else "")
 
 
 def _case_ids(path: Path) -> set[str]:
@@ -96,5 +132,5 @@ def _options(infer: InferConfig, **given: object) -> InferConfig:
 def _warn_unfinished(models: list[TrainedModel]) -> None:
     for model in models:
         if not model.finished:
-            click.echo(f"warning: {model.checkpoint}: trained for {model.epoch} of {model.config.train.epochs} "
+            click.echo(f"warning: {model.checkpoint}: trained for {model.epoch} of {model.config.loop.epochs} "
                        "epochs", err=True)

@@ -8,12 +8,10 @@ import click
 import torch
 
 from transunet3d.cli.config_cmd import set_option
-from transunet3d.config import PRESETS, build_config, load_config
-from transunet3d.errors import UserError
-from transunet3d.training.checkpoint import latest_checkpoint
+from transunet3d.config import PRESETS, build_config
+from transunet3d.runs.job import pretrain_model
+from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.distributed import Distributed
-from transunet3d.training.pretraining import PretrainTask
-from transunet3d.training.trainer import Trainer
 
 _PATH = click.Path(path_type=Path)
 MAE_PRESETS = [name for name in PRESETS if name.startswith("mae-")]
@@ -33,20 +31,12 @@ def pretrain_command(preprocessed: Path, run_dir: Path, preset: str, overrides: 
 
     Use the result with `transunet3d train ... --init-encoder RUN_DIR`.
     """
-    if not preprocessed.is_dir():
-        raise UserError(f"{preprocessed}: not a folder")
-    if not resume and latest_checkpoint(run_dir) is not None:
-        raise UserError(f"{run_dir} already holds a run: add --resume, or choose another --out")
-    config = (load_config(run_dir / "config.yaml") if resume and (run_dir / "config.yaml").exists()
-              else build_config(preset, overrides))
     processes = Distributed.from_environment(use_cuda=torch.cuda.is_available() and device != "cpu")
     try:
-        trainer = Trainer(PretrainTask(config, preprocessed, processes), run_dir, device, processes)
-        if resume:
-            trainer.resume()
-        state = trainer.fit()
-        if processes.is_main:
-            last = trainer.log.rows[-1]["val_loss"] if trainer.log.rows else float("nan")
-            click.echo(f"pretrained {state.epoch} epochs, validation loss {last:.4f} -> {run_dir}")
+        trainer = pretrain_model(preprocessed, ModelFolder(run_dir), build_config(preset, overrides), resume, device,
+                                 processes)
     finally:
         processes.close()
+    if processes.is_main:
+        last = trainer.log.rows[-1]["val_loss"] if trainer.log.rows else float("nan")
+        click.echo(f"pretrained {trainer.state.epoch} epochs, validation loss {last:.4f} -> {run_dir}")

@@ -14,11 +14,20 @@ _TINY: dict[str, Any] = {
     "train.optimizer": "sgd",
     "train.lr": 1e-2,
     "train.patch_size": (64, 64, 64),
-    "train.batch_size": 2,
-    "train.epochs": 20,
-    "train.iterations_per_epoch": 25,
-    "train.num_workers": 0,
+    "loop.batch_size": 2,
+    "loop.epochs": 20,
+    "loop.iterations_per_epoch": 25,
+    "loop.num_workers": 0,
     "infer.tta": "flip",
+}
+
+_MAE_LOOP: dict[str, Any] = {
+    "loop.epochs": 4800,
+    "loop.iterations_per_epoch": 0,
+    "loop.checkpoint_every": 10,
+    "loop.val_every": 10,
+    "loop.val_batches": 4,
+    "loop.num_workers": 4,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -28,28 +37,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's nnU-Net baseline trains as nnU-Net does: SGD (Nesterov, momentum 0.99), lr 1e-2, weight decay
     # 3e-5, poly 0.9, 1000 epochs of 250 iterations.
     "unet": {"model.name": "unet", "train.optimizer": "sgd", "train.lr": 1e-2, "train.weight_decay": 3e-5,
-             "train.momentum": 0.99, "train.poly_power": 0.9, "train.epochs": 1000,
-             "train.iterations_per_epoch": 250},
+             "train.momentum": 0.99, "train.poly_power": 0.9, "loop.epochs": 1000,
+             "loop.iterations_per_epoch": 250},
     "tiny": {**_TINY, "model.name": "encoder"},
     "tiny-unet": {**_TINY, "model.name": "unet"},
     "tiny-decoder": {**_TINY, "model.name": "decoder", "train.cnn_deep_supervision": False},
     "tiny-both": {**_TINY, "model.name": "both"},
-    "mae-paper": {"model.name": "encoder"},
+    # MAE's loop: 4800 epochs of one pass over the cases, checkpoints and validation every 10 epochs.
+    "mae-paper": {"model.name": "encoder", **_MAE_LOOP},
     "mae-tiny": {
         "model.name": "encoder",
         "model.width": "tiny",
         "pretrain.patch_size": (64, 64, 64),
-        "pretrain.epochs": 20,
-        "pretrain.iterations_per_epoch": 25,
-        "pretrain.batch_size": 4,
+        **_MAE_LOOP,
+        "loop.epochs": 20,
+        "loop.iterations_per_epoch": 25,
+        "loop.batch_size": 4,
         "pretrain.warmup_epochs": 2,
         # 1.5e-4 x 4 / 256 would barely move a toy model in a few hundred CPU steps: 1.6e-3 effective instead.
         "pretrain.base_lr": 0.1,
         "pretrain.decoder_dim": 64,
         "pretrain.decoder_heads": 4,
-        "pretrain.val_every": 1,
-        "pretrain.checkpoint_every": 1,
-        "pretrain.num_workers": 0,
+        "loop.val_every": 1,
+        "loop.checkpoint_every": 1,
+        "loop.num_workers": 0,
     },
 }
 

@@ -16,10 +16,11 @@ REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
 
 @dataclass
 class DataConfig:
-    """How the preprocessed cases are split into cross-validation folds."""
+    """The preprocessed cases a run trains on, and how they are split into cross-validation folds."""
 
     num_folds: int = 5
     split_seed: int = 12345
+    preprocessed: str = ""  # the cache of the run's training cases, recorded by `transunet3d train`
 
 
 @dataclass
@@ -64,13 +65,26 @@ class AugmentConfig:
 
 
 @dataclass
+class LoopConfig:
+    """The training loop's settings, the same for supervised training and MAE pre-training (training/trainer.py)."""
+
+    epochs: int = 600
+    iterations_per_epoch: int = 250  # 0: one pass over the training cases, cases / (batch x processes) iterations
+    batch_size: int = 2  # per process
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware computes it
+    checkpoint_every: int = 1
+    val_every: int = 1
+    val_batches: int = 10
+    max_nonfinite_steps: int = 10
+    num_workers: int = 2  # loader processes
+    seed: int = 12345
+
+
+@dataclass
 class TrainConfig:
-    """Optimisation and sampling for supervised training."""
+    """Optimisation, sampling and losses of supervised training (the loop itself: `LoopConfig`)."""
 
     patch_size: tuple[int, int, int] = (128, 128, 128)
-    batch_size: int = 2
-    epochs: int = 600
-    iterations_per_epoch: int = 250
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 2e-3
     weight_decay: float = 3e-5
@@ -83,13 +97,6 @@ class TrainConfig:
     mask_loss_weight: float = 0.7  # lambda_0 of the set loss
     class_loss_weight: float = 0.3  # lambda_1 of the set loss
     no_object_weight: float = 1.0  # "no object" in the set loss's class cross-entropy (official; Mask2Former: 0.1)
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware computes it
-    checkpoint_every: int = 1
-    val_every: int = 1
-    val_batches: int = 10
-    max_nonfinite_steps: int = 10
-    num_workers: int = 2
-    seed: int = 12345
 
 
 @dataclass
@@ -102,7 +109,8 @@ class InferConfig:
     tta: Literal["none", "flip", "flip+rot"] = "flip+rot"
     threshold: float = 0.5
     min_lesion_mm3: float = 0.0
-    require_core: bool = False  # drop WT components without tumour core (inference/postprocess.py)
+    require_core: bool = False  # drop WT components without tumour core (postprocessing/rules.py)
+    validation_tta: Literal["none", "flip", "flip+rot"] = "flip"  # out-of-fold validation after training
 
 
 @dataclass
@@ -111,10 +119,7 @@ class PretrainConfig:
 
     tokenizer: Literal["slice2d", "cube3d"] = "slice2d"
     mask_ratio: float = 0.75
-    patch_size: tuple[int, int, int] = (128, 128, 128)
-    batch_size: int = 2
-    epochs: int = 4800
-    iterations_per_epoch: int = 0  # 0: one pass over the cases, cases / (batch x processes) iterations
+    patch_size: tuple[int, int, int] = (128, 128, 128)  # the crops (the loop's batch_size of them per step)
     warmup_epochs: int = 40
     base_lr: float = 1.5e-4  # the paper's "base learning rate"
     # linear: peak lr = base_lr x total batch / 256, MAE's rule that defines a "base" lr (9.4e-6 at 8 GPUs x 2);
@@ -126,13 +131,6 @@ class PretrainConfig:
     decoder_dim: int = 512
     decoder_heads: int = 16
     token_side: int = 16  # voxels per token along x and y (and z for cube3d)
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    checkpoint_every: int = 10
-    val_every: int = 10
-    val_batches: int = 4
-    max_nonfinite_steps: int = 10
-    num_workers: int = 4
-    seed: int = 12345
 
 
 @dataclass
@@ -143,6 +141,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

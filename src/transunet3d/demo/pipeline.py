@@ -1,9 +1,11 @@
 """The whole pipeline on synthetic phantoms, end to end on a laptop CPU: the README's main job.
 
-phantoms (train and held-out test) -> preprocess -> splits -> [MAE pre-training] -> train the tiny encoder ->
-predict the test phantoms with TTA -> lesion-wise evaluation -> report.html. Each stage leaves its usual files in
-OUT, so every step can be inspected or rerun with the ordinary commands. A rerun continues: finished stages are
-skipped, an interrupted training resumes from its checkpoint.
+phantoms (train and held-out test) -> preprocess -> splits -> [MAE pre-training] -> train the tiny encoder on
+fold 0 and validate it on the fold's validation cases -> tune the post-processing on those out-of-fold predictions
+-> predict the test phantoms with TTA and the tuned post-processing -> lesion-wise evaluation -> report.html.
+Nothing is chosen by looking at the test phantoms. Each stage leaves its usual files in OUT, so every step can be
+inspected or rerun with the ordinary commands. A rerun continues: finished stages are skipped, an interrupted
+training or validation resumes.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from transunet3d.files import output_folder, write_json
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import load_models
+from transunet3d.postprocessing.run import tune_run
+from transunet3d.postprocessing.tune import read_postprocessing
 from transunet3d.report.build import REPORT_FILE, write_report
-from transunet3d.training.checkpoint import latest_checkpoint
-from transunet3d.training.pretraining import PretrainTask
-from transunet3d.training.segmentation import SegmentationTask
-from transunet3d.training.trainer import Trainer
+from transunet3d.runs.job import TrainingJob, pretrain_model, train_folds
+from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
 
 # Simulated low resolution and blur smear the smallest metastases (a few voxels); the demo's CPU-sized budget
 # goes to learning them as they are (docs/demo.md).
@@ -56,8 +58,6 @@ class DemoSettings:
     mae: bool = False
     mae_epochs: int = 20
     tta: str = "flip"
-    min_lesion_mm3: float = 14.0  # a sphere of 3 mm, the smallest metastasis the phantoms have
-    require_core: bool = True  # phantom edema always surrounds a core (docs/demo.md)
     workers: int = 2
     train_overrides: list[str] = field(default_factory=list)
 
@@ -89,7 +89,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callab
         started = time.perf_counter()
         stage()
         seconds[name] = round(time.perf_counter() - started, 1)
-    summary = json.loads((out / "evaluation" / "summary.json").read_text())
+    summary = json.loads(EvaluationFiles(out / "evaluation").summary.read_text())
     return DemoResult(out / REPORT_FILE, summary["overall"]["mean_lesionwise_dice"], seconds)
 
 
@@ -101,10 +101,12 @@ def _stages(out: Path, settings: DemoSettings, device: str) -> list[tuple[str, C
         ("splits", lambda: write_splits(pre, folds=min(5, settings.train_cases), seed=settings.seed)),
     ]
     if settings.mae:
-        stages.append(("MAE pre-training", lambda: _pretrain(pre, out / "pretrain", settings, device)))
+        stages.append(("MAE pre-training", lambda: _pretrain(pre, ModelFolder(out / "pretrain"), settings, device)))
+    run = RunFolder(out / "run")
     stages += [
-        ("training", lambda: _train(pre, out / "run", settings, device)),
-        ("prediction", lambda: _predict(raw / "test", out / "predictions", out / "run", device)),
+        ("training and out-of-fold validation", lambda: _train(pre, run, settings, device)),
+        ("post-processing tuned on the out-of-fold predictions", lambda: _tune(run, settings)),
+        ("prediction", lambda: _predict(raw / "test", out / "predictions", run, device)),
         ("evaluation", lambda: _evaluate(out / "predictions", raw / "test", out / "evaluation")),
         ("report", lambda: write_report(out, title=REPORT_TITLE)),
     ]
@@ -120,39 +122,36 @@ def _phantoms(raw: Path, settings: DemoSettings) -> None:
             write_phantoms(raw / folder, count, settings.seed, spec, settings.workers, first=first)
 
 
-def _fit(trainer: Trainer) -> None:
-    """Train, continuing from the run's checkpoint when an earlier demo was interrupted."""
-    trainer.resume()
-    trainer.fit()
+def _pretrain(pre: Path, folder: ModelFolder, settings: DemoSettings, device: str) -> None:
+    """MAE pre-training, continued when an earlier demo was interrupted."""
+    pretrain_model(pre, folder, build_config("mae-tiny", [f"loop.epochs={settings.mae_epochs}"]), resume=True,
+                   device=device)
 
 
-def _pretrain(pre: Path, run_dir: Path, settings: DemoSettings, device: str) -> None:
-    config = build_config("mae-tiny", [f"pretrain.epochs={settings.mae_epochs}"])
-    _fit(Trainer(PretrainTask(config, pre), run_dir, device))
-
-
-def _train(pre: Path, run_dir: Path, settings: DemoSettings, device: str) -> None:
-    overrides = [f"train.epochs={settings.epochs}", f"train.iterations_per_epoch={settings.iterations_per_epoch}",
-                 f"train.foreground_fraction={settings.foreground_fraction}", "train.val_batches=4",
-                 "train.val_every=5", *DEMO_AUGMENTATION, *_inference_overrides(settings), *settings.train_overrides]
+def _train(pre: Path, run: RunFolder, settings: DemoSettings, device: str) -> None:
+    """Fold 0 (the budget holds one fold), validated on its own validation cases; continued when interrupted."""
+    overrides = [f"loop.epochs={settings.epochs}", f"loop.iterations_per_epoch={settings.iterations_per_epoch}",
+                 f"train.foreground_fraction={settings.foreground_fraction}", "loop.val_batches=4",
+                 "loop.val_every=5", f"infer.tta={settings.tta}", f"infer.validation_tta={settings.tta}",
+                 *DEMO_AUGMENTATION, *settings.train_overrides]
     if settings.mae:
-        overrides.append(f"model.init_encoder={run_dir.parent / 'pretrain'}")
-    config = build_config("tiny", overrides)
-    resuming = latest_checkpoint(run_dir) is not None
-    _fit(Trainer(SegmentationTask(config, pre, 0, initialise=not resuming), run_dir, device))
+        overrides.append(f"model.init_encoder={run.path.parent / 'pretrain'}")
+    job = TrainingJob(pre, run, build_config("tiny", overrides), folds=[0], resume=True, device=device,
+                      workers=settings.workers)
+    train_folds(job)
 
 
-def _inference_overrides(settings: DemoSettings) -> list[str]:
-    """The demo's prediction settings, kept in the run's config so that `transunet3d predict` repeats them."""
-    return [f"infer.tta={settings.tta}", f"infer.min_lesion_mm3={settings.min_lesion_mm3}",
-            f"infer.require_core={str(settings.require_core).lower()}"]
+def _tune(run: RunFolder, settings: DemoSettings) -> None:
+    tune_run(run, workers=settings.workers)
 
 
-def _predict(test: Path, predictions: Path, run_dir: Path, device: str) -> None:
-    models = load_models([run_dir], device=device)
-    predict_folder(test, predictions, Predictor(models, models[0].config.infer, device), skip_existing=True)
+def _predict(test: Path, predictions: Path, run: RunFolder, device: str) -> None:
+    models = load_models([run.path], device=device)
+    tuned = read_postprocessing(run.postprocessing)
+    predict_folder(test, predictions, Predictor(models, models[0].config.infer, device, postprocessing=tuned),
+                   skip_existing=True)
 
 
 def _evaluate(predictions: Path, references: Path, out: Path) -> None:
-    run = evaluate_folders(predictions, references, with_lesions=True)
-    write_evaluation(run, predictions, references, out / "metrics.csv", out / "summary.json", out / "lesions.csv")
+    run, files = evaluate_folders(predictions, references, with_lesions=True), EvaluationFiles(out)
+    write_evaluation(run, predictions, references, files.metrics, files.summary, files.lesions)

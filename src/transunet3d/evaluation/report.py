@@ -53,15 +53,23 @@ def lesion_table(results: list[CaseResult]) -> list[dict[str, Any]]:
 
 def summarize(results: list[CaseResult]) -> dict[str, Any]:
     """Means per region and over all regions, lesion totals, and the cases that failed or were flagged."""
-    rows = metric_rows(results)
+    return {**summarize_rows(metric_rows(results)),
+            "failed": {r.case: r.error for r in results if r.error is not None},
+            "flagged": {r.case: r.flags for r in results if r.flags}}
+
+
+def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means per region and over all regions, and lesion totals, of per-(case, region) metric rows."""
     per_region = {region: _aggregate([r for r in rows if r["region"] == region]) for region in REGIONS}
-    return {
-        "cases_scored": len({r["case"] for r in rows}),
-        "regions": per_region,
-        "overall": _aggregate(rows),
-        "failed": {r.case: r.error for r in results if r.error is not None},
-        "flagged": {r.case: r.flags for r in results if r.flags},
-    }
+    return {"cases_scored": len({r["case"] for r in rows}), "regions": per_region, "overall": _aggregate(rows)}
+
+
+def read_metric_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a per-case CSV written by `write_evaluation`, with numbers as numbers."""
+    with Path(path).open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    return [{name: (value if name in ("case", "region") else float(value)) for name, value in row.items()}
+            for row in rows]
 
 
 def _aggregate(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -2,7 +2,6 @@
 
 from transunet3d.inference.cases import PredictReport, predict_folder
 from transunet3d.inference.gaussian import gaussian_importance
-from transunet3d.inference.postprocess import labels_from_probabilities, remove_small_components
 from transunet3d.inference.predictor import CasePrediction, Predictor
 from transunet3d.inference.sliding_window import sliding_window_probabilities
 from transunet3d.inference.trained import TrainedModel, fold_folders, load_models, load_trained_model
@@ -17,11 +16,9 @@ __all__ = [
     "View",
     "fold_folders",
     "gaussian_importance",
-    "labels_from_probabilities",
     "load_models",
     "load_trained_model",
     "predict_folder",
-    "remove_small_components",
     "sliding_window_probabilities",
     "tta_views",
     "window_grid",

@@ -45,14 +45,16 @@ ENSEMBLE_FILE = "ensemble.json"  # in OUT: the models and settings that made its
 
 
 def ensemble_record(predictor: Predictor) -> dict:
-    """The models (run folder, fold, checkpoint, epochs) and the settings that shape the predictions, as JSON data.
+    """The models (run folder, fold, checkpoint, epochs), the settings and the post-processing that shape the
+    predictions, as JSON data.
 
     The windows per forward pass change the speed, not the result, so a run continued with fewer (after running out
     of memory, say) still matches its record.
     """
     settings = dataclasses.asdict(predictor.options)
     del settings["batch_windows"]
-    record = {"models": [model.record() for model in predictor.models], "settings": settings}
+    record = {"models": [model.record() for model in predictor.models], "settings": settings,
+              "postprocessing": predictor.postprocessing.to_json()}
     return json.loads(json.dumps(record))  # tuples as lists, as they read back
 
 

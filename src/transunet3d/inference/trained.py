@@ -14,8 +14,9 @@ from transunet3d.config.schema import ExperimentConfig
 from transunet3d.errors import UserError
 from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
-from transunet3d.training.checkpoint import STATE, WEIGHTS, is_complete, latest_checkpoint
-from transunet3d.training.folds import ALL_DATA, draw_folds, folder_fold, parse_fold_list, run_folds
+from transunet3d.runs.layout import ModelFolder, RunFolder
+from transunet3d.training.checkpoint import STATE, WEIGHTS, is_complete
+from transunet3d.training.folds import ALL_DATA, draw_folds, parse_fold_list
 
 CHECKPOINTS = ("latest", "best")
 
@@ -32,24 +33,21 @@ class TrainedModel:
     checkpoint: Path
     epoch: int
 
+    folder: ModelFolder
+
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.config.train.epochs
-
-    @property
-    def folder(self) -> Path:
-        """The single-model run folder that the checkpoint belongs to."""
-        return self.checkpoint.parent.parent
+        return self.epoch >= self.config.loop.epochs
 
     def record(self) -> dict:
-        """Which model this is, for the record of an ensemble: run folder, fold, checkpoint and epochs."""
-        return {"folder": str(self.folder.resolve()), "fold": folder_fold(self.folder.name),
+        """Which model this is, for the record of an ensemble: model folder, fold, checkpoint and epochs."""
+        return {"folder": str(self.folder.path.resolve()), "fold": self.folder.fold,
                 "checkpoint": self.checkpoint.name, "epoch": self.epoch}
 
 
 def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None = None,
-                 seed: int = 0) -> list[Path]:
-    """The single-model folders that `run_dir` and a fold choice name.
+                 seed: int = 0) -> list[ModelFolder]:
+    """The model folders that `run_dir` and a fold choice name.
 
     Args:
         run_dir: a single-model run (`train --fold K`), or a run with fold_K/ and fold_all/ folders.
@@ -60,12 +58,12 @@ def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None 
     Raises:
         UserError: `run_dir` is not a run, or has no such fold.
     """
-    run_dir = Path(run_dir)
-    if (run_dir / "config.yaml").is_file():
+    single = ModelFolder(run_dir)
+    if single.is_model():
         if fold not in (None, "all") or draw is not None:
             raise UserError(f"{run_dir}: holds one trained model, not fold folders; leave out --fold")
-        return [run_dir]
-    folds = run_folds(run_dir)
+        return [single]
+    folds = RunFolder(run_dir).folds()
     if not folds:
         raise UserError(f"{run_dir}: not a training run (no config.yaml and no fold_K folders)")
     numbered = sorted(f for f in folds if f != ALL_DATA)
@@ -85,31 +83,31 @@ def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None 
     return [folds[f] for f in chosen]
 
 
-def checkpoint_folder(run_dir: Path, which: str = "latest") -> tuple[Path, int]:
-    """The checkpoint folder of a single-model run ("latest" or "best") and the epochs trained when it was saved."""
-    folder = run_dir / "checkpoints" / "best" if which == "best" else latest_checkpoint(run_dir)
+def checkpoint_folder(model: ModelFolder, which: str = "latest") -> tuple[Path, int]:
+    """The checkpoint folder of a model ("latest" or "best") and the epochs trained when it was saved."""
+    folder = model.best_checkpoint if which == "best" else model.latest_checkpoint()
     if folder is None:
-        raise UserError(f"{run_dir}: no checkpoint yet (checkpoints/latest.json is missing)")
+        raise UserError(f"{model.path}: no checkpoint yet")
     if not is_complete(folder):
         raise UserError(f"{folder}: checkpoint is missing or incomplete")
     epoch = torch.load(folder / STATE, weights_only=True)["trainer"]["epoch"]
     return folder, int(epoch)
 
 
-def load_trained_model(run_dir: str | Path, which: str = "latest",
+def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
                        device: torch.device | str = "cpu") -> TrainedModel:
-    """The network of a single-model run folder with its checkpoint's weights, in eval mode on `device`."""
-    run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.yaml")
-    folder, epoch = checkpoint_folder(run_dir, which)
+    """The network of a model folder with its checkpoint's weights, in eval mode on `device`."""
+    model = model if isinstance(model, ModelFolder) else ModelFolder(model)
+    config = load_config(model.config)
+    folder, epoch = checkpoint_folder(model, which)
     network = model_from_config(config.model, tuple(config.train.patch_size))
     try:
         network.load_state_dict(load_file(str(folder / WEIGHTS)))
     except (RuntimeError, SafetensorError) as error:
         first_line = str(error).strip().splitlines()[0]
-        raise UserError(f"{folder / WEIGHTS}: does not fit the model of config.yaml ({first_line})") from None
+        raise UserError(f"{folder / WEIGHTS}: does not fit the model of {model.config.name} ({first_line})") from None
     network = network.to(device).eval()
-    return TrainedModel(network, config, folder, epoch)
+    return TrainedModel(network, config, folder, epoch, model)
 
 
 def load_models(run_dirs: list[str | Path], fold: str | None = None, which: str = "latest",

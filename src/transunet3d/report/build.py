@@ -17,9 +17,8 @@ from transunet3d.errors import UserError
 from transunet3d.evaluation.pairing import pair_cases
 from transunet3d.files import atomic_path
 from transunet3d.report import html
-from transunet3d.report.figures import curves_png, overlay_png
-from transunet3d.training.pretraining import FIGURE_FILE
-from transunet3d.training.segmentation import INIT_ENCODER_FILE
+from transunet3d.report.figures import overlay_png
+from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
 
 REPORT_FILE = "report.html"
 MAX_DEPTH = 3
@@ -31,13 +30,12 @@ _REGION_COLUMNS = [("lesion-wise Dice", "mean_lesionwise_dice"), ("lesion-wise H
                    ("TP", "total_num_tp"), ("FP", "total_num_fp"), ("FN", "total_num_fn")]
 
 
-def _folders_with(root: Path, *names: str) -> list[Path]:
-    """`root` and its subfolders (up to MAX_DEPTH down) that hold every file in `names`, sorted."""
+def _folders(root: Path) -> list[Path]:
+    """`root` and its subfolders, up to MAX_DEPTH down, sorted by depth and name."""
     found = []
     for depth in range(MAX_DEPTH + 1):
-        for folder in sorted(root.glob("/".join(["*"] * depth)) if depth else [root]):
-            if folder.is_dir() and all((folder / name).is_file() for name in names):
-                found.append(folder)
+        found += [folder for folder in sorted(root.glob("/".join(["*"] * depth)) if depth else [root])
+                  if folder.is_dir()]
     return found
 
 
@@ -46,32 +44,33 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def run_section(run_dir: Path, root: Path) -> str:
-    """Curves, last epoch, (MAE reconstruction), and the resolved config of one training run."""
-    rows = _read_csv(run_dir / "log.csv")
+def run_section(model: ModelFolder, root: Path) -> str:
+    """Curves, last epoch, (MAE reconstruction), and the resolved config of one trained model."""
+    run_dir = model.path
+    rows = _read_csv(model.log)
     parts = [f"<h2>Training run: {html.text(run_dir.relative_to(root) if run_dir != root else run_dir.name)}</h2>"]
     if rows:
         last = rows[-1]
         parts.append(f"<p>{len(rows)} epochs logged; last epoch:</p>")
         parts.append(html.table(list(last), [[_float(v) for v in last.values()]]))
-    curves = curves_png(run_dir)
-    if curves:
-        parts.append(html.image(curves, "training curves"))
-    if (run_dir / FIGURE_FILE).is_file():
+    if model.progress.is_file():
+        parts.append(html.image(model.progress.read_bytes(), "training curves"))
+    if model.reconstruction.is_file():
         parts.append("<p>MAE reconstruction of a validation crop (input, masked input, reconstruction):</p>")
-        parts.append(html.image((run_dir / FIGURE_FILE).read_bytes(), "MAE reconstruction"))
-    if (run_dir / INIT_ENCODER_FILE).is_file():
-        source = json.loads((run_dir / INIT_ENCODER_FILE).read_text())
+        parts.append(html.image(model.reconstruction.read_bytes(), "MAE reconstruction"))
+    if model.init_encoder.is_file():
+        source = json.loads(model.init_encoder.read_text())
         parts.append(f"<p class='note'>ViT initialised from {html.text(source['source'])} "
                      f"({len(source['tensors'])} tensors).</p>")
-    parts.append(f"<details><summary>config.yaml</summary><pre>{html.text((run_dir / 'config.yaml').read_text())}"
+    parts.append(f"<details><summary>{model.config.name}</summary><pre>{html.text(model.config.read_text())}"
                  "</pre></details>")
     return "".join(parts)
 
 
-def evaluation_section(eval_dir: Path, root: Path) -> str:
+def evaluation_section(files: EvaluationFiles, root: Path) -> str:
     """Region means, per-case and per-lesion tables, and overlays of a few cases."""
-    summary = json.loads((eval_dir / "summary.json").read_text())
+    eval_dir = files.folder
+    summary = json.loads(files.summary.read_text())
     name = eval_dir.relative_to(root) if eval_dir != root else eval_dir.name
     regions = summary.get("regions", {})
     rows = [[region, *(regions[region].get(key, float("nan")) for _, key in _REGION_COLUMNS)]
@@ -83,14 +82,29 @@ def evaluation_section(eval_dir: Path, root: Path) -> str:
              f"<b>{html.number(overall.get('mean_lesionwise_dice', float('nan')))}</b>.</p>",
              html.table(["region", *(label for label, _ in _REGION_COLUMNS)], rows)]
     parts.append(_overlays(summary))
-    per_case = _read_csv(eval_dir / "metrics.csv")
+    per_case = _read_csv(files.metrics)
     parts.append("<details><summary>Per case</summary>" + html.table(
         ["case", "region", "lesion-wise Dice", "lesion-wise HD95", "TP", "FP", "FN"],
         [[r["case"], r["region"], _float(r["lesionwise_dice"]), _float(r["lesionwise_hd95"]), r["num_tp"],
           r["num_fp"], r["num_fn"]] for r in per_case]) + "</details>")
-    if (eval_dir / "lesions.csv").is_file():
-        parts.append(_lesion_tables(_read_csv(eval_dir / "lesions.csv")))
+    if files.lesions.is_file():
+        parts.append(_lesion_tables(_read_csv(files.lesions)))
     return "".join(parts)
+
+
+def tuning_section(run: RunFolder, root: Path) -> str:
+    """The post-processing tuned on the run's out-of-fold predictions: per region before and after, the choice."""
+    tuned = json.loads(run.postprocessing.read_text())
+    name = run.path.relative_to(root) if run.path != root else run.path.name
+    rows = [[region, values["threshold"], values["min_lesion_mm3"], values["before"], values["after"]]
+            for region, values in tuned["regions"].items()]
+    core = "dropped" if tuned["settings"]["require_core"] else "kept"
+    return (f"<h2>Post-processing tuned on cross-validation: {html.text(name)}</h2>"
+            f"<p>{tuned['cases']} out-of-fold cases, {len(tuned['tried'])} settings scored. Mean lesion-wise Dice "
+            f"<b>{html.number(tuned['score_before'])}</b> with the default (threshold 0.5, no minimum size) and "
+            f"<b>{html.number(tuned['score_after'])}</b> with the chosen settings; whole-tumour components without "
+            f"a core are {core}.</p>"
+            + html.table(["region", "threshold", "minimum lesion (mm^3)", "lesion-wise Dice before", "after"], rows))
 
 
 def _lesion_tables(lesions: list[dict[str, str]]) -> str:
@@ -151,12 +165,14 @@ def write_report(folder: str | Path, title: str | None = None) -> Path:
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"{root}: not a folder")
-    runs = _folders_with(root, "config.yaml", "log.csv")
-    evaluations = _folders_with(root, "summary.json", "metrics.csv")
-    if not runs and not evaluations:
-        raise UserError(f"{root}: no training run (config.yaml + log.csv) or evaluation (summary.json + "
-                        "metrics.csv) found")
-    sections = [evaluation_section(e, root) for e in evaluations] + [run_section(r, root) for r in runs]
+    folders = _folders(root)
+    models = [model for model in map(ModelFolder, folders) if model.is_model() and model.log.is_file()]
+    evaluations = [files for files in map(EvaluationFiles, folders) if files.exists()]
+    if not models and not evaluations:
+        raise UserError(f"{root}: no training run or evaluation found")
+    tunings = [run for run in map(RunFolder, folders) if run.postprocessing.is_file()]
+    sections = ([evaluation_section(e, root) for e in evaluations] + [tuning_section(t, root) for t in tunings]
+                + [run_section(m, root) for m in models])
     page = html.page(title or f"transunet3d report: {root.resolve().name}", sections)
     with atomic_path(root / REPORT_FILE) as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import cc3d
 import numpy as np
@@ -66,8 +65,3 @@ def overlay_png(images: dict[str, np.ndarray], reference: np.ndarray, prediction
     figure.tight_layout()
     return png(figure)
 
-
-def curves_png(run_dir: Path) -> bytes | None:
-    """The run's progress plot (written by the trainer after every epoch), if there is one."""
-    path = run_dir / "progress.png"
-    return path.read_bytes() if path.is_file() else None

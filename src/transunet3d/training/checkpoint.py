@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from transunet3d.files import atomic_path
 
-WEIGHTS, STATE = "weights.safetensors", "state.pt"
-LATEST_POINTER = "latest.json"  # in a run's checkpoints/: {"folder": ..., "epoch": ...} of the latest checkpoint
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The folder of a run's latest checkpoint, as its pointer names it; None before the first checkpoint."""
-    pointer = run_dir / "checkpoints" / LATEST_POINTER
-    return pointer.parent / json.loads(pointer.read_text())["folder"] if pointer.is_file() else None
+WEIGHTS, STATE = "weights.safetensors", "state.pt"  # in each checkpoint folder (where they are: runs/layout.py)
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:

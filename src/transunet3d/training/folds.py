@@ -1,13 +1,11 @@
 """The models a run can hold: cross-validation folds 0..K-1 and one model trained on every case ("all-data").
 
-This module alone knows how a fold is spelled on the command line (`3`, `0,3,5`, `all-data`) and which
-sub-folder of a cross-validation run holds it (`fold_3`, `fold_all`, as nnU-Net names them).
+This module alone knows how a fold is spelled on the command line (`3`, `0,3,5`, `all-data`); which sub-folder
+of a run holds it is the run layout's business (runs/layout.py).
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -16,20 +14,6 @@ from transunet3d.errors import UserError
 
 ALL_DATA = "all-data"  # every training case, no validation: the paper's validation-phase submission
 Fold = int | Literal["all-data"]
-_FOLDER = re.compile(r"fold_(\d+|all)")
-
-
-def fold_folder_name(fold: Fold) -> str:
-    """The sub-folder of a cross-validation run that holds `fold`: fold_K, or fold_all for the all-data model."""
-    return "fold_all" if fold == ALL_DATA else f"fold_{fold}"
-
-
-def folder_fold(name: str) -> Fold | None:
-    """The fold that a run sub-folder named `name` holds; None when the name is not a fold folder's."""
-    match = _FOLDER.fullmatch(name)
-    if match is None:
-        return None
-    return ALL_DATA if match[1] == "all" else int(match[1])
 
 
 def parse_fold(text: str) -> Fold:
@@ -53,16 +37,6 @@ def parse_fold_list(text: str) -> list[Fold]:
 def fold_label(fold: Fold) -> str:
     """How logs and records name a fold."""
     return ALL_DATA if fold == ALL_DATA else f"fold {fold}"
-
-
-def run_folds(run_dir: Path) -> dict[Fold, Path]:
-    """The trained-model folders of a cross-validation run (those with a config.yaml), by fold."""
-    found = {}
-    for path in run_dir.glob("fold_*"):
-        fold = folder_fold(path.name)
-        if fold is not None and (path / "config.yaml").is_file():
-            found[fold] = path
-    return found
 
 
 def draw_folds(folds: list[int], count: int, seed: int) -> list[int]:

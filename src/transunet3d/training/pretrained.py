@@ -9,14 +9,15 @@ from safetensors.torch import load_file
 
 from transunet3d.errors import ConfigError
 from transunet3d.models.transfer import transfer_encoder
-from transunet3d.training.checkpoint import WEIGHTS, latest_checkpoint
+from transunet3d.runs.layout import ModelFolder
+from transunet3d.training.checkpoint import WEIGHTS
 
 
 def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The latest checkpoint weights of a pretraining run folder."""
-    folder = latest_checkpoint(run_dir)
+    folder = ModelFolder(run_dir).latest_checkpoint()
     if folder is None:
-        raise ConfigError(f"{run_dir}: not a pretraining run with a checkpoint (checkpoints/latest.json missing)")
+        raise ConfigError(f"{run_dir}: not a pretraining run with a checkpoint yet")
     return load_file(str(folder / WEIGHTS))
 
 

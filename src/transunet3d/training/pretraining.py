@@ -17,12 +17,12 @@ from transunet3d.errors import ConfigError, UserError
 from transunet3d.files import atomic_path
 from transunet3d.models.mae import MaskedAutoencoder
 from transunet3d.models.registry import spec_from_config
+from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.sampling import PatchBatches
 from transunet3d.training.schedule import cosine_lr
-from transunet3d.training.task import LoopSettings, Task, batch_generator
+from transunet3d.training.task import Task, batch_generator, seeded_network
 
-FIGURE_FILE = "reconstruction.png"
 _NO_DECAY = ("position", "mask_token")
 
 
@@ -32,7 +32,7 @@ class PretrainTask(Task):
     metric_columns = ("val_loss",)
 
     def __init__(self, config: ExperimentConfig, preprocessed: Path, processes: Distributed = SINGLE_PROCESS):
-        self.config, pretrain = config, config.pretrain
+        self.config, pretrain, self.loop = config, config.pretrain, config.loop
         crop = tuple(pretrain.patch_size)
         spec = spec_from_config(config.model, crop)
         if not spec.use_vit:
@@ -40,24 +40,20 @@ class PretrainTask(Task):
         cases = cached_case_ids(Path(preprocessed))
         if not cases:
             raise UserError(f"{preprocessed}: no preprocessed cases")
-        self.batches = PatchBatches(Path(preprocessed), cases, crop, pretrain.batch_size, 0.0, seed=pretrain.seed,
-                                    rank=processes.rank)
-        self.validation = PatchBatches(Path(preprocessed), cases, crop, pretrain.batch_size, 0.0,
-                                       seed=pretrain.seed + 1)
-        torch.manual_seed(pretrain.seed)
+        batch, seed = self.loop.batch_size, self.loop.seed
+        self.batches = PatchBatches(Path(preprocessed), cases, crop, batch, 0.0, seed=seed, rank=processes.rank)
+        self.validation = PatchBatches(Path(preprocessed), cases, crop, batch, 0.0, seed=seed + 1)
         try:
-            self.network = MaskedAutoencoder(spec, crop, pretrain.tokenizer, pretrain.mask_ratio, pretrain.decoder_dim,
-                                             pretrain.decoder_depth, pretrain.decoder_heads, pretrain.token_side)
+            self.network = seeded_network(seed, lambda: MaskedAutoencoder(
+                spec, crop, pretrain.tokenizer, pretrain.mask_ratio, pretrain.decoder_dim, pretrain.decoder_depth,
+                pretrain.decoder_heads, pretrain.token_side))
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        self.total_batch = pretrain.batch_size * processes.world
-        iterations = pretrain.iterations_per_epoch or math.ceil(len(cases) / self.total_batch)
-        self.settings = LoopSettings(pretrain.epochs, iterations, pretrain.precision, pretrain.checkpoint_every,
-                                     pretrain.val_every, pretrain.num_workers, pretrain.max_nonfinite_steps,
-                                     pretrain.seed)
+        self.total_batch = batch * processes.world
+        self.iterations_per_epoch = self.loop.iterations_per_epoch or math.ceil(len(cases) / self.total_batch)
 
-    def write_run_files(self, run_dir: Path) -> None:
-        save_config(self.config, run_dir / "config.yaml")
+    def write_run_files(self, folder: ModelFolder) -> None:
+        save_config(self.config, folder.config)
 
     def optimizer(self) -> torch.optim.Optimizer:
         """AdamW; no weight decay on biases, norms, position embeddings and the mask token (as MAE)."""
@@ -75,9 +71,9 @@ class PretrainTask(Task):
         return pretrain.base_lr * (self.total_batch / 256 if pretrain.lr_scaling == "linear" else 1.0)
 
     def learning_rate(self, iteration: int) -> float:
-        settings = self.settings
-        return cosine_lr(self.peak_lr, iteration, settings.epochs * settings.iterations_per_epoch,
-                         self.config.pretrain.warmup_epochs * settings.iterations_per_epoch)
+        iterations = self.iterations_per_epoch
+        return cosine_lr(self.peak_lr, iteration, self.loop.epochs * iterations,
+                         self.config.pretrain.warmup_epochs * iterations)
 
     def _noise(self, batch: int, iteration: int, rank: int, device: torch.device, seed: int) -> torch.Tensor:
         generator = batch_generator(seed, iteration, rank, device)
@@ -86,30 +82,30 @@ class PretrainTask(Task):
     def prepare(self, batch, iteration, rank, device):
         """Images on the device and the masking noise of this step (the labels are not used)."""
         images = batch.images.to(device, non_blocking=True)
-        return images, self._noise(images.shape[0], iteration, rank, device, self.config.pretrain.seed)
+        return images, self._noise(images.shape[0], iteration, rank, device, self.loop.seed)
 
     def loss(self, model, images, noise):
         return model(images, noise).loss()
 
     def _validation_batch(self, index: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.from_numpy(self.validation.batch(index).images).to(device)
-        return images, self._noise(images.shape[0], index, 0, device, self.config.pretrain.seed + 1)
+        return images, self._noise(images.shape[0], index, 0, device, self.loop.seed + 1)
 
     def validate(self, device: torch.device, autocast: contextlib.AbstractContextManager) -> dict[str, float]:
         """The masked-token loss on fixed crops with fixed masks."""
         losses = []
-        for index in range(self.config.pretrain.val_batches):
+        for index in range(self.loop.val_batches):
             with autocast:
                 losses.append(float(self.network(*self._validation_batch(index, device)).loss()))
         return {"val_loss": float(np.mean(losses))}
 
-    def after_validation(self, device: torch.device, run_dir: Path) -> None:
+    def after_validation(self, device: torch.device, folder: ModelFolder) -> None:
         """Axial slices of one validation crop: input, masked input and reconstruction, for two modalities."""
         images, noise = self._validation_batch(0, device)
         prediction = self.network(images[:1], noise[:1])
         reconstruction = self.network.reconstruct(prediction, images[:1])[0].cpu().numpy()
         hidden = self.network.masked_image(prediction.mask)[0, 0].cpu().numpy().astype(bool)
-        write_reconstruction_figure(images[0].cpu().numpy(), hidden, reconstruction, run_dir / FIGURE_FILE)
+        write_reconstruction_figure(images[0].cpu().numpy(), hidden, reconstruction, folder.reconstruction)
 
 
 def write_reconstruction_figure(image: np.ndarray, hidden: np.ndarray, reconstruction: np.ndarray,

@@ -17,17 +17,15 @@ from transunet3d.data.splits import make_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models import model_from_config
+from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.augment import augment_batch
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.folds import ALL_DATA, Fold
 from transunet3d.training.objective import training_loss
-from transunet3d.training.pretrained import load_pretrained_encoder
 from transunet3d.training.pseudo_dice import PseudoDice
 from transunet3d.training.sampling import PatchBatches
 from transunet3d.training.schedule import poly_lr
-from transunet3d.training.task import LoopSettings, Task, batch_generator
-
-INIT_ENCODER_FILE = "init_encoder.json"
+from transunet3d.training.task import Task, batch_generator, seeded_network
 
 
 def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tuple[list, list, list]:
@@ -54,35 +52,26 @@ class SegmentationTask(Task):
     score_column = "ema_dice"
 
     def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: Fold,
-                 processes: Distributed = SINGLE_PROCESS, initialise: bool = True):
-        """`initialise`: apply `model.init_encoder`; off when resuming, whose checkpoint has the weights.
-
-        Without validation cases (the all-data model), the pseudo-Dice is measured on training patches.
-        """
-        self.config, train = config, config.train
+                 processes: Distributed = SINGLE_PROCESS):
+        """Without validation cases (the all-data model), the pseudo-Dice is measured on training patches."""
+        self.config, train, self.loop = config, config.train, config.loop
         self.splits, train_ids, val_ids = fold_cases(Path(preprocessed), fold, config)
         # Each process draws its own patches: the batch seeds include the rank.
-        self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, train.batch_size,
-                                    train.foreground_fraction, seed=train.seed, rank=processes.rank,
+        self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, self.loop.batch_size,
+                                    train.foreground_fraction, seed=self.loop.seed, rank=processes.rank,
                                     augment=config.augment)
         self.validation = PatchBatches(Path(preprocessed), val_ids or train_ids, train.patch_size,
-                                       train.batch_size, train.foreground_fraction, seed=train.seed + 1)
-        torch.manual_seed(train.seed)  # the same initial weights in every process
-        self.network = model_from_config(config.model, train.patch_size)
-        self.transferred = (load_pretrained_encoder(self.network, Path(config.model.init_encoder))
-                            if config.model.init_encoder and initialise else [])
+                                       self.loop.batch_size, train.foreground_fraction, seed=self.loop.seed + 1)
+        self.iterations_per_epoch = (self.loop.iterations_per_epoch
+                                     or math.ceil(len(train_ids) / (self.loop.batch_size * processes.world)))
+        self.grad_clip = train.grad_clip
+        self.network = seeded_network(self.loop.seed, lambda: model_from_config(config.model, train.patch_size))
         # The CNN heads of a decoder-only model take no part in its loss.
         self.find_unused_parameters = self.network.spec.use_query_decoder and not train.cnn_deep_supervision
-        self.settings = LoopSettings(train.epochs, train.iterations_per_epoch, train.precision, train.checkpoint_every,
-                                     train.val_every, train.num_workers, train.max_nonfinite_steps, train.seed,
-                                     train.grad_clip)
 
-    def write_run_files(self, run_dir: Path) -> None:
-        save_config(self.config, run_dir / "config.yaml")
-        write_json(run_dir / SPLITS_FILE, self.splits)
-        if self.transferred:
-            write_json(run_dir / INIT_ENCODER_FILE, {"source": self.config.model.init_encoder,
-                                                     "tensors": self.transferred})
+    def write_run_files(self, folder: ModelFolder) -> None:
+        save_config(self.config, folder.config)
+        write_json(folder.splits, self.splits)
 
     def optimizer(self) -> torch.optim.Optimizer:
         train = self.config.train
@@ -93,7 +82,7 @@ class SegmentationTask(Task):
 
     def learning_rate(self, iteration: int) -> float:
         train = self.config.train
-        return poly_lr(train.lr, iteration, train.epochs * train.iterations_per_epoch, train.poly_power,
+        return poly_lr(train.lr, iteration, self.loop.epochs * self.iterations_per_epoch, train.poly_power,
                        train.warmup_iterations)
 
     def prepare(self, batch, iteration, rank, device):
@@ -101,7 +90,7 @@ class SegmentationTask(Task):
         images = batch.images.to(device, non_blocking=True)
         targets = batch.targets.to(device, non_blocking=True)
         return augment_batch(images, targets, batch.spatial.to(device), self.config.augment,
-                             batch_generator(self.config.train.seed, iteration, rank, device),
+                             batch_generator(self.loop.seed, iteration, rank, device),
                              tuple(self.config.train.patch_size))
 
     def loss(self, model, images, targets):
@@ -110,7 +99,7 @@ class SegmentationTask(Task):
     def validate(self, device: torch.device, autocast: contextlib.AbstractContextManager) -> dict[str, float]:
         """Pseudo-Dice per region on the fixed validation batches."""
         dice = PseudoDice(len(REGIONS))
-        for index in range(self.config.train.val_batches):
+        for index in range(self.loop.val_batches):
             images, targets, _ = self.validation.batch(index)
             with autocast:
                 logits = self.network(torch.from_numpy(images).to(device)).logits

@@ -9,28 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from transunet3d.config.schema import LoopConfig
+from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.sampling import PatchBatch, PatchBatches
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """The loop's knobs, taken from the task's config section."""
-
-    epochs: int
-    iterations_per_epoch: int
-    precision: str
-    checkpoint_every: int
-    val_every: int
-    num_workers: int
-    max_nonfinite_steps: int
-    seed: int
-    grad_clip: float | None = None
 
 
 class Task(ABC):
@@ -38,7 +24,9 @@ class Task(ABC):
 
     network: torch.nn.Module
     batches: PatchBatches
-    settings: LoopSettings
+    loop: LoopConfig  # the config's loop section
+    iterations_per_epoch: int  # the loop's, with 0 (one pass over the cases) resolved
+    grad_clip: float | None = None  # gradient-norm clipping
     metric_columns: tuple[str, ...] = ()  # validation numbers logged each epoch
     score_column: str | None = None  # the EMA of `score`, logged when the task has a score
 
@@ -66,11 +54,19 @@ class Task(ABC):
         """Higher is better; its EMA picks the `best` checkpoint. None: the task keeps no best checkpoint."""
         return None
 
-    def after_validation(self, device: torch.device, run_dir: Path) -> None:  # noqa: B027 - optional hook
+    def after_validation(self, device: torch.device, folder: ModelFolder) -> None:  # noqa: B027 - optional hook
         """Optional figures in the run folder (main process only)."""
 
-    def write_run_files(self, run_dir: Path) -> None:  # noqa: B027 - optional hook
+    def write_run_files(self, folder: ModelFolder) -> None:  # noqa: B027 - optional hook
         """Files that describe the run (config, splits), written by the main process before training."""
+
+
+def seeded_network(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """`build()` with torch's random generator seeded by `seed`: the same initial weights in every process and
+    every run, and the caller's generator state left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def batch_generator(seed: int, iteration: int, rank: int, device: torch.device) -> torch.Generator:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,15 +17,9 @@ from tqdm import tqdm
 
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
-from transunet3d.memory import keep_freed_memory
 from transunet3d.models.precision import autocast, resolve_precision
-from transunet3d.training.checkpoint import (
-    LATEST_POINTER,
-    is_complete,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from transunet3d.runs.layout import ModelFolder
+from transunet3d.training.checkpoint import is_complete, load_checkpoint, save_checkpoint
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.run_log import RunLog
 from transunet3d.training.sampling import patch_loader
@@ -46,24 +39,23 @@ class TrainerState:
     nonfinite_in_row: int = 0
 
 
-def _device(name: str | None, processes: Distributed) -> torch.device:
+def training_device(name: str | None, processes: Distributed) -> torch.device:
+    """The device `name`, or by default this process's GPU when there is one, else the CPU."""
     if name is None:
         name = f"cuda:{processes.local_rank}" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
 
 
 class Trainer:
-    """Runs `task` into `run_dir` (the task's run files, log.csv, progress.png, tensorboard/, checkpoints/)."""
+    """Runs `task` into a model folder: the task's run files, the log, the progress plot and the checkpoints."""
 
-    def __init__(self, task: Task, run_dir: Path, device: str | None = None,
+    def __init__(self, task: Task, folder: ModelFolder, device: str | None = None,
                  processes: Distributed = SINGLE_PROCESS):
-        self.task, self.settings = task, task.settings
-        self.run_dir, self.processes = Path(run_dir), processes
-        self.device = _device(device, processes)
-        if self.device.type == "cpu":
-            keep_freed_memory()
+        self.task, self.loop = task, task.loop
+        self.folder, self.processes = folder, processes
+        self.device = training_device(device, processes)
         if processes.is_main:
-            task.write_run_files(self.run_dir)
+            task.write_run_files(folder)
         # channels-last: 1.4x faster training steps of the tiny models on the CPU (docs/benchmarks.md)
         self.network = task.network.to(self.device, memory_format=torch.channels_last_3d)
         self.model = self._parallel(self.network)
@@ -72,7 +64,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self._precision() == "fp16")
         columns = ["epoch", "train_loss", *task.metric_columns, *([task.score_column] if task.score_column else []),
                    "lr", "seconds", "skipped_steps"]
-        self.log = RunLog(self.run_dir / "log.csv", self.run_dir / "tensorboard", columns)
+        self.log = RunLog(folder.log, folder.events, columns)
         self.state = TrainerState()
 
     def _parallel(self, network: torch.nn.Module) -> torch.nn.Module:
@@ -84,18 +76,14 @@ class Trainer:
             network, device_ids=device_ids, find_unused_parameters=getattr(self.task, "find_unused_parameters", False))
 
     def _precision(self) -> str:
-        return resolve_precision(self.settings.precision, self.device)
+        return resolve_precision(self.loop.precision, self.device)
 
     def _autocast(self):
         return autocast(self._precision(), self.device)
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.run_dir / "checkpoints"
-
     def resume(self) -> bool:
         """Continue from the latest checkpoint, if there is one; returns whether there was."""
-        folder = latest_checkpoint(self.run_dir)
+        folder = self.folder.latest_checkpoint()
         if folder is None:
             return False
         saved = load_checkpoint(folder, self.network)
@@ -107,27 +95,31 @@ class Trainer:
         return True
 
     def fit(self) -> TrainerState:
-        settings = self.settings
-        while self.state.epoch < settings.epochs:
+        """Train until `loop.epochs`. A fresh run first seeds torch's generator (dropout) with `loop.seed`, so that
+        it repeats exactly; a resumed one has restored the generator from its checkpoint."""
+        loop = self.loop
+        if self.state.epoch == 0:
+            torch.manual_seed(loop.seed)
+        while self.state.epoch < loop.epochs:
             started = time.perf_counter()
             loss = self._train_epoch(self.state.epoch)
-            last = self.state.epoch + 1 == settings.epochs
-            if (self.state.epoch + 1) % settings.val_every == 0 or last:
+            last = self.state.epoch + 1 == loop.epochs
+            if (self.state.epoch + 1) % loop.val_every == 0 or last:
                 metrics = self._validate()
             else:
                 metrics = dict.fromkeys(self.task.metric_columns, float("nan"))
             self._record(loss, metrics, time.perf_counter() - started)
             self.state.epoch += 1
-            if self.state.epoch % settings.checkpoint_every == 0 or self.state.epoch == settings.epochs:
-                self._save("latest")
+            if self.state.epoch % loop.checkpoint_every == 0 or self.state.epoch == loop.epochs:
+                self._save()
         return self.state
 
     def _train_epoch(self, epoch: int) -> float:
-        settings = self.settings
+        iterations = self.task.iterations_per_epoch
         self.model.train()
         losses = []
-        first = epoch * settings.iterations_per_epoch
-        loader = patch_loader(self.task.batches, first, settings.iterations_per_epoch, settings.num_workers,
+        first = epoch * iterations
+        loader = patch_loader(self.task.batches, first, iterations, self.loop.num_workers,
                               pin_memory=self.device.type == "cuda")
         progress = tqdm(loader, desc=f"epoch {epoch}", unit="it", disable=not self.processes.is_main,
                         leave=False)
@@ -152,9 +144,9 @@ class Trainer:
         if not self.processes.all_true(bool(torch.isfinite(loss))):
             return None
         self.scaler.scale(loss).backward()
-        if self.settings.grad_clip is not None:
+        if self.task.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.settings.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.task.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.item()
@@ -167,7 +159,7 @@ class Trainer:
     def _skip_step(self, iteration: int) -> None:
         self.state.skipped_steps += 1
         self.state.nonfinite_in_row += 1
-        if self.state.nonfinite_in_row >= self.settings.max_nonfinite_steps:
+        if self.state.nonfinite_in_row >= self.loop.max_nonfinite_steps:
             raise UserError(f"training stopped: the loss was not finite in {self.state.nonfinite_in_row} "
                             f"iterations in a row (last at iteration {iteration}); lower the learning rate or "
                             "use fp32")
@@ -178,7 +170,7 @@ class Trainer:
         self.network.eval()
         metrics = self.task.validate(self.device, self._autocast())
         if self.processes.is_main:
-            self.task.after_validation(self.device, self.run_dir)
+            self.task.after_validation(self.device, self.folder)
         return metrics
 
     def _record(self, loss: float, metrics: dict[str, float], seconds: float) -> None:
@@ -188,7 +180,7 @@ class Trainer:
             self.state.ema_score = score if math.isnan(ema) else EMA_MOMENTUM * ema + (1 - EMA_MOMENTUM) * score
             if self.state.ema_score > self.state.best_score:
                 self.state.best_score = self.state.ema_score
-                self._save("best", pointer=False)
+                self._save(best=True)
         if not self.processes.is_main:
             return
         row = {"epoch": self.state.epoch, "train_loss": loss, **metrics}
@@ -196,22 +188,23 @@ class Trainer:
             row[self.task.score_column] = self.state.ema_score
         self.log.append({**row, "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
                          "skipped_steps": self.state.skipped_steps})
-        self.log.plot(self.run_dir / "progress.png")
+        self.log.plot(self.folder.progress)
 
-    def _save(self, name: str, pointer: bool = True) -> None:
-        """Checkpoint into a fresh folder, then move the `latest` pointer to it (a crash keeps the old one)."""
+    def _save(self, best: bool = False) -> None:
+        """Checkpoint into a fresh folder, then move the `latest` pointer to it (a crash keeps the old one); or
+        overwrite the `best` checkpoint."""
         if not self.processes.is_main:
             self.processes.barrier()
             return
-        folder = f"epoch_{self.state.epoch:04d}" if pointer else name
+        folder = self.folder.best_checkpoint if best else self.folder.epoch_checkpoint(self.state.epoch)
         state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                  "torch_rng": torch.get_rng_state(),
                  "trainer": asdict(self.state)}
-        save_checkpoint(self.checkpoints / folder, self.network, state)
-        if pointer:
-            old = latest_checkpoint(self.run_dir)
-            write_json(self.checkpoints / LATEST_POINTER, {"folder": folder, "epoch": self.state.epoch})
-            if old is not None and old.name != folder and is_complete(old):
+        save_checkpoint(folder, self.network, state)
+        if not best:
+            old = self.folder.latest_checkpoint()
+            write_json(self.folder.latest_pointer, {"folder": folder.name, "epoch": self.state.epoch})
+            if old is not None and old != folder and is_complete(old):
                 for file in old.iterdir():
                     file.unlink()
                 old.rmdir()

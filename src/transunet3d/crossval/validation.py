@@ -1,0 +1,110 @@
+"""Out-of-fold validation: a finished fold's final model predicts that fold's validation cases, which are scored.
+
+The cases come from the training cache (preprocessed exactly as `predict` preprocesses a raw case), go through the
+real predictor (sliding window, `infer.validation_tta`, the run's post-processing settings) and are written in
+their input geometry, with their probabilities, into `fold_K/validation/predictions/`; their reference label maps
+go to `validation/references/`, and the lesion-wise evaluation of the one against the other beside them. An
+interrupted validation continues with the cases it had not written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from transunet3d.data.cache import open_case
+from transunet3d.data.crop import uncrop
+from transunet3d.data.nifti import Geometry, write_nifti
+from transunet3d.errors import UserError
+from transunet3d.evaluation.batch import evaluate_folders
+from transunet3d.evaluation.report import write_evaluation
+from transunet3d.files import write_json
+from transunet3d.inference.cases import (
+    ENSEMBLE_FILE,
+    ensemble_record,
+    probabilities_path,
+    submission_path,
+    write_prediction,
+)
+from transunet3d.inference.predictor import Predictor
+from transunet3d.inference.trained import load_trained_model
+from transunet3d.runs.layout import ModelFolder, ValidationFolder
+
+
+def validation_cases(folder: ModelFolder) -> list[str]:
+    """The validation case ids of the fold that `folder` holds, from the splits it was trained with."""
+    fold = folder.fold
+    if not isinstance(fold, int):
+        raise UserError(f"{folder.path}: not a cross-validation fold (fold_K), nothing to validate")
+    splits = json.loads(folder.splits.read_text())
+    return list(splits[fold]["val"])
+
+
+def validate_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.device | str = "cpu",
+                  workers: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Predict and score the validation cases of a finished fold; returns the evaluation summary.
+
+    Args:
+        folder: the fold's model folder (fold_K of a run).
+        preprocessed: the training cache that holds the fold's cases.
+        workers: processes for the evaluation.
+
+    Raises:
+        UserError: the fold has not finished training, or a case is missing from the cache.
+    """
+    model = load_trained_model(folder.path, "latest", device)
+    if not model.finished:
+        raise UserError(f"{folder.path}: trained for {model.epoch} of {model.config.loop.epochs} epochs; "
+                        "out-of-fold validation needs the finished model (train --resume)")
+    infer = model.config.infer
+    predictor = Predictor([model], replace(infer, tta=infer.validation_tta), device)
+    target = folder.validation
+    _start(target, ensemble_record(predictor))
+    cases = validation_cases(folder)
+    todo = [case for case in cases if not _done(target, case)]
+    for case_id in tqdm(todo, desc=f"validate {folder.path.name}", unit="case", disable=not progress):
+        _validate_case(predictor, Path(preprocessed), case_id, target)
+    run = evaluate_folders(target.predictions, target.references, workers=workers, with_lesions=True,
+                           progress=progress)
+    files = target.evaluation
+    return write_evaluation(run, target.predictions, target.references, files.metrics, files.summary, files.lesions)
+
+
+def _start(target: ValidationFolder, record: dict) -> None:
+    """Keep the predictions of an interrupted validation by the same model and settings; start over otherwise."""
+    path = target.predictions / ENSEMBLE_FILE
+    if path.is_file() and json.loads(path.read_text()) == record:
+        return
+    for stale in (target.predictions, target.references):
+        shutil.rmtree(stale, ignore_errors=True)
+    target.predictions.mkdir(parents=True)
+    write_json(path, record)
+
+
+def _done(target: ValidationFolder, case_id: str) -> bool:
+    return all(path.is_file() for path in (target.reference(case_id), submission_path(target.predictions, case_id),
+                                          probabilities_path(target.predictions, case_id)))
+
+
+def _validate_case(predictor: Predictor, preprocessed: Path, case_id: str, target: ValidationFolder) -> None:
+    """The reference first, then the prediction: a case counts as done only when both are complete."""
+    try:
+        case = open_case(preprocessed, case_id)
+    except FileNotFoundError:
+        raise UserError(f"{preprocessed}: validation case {case_id} is not in the preprocessed cache") from None
+    if case.seg is None:
+        raise UserError(f"{preprocessed}: validation case {case_id} has no label map")
+    geometry = Geometry.from_dict(case.properties["geometry"])
+    box = tuple(tuple(bounds) for bounds in case.properties["crop_box"])
+    reference = uncrop(np.asarray(case.seg), box, tuple(geometry.shape))
+    write_nifti(reference.astype(np.uint8), geometry, target.reference(case_id))
+    prediction = predictor.predict_preprocessed(case_id, np.array(case.image), case.properties,
+                                                keep_probabilities=True)
+    write_prediction(prediction, geometry, target.predictions)

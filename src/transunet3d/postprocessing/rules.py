@@ -1,0 +1,138 @@
+"""From region probabilities to a BraTS label map: threshold each region, optionally drop tiny or coreless
+components, nest, relabel."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cc3d
+import numpy as np
+
+from transunet3d.config.schema import REGIONS
+from transunet3d.data.regions import regions_to_labels
+from transunet3d.errors import UserError
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """How region probabilities become labels, with a threshold and a minimum lesion size per region.
+
+    Attributes:
+        thresholds: per region (WT, TC, ET), a voxel belongs to the region where its probability exceeds this.
+        min_lesion_mm3: per region, components of a smaller volume are dropped (0: none is).
+        require_core: drop the WT components that hold no TC voxel (see `drop_coreless_whole_tumour`).
+    """
+
+    thresholds: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    min_lesion_mm3: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    require_core: bool = False
+
+    def __post_init__(self):
+        for name in ("thresholds", "min_lesion_mm3"):
+            values = tuple(float(value) for value in getattr(self, name))
+            if len(values) != len(REGIONS):
+                raise ValueError(f"{name}: expected one value per region {REGIONS}, got {values}")
+            object.__setattr__(self, name, values)  # lists become tuples: settings are hashable table keys
+        object.__setattr__(self, "require_core", bool(self.require_core))
+
+    @classmethod
+    def uniform(cls, threshold: float = 0.5, min_lesion_mm3: float = 0.0,
+                require_core: bool = False) -> PostprocessSettings:
+        """One threshold and minimum size for every region, as the `infer` section of the config gives them."""
+        return cls((threshold,) * len(REGIONS), (min_lesion_mm3,) * len(REGIONS), require_core)
+
+    def labels(self, probabilities: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+        """BraTS labels (uint8) from region probabilities (WT, TC, ET, X, Y, Z) with voxels of `spacing` (mm)."""
+        # A Python float threshold compares in the array's own precision, as predictions have always done.
+        regions = np.stack([probabilities[index] > threshold for index, threshold in enumerate(self.thresholds)])
+        limits = [min_component_voxels(volume, spacing) for volume in self.min_lesion_mm3]
+        regions = remove_small_components(regions, limits)
+        return regions_to_labels(drop_coreless_whole_tumour(regions) if self.require_core else regions)
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON data, per region by name."""
+        return {
+            "thresholds": dict(zip(REGIONS, self.thresholds)),
+            "min_lesion_mm3": dict(zip(REGIONS, self.min_lesion_mm3)),
+            "require_core": self.require_core,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> PostprocessSettings:
+        """Settings from `to_json`'s data; anything missing or out of range is a UserError that names it."""
+        if not isinstance(data, dict):
+            raise UserError(f"postprocessing settings: expected an object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {"thresholds", "min_lesion_mm3", "require_core"})
+        if unknown:
+            raise UserError(f"postprocessing settings: unknown key(s) {', '.join(unknown)}")
+        thresholds = _per_region(data, "thresholds", lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
+        sizes = _per_region(data, "min_lesion_mm3", lambda value: value >= 0, "0 or more")
+        require_core = data.get("require_core")
+        if not isinstance(require_core, bool):
+            raise UserError(f"postprocessing settings: require_core must be true or false, got {require_core!r}")
+        return cls(thresholds, sizes, require_core)
+
+
+def _per_region(data: dict[str, Any], key: str, valid, wanted: str) -> tuple[float, ...]:
+    """The values of `data[key]` ({"WT": .., "TC": .., "ET": ..}) in region order, each checked by `valid`."""
+    values = data.get(key)
+    if not isinstance(values, dict) or sorted(values) != sorted(REGIONS):
+        raise UserError(f"postprocessing settings: {key} must give exactly the regions {', '.join(REGIONS)}, "
+                        f"got {values!r}")
+    for region in REGIONS:
+        value = values[region]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+            raise UserError(f"postprocessing settings: {key}.{region} = {value!r} is not a number {wanted}")
+    return tuple(float(values[region]) for region in REGIONS)
+
+
+def remove_small_components(regions: np.ndarray, min_voxels: Sequence[int]) -> np.ndarray:
+    """Boolean regions (WT, TC, ET) without the 26-connected components smaller than their region's `min_voxels`.
+
+    Afterwards each region is cut to the one before it (ET inside TC inside WT), so that removing a small WT
+    component also removes the core inside it instead of leaving an orphaned core. Without any limit above one
+    voxel nothing is cut: `regions_to_labels` then nests the regions by growing the outer ones instead.
+    """
+    if all(limit <= 1 for limit in min_voxels):
+        return regions
+    kept = np.stack([without_small_components(region, limit) if limit > 1 else region.copy()
+                     for region, limit in zip(regions, min_voxels)])
+    for index in range(1, len(kept)):
+        kept[index] &= kept[index - 1]
+    return kept
+
+
+def without_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    """`mask` without its 26-connected components of fewer than `min_voxels` voxels (as `cc3d.dust`).
+
+    Only the mask's own voxels are looked at after the labelling, which makes this several times faster than
+    `cc3d.dust` on sparse masks such as predicted lesions.
+    """
+    components, count = cc3d.connected_components(mask, connectivity=26, return_N=True)
+    voxels = np.flatnonzero(mask)
+    labels = components.ravel()[voxels]
+    kept = np.zeros(mask.shape, dtype=bool)
+    kept.ravel()[voxels[(np.bincount(labels, minlength=count + 1) >= min_voxels)[labels]]] = True
+    return kept
+
+
+def drop_coreless_whole_tumour(regions: np.ndarray) -> np.ndarray:
+    """Boolean regions (WT, TC, ET, ...) without the WT components that hold no TC voxel.
+
+    Metastatic edema surrounds a tumour core, so a coreless WT component is usually a false positive. Real
+    references do hold some edema-only lesions (2 of 40 WT components in the four label maps of
+    ../shared/data), which is why this is an option (`infer.require_core`), off by default.
+    """
+    whole, core = regions[0], regions[1] & regions[0]
+    components = cc3d.connected_components(np.ascontiguousarray(whole), connectivity=26)
+    cored = np.unique(components[core])
+    return regions & np.isin(components, cored[cored > 0])[None]
+
+
+def min_component_voxels(min_mm3: float, spacing: Sequence[float]) -> int:
+    """The smallest voxel count whose volume reaches `min_mm3` with voxels of `spacing` (mm)."""
+    voxel = float(np.prod(spacing))
+    return max(math.ceil(min_mm3 / voxel - 1e-9), 0)

@@ -1,0 +1,56 @@
+"""Post-processing of a run: tuned on its pooled out-of-fold predictions, and the settings `predict` applies.
+
+`transunet3d tune RUN` writes RUN/postprocessing.json from every validated fold's probabilities and references
+(RUN/fold_K/validation/); `transunet3d predict --model RUN` then applies it by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transunet3d.crossval import validated_folds, validation_cases
+from transunet3d.errors import UserError
+from transunet3d.inference.cases import probabilities_path
+from transunet3d.postprocessing.objective import TuningCase
+from transunet3d.postprocessing.rules import PostprocessSettings
+from transunet3d.postprocessing.tune import (
+    DEFAULT_GRID,
+    TuningGrid,
+    TuningResult,
+    read_postprocessing,
+    tune_postprocessing,
+    write_postprocessing,
+)
+from transunet3d.runs.layout import RunFolder
+
+
+def out_of_fold_cases(run: RunFolder) -> list[TuningCase]:
+    """The probabilities and references of every validated fold's validation cases."""
+    cases = []
+    for fold in validated_folds(run):
+        folder = run.fold(fold)
+        validation = folder.validation
+        cases += [TuningCase(probabilities_path(validation.predictions, case), validation.reference(case))
+                  for case in validation_cases(folder)]
+    return cases
+
+
+def tune_run(run: RunFolder, workers: int = 1, grid: TuningGrid = DEFAULT_GRID,
+             progress: bool = True) -> TuningResult:
+    """Tune the post-processing on the run's out-of-fold predictions and write RUN/postprocessing.json.
+
+    Raises:
+        UserError: no fold of the run has been validated yet.
+    """
+    cases = out_of_fold_cases(run)
+    if not cases:
+        raise UserError(f"{run.path}: no validated fold to tune on (train the folds, or run `transunet3d crossval`)")
+    result = tune_postprocessing(cases, workers=workers, grid=grid, progress=progress)
+    write_postprocessing(run.postprocessing, result)
+    return result
+
+
+def run_postprocessing(run_dir: str | Path) -> PostprocessSettings | None:
+    """The tuned settings of a run (RUN/postprocessing.json), or None when it has none or is a single model."""
+    path = RunFolder(run_dir).postprocessing
+    return read_postprocessing(path) if path.is_file() else None

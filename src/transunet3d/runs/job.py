@@ -1,0 +1,143 @@
+"""A training job, start to finish: start or resume each model, train it, and validate every finished fold.
+
+`transunet3d train`, `transunet3d pretrain` and the demo are thin callers of these two functions, which alone
+decide whether a model folder starts fresh or resumes (and then with its saved config), when a pre-trained encoder
+is transferred, and when out-of-fold validation and the pooled cross-validation run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from transunet3d.config.io import load_config
+from transunet3d.config.schema import ExperimentConfig
+from transunet3d.crossval import pool_folds, validate_fold
+from transunet3d.data.cache import SPLITS_FILE
+from transunet3d.errors import UserError
+from transunet3d.files import write_json
+from transunet3d.runs.layout import ModelFolder, RunFolder
+from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
+from transunet3d.training.folds import ALL_DATA, Fold, fold_label, parse_fold
+from transunet3d.training.pretrained import load_pretrained_encoder
+from transunet3d.training.pretraining import PretrainTask
+from transunet3d.training.segmentation import SegmentationTask
+from transunet3d.training.task import Task
+from transunet3d.training.trainer import Trainer, TrainerState, training_device
+
+Echo = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+@dataclass
+class TrainingJob:
+    """What to train: folds of `config` on the cases of `preprocessed`, into `run`.
+
+    `resume`: continue models that have a checkpoint (with the config saved beside them) and start the others;
+    without it, a model folder that already holds a checkpoint is an error. `validate`: out-of-fold validation of
+    every finished cross-validation fold, then RUN/cv/.
+    """
+
+    preprocessed: Path
+    run: RunFolder
+    config: ExperimentConfig
+    folds: list[Fold]
+    resume: bool = False
+    device: str | None = None
+    validate: bool = True
+    workers: int = 1  # processes for the evaluation of the validation cases
+
+
+def folds_to_train(choice: str, preprocessed: Path, config: ExperimentConfig) -> list[Fold]:
+    """The folds that `--fold` names: 'all' (every fold of the splits), a number, or 'all-data'."""
+    if choice != "all":
+        return [parse_fold(choice)]
+    splits = Path(preprocessed) / SPLITS_FILE
+    count = len(json.loads(splits.read_text())) if splits.exists() else config.data.num_folds
+    return list(range(count))
+
+
+def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
+                echo: Echo = _silent) -> dict[str, Any] | None:
+    """Train (or resume) each fold of `job`, validating each finished fold; returns the pooled cv summary.
+
+    Returns:
+        RUN/cv/summary.json's content when some fold is validated (None without validation).
+    """
+    if not Path(job.preprocessed).is_dir():
+        raise UserError(f"{job.preprocessed}: not a folder")
+    for fold in job.folds:
+        folder = job.run.fold(fold)
+        config, started = _model_config(folder, job.config, job.resume)
+        if not started:
+            config = replace(config, data=replace(config.data, preprocessed=str(Path(job.preprocessed).resolve())))
+        task = SegmentationTask(config, job.preprocessed, fold, processes)
+        if not started and config.model.init_encoder:
+            _transfer_encoder(task, config, folder, processes, echo)
+        state = _fit(task, folder, started, job.device, processes)
+        if processes.is_main:
+            echo(f"{fold_label(fold)}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_score:.4f} -> {folder.path}")
+        if job.validate and fold != ALL_DATA:
+            _validate(job, folder, processes, echo)
+    return pool_folds(job.run) if job.validate and processes.is_main else None
+
+
+def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentConfig, resume: bool = False,
+                   device: str | None = None, processes: Distributed = SINGLE_PROCESS) -> Trainer:
+    """MAE pre-training into `folder` (started or resumed as `train_folds` does); returns the finished trainer."""
+    if not Path(preprocessed).is_dir():
+        raise UserError(f"{preprocessed}: not a folder")
+    config, started = _model_config(folder, config, resume)
+    trainer = Trainer(PretrainTask(config, preprocessed, processes), folder, device, processes)
+    if started:
+        trainer.resume()
+    trainer.fit()
+    return trainer
+
+
+def _model_config(folder: ModelFolder, config: ExperimentConfig, resume: bool) -> tuple[ExperimentConfig, bool]:
+    """The config a model trains with, and whether it has started (holds a checkpoint).
+
+    Raises:
+        UserError: the folder holds a started model and `resume` is off.
+    """
+    started = folder.latest_checkpoint() is not None
+    if started and not resume:
+        raise UserError(f"{folder.path} already holds a training run: add --resume, or choose another --out")
+    if resume and folder.is_model():
+        return load_config(folder.config), started
+    return config, started
+
+
+def _fit(task: Task, folder: ModelFolder, started: bool, device: str | None, processes: Distributed) -> TrainerState:
+    trainer = Trainer(task, folder, device, processes)
+    if started:
+        trainer.resume()
+    return trainer.fit()
+
+
+def _transfer_encoder(task: SegmentationTask, config: ExperimentConfig, folder: ModelFolder,
+                      processes: Distributed, echo: Echo) -> None:
+    """Initialise the fresh model's ViT from the MAE run `model.init_encoder`, and record what was transferred."""
+    transferred = load_pretrained_encoder(task.network, Path(config.model.init_encoder))
+    if processes.is_main:
+        write_json(folder.init_encoder, {"source": config.model.init_encoder, "tensors": transferred})
+        echo(f"initialised {len(transferred)} ViT tensors from {config.model.init_encoder} "
+             f"(listed in {folder.init_encoder})")
+
+
+def _validate(job: TrainingJob, folder: ModelFolder, processes: Distributed, echo: Echo) -> None:
+    """Out-of-fold validation in the main process while the others wait."""
+    if processes.is_main:
+        summary = validate_fold(folder, job.preprocessed, training_device(job.device, processes),
+                                workers=job.workers)
+        echo(f"{fold_label(folder.fold)} validation: mean lesion-wise Dice "
+             f"{summary['overall'].get('mean_lesionwise_dice', float('nan')):.4f} on {summary['cases_scored']} "
+             f"cases -> {folder.validation.folder}")
+    processes.barrier()

@@ -1,0 +1,124 @@
+"""Out-of-fold validation after training, the pooled cross-validation, tuning, and predict applying the tuning."""
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from transunet3d.cli.main import cli
+from transunet3d.evaluation.pairing import CASE_ID
+from transunet3d.inference.cases import probabilities_path, submission_path
+from transunet3d.runs.layout import RunFolder
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_train_all_validates_every_fold_and_pools_them(trained_run: Path, raw_and_cache):
+    _, cache = raw_and_cache
+    run = RunFolder(trained_run)
+    splits = json.loads((cache / "splits.json").read_text())
+    pooled = []
+    for fold in (0, 1):
+        validation = run.fold(fold).validation
+        rows = _rows(validation.evaluation.metrics)
+        assert sorted({row["case"] for row in rows}) == sorted(CASE_ID.search(c)[0] for c in splits[fold]["val"])
+        assert {row["region"] for row in rows} == {"WT", "TC", "ET"}
+        for case in splits[fold]["val"]:
+            assert submission_path(validation.predictions, case).is_file()
+            assert probabilities_path(validation.predictions, case).is_file()
+            assert validation.reference(case).is_file()
+        pooled += rows
+    summary = json.loads(run.cv.summary.read_text())
+    cv_rows = _rows(run.cv.metrics)
+    assert summary["cases_scored"] == 4 and summary["folds"] == {"0": sorted(splits[0]["val"]),
+                                                                  "1": sorted(splits[1]["val"])}
+    assert len(cv_rows) == len(pooled) == 12
+    assert summary["overall"]["mean_lesionwise_dice"] == pytest.approx(
+        np.mean([float(row["lesionwise_dice"]) for row in pooled]))
+    assert run.cv.lesions.is_file()
+
+
+def test_references_are_the_raw_label_maps_and_predictions_those_of_predict(trained_run: Path, raw_and_cache,
+                                                                            tmp_path: Path):
+    """Validation runs the real predictor on the cached case: the same labels as `predict` on the raw files."""
+    raw, _ = raw_and_cache
+    validation = RunFolder(trained_run).fold(0).validation
+    case = sorted(json.loads(RunFolder(trained_run).cv.summary.read_text())["folds"]["0"])[0]
+    original = nib.load(raw / case / f"{case}-seg.nii.gz")
+    reference = nib.load(validation.reference(case))
+    assert np.array_equal(np.asarray(reference.dataobj), np.asarray(original.dataobj))
+    assert np.allclose(reference.affine, original.affine)
+    (tmp_path / "cases.txt").write_text(case)
+    result = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "out"), "--model", str(trained_run),
+                                      "--fold", "0", "--tta", "flip", "--postprocessing", "none", "--case-list",
+                                      str(tmp_path / "cases.txt"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    expected = np.asarray(nib.load(submission_path(tmp_path / "out", case)).dataobj)
+    assert np.array_equal(np.asarray(nib.load(submission_path(validation.predictions, case)).dataobj), expected)
+
+
+def test_an_interrupted_validation_continues_with_the_missing_cases(trained_run: Path):
+    run = RunFolder(trained_run)
+    validation = run.fold(1).validation
+    cases = json.loads(run.cv.summary.read_text())["folds"]["1"]
+    kept, lost = submission_path(validation.predictions, cases[0]), cases[1]
+    before = kept.stat().st_mtime_ns
+    for path in (submission_path(validation.predictions, lost), validation.evaluation.metrics):
+        path.unlink()
+    result = CliRunner().invoke(cli, ["crossval", str(trained_run), "--fold", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert kept.stat().st_mtime_ns == before  # not predicted again
+    assert submission_path(validation.predictions, lost).is_file()
+    assert sorted({row["case"] for row in _rows(validation.evaluation.metrics)}) == [CASE_ID.search(c)[0]
+                                                                                    for c in cases]
+    assert "cross-validation (2 fold(s), 4 cases)" in result.output
+
+
+def test_tune_writes_postprocessing_json_and_predict_applies_it(trained_run: Path, raw_and_cache, tmp_path: Path):
+    raw, _ = raw_and_cache
+    run = RunFolder(trained_run)
+    tuned = CliRunner().invoke(cli, ["tune", str(trained_run)])
+    assert tuned.exit_code == 0, tuned.output
+    written = json.loads(run.postprocessing.read_text())
+    assert written["cases"] == 4 and written["score_after"] >= written["score_before"]
+    assert set(written["regions"]) == {"WT", "TC", "ET"} and written["tried"]
+    # The default settings re-scored from the stored float16 probabilities: the cross-validation score up to the
+    # voxels whose probability rounds across 0.5.
+    assert written["score_before"] == pytest.approx(
+        json.loads(run.cv.summary.read_text())["overall"]["mean_lesionwise_dice"], abs=0.01)
+
+    (tmp_path / "one.txt").write_text(sorted(p.name for p in raw.iterdir() if p.is_dir())[0])
+    common = ["--model", str(trained_run), "--fold", "0", "--tta", "none", "--case-list", str(tmp_path / "one.txt"),
+              "--device", "cpu"]
+    applied = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "tuned"), *common])
+    assert applied.exit_code == 0, applied.output
+    assert f"post-processing: tuned on cross-validation ({run.postprocessing})" in applied.output
+    record = json.loads((tmp_path / "tuned" / "ensemble.json").read_text())
+    assert record["postprocessing"] == written["settings"]
+    skipped = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "plain"), "--postprocessing", "none",
+                                       *common])
+    assert skipped.exit_code == 0 and "post-processing: the config's" in skipped.output
+    plain = json.loads((tmp_path / "plain" / "ensemble.json").read_text())["postprocessing"]
+    assert plain == {"thresholds": {"WT": 0.5, "TC": 0.5, "ET": 0.5},
+                     "min_lesion_mm3": {"WT": 0.0, "TC": 0.0, "ET": 0.0}, "require_core": False}
+
+
+def test_tune_without_a_validated_fold_is_one_error_line(tmp_path: Path):
+    result = CliRunner().invoke(cli, ["tune", str(tmp_path)])
+    assert result.exit_code == 2 and result.output.startswith("error:") and "no validated fold" in result.output
+
+
+def test_report_shows_the_cross_validation_and_the_tuning(trained_run: Path):
+    assert CliRunner().invoke(cli, ["tune", str(trained_run)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["report", str(trained_run)])
+    assert result.exit_code == 0, result.output
+    page = (trained_run / "report.html").read_text()
+    assert "Evaluation: cv" in page and "Evaluation: fold_0/validation" in page
+    assert "Post-processing tuned on cross-validation" in page
