@@ -11,6 +11,7 @@ from transunet3d.data.cache import open_case
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.training import PatchBatches, forced_foreground, sample_patch
 from transunet3d.training.augment import SPATIAL_IDENTITY, read_size
+from transunet3d.training.sampling import tumour_centre
 
 CASES = ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
 
@@ -104,3 +105,40 @@ def test_augmented_batches_read_what_their_transforms_reach_around_the_placed_pa
     case = open_case(cache, CASES[0])
     image, _ = sample_patch(case, (3, 3, 3), np.random.default_rng(2), foreground=False, read=(21, 21, 21))
     assert np.count_nonzero(image) == np.count_nonzero(case.image)  # the whole 8 x 9 x 7 case, zeros around it
+
+
+def test_lesion_sampling_centres_a_small_lesion_as_often_as_a_large_one():
+    """One 1000-voxel lesion and one of 2 voxels: voxel sampling (nnU-Net) almost never centres the small one,
+    lesion sampling centres it on about half of the tumour-centred patches."""
+    from transunet3d.data.cache import CachedCase
+    from transunet3d.data.preprocess import foreground_properties
+
+    seg = np.zeros((30, 30, 30), dtype=np.uint8)
+    seg[2:12, 2:12, 2:12] = 3
+    seg[25, 25, 25:27] = 3
+    case = CachedCase("case", np.zeros((4, 30, 30, 30), np.float32), seg, foreground_properties(seg, 10000, 0))
+    small = {(25, 25, 25), (25, 25, 26)}
+
+    def small_share(fraction: float) -> float:
+        rng = np.random.default_rng(3)
+        centres = [tuple(tumour_centre(case, rng, fraction)) for _ in range(2000)]
+        return sum(centre in small for centre in centres) / len(centres)
+
+    assert small_share(0.0) < 0.01
+    assert 0.45 < small_share(1.0) < 0.55
+    assert 0.2 < small_share(0.5) < 0.3
+
+
+def test_lesion_locations_are_per_lesion_and_inside_it():
+    from transunet3d.data.preprocess import LESION_SAMPLES, foreground_properties
+
+    seg = np.zeros((20, 20, 20), dtype=np.uint8)
+    seg[1:9, 1:9, 1:9] = 2  # edema with a core
+    seg[3:5, 3:5, 3:5] = 1
+    seg[15, 15, 15] = 3  # a separate one-voxel enhancing lesion
+    lesions = foreground_properties(seg, 100, 0)["lesion_locations"]
+    assert [len(lesions[region]) for region in ("WT", "TC", "ET")] == [2, 2, 1]
+    big, tiny = sorted(lesions["WT"], key=len, reverse=True)
+    assert len(big) == LESION_SAMPLES and tiny == [[15, 15, 15]]
+    assert all(1 <= x < 9 and 1 <= y < 9 and 1 <= z < 9 for x, y, z in big)
+    assert sorted(map(len, lesions["TC"])) == [1, 8]

@@ -93,6 +93,9 @@ class TrainConfig:
     warmup_iterations: int = 0
     grad_clip: float = 12.0
     foreground_fraction: float = 1 / 3
+    # Of the tumour-centred patches, the share centred on a lesion chosen uniformly (then a voxel of it) instead of
+    # a tumour voxel chosen uniformly (nnU-Net), which rarely centres the smallest metastases (training/sampling.py).
+    lesion_sampling: float = 0.0
     cnn_deep_supervision: bool = True  # CNN head losses next to the set loss (off for the decoder-only variant)
     mask_loss_weight: float = 0.7  # lambda_0 of the set loss
     class_loss_weight: float = 0.3  # lambda_1 of the set loss

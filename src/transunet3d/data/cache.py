@@ -17,7 +17,7 @@ import numpy as np
 
 from transunet3d.files import atomic_path, write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: lesion_locations; an older cache is preprocessed again
 DATASET_FILE = "dataset.json"
 SPLITS_FILE = "splits.json"
 

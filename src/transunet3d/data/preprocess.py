@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cc3d
 import numpy as np
 
 from transunet3d.config.schema import MODALITIES, REGIONS
@@ -21,6 +22,7 @@ from transunet3d.files import output_folder, write_json
 from transunet3d.parallel import map_cases
 
 DEFAULT_FOREGROUND_SAMPLES = 10000
+LESION_SAMPLES = 50  # voxel locations kept per lesion, for sampling lesions rather than voxels
 
 
 @dataclass
@@ -60,15 +62,29 @@ def preprocess_loaded(loaded: LoadedCase, foreground_samples: int) -> tuple[np.n
 
 
 def foreground_properties(seg: np.ndarray, samples: int, seed: int) -> dict[str, Any]:
-    """Voxel count and up to `samples` randomly chosen voxel locations (x, y, z) per region, for oversampling."""
+    """Per region: the voxel count, up to `samples` voxel locations (x, y, z) drawn uniformly from the region, and
+    up to LESION_SAMPLES locations of each of its lesions (26-connected components), for oversampling."""
     rng = np.random.default_rng(seed)
-    counts, locations = {}, {}
+    counts, locations, lesions = {}, {}, {}
     for region, mask in zip(REGIONS, labels_to_regions(seg)):
         flat = np.flatnonzero(mask)
         counts[region] = int(flat.size)
         chosen = rng.choice(flat, size=min(samples, flat.size), replace=False) if flat.size else flat
-        locations[region] = np.stack(np.unravel_index(np.sort(chosen), seg.shape), axis=1).tolist()
-    return {"region_voxels": counts, "foreground_locations": locations}
+        locations[region] = _voxels(chosen, seg.shape)
+        lesions[region] = [_voxels(voxels, seg.shape) for voxels in _lesion_voxels(mask, flat, rng)]
+    return {"region_voxels": counts, "foreground_locations": locations, "lesion_locations": lesions}
+
+
+def _lesion_voxels(mask: np.ndarray, flat: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to LESION_SAMPLES flat indices of each 26-connected component of `mask` (`flat`: its voxels)."""
+    labels = cc3d.connected_components(mask, connectivity=26).ravel()[flat]
+    order = np.argsort(labels, kind="stable")
+    groups = np.split(flat[order], np.flatnonzero(np.diff(labels[order])) + 1) if flat.size else []
+    return [rng.choice(group, size=min(LESION_SAMPLES, group.size), replace=False) for group in groups]
+
+
+def _voxels(flat: np.ndarray, shape: tuple[int, ...]) -> list[list[int]]:
+    return np.stack(np.unravel_index(np.sort(flat), shape), axis=1).tolist()
 
 
 def preprocess_case(case: CaseFiles, out_dir: Path, foreground_samples: int) -> str:

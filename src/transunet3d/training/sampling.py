@@ -61,24 +61,33 @@ def _window(start: np.ndarray, size, shape) -> tuple[tuple[slice, ...], tuple[sl
     return inside, tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(inside, start))
 
 
-def _tumour_voxel(case: CachedCase, rng: np.random.Generator):
-    """A random voxel of a random tumour region; None for a case without tumour (it gives a random patch)."""
+def tumour_centre(case: CachedCase, rng: np.random.Generator, lesion_fraction: float = 0.0):
+    """A random voxel of a random tumour region; None for a case without tumour (it gives a random patch).
+
+    With probability `lesion_fraction`, the voxel is one of a lesion chosen uniformly among the region's lesions
+    (26-connected components), so that a 3 mm metastasis is centred as often as a 30 mm one; otherwise it is drawn
+    uniformly from the region's voxels (nnU-Net's rule), which favours large lesions by their volume.
+    """
     locations = case.properties.get("foreground_locations", {})
     regions = [r for r in REGIONS if locations.get(r)]
     if not regions:
         return None
-    region_locations = locations[regions[rng.integers(len(regions))]]
-    return region_locations[rng.integers(len(region_locations))]
+    region = regions[rng.integers(len(regions))]
+    if lesion_fraction > 0 and rng.random() < lesion_fraction:
+        lesions = case.properties["lesion_locations"][region]
+        lesion = lesions[rng.integers(len(lesions))]
+        return lesion[rng.integers(len(lesion))]
+    return locations[region][rng.integers(len(locations[region]))]
 
 
 def _fill_patch(case: CachedCase, patch, rng: np.random.Generator, foreground: bool, image: np.ndarray,
-                regions: np.ndarray) -> None:
+                regions: np.ndarray, lesion_fraction: float = 0.0) -> None:
     """Write one case's patch into the zeros of `image` (C, *read) and `regions` (3, *read).
 
     Only the part of the read inside the case is copied and converted to regions; the rest stays zero.
     """
     read = image.shape[1:]
-    centre = _tumour_voxel(case, rng) if foreground else None
+    centre = tumour_centre(case, rng, lesion_fraction) if foreground else None
     start = _patch_start(rng, case.image.shape[1:], patch, centre) - (np.asarray(read) - patch) // 2
     inside, target = _window(start, read, case.image.shape[1:])
     image[(..., *target)] = case.image[(..., *inside)]
@@ -113,6 +122,7 @@ class PatchBatches:
     patch_size: tuple[int, int, int]
     batch_size: int
     foreground_fraction: float = 1 / 3
+    lesion_fraction: float = 0.0  # of the tumour-centred patches, those centred on a lesion chosen uniformly
     seed: int = 0
     rank: int = 0
     augment: AugmentConfig | None = None
@@ -145,7 +155,8 @@ class PatchBatches:
         regions = np.zeros((self.batch_size, len(REGIONS), *read), dtype=np.uint8)
         for sample, forced in enumerate(forced_foreground(self.batch_size, self.foreground_fraction)):
             case = self.cases[self.case_ids[rng.integers(len(self.case_ids))]]
-            _fill_patch(case, tuple(self.patch_size), rng, forced, images[sample], regions[sample])
+            _fill_patch(case, tuple(self.patch_size), rng, forced, images[sample], regions[sample],
+                        self.lesion_fraction)
         return PatchBatch(images, regions, spatial)
 
 

@@ -58,8 +58,8 @@ class SegmentationTask(Task):
         self.splits, train_ids, val_ids = fold_cases(Path(preprocessed), fold, config)
         # Each process draws its own patches: the batch seeds include the rank.
         self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, self.loop.batch_size,
-                                    train.foreground_fraction, seed=self.loop.seed, rank=processes.rank,
-                                    augment=config.augment)
+                                    train.foreground_fraction, train.lesion_sampling, seed=self.loop.seed,
+                                    rank=processes.rank, augment=config.augment)
         self.validation = PatchBatches(Path(preprocessed), val_ids or train_ids, train.patch_size,
                                        self.loop.batch_size, train.foreground_fraction, seed=self.loop.seed + 1)
         self.iterations_per_epoch = (self.loop.iterations_per_epoch
