@@ -37,6 +37,7 @@ def test_miniature_demo_from_phantoms_to_report(tmp_path: Path):
     score = float(re.search(r"mean lesion-wise Dice on the 2 test phantoms \(WT, TC, ET\): ([0-9.]+)",
                             first.stdout)[1])
     assert abs(score - summary["overall"]["mean_lesionwise_dice"]) < 5e-4
+    assert "out-of-fold mean lesion-wise Dice on the 1 validation cases" in first.stdout
     rows = (out / "evaluation" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 3
     run = RunFolder(out / "run")

@@ -207,3 +207,26 @@ def test_enlarged_read_keeps_images_and_targets_aligned():
     assert not torch.equal(labels, aug._centre_crop(targets, (16, 16, 16)))
     agree = ((moved[:, 0] > 0.5) == labels[:, 0].bool()).float().mean()
     assert agree > 0.97
+
+
+def test_bias_field_is_smooth_per_channel_and_off_by_default():
+    import torch
+
+    from transunet3d.config.schema import AugmentConfig
+    from transunet3d.training.augment import augment_batch, bias_field
+
+    images = torch.zeros((2, 4, 16, 16, 16))
+    config = AugmentConfig(bias_p=1.0, bias_channel_p=1.0, bias_strength=1.0)
+    out = bias_field(images, config, torch.Generator().manual_seed(0))
+    assert out.abs().amax() > 0.05  # every channel of every sample gets its own field
+    assert not torch.equal(out[0, 0], out[0, 1]) and not torch.equal(out[0, 0], out[1, 0])
+    assert (out.diff(dim=2).abs().amax() < 0.5 * out.abs().amax())  # smooth: no voxel-to-voxel jumps
+    again = bias_field(images, config, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    # Off (the default): no field and no random draws, so the rest of the pipeline is unchanged.
+    batch = torch.randn((2, 4, 8, 8, 8)), torch.zeros((2, 3, 8, 8, 8), dtype=torch.uint8)
+    identity = torch.tensor([[0.0, 0.0, 0.0, 1.0]] * 2)
+    plain = augment_batch(*batch, identity, AugmentConfig(), torch.Generator().manual_seed(3))
+    with_zero = augment_batch(*batch, identity, AugmentConfig(bias_p=0.0, bias_strength=5.0),
+                              torch.Generator().manual_seed(3))
+    assert torch.equal(plain[0], with_zero[0])

@@ -59,6 +59,11 @@ class AugmentConfig:
     lowres_p: float = 0.25
     lowres_channel_p: float = 0.5
     lowres_zoom: tuple[float, float] = (0.5, 1.0)
+    # Not in nnU-Net's set: a smooth additive field per channel (training/augment.py: bias_field); 0 turns it off.
+    bias_p: float = 0.0
+    bias_channel_p: float = 0.5
+    bias_strength: float = 1.0  # the field's largest scale, in z-score units
+    bias_grid: int = 4  # control points per axis of the coarse field
     gamma_p: float = 0.3
     gamma_inverted_p: float = 0.1
     gamma_range: tuple[float, float] = (0.7, 1.5)

@@ -55,6 +55,7 @@ class DemoSettings:
     epochs: int = 75
     iterations_per_epoch: int = 24
     foreground_fraction: float = 0.5
+    lesion_sampling: float = 0.0  # share of the tumour patches centred on a lesion chosen uniformly
     mae: bool = False
     mae_epochs: int = 20
     tta: str = "flip"
@@ -67,9 +68,13 @@ class DemoSettings:
 
 @dataclass
 class DemoResult:
+    """The report, the test score, the out-of-fold scores before and after tuning, and the seconds per stage."""
+
     report: Path
     mean_lesionwise_dice: float
     seconds: dict[str, float]
+    out_of_fold: tuple[float, float]  # mean lesion-wise Dice of the validation cases: default and tuned
+    out_of_fold_cases: int
 
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callable[[str], None] = click.echo,
@@ -90,7 +95,9 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callab
         stage()
         seconds[name] = round(time.perf_counter() - started, 1)
     summary = json.loads(EvaluationFiles(out / "evaluation").summary.read_text())
-    return DemoResult(out / REPORT_FILE, summary["overall"]["mean_lesionwise_dice"], seconds)
+    tuned = json.loads(RunFolder(out / "run").postprocessing.read_text())
+    return DemoResult(out / REPORT_FILE, summary["overall"]["mean_lesionwise_dice"], seconds,
+                      (tuned["score_before"], tuned["score_after"]), tuned["cases"])
 
 
 def _stages(out: Path, settings: DemoSettings, device: str) -> list[tuple[str, Callable[[], None]]]:
@@ -131,7 +138,8 @@ def _pretrain(pre: Path, folder: ModelFolder, settings: DemoSettings, device: st
 def _train(pre: Path, run: RunFolder, settings: DemoSettings, device: str) -> None:
     """Fold 0 (the budget holds one fold), validated on its own validation cases; continued when interrupted."""
     overrides = [f"loop.epochs={settings.epochs}", f"loop.iterations_per_epoch={settings.iterations_per_epoch}",
-                 f"train.foreground_fraction={settings.foreground_fraction}", "loop.val_batches=4",
+                 f"train.foreground_fraction={settings.foreground_fraction}",
+                 f"train.lesion_sampling={settings.lesion_sampling}", "loop.val_batches=4",
                  "loop.val_every=5", f"infer.tta={settings.tta}", f"infer.validation_tta={settings.tta}",
                  *DEMO_AUGMENTATION, *settings.train_overrides]
     if settings.mae:

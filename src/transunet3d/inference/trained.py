@@ -50,7 +50,7 @@ def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None 
     """The model folders that `run_dir` and a fold choice name.
 
     Args:
-        run_dir: a single-model run (`train --fold K`), or a run with fold_K/ and fold_all/ folders.
+        run_dir: a model folder (`RUN/fold_K`, or a pre-training run), or a run with fold_K/ and fold_all/ folders.
         fold: None (every cross-validation fold; the all-data model when there are none), "all" (every
             cross-validation fold), or a comma list of fold numbers and "all-data" ("0,3,5").
         draw: instead of `fold`, this many cross-validation folds drawn at random with `seed`.

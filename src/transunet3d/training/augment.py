@@ -262,6 +262,28 @@ def low_resolution(images, config: AugmentConfig, generator):
     return out
 
 
+def bias_field(images, config: AugmentConfig, generator):
+    """Add a smooth random field to each chosen sample and channel: local, channel-independent brightness, as coil
+    inhomogeneity leaves it, which the global brightness, contrast and gamma transforms cannot mimic.
+
+    The field is a coarse grid of standard normal values (`bias_grid`^3) interpolated trilinearly to the patch, times
+    a strength drawn from (0, `bias_strength`), in units of the z-scored intensity.
+    """
+    if config.bias_p == 0:  # off: no draws, so the other transforms see the random stream they always saw
+        return images
+    chosen, strength = _channel_choices(images, config.bias_p, config.bias_channel_p, (0.0, config.bias_strength),
+                                        generator)
+    if not chosen:
+        return images
+    grid = (config.bias_grid,) * 3
+    coarse = torch.randn((len(chosen), 1, *grid), generator=generator, device=images.device)
+    fields = F.interpolate(coarse, size=images.shape[2:], mode="trilinear", align_corners=True)[:, 0]
+    out = images.clone()
+    for field, (b, c) in zip(fields, chosen):
+        out[b, c] = images[b, c] + field.to(images.dtype) * strength[b, c]
+    return out
+
+
 def gamma(images, config: AugmentConfig, generator, p: float, invert: bool):
     """x -> x^gamma on each channel rescaled to [0, 1], then the channel's mean and std are restored."""
     batch, channels = images.shape[:2]
@@ -322,6 +344,7 @@ def augment_batch(
     images = brightness(images, config, generator)
     images = contrast(images, config, generator)
     images = low_resolution(images, config, generator)
+    images = bias_field(images, config, generator)
     images = gamma(images, config, generator, config.gamma_inverted_p, invert=True)
     images = gamma(images, config, generator, config.gamma_p, invert=False)
     return mirror(images, targets, config, generator)
