@@ -122,3 +122,19 @@ def test_report_shows_the_cross_validation_and_the_tuning(trained_run: Path):
     page = (trained_run / "report.html").read_text()
     assert "Evaluation: cv" in page and "Evaluation: fold_0/validation" in page
     assert "Post-processing tuned on cross-validation" in page
+
+
+def test_resume_trains_a_missing_fold_with_the_runs_config(trained_run: Path, raw_and_cache, tmp_path: Path):
+    """`train --fold all --resume` without the original --set options continues the same experiment."""
+    import shutil
+
+    from transunet3d.config import load_config
+
+    _, cache = raw_and_cache
+    run = RunFolder(tmp_path / "run")
+    shutil.copytree(trained_run / "fold_0", run.fold(0).path)
+    result = CliRunner().invoke(cli, ["train", str(cache), "--preset", "tiny-unet", "--fold", "all", "--out",
+                                      str(run.path), "--device", "cpu", "--resume", "--no-validate"])
+    assert result.exit_code == 0, result.output
+    assert load_config(run.fold(1).config).loop.epochs == 2  # the run's, not the preset's 20
+    assert "fold 1: 2 epochs" in result.output

@@ -74,7 +74,7 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
         raise UserError(f"{job.preprocessed}: not a folder")
     for fold in job.folds:
         folder = job.run.fold(fold)
-        config, started = _model_config(folder, job.config, job.resume)
+        config, started = _model_config(folder, job.config, job.resume, job.run)
         if not started:
             config = replace(config, data=replace(config.data, preprocessed=str(Path(job.preprocessed).resolve())))
         task = SegmentationTask(config, job.preprocessed, fold, processes)
@@ -101,8 +101,12 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
     return trainer
 
 
-def _model_config(folder: ModelFolder, config: ExperimentConfig, resume: bool) -> tuple[ExperimentConfig, bool]:
+def _model_config(folder: ModelFolder, config: ExperimentConfig, resume: bool,
+                  run: RunFolder | None = None) -> tuple[ExperimentConfig, bool]:
     """The config a model trains with, and whether it has started (holds a checkpoint).
+
+    Resuming, a model keeps its saved config, and a fold not yet started takes the config of the run's other
+    folds, so that `--resume` without the original `--set`s continues the same experiment.
 
     Raises:
         UserError: the folder holds a started model and `resume` is off.
@@ -112,7 +116,8 @@ def _model_config(folder: ModelFolder, config: ExperimentConfig, resume: bool) -
         raise UserError(f"{folder.path} already holds a training run: add --resume, or choose another --out")
     if resume and folder.is_model():
         return load_config(folder.config), started
-    return config, started
+    siblings = list(run.folds().values()) if resume and run is not None else []
+    return (load_config(siblings[0].config) if siblings else config), started
 
 
 def _fit(task: Task, folder: ModelFolder, started: bool, device: str | None, processes: Distributed) -> TrainerState:
