@@ -15,7 +15,7 @@ from transunet3d.cli.main import cli
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
-from transunet3d.training.folds import draw_folds
+from transunet3d.runs.folds import draw_folds
 
 CASES = ("BraTS-MET-00001-000", "BraTS-MET-00002-000")
 KINDS = ("t1n", "t1c", "t2w", "t2f", "seg")

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from transunet3d.runs.folds import ALL_DATA
 from transunet3d.runs.layout import ModelFolder, RunFolder, folder_fold
-from transunet3d.training.folds import ALL_DATA
 
 
 def test_a_run_names_its_folds_cv_and_postprocessing(tmp_path: Path):

@@ -10,8 +10,8 @@ import torch
 from transunet3d.config.io import load_config
 from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.errors import UserError
+from transunet3d.runs.folds import parse_fold_list
 from transunet3d.runs.layout import ModelFolder, RunFolder
-from transunet3d.training.folds import parse_fold_list
 
 _PATH = click.Path(path_type=Path)
 

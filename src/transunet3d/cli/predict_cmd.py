@@ -15,8 +15,8 @@ from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, load_models
 from transunet3d.inference.tta import TTA_MODES
+from transunet3d.jobs.tuning import run_postprocessing
 from transunet3d.postprocessing.rules import PostprocessSettings
-from transunet3d.postprocessing.run import run_postprocessing
 from transunet3d.postprocessing.tune import read_postprocessing
 from transunet3d.runs.layout import RunFolder
 

@@ -9,7 +9,7 @@ import torch
 
 from transunet3d.cli.config_cmd import set_option
 from transunet3d.config import PRESETS, build_config
-from transunet3d.runs.job import TrainingJob, folds_to_train, train_folds
+from transunet3d.jobs.training import TrainingJob, folds_to_train, train_folds
 from transunet3d.runs.layout import RunFolder
 from transunet3d.training.distributed import Distributed
 

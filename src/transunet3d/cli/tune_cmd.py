@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from transunet3d.config.schema import REGIONS
-from transunet3d.postprocessing.run import tune_run
+from transunet3d.jobs.tuning import tune_run
 from transunet3d.runs.layout import RunFolder
 
 _PATH = click.Path(path_type=Path)

@@ -30,10 +30,10 @@ from transunet3d.files import output_folder, write_json
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import load_models
-from transunet3d.postprocessing.run import tune_run
+from transunet3d.jobs.training import TrainingJob, pretrain_model, train_folds
+from transunet3d.jobs.tuning import tune_run
 from transunet3d.postprocessing.tune import read_postprocessing
 from transunet3d.report.build import REPORT_FILE, write_report
-from transunet3d.runs.job import TrainingJob, pretrain_model, train_folds
 from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
 
 # Simulated low resolution and blur smear the smallest metastases (a few voxels); the demo's CPU-sized budget

@@ -14,9 +14,9 @@ from transunet3d.config.schema import ExperimentConfig
 from transunet3d.errors import UserError
 from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
+from transunet3d.runs.folds import ALL_DATA, draw_folds, parse_fold_list
 from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.checkpoint import STATE, WEIGHTS, is_complete
-from transunet3d.training.folds import ALL_DATA, draw_folds, parse_fold_list
 
 CHECKPOINTS = ("latest", "best")
 

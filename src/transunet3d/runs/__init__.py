@@ -1,7 +1,4 @@
-"""A run on disk: its layout (`runs.layout`), and the job that trains, validates and pools its folds (`runs.job`).
-
-The package imports only the layout, which every stage uses; import `transunet3d.runs.job` for the job.
-"""
+"""A run on disk: its layout (`runs.layout`, the only place that names a run's files) and its folds."""
 
 from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder, ValidationFolder
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transunet3d.data.layout import CaseFiles
-from transunet3d.training.folds import ALL_DATA, Fold
+from transunet3d.runs.folds import ALL_DATA, Fold
 
 CONFIG_FILE = "config.yaml"
 SPLITS_FILE = "splits.json"

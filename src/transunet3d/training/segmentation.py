@@ -17,10 +17,10 @@ from transunet3d.data.splits import make_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models import model_from_config
+from transunet3d.runs.folds import ALL_DATA, Fold
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.augment import augment_batch
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
-from transunet3d.training.folds import ALL_DATA, Fold
 from transunet3d.training.objective import training_loss
 from transunet3d.training.pseudo_dice import PseudoDice
 from transunet3d.training.sampling import PatchBatches

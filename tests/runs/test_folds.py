@@ -9,9 +9,14 @@ from click.testing import CliRunner
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config
 from transunet3d.errors import UserError
+from transunet3d.runs.folds import ALL_DATA, draw_folds, parse_fold, parse_fold_list
 from transunet3d.runs.layout import RunFolder, folder_fold
-from transunet3d.training.folds import ALL_DATA, draw_folds, parse_fold, parse_fold_list
 from transunet3d.training.segmentation import fold_cases
+
+
+@pytest.fixture
+def cache(raw_and_cache) -> Path:
+    return raw_and_cache[1]
 
 
 def test_fold_names_and_folders_round_trip(tmp_path: Path):

@@ -19,9 +19,9 @@ from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
+from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
-from transunet3d.training.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.training.pretrained import load_pretrained_encoder
 from transunet3d.training.pretraining import PretrainTask
 from transunet3d.training.segmentation import SegmentationTask
