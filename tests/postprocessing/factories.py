@@ -33,14 +33,6 @@ def lesion(labels: np.ndarray, corner: tuple[int, int, int], size: int) -> None:
     labels[x + 2:x + size - 2, y + 2:y + size - 2, z + 2:z + size - 2] = 3
 
 
-def two_lesions() -> np.ndarray:
-    """Reference labels with lesions of 6^3 and 5^3 voxels."""
-    labels = np.zeros(SHAPE, dtype=np.uint8)
-    lesion(labels, (2, 2, 2), 6)
-    lesion(labels, (14, 14, 12), 5)
-    return labels
-
-
 def confident(labels: np.ndarray) -> np.ndarray:
     """Probabilities 0.9 inside each region of `labels` and 0 outside: every threshold gives back `labels`."""
     regions = np.stack([np.isin(labels, values) for values in ((1, 2, 3), (1, 3), (3,))])
