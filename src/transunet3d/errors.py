@@ -1,8 +1,25 @@
-"""Errors caused by what the user gave us; the CLI prints them as one line and exits with code 2."""
+"""The error policy of every command: what is reported how, and with which exit code.
+
+- A mistake in what the user gave (a bad option or setting, a missing or damaged file or folder) is a `UserError`:
+  one line `error: <file or setting>: <problem>` on stderr, no traceback, exit code `EXIT_USER_ERROR` (2), and
+  nothing is written (settings are checked before a command creates any output).
+- The environment failing (no space left, permission denied, a read-only folder) is one `error:` line naming the
+  file that could not be written, exit code `EXIT_ENVIRONMENT` (1).
+- Commands that work case by case (validate, preprocess, predict, evaluate) report a broken case and go on with the
+  others; at the end they list every failed case and exit with `EXIT_INCOMPLETE` (3), raised as `IncompleteBatch`.
+- A warning (something odd that does not change the result) is one `warning:` line; library warnings are turned
+  into such lines or dropped, never shown as raw library text.
+- Anything else is a bug: a traceback, exit code 1.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+EXIT_ENVIRONMENT = 1
+EXIT_USER_ERROR = 2
+EXIT_INCOMPLETE = 3
 
 
 class UserError(Exception):
@@ -20,4 +37,12 @@ class InputError(UserError):
 
 
 class ConfigError(UserError):
-    """An unknown preset, section or field, or a value of the wrong type."""
+    """An unknown preset, section or field, or a value of the wrong type or out of range."""
+
+
+class IncompleteBatch(Exception):
+    """A case-by-case command finished, but these cases failed: {case id: message}, listed at the end."""
+
+    def __init__(self, failed: Mapping[str, str]):
+        self.failed = dict(failed)
+        super().__init__(f"{len(self.failed)} case(s) failed: {', '.join(self.failed)}")

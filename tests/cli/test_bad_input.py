@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from tests.factories import brain_case_arrays, write_case, write_run, write_volume
 from transunet3d.cli.main import cli
+from transunet3d.errors import EXIT_INCOMPLETE
 
 CASE = "BraTS-MET-00001-000"
 
@@ -84,15 +85,16 @@ def _one_error_line(result) -> str:
 
 @pytest.mark.parametrize("corrupt, expected", CATALOGUE, ids=[c.__name__.strip("_") for c, _ in CATALOGUE])
 @pytest.mark.parametrize("command", ["validate", "preprocess"])
-def test_bad_case_is_one_line_and_exit_2(tmp_path: Path, corrupt, expected, command):
+def test_bad_case_is_one_line_and_the_batch_is_incomplete(tmp_path: Path, corrupt, expected, command):
     raw = tmp_path / "raw"
     write_case(raw)
     write_case(raw, "BraTS-MET-00002-000", seed=1)  # a good case alongside is still processed
     corrupt(raw)
     args = [command, str(raw)] + ([str(tmp_path / "out")] if command == "preprocess" else [])
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_INCOMPLETE
     assert _one_error_line(result).startswith(f"error: {expected}")
+    assert result.stderr.splitlines()[-1] == f"failed cases (1): {CASE}"
     if command == "preprocess":
         assert (tmp_path / "out" / "BraTS-MET-00002-000.json").exists()
         assert not (tmp_path / "out" / f"{CASE}.json").exists()
@@ -115,7 +117,7 @@ def test_predict_reports_a_bad_case_and_writes_the_others(tmp_path: Path, run: P
     corrupt(raw)
     result = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "out"), "--model", str(run),
                                       "--tta", "none"])
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_INCOMPLETE
     assert _one_error_line(result).startswith(f"error: {expected}")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["BraTS-MET-00002-000.nii.gz", "ensemble.json"]
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from tests.factories import write_run
 from transunet3d.cli.main import cli
+from transunet3d.errors import EXIT_INCOMPLETE
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
@@ -114,9 +115,9 @@ def test_a_broken_case_is_reported_and_the_others_are_written(raw: Path, run: Pa
     broken.mkdir()
     (broken / "BraTS-MET-00009-000-t1c.nii.gz").write_bytes((raw / CASES[0] / f"{CASES[0]}-t1c.nii.gz").read_bytes())
     result = predict(mixed, tmp_path / "out", "--model", run, "--tta", "none")
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_INCOMPLETE
     assert "error: BraTS-MET-00009-000" in result.output and "t1n" in result.output
-    assert "failed cases: BraTS-MET-00009-000" in result.output
+    assert "failed cases (1): BraTS-MET-00009-000" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{CASES[0]}.nii.gz", "ensemble.json"]
 
 

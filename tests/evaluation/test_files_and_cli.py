@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from transunet3d.cli.main import cli
-from transunet3d.errors import InputError
+from transunet3d.errors import EXIT_INCOMPLETE, InputError
 from transunet3d.evaluation import region_mask, score_region
 from transunet3d.evaluation.case import MISSING_PREDICTION, evaluate_labels, evaluate_pair
 from transunet3d.evaluation.pairing import CasePair, pair_cases
@@ -138,7 +138,7 @@ def test_shape_mismatch_fails_that_case_only(tmp_path: Path):
     save(tmp_path / "pred" / "BraTS-MET-00002-000.nii.gz", lesion_labels())
     result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"),
                                       "--out", str(tmp_path / "m.csv")])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_INCOMPLETE
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: 00001-000: BraTS-MET-00001-000.nii.gz: shape (20, 20, 21) differs from the "
                       "reference BraTS-MET-00001-000-seg.nii.gz (20, 20, 20)"]

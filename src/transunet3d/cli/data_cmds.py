@@ -11,6 +11,7 @@ from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import DEFAULT_FOREGROUND_SAMPLES, preprocess_dataset
 from transunet3d.data.splits import write_splits
 from transunet3d.data.validate import validate_cases
+from transunet3d.errors import IncompleteBatch
 
 _FOLDER = click.Path(path_type=Path)
 _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -46,11 +47,9 @@ def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, d
 def validate_command(raw: Path, workers: int) -> None:
     """Check every BraTS case under RAW: four modalities, 3D, same grid, finite values, labels in {0,1,2,3}."""
     count, problems = validate_cases(raw, workers=workers)
-    for problem in problems:
-        click.echo(f"error: {problem}", err=True)
     click.echo(f"{count - len(problems)} of {count} cases are valid")
     if problems:
-        raise SystemExit(2)
+        raise IncompleteBatch(problems)
 
 
 @click.command("preprocess")
@@ -62,12 +61,10 @@ def validate_command(raw: Path, workers: int) -> None:
 def preprocess_command(raw: Path, out: Path, workers: int, foreground_samples: int) -> None:
     """Crop, z-score and cache every case under RAW into OUT; complete cases are skipped on a rerun."""
     report = preprocess_dataset(raw, out, workers=workers, foreground_samples=foreground_samples)
-    for message in report.failed.values():
-        click.echo(f"error: {message}", err=True)
     click.echo(f"preprocessed {len(report.written)}, already done {len(report.skipped)}, "
                f"failed {len(report.failed)} -> {out}")
     if report.failed:
-        raise SystemExit(2)
+        raise IncompleteBatch(report.failed)
 
 
 @click.command("splits")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from transunet3d.errors import IncompleteBatch
 from transunet3d.evaluation.batch import evaluate_folders
 from transunet3d.evaluation.report import write_evaluation
 
@@ -27,7 +28,7 @@ def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, summary: Path | N
     """Score predictions in PRED_DIR against the `…-seg.nii.gz` references in REF_DIR (BraTS-MET settings).
 
     Files are paired by the case id (00132-000) in their names. A reference without a prediction is scored as
-    an empty prediction and flagged; a case that cannot be scored is reported and the others go on (exit code 1).
+    an empty prediction and flagged; a case that cannot be scored is reported and the others go on (exit code 3).
     """
     run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None)
     report = write_evaluation(run, pred_dir, ref_dir, out, summary, lesions)
@@ -35,11 +36,9 @@ def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, summary: Path | N
         click.echo(f"warning: {path}: no reference for this prediction, not scored", err=True)
     for case, flags in report["flagged"].items():
         click.echo(f"warning: {case}: {'; '.join(flags)}", err=True)
-    for result in run.failed:
-        click.echo(f"error: {result.error}", err=True)
     _print_means(report)
     if run.failed:
-        raise SystemExit(1)
+        raise IncompleteBatch({result.case: result.error for result in run.failed})
 
 
 def _print_means(report: dict) -> None:

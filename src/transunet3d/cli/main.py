@@ -15,26 +15,30 @@ from transunet3d.cli.predict_cmd import predict_command
 from transunet3d.cli.pretrain_cmd import pretrain_command
 from transunet3d.cli.train_cmd import train_command
 from transunet3d.cli.tune_cmd import tune_command
-from transunet3d.errors import UserError
+from transunet3d.errors import EXIT_ENVIRONMENT, EXIT_INCOMPLETE, EXIT_USER_ERROR, IncompleteBatch, UserError
 from transunet3d.memory import keep_freed_memory
 
-USER_ERROR_EXIT = 2
 # Commands that run networks on large CPU tensors, for which glibc's heap is tuned (memory.py).
 _TENSOR_COMMANDS = {"train", "pretrain", "predict", "crossval", "demo"}
 
 
 class _Commands(click.Group):
-    """A click group that reports `UserError`s as one line (no traceback) with exit code 2."""
+    """A click group that applies the error policy of `transunet3d.errors` to every command."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UserError as error:
             click.echo(f"error: {error}", err=True)
-            ctx.exit(USER_ERROR_EXIT)
+            ctx.exit(EXIT_USER_ERROR)
+        except IncompleteBatch as incomplete:
+            for message in incomplete.failed.values():
+                click.echo(f"error: {message}", err=True)
+            click.echo(f"failed cases ({len(incomplete.failed)}): {', '.join(incomplete.failed)}", err=True)
+            ctx.exit(EXIT_INCOMPLETE)
         except OSError as error:  # disk full, permission denied, ...: the environment, not a bug
             click.echo(f"error: {error}", err=True)
-            ctx.exit(1)
+            ctx.exit(EXIT_ENVIRONMENT)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -10,7 +10,7 @@ import click
 import torch
 
 from transunet3d.config.schema import REGIONS, InferConfig
-from transunet3d.errors import UserError
+from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, load_models
@@ -87,13 +87,10 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     report = predict_folder(input_dir, out, predictor, skip_existing=skip_existing,
                             save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0,
                             only=_case_ids(case_list) if case_list else None)
-    for message in report.failed.values():
-        click.echo(f"error: {message}", err=True)
     click.echo(f"predicted {len(report.written)}, already done {len(report.skipped)}, "
                f"failed {len(report.failed)} with {len(trained)} model(s), TTA {options.tta} -> {out}")
     if report.failed:
-        click.echo(f"failed cases: {', '.join(report.failed)}", err=True)
-        raise SystemExit(2)
+        raise IncompleteBatch(report.failed)
 
 
 def _postprocessing(choice: str, runs: tuple[Path, ...], by_hand: bool) -> tuple[PostprocessSettings | None, str]:

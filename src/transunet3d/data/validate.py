@@ -83,8 +83,8 @@ def _problem(case: CaseFiles) -> str:
     return ""
 
 
-def validate_cases(root: str | Path, workers: int = 1, progress: bool = True) -> tuple[int, list[str]]:
-    """Check every case under `root`; returns (number of cases, one message per broken case)."""
+def validate_cases(root: str | Path, workers: int = 1, progress: bool = True) -> tuple[int, dict[str, str]]:
+    """Check every case under `root`; returns (number of cases, {case id: message} of the broken ones)."""
     cases = discover_cases(root)
-    problems = [p for p in map_cases(_problem, cases, workers, "validate", progress) if p]
-    return len(cases), problems
+    messages = map_cases(_problem, cases, workers, "validate", progress)
+    return len(cases), {case.case_id: message for case, message in zip(cases, messages) if message}
