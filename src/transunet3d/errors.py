@@ -22,6 +22,14 @@ EXIT_USER_ERROR = 2
 EXIT_INCOMPLETE = 3
 
 
+def describe_os_error(error: OSError) -> str:
+    """`file: problem` (e.g. `out/a.npy: no space left on device`) for the environment's failures, whose own text
+    (`[Errno 28] No space left on device: 'out/a.npy'`) reads like a traceback's last line."""
+    if error.strerror and error.filename:
+        return f"{error.filename}: {error.strerror[0].lower()}{error.strerror[1:]}"
+    return str(error)
+
+
 class UserError(Exception):
     """A mistake in the user's input or configuration (not a bug): reported without a traceback."""
 

@@ -1,10 +1,19 @@
-"""Atomic file writing: outputs appear complete under their final name or not at all."""
+"""Atomic file writing: outputs appear complete under their final name or not at all.
+
+An output is written to a hidden temporary beside it, `.{name}.{pid}@{host}.XXXXXXXX.tmp{suffix}`, and renamed when
+complete. A killed process leaves its temporary behind: readers skip temporaries (`is_temporary`), and a command
+that writes into a folder first removes the temporaries that dead processes of this host left there
+(`remove_stale_temporaries`). The writer's PID and host in the name tell a stale temporary from one that a process
+still running (a parallel run into the same folder) is writing.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +21,82 @@ from typing import Any
 
 from transunet3d.errors import UserError
 
+_TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+){0,2}$")
+_WRITER = re.compile(r"\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.[^.]+\.tmp(\.[A-Za-z0-9]+){0,2}$")
+
+
+def is_temporary(path: str | Path) -> bool:
+    """Whether `path` names an unfinished output of `atomic_path` (never data, whether or not its writer lives)."""
+    return _TEMPORARY.match(Path(path).name) is not None
+
+
+def _host() -> str:
+    """This machine's name as it appears in temporary names (letters, digits and dashes only)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's process
+        return True
+    return True
+
+
+def _is_stale(path: Path) -> bool:
+    """A temporary whose writer was a process of this host that has ended; unknown writers count as alive."""
+    writer = _WRITER.search(path.name)
+    return writer is not None and writer["host"] == _host() and not _process_alive(int(writer["pid"]))
+
+
+def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporaries that killed processes of this host left in `folder` (and below, if `recursive`).
+
+    Temporaries of running processes and of other hosts (a shared file system) are kept: readers skip them anyway.
+
+    Returns:
+        The removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    candidates = folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")
+    removed = [path for path in candidates if is_temporary(path) and path.is_file() and _is_stale(path)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def check_output_path(path: str | Path) -> None:
+    """Raise UserError when a file stands where `path`'s folder, or one above it, should be.
+
+    Called before a command works, so that such a mistake stops it with nothing written.
+    """
+    for folder in Path(path).parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise UserError(f"{folder}: exists and is not a folder")
+            return
+
+
+def prepare_output_files(*paths: str | Path | None) -> None:
+    """Before a command works: stop it on a file in the way of an output's folder (UserError, nothing written),
+    and remove the stale temporaries beside each output (`None`: an output not asked for)."""
+    given = [Path(path) for path in paths if path is not None]
+    for path in given:
+        check_output_path(path)
+    for path in given:
+        remove_stale_temporaries(path.parent)
+
 
 def output_folder(path: str | Path) -> Path:
     """`path` as an existing folder (created if needed); a file in the way is a UserError, not a traceback."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder")
+    check_output_path(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -28,23 +107,37 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+def _naming(error: OSError, path: Path) -> OSError:
+    """`error` as raised for the final output `path` rather than for its hidden temporary."""
+    if error.errno is None:  # e.g. numpy's "N requested and M written": a short write
+        return OSError(f"{path}: could not be written ({error})")
+    return OSError(error.errno, os.strerror(error.errno), str(path))  # the subclass follows from errno
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed to `path` when the block succeeds, removed otherwise.
 
     The temporary name keeps the final suffix (e.g. `.nii.gz`) so that writers which infer the format from it work.
+
+    Raises:
+        OSError: writing failed (no space, permission denied, ...), with `path` as its file name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(path.parent)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{_host()}.",
+                                   suffix=f".tmp{suffix}")
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
+    except OSError as error:
+        raise _naming(error, path) from error
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
 
 

@@ -9,6 +9,7 @@ import click
 from transunet3d.errors import IncompleteBatch
 from transunet3d.evaluation.batch import evaluate_folders
 from transunet3d.evaluation.report import write_evaluation
+from transunet3d.files import prepare_output_files
 
 _PATH = click.Path(path_type=Path)
 
@@ -30,6 +31,7 @@ def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, summary: Path | N
     Files are paired by the case id (00132-000) in their names. A reference without a prediction is scored as
     an empty prediction and flagged; a case that cannot be scored is reported and the others go on (exit code 3).
     """
+    prepare_output_files(out, summary, lesions)
     run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None)
     report = write_evaluation(run, pred_dir, ref_dir, out, summary, lesions)
     for path in run.orphan_predictions:

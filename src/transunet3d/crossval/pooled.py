@@ -8,7 +8,7 @@ from typing import Any
 
 from transunet3d.crossval.validation import validation_cases
 from transunet3d.evaluation.report import LESION_COLUMNS, METRIC_COLUMNS, read_metric_rows, summarize_rows, write_csv
-from transunet3d.files import write_json
+from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.runs.layout import RunFolder
 
 
@@ -35,6 +35,7 @@ def pool_folds(run: RunFolder) -> dict[str, Any] | None:
         if evaluation.lesions.is_file():
             lesions += [{"fold": fold, **row} for row in _read_csv(evaluation.lesions)]
     target = run.cv
+    remove_stale_temporaries(target.folder)
     write_csv(target.metrics, metrics, ["fold", *METRIC_COLUMNS])
     write_csv(target.lesions, lesions, ["fold", *LESION_COLUMNS])
     summary = {**summarize_rows(metrics), "folds": {str(fold): cases[fold] for fold in folds}}

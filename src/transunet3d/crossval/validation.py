@@ -25,7 +25,7 @@ from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.errors import UserError
 from transunet3d.evaluation.batch import evaluate_folders
 from transunet3d.evaluation.report import write_evaluation
-from transunet3d.files import write_json
+from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.inference.cases import (
     ENSEMBLE_FILE,
     ensemble_record,
@@ -66,6 +66,7 @@ def validate_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.d
     infer = model.config.infer
     predictor = Predictor([model], replace(infer, tta=infer.validation_tta), device)
     target = folder.validation
+    remove_stale_temporaries(target.folder, recursive=True)
     _start(target, ensemble_record(predictor))
     cases = validation_cases(folder)
     todo = [case for case in cases if not _done(target, case)]

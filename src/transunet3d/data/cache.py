@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from transunet3d.files import atomic_path, write_json
+from transunet3d.files import atomic_path, is_temporary, write_json
 
 FORMAT_VERSION = 2  # 2: lesion_locations; an older cache is preprocessed again
 DATASET_FILE = "dataset.json"
@@ -54,8 +54,12 @@ def write_case(root: Path, case_id: str, image: np.ndarray, seg: np.ndarray | No
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
+    """`np.save`'s file, with the data written by Python: numpy's own write reports a full disk as a bare
+    "N requested and M written", without the errno that says "no space left on device"."""
+    array = np.ascontiguousarray(array)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, np.ascontiguousarray(array))
+        np.lib.format.write_array_header_1_0(handle, np.lib.format.header_data_from_array_1_0(array))
+        handle.write(memoryview(array).cast("B"))
 
 
 def read_properties(root: Path, case_id: str) -> dict[str, Any] | None:
@@ -85,5 +89,6 @@ def open_case(root: str | Path, case_id: str) -> CachedCase:
 def cached_case_ids(root: str | Path) -> list[str]:
     """Ids of the complete cases in a cache folder, sorted."""
     root = Path(root)
-    candidates = sorted(p.stem for p in root.glob("*.json") if p.name not in (DATASET_FILE, SPLITS_FILE))
+    candidates = sorted(p.stem for p in root.glob("*.json")
+                        if p.name not in (DATASET_FILE, SPLITS_FILE) and not is_temporary(p))
     return [case_id for case_id in candidates if read_properties(root, case_id) is not None]

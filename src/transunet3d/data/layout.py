@@ -8,6 +8,7 @@ from pathlib import Path
 
 from transunet3d.config.schema import MODALITIES
 from transunet3d.errors import InputError
+from transunet3d.files import is_temporary
 
 CASE_ID = re.compile(r"BraTS-[A-Za-z]+-\d{5}-\d{3}")
 CASE_FILE = re.compile(rf"^(?P<case>{CASE_ID.pattern})-(?P<kind>{'|'.join(MODALITIES)}|seg)\.nii(\.gz)?$")
@@ -56,7 +57,7 @@ def discover_cases(root: str | Path) -> list[CaseFiles]:
     found: dict[str, dict[str, Path]] = {}
     for path in sorted(root.rglob("*.nii*")):
         match = CASE_FILE.match(path.name)
-        if match is None or not path.is_file():
+        if match is None or not path.is_file() or is_temporary(path):
             continue
         kinds = found.setdefault(match["case"], {})
         if match["kind"] in kinds:

@@ -18,7 +18,7 @@ from transunet3d.data.normalize import zscore_brain
 from transunet3d.data.regions import labels_to_regions
 from transunet3d.data.validate import LoadedCase, load_case
 from transunet3d.errors import InputError
-from transunet3d.files import output_folder, write_json
+from transunet3d.files import output_folder, remove_stale_temporaries, write_json
 from transunet3d.parallel import map_cases
 
 DEFAULT_FOREGROUND_SAMPLES = 10000
@@ -123,6 +123,7 @@ def preprocess_dataset(
     """
     cases = discover_cases(raw)
     out_dir = output_folder(out_dir)
+    remove_stale_temporaries(out_dir)
     jobs = [(case, out_dir, foreground_samples) for case in cases]
     report = PreprocessReport()
     for case_id, status, message in map_cases(_run_one, jobs, workers, "preprocess", progress):

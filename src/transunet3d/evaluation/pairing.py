@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transunet3d.errors import InputError
+from transunet3d.files import is_temporary
 
 CASE_ID = re.compile(r"\d{5}-\d{3}")
 
@@ -21,11 +22,13 @@ class CasePair:
 
 
 def _nifti_files(folder: Path, role: str) -> list[Path]:
+    """The NIfTI files under `folder`, without the unfinished outputs that an interrupted writer left."""
     if not folder.exists():
         raise InputError(None, None, f"{folder}: {role} folder does not exist")
     if not folder.is_dir():
         raise InputError(None, None, f"{folder}: {role} path is not a folder")
-    return sorted(p for p in folder.rglob("*.nii*") if p.is_file() and p.name.endswith((".nii", ".nii.gz")))
+    return sorted(p for p in folder.rglob("*.nii*")
+                  if p.is_file() and p.name.endswith((".nii", ".nii.gz")) and not is_temporary(p))
 
 
 def _by_case(files: list[Path]) -> dict[str, Path]:

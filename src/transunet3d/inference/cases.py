@@ -18,7 +18,7 @@ from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.validate import LoadedCase, load_case
 from transunet3d.errors import InputError, UserError
-from transunet3d.files import atomic_path, output_folder, write_json
+from transunet3d.files import atomic_path, output_folder, remove_stale_temporaries, write_json
 from transunet3d.inference.predictor import CasePrediction, Predictor
 
 
@@ -80,6 +80,7 @@ def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predic
     """
     rank, world = shard
     out_dir = output_folder(out_dir)
+    remove_stale_temporaries(out_dir)
     cases = discover_cases(input_dir)
     if only is not None:
         missing = only - {case.case_id for case in cases}

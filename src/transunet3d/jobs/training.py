@@ -18,7 +18,7 @@ from transunet3d.config.schema import ExperimentConfig
 from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE
 from transunet3d.errors import UserError
-from transunet3d.files import write_json
+from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
@@ -72,6 +72,8 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     """
     if not Path(job.preprocessed).is_dir():
         raise UserError(f"{job.preprocessed}: not a folder")
+    if processes.is_main:
+        remove_stale_temporaries(job.run.path, recursive=True)
     for fold in job.folds:
         folder = job.run.fold(fold)
         config, started = _model_config(folder, job.config, job.resume, job.run)
@@ -93,6 +95,8 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
     """MAE pre-training into `folder` (started or resumed as `train_folds` does); returns the finished trainer."""
     if not Path(preprocessed).is_dir():
         raise UserError(f"{preprocessed}: not a folder")
+    if processes.is_main:
+        remove_stale_temporaries(folder.path, recursive=True)
     config, started = _model_config(folder, config, resume)
     trainer = Trainer(PretrainTask(config, preprocessed, processes), folder, device, processes)
     if started:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from transunet3d.crossval import validated_folds, validation_cases
 from transunet3d.errors import UserError
+from transunet3d.files import remove_stale_temporaries
 from transunet3d.inference.cases import probabilities_path
 from transunet3d.postprocessing.objective import TuningCase
 from transunet3d.postprocessing.rules import PostprocessSettings
@@ -45,6 +46,7 @@ def tune_run(run: RunFolder, workers: int = 1, grid: TuningGrid = DEFAULT_GRID,
     cases = out_of_fold_cases(run)
     if not cases:
         raise UserError(f"{run.path}: no validated fold to tune on (train the folds, or run `transunet3d crossval`)")
+    remove_stale_temporaries(run.path)
     result = tune_postprocessing(cases, workers=workers, grid=grid, progress=progress)
     write_postprocessing(run.postprocessing, result)
     return result

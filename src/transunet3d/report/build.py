@@ -15,7 +15,7 @@ from transunet3d.config.schema import REGIONS
 from transunet3d.data.nifti import load_header_3d, read_data
 from transunet3d.errors import UserError
 from transunet3d.evaluation.pairing import pair_cases
-from transunet3d.files import atomic_path
+from transunet3d.files import atomic_path, remove_stale_temporaries
 from transunet3d.report import html
 from transunet3d.report.figures import overlay_png
 from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
@@ -165,6 +165,7 @@ def write_report(folder: str | Path, title: str | None = None) -> Path:
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"{root}: not a folder")
+    remove_stale_temporaries(root)
     folders = _folders(root)
     models = [model for model in map(ModelFolder, folders) if model.is_model() and model.log.is_file()]
     evaluations = [files for files in map(EvaluationFiles, folders) if files.exists()]

@@ -1,0 +1,76 @@
+"""The environment failing (full disk, refused folder) and files in the way: one `error:` line naming the real file."""
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tests.evaluation.test_files_and_cli import lesion_labels, save
+from tests.factories import write_case
+from tests.test_files import dead_pid, temporary
+from transunet3d.cli.main import cli
+from transunet3d.errors import EXIT_ENVIRONMENT, EXIT_USER_ERROR
+
+CASE = "BraTS-MET-00001-000"
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(cli, list(map(str, args)))
+
+
+def evaluation_folders(root: Path) -> tuple[Path, Path]:
+    save(root / "ref" / f"{CASE}-seg.nii.gz", lesion_labels())
+    save(root / "pred" / f"{CASE}.nii.gz", lesion_labels())
+    return root / "pred", root / "ref"
+
+
+def test_full_disk_in_preprocess_says_so_and_names_the_output(tmp_path: Path, monkeypatch):
+    write_case(tmp_path / "raw")
+    make_temporary = tempfile.mkstemp
+
+    def on_full_disk(dir, prefix, suffix):  # every temporary is /dev/full: writes fail with ENOSPC
+        fd, path = make_temporary(dir=dir, prefix=prefix, suffix=suffix)
+        os.close(fd)
+        os.unlink(path)
+        os.symlink("/dev/full", path)
+        return os.open(path, os.O_WRONLY), path
+
+    monkeypatch.setattr(tempfile, "mkstemp", on_full_disk)
+    result = invoke("preprocess", tmp_path / "raw", tmp_path / "pre")
+    assert result.exit_code == EXIT_ENVIRONMENT
+    assert result.stderr.splitlines()[-1] == f"error: {tmp_path / 'pre' / CASE}.npy: no space left on device"
+    assert list((tmp_path / "pre").iterdir()) == []
+
+
+def test_refused_output_folder_names_the_output_not_its_temporary(tmp_path: Path, monkeypatch):
+    pred, ref = evaluation_folders(tmp_path)
+
+    def refuse(dir, prefix, suffix):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}abcd{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    result = invoke("evaluate", pred, ref, "--out", tmp_path / "m.csv")
+    assert result.exit_code == EXIT_ENVIRONMENT
+    assert result.stderr.splitlines()[-1] == f"error: {tmp_path / 'm.csv'}: permission denied"
+
+
+def test_output_whose_folder_is_a_file_stops_evaluate_before_it_works(tmp_path: Path):
+    pred, ref = evaluation_folders(tmp_path)
+    blocker = tmp_path / "x"
+    blocker.write_text("")
+    result = invoke("evaluate", pred, ref, "--out", blocker / "m.csv")
+    assert result.exit_code == EXIT_USER_ERROR
+    assert result.stderr.strip() == f"error: {blocker}: exists and is not a folder"
+    assert result.stdout == ""  # nothing evaluated
+
+
+def test_evaluate_ignores_and_removes_temporaries_that_a_killed_run_left(tmp_path: Path):
+    pred, ref = evaluation_folders(tmp_path)
+    (pred / f".{CASE}.nii.gz.k2j3h4.tmp.nii.gz").write_bytes(b"")  # left by a predict killed mid-write
+    stale_summary = temporary(tmp_path, "summary.json", dead_pid())
+    result = invoke("evaluate", pred, ref, "--out", tmp_path / "m.csv", "--summary", tmp_path / "summary.json")
+    assert result.exit_code == 0, result.stderr
+    assert "1 cases scored" in result.stdout
+    assert not stale_summary.exists()

@@ -1,0 +1,118 @@
+"""Atomic writes: temporaries are never data, stale ones are removed safely, failures name the real output."""
+
+import errno
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transunet3d import files
+from transunet3d.errors import UserError, describe_os_error
+from transunet3d.files import (
+    atomic_path,
+    check_output_path,
+    is_temporary,
+    output_folder,
+    prepare_output_files,
+    remove_stale_temporaries,
+)
+from transunet3d.parallel import map_cases
+
+
+def dead_pid() -> int:
+    """The PID of a process that has ended (reaped, so no longer alive)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def temporary(folder: Path, name: str, pid: int, host: str | None = None) -> Path:
+    """A temporary as `atomic_path` names it, written by process `pid` of `host` (this host by default)."""
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+    path = folder / f".{name}.{pid}@{host or files._host()}.abcd1234.tmp{suffix}"
+    path.write_bytes(b"")
+    return path
+
+
+def test_the_temporary_keeps_the_suffix_and_is_recognised(tmp_path: Path):
+    with atomic_path(tmp_path / "BraTS-MET-00001-000.nii.gz") as tmp:
+        assert tmp.name.endswith(".tmp.nii.gz") and tmp.name.startswith(".BraTS-MET-00001-000.nii.gz.")
+        assert is_temporary(tmp)
+        tmp.write_bytes(b"x")
+    assert [p.name for p in tmp_path.iterdir()] == ["BraTS-MET-00001-000.nii.gz"]
+    for name in ("BraTS-MET-00001-000.nii.gz", "a.npy", "summary.json", ".hidden", "x.tmp.json"):
+        assert not is_temporary(tmp_path / name)
+    assert is_temporary(tmp_path / ".summary.json.k2j3h4.tmp.json")  # the names of earlier versions too
+
+
+def test_only_temporaries_of_ended_processes_of_this_host_are_removed(tmp_path: Path):
+    stale = temporary(tmp_path, "a.nii.gz", dead_pid())
+    running = temporary(tmp_path, "b.nii.gz", os.getpid())
+    elsewhere = temporary(tmp_path, "c.nii.gz", dead_pid(), host="other-host")
+    nested = temporary(output_folder(tmp_path / "sub"), "d.npy", dead_pid())
+    data = tmp_path / "a.nii.gz"
+    data.write_bytes(b"data")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert running.exists() and elsewhere.exists() and nested.exists() and data.exists()
+    assert remove_stale_temporaries(tmp_path, recursive=True) == [nested]
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_a_failed_write_names_the_output_and_leaves_nothing(tmp_path: Path):
+    target = tmp_path / "metrics.csv"
+    with pytest.raises(OSError) as raised, atomic_path(target):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / ".metrics.csv.x.tmp.csv"))
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(target)
+    assert describe_os_error(raised.value) == f"{target}: no space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_refuses_the_temporary_names_the_output(tmp_path: Path, monkeypatch):
+    def refuse(dir, prefix, suffix):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, prefix + "x" + suffix))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as raised, atomic_path(tmp_path / "summary.json"):
+        pass
+    assert describe_os_error(raised.value) == f"{tmp_path / 'summary.json'}: permission denied"
+
+
+def test_a_short_write_without_errno_still_names_the_output(tmp_path: Path):
+    with pytest.raises(OSError, match=f"^{tmp_path / 'a.npy'}: could not be written"), atomic_path(tmp_path / "a.npy"):
+        raise OSError("473088 requested and 7136 written")
+
+
+def test_a_file_in_the_way_of_an_output_folder_is_a_user_error(tmp_path: Path):
+    blocker = tmp_path / "x"
+    blocker.write_text("")
+    for output in (blocker / "m.csv", blocker / "deeper" / "m.csv"):
+        with pytest.raises(UserError, match=f"^{blocker}: exists and is not a folder$"):
+            check_output_path(output)
+    with pytest.raises(UserError, match=f"^{blocker}: exists and is not a folder$"):
+        output_folder(blocker / "deeper")
+    with pytest.raises(UserError, match=f"^{blocker}: exists and is not a folder$"):
+        prepare_output_files(tmp_path / "m.csv", None, blocker / "lesions.csv")
+    assert sorted(tmp_path.iterdir()) == [blocker]
+
+
+def _fail_to_read(path: Path) -> None:
+    path.read_bytes()
+
+
+def test_an_os_error_in_a_worker_process_keeps_its_file_name(tmp_path: Path):
+    missing = [tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"]
+    with pytest.raises(OSError, match=f"^{missing[0]}: no such file or directory$"):
+        list(map_cases(_fail_to_read, missing, workers=2, desc="read", progress=False))
+
+
+def test_npy_files_are_those_of_np_save(tmp_path: Path):
+    from transunet3d.data.cache import _save_npy
+
+    array = np.arange(24, dtype=np.float32).reshape(2, 3, 4).transpose(2, 0, 1)
+    _save_npy(tmp_path / "a.npy", array)
+    np.save(tmp_path / "b.npy", np.ascontiguousarray(array))
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
