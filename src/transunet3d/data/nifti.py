@@ -14,7 +14,9 @@ from isal import igzip, isal_zlib
 from transunet3d.errors import InputError
 from transunet3d.files import atomic_path
 
-_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError)
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError,
+                nib.wrapstruct.WrapStructError, nib.spatialimages.HeaderDataError)
+HEADER_BYTES = 348  # the NIfTI-1 header; a NIfTI-2 header is longer still
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,15 @@ def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
     A `.nii.gz` is decompressed in one go with ISA-L (about three times faster than the gzip stream nibabel
     reads through), so its data is then in memory; a plain `.nii` stays lazy.
     """
+    path = Path(path)
     try:
-        if Path(path).name.endswith(".gz"):
-            return _from_bytes(_gunzip(Path(path)))
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        if path.name.endswith(".gz"):
+            data = _gunzip(path)
+            _check_header_length(len(data))
+            return _from_bytes(data)
+        _check_header_length(path.stat().st_size)
         return nib.load(path)
     except EOFError:
         raise InputError(case_id, path, "image data cannot be read (the compressed file ends early)") from None
@@ -84,6 +92,12 @@ def _gunzip(path: Path) -> bytes:
         return igzip.decompress(path.read_bytes())
     except isal_zlib.error as error:
         raise ValueError(f"corrupt gzip data: {error}") from None
+
+
+def _check_header_length(size: int) -> None:
+    """Name the problem of a file too short for a header, which nibabel reports as a 'wrong size' block."""
+    if size < HEADER_BYTES:
+        raise ValueError(f"the header ends after {size} of {HEADER_BYTES} bytes")
 
 
 def _from_bytes(data: bytes) -> nib.Nifti1Image:
