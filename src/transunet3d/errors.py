@@ -35,6 +35,10 @@ class InputError(UserError):
         self.problem = problem
         super().__init__(": ".join(part for part in (case, self.file, problem) if part))
 
+    def __reduce__(self):
+        """Pickle by the three parts, so that an error raised in a worker process reaches the parent whole."""
+        return type(self), (self.case, self.file, self.problem)
+
 
 class ConfigError(UserError):
     """An unknown preset, section or field, or a value of the wrong type or out of range."""
