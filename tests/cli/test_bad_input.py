@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.factories import brain_case_arrays, write_case, write_run, write_volume
+from tests.factories import brain_case_arrays, set_pixdim, write_case, write_run, write_volume
 from transunet3d.cli.main import cli
 from transunet3d.errors import EXIT_INCOMPLETE
 
@@ -182,6 +182,21 @@ def test_evaluate_reports_an_unreadable_file_and_scores_the_others(tmp_path: Pat
     assert result.exit_code == EXIT_INCOMPLETE
     assert _one_error_line(result).startswith(f"error: 00001-000: {damaged.name}: {problem}")
     assert {row.split(",")[0] for row in (tmp_path / "m.csv").read_text().splitlines()[1:]} == {"00002-000"}
+
+
+def test_predict_writes_the_voxel_size_of_the_input_affine(tmp_path: Path, run: Path):
+    """Inputs whose pixdim is 0 but whose sform gives 3.23 mm: the submission's zooms match its affine."""
+    raw = tmp_path / "raw"
+    write_case(raw, affine=np.diag([3.23, 3.23, 3.23, 1.0]))
+    for path in (raw / CASE).iterdir():
+        set_pixdim(path, (0.0, 0.0, 0.0))
+    result = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "out"), "--model", str(run),
+                                      "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    written = nib.load(tmp_path / "out" / f"{CASE}.nii.gz")
+    assert written.header.get_zooms() == pytest.approx(np.linalg.norm(written.affine[:3, :3], axis=0))
+    assert written.header.get_zooms() == pytest.approx((3.23, 3.23, 3.23))
+    assert "pixdim[1,2,3]" not in result.stderr  # nibabel's own text, replaced by one warning line per file
 
 
 def test_predict_ignores_the_labels_of_its_input(tmp_path: Path, run: Path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.factories import set_pixdim
 from transunet3d.cli.main import cli
 from transunet3d.errors import EXIT_INCOMPLETE, InputError
 from transunet3d.evaluation import region_mask, score_region
@@ -112,6 +113,14 @@ def test_voxel_size_is_read_from_the_prediction(tmp_path: Path):
     pred = save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(1.0, 1.0, 1.5))
     result = evaluate_pair(CasePair("00001-000", ref, pred))
     assert result.regions["ET"].gt_volume == pytest.approx((27 - 1 + 64) * 1.5)
+
+
+def test_voxel_size_is_the_affine_s_when_the_header_says_zero(tmp_path: Path):
+    """A zero pixdim is read by nibabel as 1 mm; the file's sform (here 3.23 mm) is what the file means."""
+    ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels(), zooms=(3.23, 3.23, 3.23))
+    pred = set_pixdim(save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(3.23, 3.23, 3.23)), (0.0, 0.0, 0.0))
+    result = evaluate_pair(CasePair("00001-000", ref, pred))
+    assert result.regions["ET"].gt_volume == pytest.approx((27 - 1 + 64) * 3.23**3, rel=1e-5)
 
 
 def test_crop_does_not_change_any_number():
