@@ -1,5 +1,6 @@
 """NIfTI reading: the voxel size is what the file's affine declares, and header problems are one line each."""
 
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -7,10 +8,11 @@ import numpy as np
 import pytest
 
 from tests.factories import set_pixdim
-from transunet3d.data.nifti import Geometry, load_header, voxel_size, write_nifti
+from transunet3d.data.nifti import Geometry, load_header, read_data, voxel_size, write_nifti
 from transunet3d.errors import InputError
 
 SPACING = 3.23
+SFORM_CODE_OFFSET = 254  # int16 in a NIfTI-1 header
 
 
 def write_header(path: Path, pixdim: float, sform: np.ndarray | None = None, qform: np.ndarray | None = None) -> Path:
@@ -82,3 +84,25 @@ def test_a_valid_file_reads_without_a_word(tmp_path: Path, capfd):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.diag([1.0, 1.0, 1.5, 1.0])), path)
     assert voxel_size(load_header(path, "c1")) == pytest.approx((1.0, 1.0, 1.5))
     assert capfd.readouterr().err == ""
+
+
+def test_values_beyond_float32_are_one_error_and_no_numpy_warning(tmp_path: Path, capfd):
+    path = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((4, 4, 4), 1e300), np.eye(4)), path)
+    image = load_header(path, "c1")
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(InputError) as raised:
+        warnings.simplefilter("always")
+        read_data(image, path, "c1")
+    assert str(raised.value) == "c1: a.nii.gz: image values beyond the float32 range (up to 1e+300)"
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr().err == ""
+
+
+def test_a_header_field_nibabel_fixes_is_one_warning_line(tmp_path: Path, capfd):
+    path = tmp_path / "a.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), path)
+    data = bytearray(path.read_bytes())
+    data[SFORM_CODE_OFFSET:SFORM_CODE_OFFSET + 2] = np.int16(7).tobytes()
+    path.write_bytes(bytes(data))
+    load_header(path, "c1")
+    assert warnings_of(capfd) == ["warning: c1: a.nii: header: sform_code 7 not valid"]

@@ -88,6 +88,7 @@ def test_a_float_label_map_scores_like_its_integer_twin(tmp_path: Path):
     (1.5, "label map has non-integer values"),
     (np.nan, "1 voxels are NaN or infinite"),
     (-1, "labels must be in {0,1,2,3}, found -1"),
+    (1e6, "labels must be in {0,1,2,3}, found 1e+06"),
 ])
 @pytest.mark.parametrize("side", ["prediction", "reference"])
 def test_a_label_outside_the_scheme_fails_its_case_and_the_others_are_scored(tmp_path: Path, stray, problem, side):

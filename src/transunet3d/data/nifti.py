@@ -175,9 +175,15 @@ def load_header_3d(path: Path, case_id: str | None) -> nib.Nifti1Image:
 
 
 def read_data(image: nib.Nifti1Image, path: Path, case_id: str | None, dtype: Any = np.float32) -> np.ndarray:
-    """The voxel array of `image` (scaling applied), raising InputError on truncated or corrupt data."""
+    """The voxel array of `image` (scaling applied), raising InputError on truncated or corrupt data and on values
+    that do not fit `dtype` (numpy would warn in raw text and leave infinities)."""
     try:
-        return np.asarray(image.dataobj, dtype=dtype).reshape(image.shape[:3])
+        with np.errstate(over="raise"):
+            return np.asarray(image.dataobj, dtype=dtype).reshape(image.shape[:3])
+    except FloatingPointError:
+        largest = float(np.nanmax(np.abs(np.asarray(image.dataobj, dtype=np.float64))))
+        raise InputError(case_id, path, f"image values beyond the {np.dtype(dtype).name} range "
+                                        f"(up to {largest:g})") from None
     except _READ_ERRORS as error:
         raise InputError(case_id, path, f"image data cannot be read ({_reason(error)})") from None
 

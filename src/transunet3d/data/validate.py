@@ -75,17 +75,17 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None) -> n
     bad = _labels_outside_scheme(raw)
     if bad:
         raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, LABELS))}}}, "
-                         f"found {', '.join(map(str, bad))}")
+                         f"found {', '.join(f'{value:.6g}' for value in bad)}")
     return raw.astype(np.uint8)
 
 
-def _labels_outside_scheme(labels: np.ndarray, shown: int = 5) -> list[int]:
+def _labels_outside_scheme(labels: np.ndarray, shown: int = 5) -> list[float]:
     """Up to `shown` values of the integer array `labels` that are not in LABELS, in increasing order."""
     allowed = np.zeros(256, dtype=bool)
     allowed[list(LABELS)] = True
     codes = np.clip(labels, 0, 255).astype(np.uint8)
     outside = (labels != codes) | ~allowed[codes]
-    return [int(value) for value in np.unique(labels[outside])[:shown]] if outside.any() else []
+    return [float(value) for value in np.unique(labels[outside])[:shown]] if outside.any() else []
 
 
 def _problem(case: CaseFiles) -> str:
