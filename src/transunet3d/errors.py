@@ -18,6 +18,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from tqdm import tqdm
+
 EXIT_ENVIRONMENT = 1
 EXIT_USER_ERROR = 2
 EXIT_INCOMPLETE = 3
@@ -61,6 +63,7 @@ class IncompleteBatch(Exception):
 def warn_input(case: str | None, file: str | Path | None, problem: str) -> None:
     """Report something odd in one input file that does not change the result: one `warning:` line on stderr.
 
-    Written where the file is read, so that a worker process reports it too (its stderr is the command's).
+    Written where the file is read, so that a worker process reports it too (its stderr is the command's), and
+    above the progress bar of the process, which tqdm then draws again.
     """
-    print(f"warning: {_naming(case, file, problem)}", file=sys.stderr, flush=True)
+    tqdm.write(f"warning: {_naming(case, file, problem)}", file=sys.stderr)
