@@ -223,6 +223,19 @@ def test_bad_folder_is_one_line_and_exit_2(tmp_path: Path, make, expected, comma
     assert line == f"error: {target}: {expected}" or line.startswith(f"error: {target}: {expected}")
 
 
+@pytest.mark.parametrize("command", ["validate", "preprocess"])
+def test_a_negative_pixdim_is_one_warning_line_naming_the_file(tmp_path: Path, command):
+    raw = tmp_path / "raw"
+    write_case(raw, affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+    set_pixdim(raw / CASE / f"{CASE}-t1n.nii.gz", (-2.0, -2.0, -2.0))
+    args = [command, str(raw)] + ([str(tmp_path / "out")] if command == "preprocess" else [])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if "pixdim" in line] == [
+        f"warning: {CASE}: {CASE}-t1n.nii.gz: the voxel size in the header (pixdim) is -2 x -2 x -2 mm; "
+        "the affine's 2 x 2 x 2 mm is used"]
+
+
 def test_valid_folder_passes_validation(case_root: Path):
     result = CliRunner().invoke(cli, ["validate", str(case_root)])
     assert result.exit_code == 0, result.output
