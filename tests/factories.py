@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -9,6 +10,7 @@ import numpy as np
 
 MODALITIES = ("t1n", "t1c", "t2w", "t2f")
 SHAPE = (12, 14, 10)
+PIXDIM_OFFSET = 76  # byte offset of pixdim[0] in a NIfTI-1 header
 
 
 def brain_case_arrays(shape=SHAPE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -26,6 +28,17 @@ def brain_case_arrays(shape=SHAPE, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 def write_volume(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
+    return path
+
+
+def set_pixdim(path: Path, spacing: tuple[float, float, float]) -> Path:
+    """Overwrite the voxel size (pixdim[1:4]) stored in a NIfTI-1 file's header, bypassing nibabel, which would
+    'fix' a zero or negative value on saving."""
+    data = path.read_bytes()
+    gzipped = path.name.endswith(".gz")
+    header = bytearray(gzip.decompress(data) if gzipped else data)
+    header[PIXDIM_OFFSET + 4: PIXDIM_OFFSET + 16] = np.asarray(spacing, dtype="<f4").tobytes()
+    path.write_bytes(gzip.compress(bytes(header)) if gzipped else bytes(header))
     return path
 
 

@@ -14,8 +14,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from tqdm import tqdm
 
 EXIT_ENVIRONMENT = 1
 EXIT_USER_ERROR = 2
@@ -34,6 +37,11 @@ class UserError(Exception):
     """A mistake in the user's input or configuration (not a bug): reported without a traceback."""
 
 
+def _naming(case: str | None, file: str | Path | None, problem: str) -> str:
+    """`case: file name: problem`, leaving out the parts that are not known."""
+    return ": ".join(part for part in (case, Path(file).name if file is not None else None, problem) if part)
+
+
 class InputError(UserError):
     """A problem with one input file, named by case, file and problem."""
 
@@ -41,7 +49,11 @@ class InputError(UserError):
         self.case = case
         self.file = Path(file).name if file is not None else None
         self.problem = problem
-        super().__init__(": ".join(part for part in (case, self.file, problem) if part))
+        super().__init__(_naming(case, file, problem))
+
+    def __reduce__(self):
+        """Pickle by the three parts, so that an error raised in a worker process reaches the parent whole."""
+        return type(self), (self.case, self.file, self.problem)
 
 
 class ConfigError(UserError):
@@ -54,3 +66,12 @@ class IncompleteBatch(Exception):
     def __init__(self, failed: Mapping[str, str]):
         self.failed = dict(failed)
         super().__init__(f"{len(self.failed)} case(s) failed: {', '.join(self.failed)}")
+
+
+def warn_input(case: str | None, file: str | Path | None, problem: str) -> None:
+    """Report something odd in one input file that does not change the result: one `warning:` line on stderr.
+
+    Written where the file is read, so that a worker process reports it too (its stderr is the command's), and
+    above the progress bar of the process, which tqdm then draws again.
+    """
+    tqdm.write(f"warning: {_naming(case, file, problem)}", file=sys.stderr)

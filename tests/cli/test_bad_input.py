@@ -1,5 +1,6 @@
 """The bad-input catalogue: each mistake gives one line naming case, file and problem, and exit code 2."""
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.factories import brain_case_arrays, write_case, write_run, write_volume
+from tests.factories import brain_case_arrays, set_pixdim, write_case, write_run, write_volume
 from transunet3d.cli.main import cli
 from transunet3d.errors import EXIT_INCOMPLETE
 
@@ -52,14 +53,56 @@ def _four_d(root):
     _replace(root, "t1n", np.ones((12, 14, 10, 2), dtype=np.float32))
 
 
+def _cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _not_nifti(path: Path) -> None:
+    path.write_bytes(b"this is not a nifti file" * 20)
+
+
+def _zero_bytes(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _gzip_header_only(path: Path) -> None:
+    """The first 10 bytes of the gzip file: its gzip header and nothing else."""
+    path.write_bytes(path.read_bytes()[:10])
+
+
+def _nifti_header_cut(path: Path) -> None:
+    """A valid gzip stream holding only the first 100 bytes of the 348-byte NIfTI header."""
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:100]))
+
+
+# Damage to the bytes of one file, and the problem reported for it.
+FILE_DAMAGE = [
+    (_cut_in_half, "image data cannot be read"),
+    (_not_nifti, "cannot be read as NIfTI"),
+    (_zero_bytes, "cannot be read as NIfTI (the file is empty)"),
+    (_gzip_header_only, "image data cannot be read (the compressed file ends early)"),
+    (_nifti_header_cut, "cannot be read as NIfTI (the header ends after 100 of 348 bytes)"),
+]
+
+
 def _truncated(root):
-    path = root / CASE / f"{CASE}-t2w.nii.gz"
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    _cut_in_half(root / CASE / f"{CASE}-t2w.nii.gz")
 
 
 def _corrupt(root):
-    (root / CASE / f"{CASE}-t1n.nii.gz").write_bytes(b"this is not a nifti file" * 20)
+    _not_nifti(root / CASE / f"{CASE}-t1n.nii.gz")
+
+
+def _empty(root):
+    _zero_bytes(root / CASE / f"{CASE}-t1c.nii.gz")
+
+
+def _gzip_head(root):
+    _gzip_header_only(root / CASE / f"{CASE}-t2f.nii.gz")
+
+
+def _short_header(root):
+    _nifti_header_cut(root / CASE / f"{CASE}-t1n.nii.gz")
 
 
 CATALOGUE = [
@@ -72,6 +115,9 @@ CATALOGUE = [
     (_four_d, f"{CASE}: {CASE}-t1n.nii.gz: expected a 3D image, got shape (12, 14, 10, 2)"),
     (_truncated, f"{CASE}: {CASE}-t2w.nii.gz: image data cannot be read"),
     (_corrupt, f"{CASE}: {CASE}-t1n.nii.gz: cannot be read as NIfTI"),
+    (_empty, f"{CASE}: {CASE}-t1c.nii.gz: cannot be read as NIfTI (the file is empty)"),
+    (_gzip_head, f"{CASE}: {CASE}-t2f.nii.gz: image data cannot be read (the compressed file ends early)"),
+    (_short_header, f"{CASE}: {CASE}-t1n.nii.gz: cannot be read as NIfTI (the header ends after 100 of 348 bytes)"),
 ]
 
 
@@ -84,13 +130,14 @@ def _one_error_line(result) -> str:
 
 
 @pytest.mark.parametrize("corrupt, expected", CATALOGUE, ids=[c.__name__.strip("_") for c, _ in CATALOGUE])
-@pytest.mark.parametrize("command", ["validate", "preprocess"])
+@pytest.mark.parametrize("command", ["validate", "preprocess", "preprocess --workers 2"])
 def test_bad_case_is_one_line_and_the_batch_is_incomplete(tmp_path: Path, corrupt, expected, command):
     raw = tmp_path / "raw"
     write_case(raw)
     write_case(raw, "BraTS-MET-00002-000", seed=1)  # a good case alongside is still processed
     corrupt(raw)
-    args = [command, str(raw)] + ([str(tmp_path / "out")] if command == "preprocess" else [])
+    command, *options = command.split()
+    args = [command, str(raw)] + ([str(tmp_path / "out")] if command == "preprocess" else []) + options
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == EXIT_INCOMPLETE
     assert _one_error_line(result).startswith(f"error: {expected}")
@@ -122,6 +169,36 @@ def test_predict_reports_a_bad_case_and_writes_the_others(tmp_path: Path, run: P
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["BraTS-MET-00002-000.nii.gz", "ensemble.json"]
 
 
+@pytest.mark.parametrize("damage, problem", FILE_DAMAGE, ids=[d.__name__.strip("_") for d, _ in FILE_DAMAGE])
+@pytest.mark.parametrize("side", ["prediction", "reference"])
+def test_evaluate_reports_an_unreadable_file_and_scores_the_others(tmp_path: Path, damage, problem, side):
+    ref, pred, other = tmp_path / "ref", tmp_path / "pred", "BraTS-MET-00002-000"
+    for case_id in (CASE, other):
+        write_volume(pred / f"{case_id}.nii.gz", brain_case_arrays()[1])
+        write_volume(ref / f"{case_id}-seg.nii.gz", brain_case_arrays()[1])
+    damaged = pred / f"{CASE}.nii.gz" if side == "prediction" else ref / f"{CASE}-seg.nii.gz"
+    damage(damaged)
+    result = CliRunner().invoke(cli, ["evaluate", str(pred), str(ref), "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == EXIT_INCOMPLETE
+    assert _one_error_line(result).startswith(f"error: 00001-000: {damaged.name}: {problem}")
+    assert {row.split(",")[0] for row in (tmp_path / "m.csv").read_text().splitlines()[1:]} == {"00002-000"}
+
+
+def test_predict_writes_the_voxel_size_of_the_input_affine(tmp_path: Path, run: Path):
+    """Inputs whose pixdim is 0 but whose sform gives 3.23 mm: the submission's zooms match its affine."""
+    raw = tmp_path / "raw"
+    write_case(raw, affine=np.diag([3.23, 3.23, 3.23, 1.0]))
+    for path in (raw / CASE).iterdir():
+        set_pixdim(path, (0.0, 0.0, 0.0))
+    result = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "out"), "--model", str(run),
+                                      "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    written = nib.load(tmp_path / "out" / f"{CASE}.nii.gz")
+    assert written.header.get_zooms() == pytest.approx(np.linalg.norm(written.affine[:3, :3], axis=0))
+    assert written.header.get_zooms() == pytest.approx((3.23, 3.23, 3.23))
+    assert "pixdim[1,2,3]" not in result.stderr  # nibabel's own text, replaced by one warning line per file
+
+
 def test_predict_ignores_the_labels_of_its_input(tmp_path: Path, run: Path):
     raw = tmp_path / "raw"
     write_case(raw)
@@ -144,6 +221,19 @@ def test_bad_folder_is_one_line_and_exit_2(tmp_path: Path, make, expected, comma
     assert result.exit_code == 2
     line = _one_error_line(result)
     assert line == f"error: {target}: {expected}" or line.startswith(f"error: {target}: {expected}")
+
+
+@pytest.mark.parametrize("command", ["validate", "preprocess"])
+def test_a_negative_pixdim_is_one_warning_line_naming_the_file(tmp_path: Path, command):
+    raw = tmp_path / "raw"
+    write_case(raw, affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+    set_pixdim(raw / CASE / f"{CASE}-t1n.nii.gz", (-2.0, -2.0, -2.0))
+    args = [command, str(raw)] + ([str(tmp_path / "out")] if command == "preprocess" else [])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if "pixdim" in line] == [
+        f"warning: {CASE}: {CASE}-t1n.nii.gz: the voxel size in the header (pixdim) is -2 x -2 x -2 mm; "
+        "the affine's 2 x 2 x 2 mm is used"]
 
 
 def test_valid_folder_passes_validation(case_root: Path):

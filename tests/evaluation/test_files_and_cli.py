@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.factories import set_pixdim
 from transunet3d.cli.main import cli
 from transunet3d.errors import EXIT_INCOMPLETE, InputError
 from transunet3d.evaluation import region_mask, score_region
@@ -73,18 +74,39 @@ def test_missing_prediction_scores_as_empty_and_is_flagged(tmp_path: Path):
         (0, 2, 0.0, 374.0), (0, 2, 0.0, 374.0), (0, 2, 0.0, 374.0)]
 
 
-def test_float_label_maps_and_stray_label_four_score_like_the_official_code(tmp_path: Path):
-    labels = lesion_labels()
-    ref = save(tmp_path / "ref-seg.nii.gz", labels)
-    stray = labels.copy()
-    stray[18, 18, 18] = 4  # no region contains label 4
-    pred = save(tmp_path / "pred.nii.gz", stray, dtype=np.float32)
-    clean = save(tmp_path / "clean.nii.gz", labels)
-    scored = evaluate_pair(CasePair("00001-000", ref, pred)).regions
-    expected = evaluate_pair(CasePair("00001-000", ref, clean)).regions
-    for region in scored:
-        assert scored[region].lesionwise_dice == expected[region].lesionwise_dice == 1.0
-        assert scored[region].specificity == expected[region].specificity
+def test_a_float_label_map_scores_like_its_integer_twin(tmp_path: Path):
+    ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels())
+    as_float = save(tmp_path / "float.nii.gz", lesion_labels(), dtype=np.float32)
+    as_int = save(tmp_path / "int.nii.gz", lesion_labels())
+    scored = evaluate_pair(CasePair("00001-000", ref, as_float))
+    expected = evaluate_pair(CasePair("00001-000", ref, as_int))
+    assert scored.error is None and scored.regions == expected.regions
+
+
+@pytest.mark.parametrize("stray, problem", [
+    (4, "labels must be in {0,1,2,3}, found 4"),
+    (1.5, "label map has non-integer values"),
+    (np.nan, "1 voxels are NaN or infinite"),
+    (-1, "labels must be in {0,1,2,3}, found -1"),
+    (1e6, "labels must be in {0,1,2,3}, found 1e+06"),
+])
+@pytest.mark.parametrize("side", ["prediction", "reference"])
+def test_a_label_outside_the_scheme_fails_its_case_and_the_others_are_scored(tmp_path: Path, stray, problem, side):
+    """A label that no region holds would otherwise be scored as background, a silent wrong number."""
+    for case in ("00001-000", "00002-000"):
+        save(tmp_path / "ref" / f"BraTS-MET-{case}-seg.nii.gz", lesion_labels(), dtype=np.float32)
+        save(tmp_path / "pred" / f"BraTS-MET-{case}.nii.gz", lesion_labels(), dtype=np.float32)
+    strayed = lesion_labels().astype(np.float32)
+    strayed[18, 18, 18] = stray
+    bad = tmp_path / "pred" / "BraTS-MET-00001-000.nii.gz" if side == "prediction" else \
+        tmp_path / "ref" / "BraTS-MET-00001-000-seg.nii.gz"
+    save(bad, strayed, dtype=np.float32)
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"),
+                                      "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == EXIT_INCOMPLETE
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: 00001-000: {bad.name}: {problem}"]
+    assert {row["case"] for row in csv.DictReader((tmp_path / "m.csv").open())} == {"00002-000"}
 
 
 def test_voxel_size_is_read_from_the_prediction(tmp_path: Path):
@@ -92,6 +114,14 @@ def test_voxel_size_is_read_from_the_prediction(tmp_path: Path):
     pred = save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(1.0, 1.0, 1.5))
     result = evaluate_pair(CasePair("00001-000", ref, pred))
     assert result.regions["ET"].gt_volume == pytest.approx((27 - 1 + 64) * 1.5)
+
+
+def test_voxel_size_is_the_affine_s_when_the_header_says_zero(tmp_path: Path):
+    """A zero pixdim is read by nibabel as 1 mm; the file's sform (here 3.23 mm) is what the file means."""
+    ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels(), zooms=(3.23, 3.23, 3.23))
+    pred = set_pixdim(save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(3.23, 3.23, 3.23)), (0.0, 0.0, 0.0))
+    result = evaluate_pair(CasePair("00001-000", ref, pred))
+    assert result.regions["ET"].gt_volume == pytest.approx((27 - 1 + 64) * 3.23**3, rel=1e-5)
 
 
 def test_crop_does_not_change_any_number():

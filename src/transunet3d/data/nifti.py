@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -10,11 +14,16 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from isal import igzip, isal_zlib
+from nibabel.batteryrunners import BatteryRunner
 
-from transunet3d.errors import InputError
+from transunet3d.errors import InputError, warn_input
 from transunet3d.files import atomic_path
 
-_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError)
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError,
+                nib.wrapstruct.WrapStructError, nib.spatialimages.HeaderDataError)
+HEADER_BYTES = 348  # the NIfTI-1 header; a NIfTI-2 header is longer still
+NIFTI2_HEADER_BYTES = 540
+SINGULAR = 1e-6  # |det| / product of the column lengths below which the voxel axes do not span a volume
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class Geometry:
 
     @classmethod
     def of(cls, image: nib.Nifti1Image) -> Geometry:
-        """The geometry of a loaded NIfTI image (spatial part only)."""
+        """The geometry of a loaded NIfTI image (spatial part only); the voxel size is the affine's."""
         header = image.header
         return cls(
             shape=tuple(int(s) for s in image.shape[:3]),
@@ -40,7 +49,7 @@ class Geometry:
             qform_code=int(header["qform_code"]),
             sform=_rows(header.get_sform()),
             sform_code=int(header["sform_code"]),
-            zooms=tuple(float(z) for z in header.get_zooms()[:3]),
+            zooms=voxel_size(image),
         )
 
     @classmethod
@@ -63,20 +72,77 @@ def _rows(matrix: Any) -> tuple[tuple[float, ...], ...]:
     return tuple(tuple(float(x) for x in row) for row in np.asarray(matrix, dtype=np.float64))
 
 
-def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
-    """Open a NIfTI file; unreadable files raise InputError.
+def voxel_size(image: nib.Nifti1Image) -> tuple[float, float, float]:
+    """The voxel size (mm) the file declares: the lengths of the columns of its affine's 3x3 part.
 
+    The affine is what nibabel and viewers place voxels by (the sform, else the qform), so distances and volumes
+    measured with it match the image; the header's pixdim can say otherwise (nibabel reads a 0 as 1 mm).
+    """
+    return tuple(float(x) for x in np.linalg.norm(np.asarray(image.affine, dtype=np.float64)[:3, :3], axis=0))
+
+
+def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
+    """Open a NIfTI file; unreadable files and files without a voxel size raise InputError.
+
+    Header oddities that nibabel fixes on reading (a negative pixdim, say) become one `warning:` line each.
     A `.nii.gz` is decompressed in one go with ISA-L (about three times faster than the gzip stream nibabel
     reads through), so its data is then in memory; a plain `.nii` stays lazy.
     """
+    path = Path(path)
     try:
-        if Path(path).name.endswith(".gz"):
-            return _from_bytes(_gunzip(Path(path)))
-        return nib.load(path)
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        data = _gunzip(path) if path.name.endswith(".gz") else None
+        head = data[:NIFTI2_HEADER_BYTES] if data is not None else _first_bytes(path, NIFTI2_HEADER_BYTES)
+        _check_header_length(len(head))
+        with _nibabel_quiet():
+            image = _from_bytes(data) if data is not None else nib.load(path)
     except EOFError:
         raise InputError(case_id, path, "image data cannot be read (the compressed file ends early)") from None
     except _READ_ERRORS as error:
         raise InputError(case_id, path, f"cannot be read as NIfTI ({_reason(error)})") from None
+    _check_header(image, type(image.header).from_fileobj(io.BytesIO(head), check=False), path, case_id)
+    return image
+
+
+def _first_bytes(path: Path, count: int) -> bytes:
+    with path.open("rb") as file:
+        return file.read(count)
+
+
+@contextmanager
+def _nibabel_quiet() -> Iterator[None]:
+    """Keep nibabel from logging its header fixes as raw text; `_check_header` reports them as warnings."""
+    logger = nib.imageglobals.logger
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_header(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, case_id: str | None) -> None:
+    """Refuse an image without a valid voxel size; warn once per problem nibabel would log for `raw`, the header
+    as stored (before nibabel's fixes)."""
+    pixdim = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
+    if int(raw["sform_code"]) == 0 and not np.all(np.isfinite(pixdim) & (pixdim != 0)):
+        raise InputError(case_id, path, f"no valid voxel size: pixdim is {_mm(pixdim)} and no sform gives one")
+    sizes = np.array(voxel_size(image))
+    linear = np.asarray(image.affine, dtype=np.float64)[:3, :3]
+    if not (np.all(np.isfinite(linear)) and abs(np.linalg.det(linear)) > SINGULAR * float(np.prod(sizes))):
+        raise InputError(case_id, path, f"no valid voxel size: the affine's 3x3 part is singular (voxel axes of "
+                                        f"{_mm(sizes)} mm)")
+    if np.any(pixdim <= 0):
+        warn_input(case_id, path, f"the voxel size in the header (pixdim) is {_mm(pixdim)} mm; the affine's "
+                                  f"{_mm(sizes)} mm is used")
+    for report in BatteryRunner(type(raw)._get_checks()).check_only(raw):
+        if report.problem_level >= logging.WARNING and "pixdim[1,2,3]" not in report.problem_msg:
+            warn_input(case_id, path, f"header: {report.problem_msg}")
+
+
+def _mm(values: np.ndarray) -> str:
+    return " x ".join(f"{float(v):g}" for v in values)
 
 
 def _gunzip(path: Path) -> bytes:
@@ -84,6 +150,12 @@ def _gunzip(path: Path) -> bytes:
         return igzip.decompress(path.read_bytes())
     except isal_zlib.error as error:
         raise ValueError(f"corrupt gzip data: {error}") from None
+
+
+def _check_header_length(size: int) -> None:
+    """Name the problem of a file too short for a header, which nibabel reports as a 'wrong size' block."""
+    if size < HEADER_BYTES:
+        raise ValueError(f"the header ends after {size} of {HEADER_BYTES} bytes")
 
 
 def _from_bytes(data: bytes) -> nib.Nifti1Image:
@@ -103,9 +175,15 @@ def load_header_3d(path: Path, case_id: str | None) -> nib.Nifti1Image:
 
 
 def read_data(image: nib.Nifti1Image, path: Path, case_id: str | None, dtype: Any = np.float32) -> np.ndarray:
-    """The voxel array of `image` (scaling applied), raising InputError on truncated or corrupt data."""
+    """The voxel array of `image` (scaling applied), raising InputError on truncated or corrupt data and on values
+    that do not fit `dtype` (numpy would warn in raw text and leave infinities)."""
     try:
-        return np.asarray(image.dataobj, dtype=dtype).reshape(image.shape[:3])
+        with np.errstate(over="raise"):
+            return np.asarray(image.dataobj, dtype=dtype).reshape(image.shape[:3])
+    except FloatingPointError:
+        largest = float(np.nanmax(np.abs(np.asarray(image.dataobj, dtype=np.float64))))
+        raise InputError(case_id, path, f"image values beyond the {np.dtype(dtype).name} range "
+                                        f"(up to {largest:g})") from None
     except _READ_ERRORS as error:
         raise InputError(case_id, path, f"image data cannot be read ({_reason(error)})") from None
 
@@ -123,6 +201,6 @@ def write_nifti(array: np.ndarray, geometry: Geometry, path: str | Path) -> None
     image = nib.Nifti1Image(array, np.array(geometry.affine))
     image.header.set_qform(np.array(geometry.qform), code=geometry.qform_code)
     image.header.set_sform(np.array(geometry.sform), code=geometry.sform_code)
-    image.header.set_zooms(geometry.zooms)
+    image.header.set_zooms(geometry.zooms)  # after set_qform, which sets them from the qform
     with atomic_path(path) as tmp:
         nib.save(image, tmp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+LABELS: tuple[int, ...] = (0, 1, 2, 3)  # every label a segmentation may hold; 0 is background
 REGION_LABELS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 # Writing order back to labels: later regions overwrite earlier ones (WT -> 2, TC -> 1, ET -> 3).
 _REGION_TO_LABEL: tuple[tuple[str, int], ...] = (("WT", 2), ("TC", 1), ("ET", 3))

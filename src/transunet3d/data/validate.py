@@ -1,4 +1,4 @@
-"""Load one case and check it: all four modalities, 3D, same grid everywhere, finite values, labels in {0,1,2,3}."""
+"""Load one case and check it: all four modalities, 3D, same grid everywhere, finite values, labels of the scheme."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d, read_data
+from transunet3d.data.regions import LABELS
 from transunet3d.errors import InputError
 from transunet3d.parallel import map_cases
 
 AFFINE_TOLERANCE = 1e-4
-MAX_LABEL = 3
 
 
 @dataclass
@@ -62,17 +62,30 @@ def _finite(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
 
 
 def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None) -> np.ndarray:
-    """The labels of a segmentation as uint8, checked to be integers in {0, 1, 2, 3}."""
+    """The labels of a segmentation as uint8, checked to be integers of the scheme (`regions.LABELS`).
+
+    Training, tuning and evaluation all read label maps here: a label no region holds would otherwise count as
+    background without a word.
+    """
     raw = read_data(image, path, case_id, dtype=np.float64 if image.get_data_dtype().kind == "f" else None)
     if raw.dtype.kind == "f":
         _finite(raw, path, case_id)
         if not np.array_equal(raw, np.round(raw)):
             raise InputError(case_id, path, "label map has non-integer values")
-    low, high = raw.min(), raw.max()
-    if low < 0 or high > MAX_LABEL:
-        bad = sorted({int(v) for v in np.unique(raw[(raw < 0) | (raw > MAX_LABEL)])})
-        raise InputError(case_id, path, f"labels must be in {{0,1,2,3}}, found {', '.join(map(str, bad))}")
+    bad = _labels_outside_scheme(raw)
+    if bad:
+        raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, LABELS))}}}, "
+                         f"found {', '.join(f'{value:.6g}' for value in bad)}")
     return raw.astype(np.uint8)
+
+
+def _labels_outside_scheme(labels: np.ndarray, shown: int = 5) -> list[float]:
+    """Up to `shown` values of the integer array `labels` that are not in LABELS, in increasing order."""
+    allowed = np.zeros(256, dtype=bool)
+    allowed[list(LABELS)] = True
+    codes = np.clip(labels, 0, 255).astype(np.uint8)
+    outside = (labels != codes) | ~allowed[codes]
+    return [float(value) for value in np.unique(labels[outside])[:shown]] if outside.any() else []
 
 
 def _problem(case: CaseFiles) -> str:

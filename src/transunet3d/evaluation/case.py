@@ -11,7 +11,8 @@ import numpy as np
 
 from transunet3d.config.schema import REGIONS
 from transunet3d.data.crop import mask_bounds, union_bounds
-from transunet3d.data.nifti import load_header_3d, read_data
+from transunet3d.data.nifti import load_header_3d, voxel_size
+from transunet3d.data.validate import read_label_map
 from transunet3d.errors import InputError
 from transunet3d.evaluation.lesions import LesionRow, lesion_rows
 from transunet3d.evaluation.lesionwise import RegionScores, region_mask, score_region
@@ -50,7 +51,7 @@ def evaluate_labels(
 
 def _read_labels(path: Path, case: str) -> tuple[np.ndarray, nib.Nifti1Image]:
     header = load_header_3d(path, case)
-    return read_data(header, path, case, dtype=None), header
+    return read_label_map(header, path, case), header
 
 
 def evaluate_pair(pair: CasePair, with_lesions: bool = False) -> CaseResult:
@@ -69,8 +70,8 @@ def evaluate_pair(pair: CasePair, with_lesions: bool = False) -> CaseResult:
     except InputError as error:
         result.error = str(error)
         return result
-    # The official code takes the voxel size from the prediction's header.
-    spacing = tuple(float(z) for z in pred_header.header.get_zooms()[:3])
+    # The official code takes the voxel size from the prediction (its header's; we take the one its affine declares).
+    spacing = voxel_size(pred_header)
     result.regions, offset = evaluate_labels(pred, ref, spacing)
     if with_lesions:
         for region, scores in result.regions.items():

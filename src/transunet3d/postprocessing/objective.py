@@ -13,7 +13,8 @@ import numpy as np
 
 from transunet3d.config.schema import REGIONS
 from transunet3d.data.crop import mask_bounds, union_bounds
-from transunet3d.data.nifti import load_header_3d, read_data
+from transunet3d.data.nifti import load_header_3d, voxel_size
+from transunet3d.data.validate import read_label_map
 from transunet3d.errors import InputError, UserError
 from transunet3d.evaluation.lesionwise import ReferenceLesions, region_mask
 from transunet3d.postprocessing.rules import PostprocessSettings
@@ -56,14 +57,14 @@ class CaseObjective:
 
     @classmethod
     def load(cls, case: TuningCase, lowest_threshold: float) -> CaseObjective:
-        """Read the case's files; the voxel spacing comes from the reference's header."""
+        """Read the case's files; the voxel spacing comes from the reference's affine."""
         header = load_header_3d(case.reference, case.name)
-        reference = read_data(header, case.reference, case.name, dtype=None)
+        reference = read_label_map(header, case.reference, case.name)
         probabilities = _read_probabilities(case)
         if probabilities.shape != (len(REGIONS), *reference.shape):
             raise InputError(case.name, case.probabilities, f"probabilities of shape {probabilities.shape} do not "
                              f"fit the reference {case.reference.name} of shape {reference.shape}")
-        return cls(probabilities, reference, header.header.get_zooms()[:3], lowest_threshold)
+        return cls(probabilities, reference, voxel_size(header), lowest_threshold)
 
     def region_dice(self, settings: PostprocessSettings) -> tuple[float, ...]:
         """Lesion-wise Dice per region (WT, TC, ET) of the labels `settings` make; 1 where both maps are empty."""

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from transunet3d.config.schema import REGIONS
-from transunet3d.data.nifti import load_header_3d, read_data
+from transunet3d.data.nifti import load_header_3d, read_data, voxel_size
 from transunet3d.errors import UserError
 from transunet3d.evaluation.pairing import pair_cases
 from transunet3d.files import atomic_path, remove_stale_temporaries
@@ -141,7 +141,7 @@ def _overlays(summary: dict) -> str:
         volumes = {label: read_data(load_header_3d(path, pair.case), path, pair.case) for label, path in images.items()}
         ref_labels = read_data(reference, pair.reference, pair.case)
         pred_labels = read_data(load_header_3d(pair.prediction, pair.case), pair.prediction, pair.case)
-        spacing = tuple(float(z) for z in reference.header.get_zooms()[:3])
+        spacing = voxel_size(reference)
         parts.append(html.image(overlay_png(volumes, ref_labels, pred_labels, spacing, pair.case), pair.case))
     return "".join(parts)
 

@@ -1,0 +1,108 @@
+"""NIfTI reading: the voxel size is what the file's affine declares, and header problems are one line each."""
+
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.factories import set_pixdim
+from transunet3d.data.nifti import Geometry, load_header, read_data, voxel_size, write_nifti
+from transunet3d.errors import InputError
+
+SPACING = 3.23
+SFORM_CODE_OFFSET = 254  # int16 in a NIfTI-1 header
+
+
+def write_header(path: Path, pixdim: float, sform: np.ndarray | None = None, qform: np.ndarray | None = None) -> Path:
+    """A 4x4x4 uint8 image with exactly these header fields (nibabel would otherwise derive them from an affine)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((4, 4, 4))
+    header.set_data_dtype(np.uint8)
+    if qform is not None:
+        header.set_qform(qform, code=1)
+    if sform is not None:
+        header.set_sform(sform, code=1)
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), None, header=header), path)
+    return set_pixdim(path, (pixdim,) * 3)
+
+
+def scaled(spacing: float = SPACING) -> np.ndarray:
+    return np.diag([spacing, spacing, spacing, 1.0])
+
+
+def warnings_of(capfd) -> list[str]:
+    """Every line written to stderr, by Python or a library, which must all be `warning:` lines."""
+    lines = capfd.readouterr().err.splitlines()
+    assert all(line.startswith("warning: ") for line in lines), lines
+    return lines
+
+
+def test_a_zero_pixdim_gives_way_to_the_sform(tmp_path: Path, capfd):
+    path = write_header(tmp_path / "a.nii.gz", 0.0, sform=scaled())
+    image = load_header(path, "c1")
+    assert voxel_size(image) == pytest.approx((SPACING,) * 3)
+    assert Geometry.of(image).zooms == pytest.approx((SPACING,) * 3)
+    assert warnings_of(capfd) == ["warning: c1: a.nii.gz: the voxel size in the header (pixdim) is 0 x 0 x 0 mm; "
+                                  "the affine's 3.23 x 3.23 x 3.23 mm is used"]
+
+
+@pytest.mark.parametrize("qform", [None, scaled()], ids=["no form", "qform only"])
+def test_a_zero_pixdim_without_sform_is_refused(tmp_path: Path, capfd, qform):
+    path = write_header(tmp_path / "a.nii", 0.0, qform=qform)
+    with pytest.raises(InputError, match=r"^c1: a.nii: no valid voxel size: pixdim is 0 x 0 x 0 and no sform"):
+        load_header(path, "c1")
+    assert warnings_of(capfd) == []
+
+
+def test_an_affine_with_a_zero_column_is_refused(tmp_path: Path):
+    flat = scaled()
+    flat[2, 2] = 0.0
+    path = write_header(tmp_path / "a.nii.gz", SPACING, sform=flat)
+    with pytest.raises(InputError, match=r"no valid voxel size: the affine's 3x3 part is singular"):
+        load_header(path, "c1")
+
+
+def test_a_negative_pixdim_is_one_warning_line(tmp_path: Path, capfd):
+    path = write_header(tmp_path / "a.nii.gz", -SPACING, qform=scaled())
+    assert voxel_size(load_header(path, "c1")) == pytest.approx((SPACING,) * 3)
+    assert warnings_of(capfd) == ["warning: c1: a.nii.gz: the voxel size in the header (pixdim) is -3.23 x -3.23 x "
+                                  "-3.23 mm; the affine's 3.23 x 3.23 x 3.23 mm is used"]
+
+
+def test_a_written_image_declares_the_voxel_size_of_its_affine(tmp_path: Path):
+    geometry = Geometry.of(load_header(write_header(tmp_path / "in.nii.gz", 0.0, sform=scaled()), None))
+    write_nifti(np.ones((4, 4, 4), np.uint8), geometry, tmp_path / "out.nii.gz")
+    written = nib.load(tmp_path / "out.nii.gz")
+    assert written.header.get_zooms() == pytest.approx((SPACING,) * 3)
+    assert np.allclose(written.affine, scaled())
+
+
+def test_a_valid_file_reads_without_a_word(tmp_path: Path, capfd):
+    path = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.diag([1.0, 1.0, 1.5, 1.0])), path)
+    assert voxel_size(load_header(path, "c1")) == pytest.approx((1.0, 1.0, 1.5))
+    assert capfd.readouterr().err == ""
+
+
+def test_values_beyond_float32_are_one_error_and_no_numpy_warning(tmp_path: Path, capfd):
+    path = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((4, 4, 4), 1e300), np.eye(4)), path)
+    image = load_header(path, "c1")
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(InputError) as raised:
+        warnings.simplefilter("always")
+        read_data(image, path, "c1")
+    assert str(raised.value) == "c1: a.nii.gz: image values beyond the float32 range (up to 1e+300)"
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr().err == ""
+
+
+def test_a_header_field_nibabel_fixes_is_one_warning_line(tmp_path: Path, capfd):
+    path = tmp_path / "a.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), path)
+    data = bytearray(path.read_bytes())
+    data[SFORM_CODE_OFFSET:SFORM_CODE_OFFSET + 2] = np.int16(7).tobytes()
+    path.write_bytes(bytes(data))
+    load_header(path, "c1")
+    assert warnings_of(capfd) == ["warning: c1: a.nii: header: sform_code 7 not valid"]
