@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from tests.factories import write_run
 from transunet3d.cli.main import cli
-from transunet3d.errors import EXIT_INCOMPLETE
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
+from transunet3d.errors import EXIT_INCOMPLETE
 from transunet3d.runs.folds import draw_folds
 
 CASES = ("BraTS-MET-00001-000", "BraTS-MET-00002-000")
