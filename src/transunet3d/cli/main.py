@@ -15,7 +15,14 @@ from transunet3d.cli.predict_cmd import predict_command
 from transunet3d.cli.pretrain_cmd import pretrain_command
 from transunet3d.cli.train_cmd import train_command
 from transunet3d.cli.tune_cmd import tune_command
-from transunet3d.errors import EXIT_ENVIRONMENT, EXIT_INCOMPLETE, EXIT_USER_ERROR, IncompleteBatch, UserError, describe_os_error
+from transunet3d.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INCOMPLETE,
+    EXIT_USER_ERROR,
+    IncompleteBatch,
+    UserError,
+    describe_os_error,
+)
 from transunet3d.memory import keep_freed_memory
 
 # Commands that run networks on large CPU tensors, for which glibc's heap is tuned (memory.py).
