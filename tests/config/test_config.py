@@ -71,9 +71,9 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize("override, message", [
     ("train.lrr=1", "unknown config field 'train.lrr'"),
     ("trainer.lr=1", "unknown config section 'trainer'"),
-    ("loop.epochs=1.5", "loop.epochs must be of type int"),
+    ("loop.epochs=1.5", "loop.epochs: must be of type int"),
     ("train.patch_size=[64, 64]", "must have 3 values"),
-    ("model.name=resnet", "model.name must be one of unet, encoder, decoder, both"),
+    ("model.name=resnet", "model.name: must be one of unet, encoder, decoder, both"),
     ("model.deep_supervision=maybe", "must be of type bool"),
     ("train.lr", "not of the form section.field=value"),
 ])

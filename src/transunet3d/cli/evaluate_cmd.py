@@ -24,15 +24,20 @@ _PATH = click.Path(path_type=Path)
                    "longest axial diameter, match and Dice.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cases evaluated in parallel (one process each).")
+@click.option("--allow-empty", is_flag=True,
+              help="Score every case as an empty prediction when PRED_DIR holds no prediction at all (without "
+                   "it, that is an error).")
 def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, summary: Path | None, lesions: Path | None,
-                     workers: int) -> None:
+                     workers: int, allow_empty: bool) -> None:
     """Score predictions in PRED_DIR against the `…-seg.nii.gz` references in REF_DIR (BraTS-MET settings).
 
     Files are paired by the case id (00132-000) in their names. A reference without a prediction is scored as
-    an empty prediction and flagged; a case that cannot be scored is reported and the others go on (exit code 3).
+    an empty prediction and flagged, but a PRED_DIR with no prediction for any reference is an error (exit code 2)
+    unless --allow-empty is given; a case that cannot be scored is reported and the others go on (exit code 3).
     """
     prepare_output_files(out, summary, lesions)
-    run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None)
+    run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None,
+                           allow_empty=allow_empty)
     report = write_evaluation(run, pred_dir, ref_dir, out, summary, lesions)
     for path in run.orphan_predictions:
         click.echo(f"warning: {path}: no reference for this prediction, not scored", err=True)

@@ -15,6 +15,8 @@ from transunet3d.config.presets import preset_overrides
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.errors import ConfigError
 from transunet3d.files import atomic_path
+from transunet3d.models.mae import token_shape
+from transunet3d.models.registry import spec_from_config
 
 _SECTIONS = [f.name for f in dataclasses.fields(ExperimentConfig) if dataclasses.is_dataclass(f.default_factory)]
 
@@ -28,7 +30,40 @@ def build_config(preset: str | None = None, overrides: Iterable[str] = ()) -> Ex
     for item in overrides:
         key, value = parse_override(item)
         set_field(config, key, value)
+    return validate_config(config)
+
+
+def validate_config(config: ExperimentConfig) -> ExperimentConfig:
+    """`config` itself when every number is in its field's range (schema.py) and the networks take its patches.
+
+    Raises:
+        ConfigError: "section.field: problem" for the first field that is out of range.
+    """
+    for section_name in _SECTIONS:
+        section = getattr(config, section_name)
+        for item in dataclasses.fields(section):
+            rule = item.metadata.get("range")
+            problem = rule.problem(getattr(section, item.name)) if rule is not None else None
+            if problem is not None:
+                raise ConfigError(f"{section_name}.{item.name}: {problem}")
+    _check_patches(config)
     return config
+
+
+def _check_patches(config: ExperimentConfig) -> None:
+    """The settings the networks constrain: the model's strides (its spec says which patches they take), the MAE's
+    tokens and its decoder's attention heads."""
+    problem = spec_from_config(config.model, config.train.patch_size).patch_problem(config.train.patch_size)
+    if problem is not None:
+        raise ConfigError(f"train.patch_size: {problem}")
+    pretrain = config.pretrain
+    try:
+        token_shape(pretrain.tokenizer, pretrain.patch_size, pretrain.token_side)
+    except ValueError as error:
+        raise ConfigError(f"pretrain.patch_size: {error} (pretrain.token_side {pretrain.token_side})") from None
+    if pretrain.decoder_dim % pretrain.decoder_heads:
+        raise ConfigError(f"pretrain.decoder_dim: must be a multiple of pretrain.decoder_heads "
+                          f"({pretrain.decoder_heads}), not {pretrain.decoder_dim}")
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -64,7 +99,7 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         return coerce(value, next(a for a in args if a is not type(None)), key)
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, args))}, not {value!r}")
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, args))}, not {value!r}")
         return value
     if origin is tuple:
         return _coerce_tuple(value, args, key)
@@ -73,11 +108,11 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
 
 def _coerce_tuple(value: Any, args: tuple, key: str) -> tuple:
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{key} must be a list, not {value!r}")
+        raise ConfigError(f"{key}: must be a list, not {value!r}")
     if len(args) == 2 and args[1] is Ellipsis:
         return tuple(coerce(v, args[0], key) for v in value)
     if len(value) != len(args):
-        raise ConfigError(f"{key} must have {len(args)} values, not {len(value)}")
+        raise ConfigError(f"{key}: must have {len(args)} values, not {len(value)}")
     return tuple(coerce(v, a, key) for v, a in zip(value, args))
 
 
@@ -95,7 +130,7 @@ def _coerce_scalar(value: Any, hint: type, key: str) -> Any:
             return float(value)
     elif hint is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{key} must be of type {hint.__name__}, not {value!r}")
+    raise ConfigError(f"{key}: must be of type {hint.__name__}, not {value!r}")
 
 
 def _number(text: str) -> Any:
@@ -130,7 +165,7 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
             raise ConfigError(f"config section {section_name!r} must be a mapping")
         for field_name, value in section.items():
             set_field(config, f"{section_name}.{field_name}", value)
-    return config
+    return validate_config(config)
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
@@ -150,4 +185,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of sections")
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -1,25 +1,82 @@
 """The experiment config: one dataclass per pipeline section, saved beside every run.
 
 Defaults are the paper's setting where it states one and the official 3D-TransUNet / nnU-Net code where it is
-silent; presets (see `presets.py`) are named sets of overrides on top of these defaults.
+silent; presets (see `presets.py`) are named sets of overrides on top of these defaults. Every number carries the
+range it accepts (`Range`, in the field's metadata), checked with the types when a config is built (`io.py`), so
+that a bad setting is reported before a command writes anything.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 # Input channel order and output region order, fixed across the package.
 MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
 REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
 
 
+@dataclass(frozen=True)
+class Range:
+    """The numbers a field accepts: between `low` and `high` (either may be open or absent), for a tuple field
+    every value; `ordered`: a (low, high) pair of a distribution, which needs low <= high."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    ordered: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with `value` (a number, a tuple of them, or None for an unset optional), or None."""
+        values = value if isinstance(value, tuple) else () if value is None else (value,)
+        if not all(map(self._holds, values)):
+            return f"must be {'each ' if isinstance(value, tuple) else ''}{self.describe()}, not {_shown(value)}"
+        if self.ordered and values[0] > values[1]:
+            return f"must be a (low, high) pair with low <= high, not {_shown(value)}"
+        return None
+
+    def describe(self) -> str:
+        """The range in words: "in [0, 1]", "> 0", ">= 1"."""
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+    def _holds(self, number: float) -> bool:
+        above = self.low is None or (number > self.low if self.low_open else number >= self.low)
+        below = self.high is None or (number < self.high if self.high_open else number <= self.high)
+        return above and below
+
+
+def _shown(value: Any) -> str:
+    return str(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+PROBABILITY = Range(0, 1)
+FRACTION = Range(0, 1, high_open=True)  # dropout, momentum, Adam's betas: 1 would stop learning
+OPEN_FRACTION = Range(0, 1, low_open=True, high_open=True)
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+COUNT = Range(1)  # a positive whole number
+SIDES = Range(1)  # each side of a patch (the model adds the multiples its strides need: config/io.py)
+POSITIVE_PAIR = Range(0, low_open=True, ordered=True)
+NON_NEGATIVE_PAIR = Range(0, ordered=True)
+TWO_FOLDS = Range(2)
+
+
+def ranged(default: Any, rule: Range) -> Any:
+    """A dataclass field with `default` that accepts the numbers of `rule`."""
+    return field(default=default, metadata={"range": rule})
+
+
 @dataclass
 class DataConfig:
     """The preprocessed cases a run trains on, and how they are split into cross-validation folds."""
 
-    num_folds: int = 5
-    split_seed: int = 12345
+    num_folds: int = ranged(5, TWO_FOLDS)
+    split_seed: int = ranged(12345, NON_NEGATIVE)
     preprocessed: str = ""  # the cache of the run's training cases, recorded by `transunet3d train`
 
 
@@ -30,11 +87,12 @@ class ModelConfig:
     name: Literal["unet", "encoder", "decoder", "both"] = "encoder"
     width: Literal["full", "tiny"] = "full"
     deep_supervision: bool = True
-    vit_dropout: float = 0.1
-    vit_depth: int | None = None  # ViT blocks; None: the width's (12 full, 2 tiny); official encoder+decoder: 1
+    vit_dropout: float = ranged(0.1, FRACTION)
+    # ViT blocks; None: the width's (12 full, 2 tiny); official encoder+decoder: 1
+    vit_depth: int | None = ranged(None, COUNT)
     masked_attention: bool = False  # the paper dropped masked attention for training stability
     decoder_attention_fp32: bool = True  # query-decoder attention in fp32 under autocast (official is_mhsa_float32)
-    num_queries: int = 20
+    num_queries: int = ranged(20, COUNT)
     init_encoder: str = ""  # a `transunet3d pretrain` run whose ViT blocks initialise this model ("" = none)
 
 
@@ -42,81 +100,85 @@ class ModelConfig:
 class AugmentConfig:
     """nnU-Net's augmentation set and probabilities, as used by the paper."""
 
-    rotation_p: float = 0.2
-    rotation_degrees: float = 30.0
-    scale_p: float = 0.2
-    scale_range: tuple[float, float] = (0.7, 1.4)  # s < 1 zooms out; half the draws below 1, half above
-    mirror_p: float = 0.5
-    noise_p: float = 0.1
-    noise_variance: tuple[float, float] = (0.0, 0.1)  # nnU-Net's name; the drawn value is the standard deviation
-    blur_p: float = 0.2
-    blur_channel_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.5, 1.0)
-    brightness_p: float = 0.15
-    brightness_range: tuple[float, float] = (0.75, 1.25)
-    contrast_p: float = 0.15
-    contrast_range: tuple[float, float] = (0.75, 1.25)
-    lowres_p: float = 0.25
-    lowres_channel_p: float = 0.5
-    lowres_zoom: tuple[float, float] = (0.5, 1.0)
+    rotation_p: float = ranged(0.2, PROBABILITY)
+    rotation_degrees: float = ranged(30.0, Range(0, 180))
+    scale_p: float = ranged(0.2, PROBABILITY)
+    # s < 1 zooms out; half the draws below 1, half above
+    scale_range: tuple[float, float] = ranged((0.7, 1.4), POSITIVE_PAIR)
+    mirror_p: float = ranged(0.5, PROBABILITY)
+    noise_p: float = ranged(0.1, PROBABILITY)
+    # nnU-Net's name; the drawn value is the standard deviation
+    noise_variance: tuple[float, float] = ranged((0.0, 0.1), NON_NEGATIVE_PAIR)
+    blur_p: float = ranged(0.2, PROBABILITY)
+    blur_channel_p: float = ranged(0.5, PROBABILITY)
+    blur_sigma: tuple[float, float] = ranged((0.5, 1.0), NON_NEGATIVE_PAIR)
+    brightness_p: float = ranged(0.15, PROBABILITY)
+    brightness_range: tuple[float, float] = ranged((0.75, 1.25), POSITIVE_PAIR)
+    contrast_p: float = ranged(0.15, PROBABILITY)
+    contrast_range: tuple[float, float] = ranged((0.75, 1.25), POSITIVE_PAIR)
+    lowres_p: float = ranged(0.25, PROBABILITY)
+    lowres_channel_p: float = ranged(0.5, PROBABILITY)
+    lowres_zoom: tuple[float, float] = ranged((0.5, 1.0), Range(0, 1, low_open=True, ordered=True))
     # Not in nnU-Net's set: a smooth additive field per channel (training/augment.py: bias_field); 0 turns it off.
-    bias_p: float = 0.0
-    bias_channel_p: float = 0.5
-    bias_strength: float = 1.0  # the field's largest scale, in z-score units
-    bias_grid: int = 4  # control points per axis of the coarse field
-    gamma_p: float = 0.3
-    gamma_inverted_p: float = 0.1
-    gamma_range: tuple[float, float] = (0.7, 1.5)
+    bias_p: float = ranged(0.0, PROBABILITY)
+    bias_channel_p: float = ranged(0.5, PROBABILITY)
+    bias_strength: float = ranged(1.0, NON_NEGATIVE)  # the field's largest scale, in z-score units
+    bias_grid: int = ranged(4, COUNT)  # control points per axis of the coarse field
+    gamma_p: float = ranged(0.3, PROBABILITY)
+    gamma_inverted_p: float = ranged(0.1, PROBABILITY)
+    gamma_range: tuple[float, float] = ranged((0.7, 1.5), POSITIVE_PAIR)
 
 
 @dataclass
 class LoopConfig:
     """The training loop's settings, the same for supervised training and MAE pre-training (training/trainer.py)."""
 
-    epochs: int = 600
-    iterations_per_epoch: int = 250  # 0: one pass over the training cases, cases / (batch x processes) iterations
-    batch_size: int = 2  # per process
+    epochs: int = ranged(600, COUNT)
+    # 0: one pass over the training cases, cases / (batch x processes) iterations
+    iterations_per_epoch: int = ranged(250, NON_NEGATIVE)
+    batch_size: int = ranged(2, COUNT)  # per process
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware computes it
-    checkpoint_every: int = 1
-    val_every: int = 1
-    val_batches: int = 10
-    max_nonfinite_steps: int = 10
-    num_workers: int = 2  # loader processes
-    seed: int = 12345
+    checkpoint_every: int = ranged(1, COUNT)
+    val_every: int = ranged(1, COUNT)
+    val_batches: int = ranged(10, COUNT)
+    max_nonfinite_steps: int = ranged(10, COUNT)
+    num_workers: int = ranged(2, NON_NEGATIVE)  # loader processes
+    seed: int = ranged(12345, NON_NEGATIVE)
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, sampling and losses of supervised training (the loop itself: `LoopConfig`)."""
 
-    patch_size: tuple[int, int, int] = (128, 128, 128)
+    patch_size: tuple[int, int, int] = ranged((128, 128, 128), SIDES)
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 3e-5
-    momentum: float = 0.99
-    poly_power: float = 0.9
-    warmup_iterations: int = 0
-    grad_clip: float = 12.0
-    foreground_fraction: float = 1 / 3
+    lr: float = ranged(2e-3, POSITIVE)
+    weight_decay: float = ranged(3e-5, NON_NEGATIVE)
+    momentum: float = ranged(0.99, FRACTION)
+    poly_power: float = ranged(0.9, NON_NEGATIVE)
+    warmup_iterations: int = ranged(0, NON_NEGATIVE)
+    grad_clip: float = ranged(12.0, POSITIVE)
+    foreground_fraction: float = ranged(1 / 3, PROBABILITY)
     # Of the tumour-centred patches, the share centred on a lesion chosen uniformly (then a voxel of it) instead of
     # a tumour voxel chosen uniformly (nnU-Net), which rarely centres the smallest metastases (training/sampling.py).
-    lesion_sampling: float = 0.0
+    lesion_sampling: float = ranged(0.0, PROBABILITY)
     cnn_deep_supervision: bool = True  # CNN head losses next to the set loss (off for the decoder-only variant)
-    mask_loss_weight: float = 0.7  # lambda_0 of the set loss
-    class_loss_weight: float = 0.3  # lambda_1 of the set loss
-    no_object_weight: float = 1.0  # "no object" in the set loss's class cross-entropy (official; Mask2Former: 0.1)
+    mask_loss_weight: float = ranged(0.7, NON_NEGATIVE)  # lambda_0 of the set loss
+    class_loss_weight: float = ranged(0.3, NON_NEGATIVE)  # lambda_1 of the set loss
+    # "no object" in the set loss's class cross-entropy (official; Mask2Former: 0.1)
+    no_object_weight: float = ranged(1.0, NON_NEGATIVE)
 
 
 @dataclass
 class InferConfig:
     """Sliding-window prediction, test-time augmentation and post-processing."""
 
-    step: float = 0.5
-    gaussian_sigma_scale: float = 1 / 8
-    batch_windows: int = 4
+    step: float = ranged(0.5, Range(0, 1, low_open=True))
+    gaussian_sigma_scale: float = ranged(1 / 8, POSITIVE)
+    batch_windows: int = ranged(4, COUNT)
     tta: Literal["none", "flip", "flip+rot"] = "flip+rot"
-    threshold: float = 0.5
-    min_lesion_mm3: float = 0.0
+    threshold: float = ranged(0.5, OPEN_FRACTION)
+    min_lesion_mm3: float = ranged(0.0, NON_NEGATIVE)
     require_core: bool = False  # drop WT components without tumour core (postprocessing/rules.py)
     validation_tta: Literal["none", "flip", "flip+rot"] = "flip"  # out-of-fold validation after training
 
@@ -126,19 +188,20 @@ class PretrainConfig:
     """Masked-autoencoder pre-training of the ViT encoder."""
 
     tokenizer: Literal["slice2d", "cube3d"] = "slice2d"
-    mask_ratio: float = 0.75
-    patch_size: tuple[int, int, int] = (128, 128, 128)  # the crops (the loop's batch_size of them per step)
-    warmup_epochs: int = 40
-    base_lr: float = 1.5e-4  # the paper's "base learning rate"
+    mask_ratio: float = ranged(0.75, OPEN_FRACTION)
+    # the crops (the loop's batch_size of them per step)
+    patch_size: tuple[int, int, int] = ranged((128, 128, 128), SIDES)
+    warmup_epochs: int = ranged(40, NON_NEGATIVE)
+    base_lr: float = ranged(1.5e-4, POSITIVE)  # the paper's "base learning rate"
     # linear: peak lr = base_lr x total batch / 256, MAE's rule that defines a "base" lr (9.4e-6 at 8 GPUs x 2);
     # none: base_lr is the peak lr itself (docs/training.md)
     lr_scaling: Literal["linear", "none"] = "linear"
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    decoder_depth: int = 1
-    decoder_dim: int = 512
-    decoder_heads: int = 16
-    token_side: int = 16  # voxels per token along x and y (and z for cube3d)
+    weight_decay: float = ranged(0.05, NON_NEGATIVE)
+    betas: tuple[float, float] = ranged((0.9, 0.95), FRACTION)
+    decoder_depth: int = ranged(1, COUNT)
+    decoder_dim: int = ranged(512, COUNT)
+    decoder_heads: int = ranged(16, COUNT)
+    token_side: int = ranged(16, COUNT)  # voxels per token along x and y (and z for cube3d)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from transunet3d.errors import UserError
 from transunet3d.evaluation.case import CaseResult, evaluate_pair
 from transunet3d.evaluation.pairing import pair_cases
 from transunet3d.parallel import map_cases
@@ -25,8 +26,19 @@ class EvaluationRun:
 
 def evaluate_folders(
     pred_dir: str | Path, ref_dir: str | Path, workers: int = 1, with_lesions: bool = False, progress: bool = True,
+    allow_empty: bool = False,
 ) -> EvaluationRun:
-    """Pair the files by case id and score every case; a broken case is reported in its result."""
+    """Pair the files by case id and score every case; a broken case is reported in its result.
+
+    A missing prediction scores as an empty one. When no reference has a prediction at all, the folder is most
+    likely the wrong one (or the prediction failed), so that is an error unless `allow_empty` asks for the scores.
+
+    Raises:
+        UserError: no reference has a prediction in `pred_dir`, and `allow_empty` is off.
+    """
     pairs, orphans = pair_cases(pred_dir, ref_dir)
+    if not allow_empty and all(pair.prediction is None for pair in pairs):
+        raise UserError(f"{pred_dir}: nothing was predicted: no prediction for any of the {len(pairs)} references; "
+                        "give --allow-empty to score every case as an empty prediction")
     evaluate = functools.partial(evaluate_pair, with_lesions=with_lesions)
     return EvaluationRun(list(map_cases(evaluate, pairs, workers, "evaluate", progress)), orphans)

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from transunet3d.config.io import load_config
 from transunet3d.config.schema import ExperimentConfig
@@ -16,7 +14,7 @@ from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
 from transunet3d.runs.folds import ALL_DATA, draw_folds, parse_fold_list
 from transunet3d.runs.layout import ModelFolder, RunFolder
-from transunet3d.training.checkpoint import STATE, WEIGHTS, is_complete
+from transunet3d.training.checkpoint import WEIGHTS, is_complete, read_state, read_weights
 
 CHECKPOINTS = ("latest", "best")
 
@@ -90,8 +88,7 @@ def checkpoint_folder(model: ModelFolder, which: str = "latest") -> tuple[Path, 
         raise UserError(f"{model.path}: no checkpoint yet")
     if not is_complete(folder):
         raise UserError(f"{folder}: checkpoint is missing or incomplete")
-    epoch = torch.load(folder / STATE, weights_only=True)["trainer"]["epoch"]
-    return folder, int(epoch)
+    return folder, int(read_state(folder)["trainer"]["epoch"])
 
 
 def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
@@ -101,9 +98,10 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
     config = load_config(model.config)
     folder, epoch = checkpoint_folder(model, which)
     network = model_from_config(config.model, tuple(config.train.patch_size))
+    weights = read_weights(folder)
     try:
-        network.load_state_dict(load_file(str(folder / WEIGHTS)))
-    except (RuntimeError, SafetensorError) as error:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
         first_line = str(error).strip().splitlines()[0]
         raise UserError(f"{folder / WEIGHTS}: does not fit the model of {model.config.name} ({first_line})") from None
     network = network.to(device).eval()

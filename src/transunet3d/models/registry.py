@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transunet3d.config.schema import ModelConfig
 from transunet3d.errors import ConfigError
 from transunet3d.models.network import TransUNet3D
 from transunet3d.models.spec import TINY, ArchitectureSpec
+
+if TYPE_CHECKING:  # only a type here: the config layer checks its patch sizes against these specs
+    from transunet3d.config.schema import ModelConfig
 
 _REGISTRY: dict[str, Callable[..., ArchitectureSpec]] = {}
 

@@ -38,6 +38,17 @@ class ArchitectureSpec:
         return len(self.features) - 1
 
     @property
+    def patch_multiple(self) -> int:
+        """Every side of a patch must be a multiple of this: the encoder halves it `downsamplings` times."""
+        return 2**self.downsamplings
+
+    def patch_problem(self, patch_size: tuple[int, ...]) -> str | None:
+        """Why the network cannot take patches of `patch_size`, or None when it can."""
+        if all(side > 0 and side % self.patch_multiple == 0 for side in patch_size):
+            return None
+        return f"every side must be a positive multiple of {self.patch_multiple} for this model, not {list(patch_size)}"
+
+    @property
     def bottleneck_grid(self) -> tuple[int, int, int]:
         return tuple(p // 2**self.downsamplings for p in self.patch_size)
 

@@ -8,7 +8,6 @@ both, and so does a folder of real-data runs: the report works the same on all o
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from transunet3d.config.schema import REGIONS
@@ -18,7 +17,7 @@ from transunet3d.evaluation.pairing import pair_cases
 from transunet3d.files import atomic_path, remove_stale_temporaries
 from transunet3d.report import html
 from transunet3d.report.figures import overlay_png
-from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
+from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder, read_json
 
 REPORT_FILE = "report.html"
 MAX_DEPTH = 3
@@ -39,9 +38,20 @@ def _folders(root: Path) -> list[Path]:
     return found
 
 
+def _read_mapping(path: Path) -> dict:
+    """A JSON object the package wrote into the folder; a damaged or foreign file is a UserError naming it."""
+    content = read_json(path)
+    if not isinstance(content, dict):
+        raise UserError(f"{path}: damaged, not a JSON object as transunet3d writes it")
+    return content
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as file:
-        return list(csv.DictReader(file))
+    try:
+        with path.open(newline="") as file:
+            return list(csv.DictReader(file))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path}: damaged, not a readable CSV table ({error})") from None
 
 
 def run_section(model: ModelFolder, root: Path) -> str:
@@ -59,7 +69,7 @@ def run_section(model: ModelFolder, root: Path) -> str:
         parts.append("<p>MAE reconstruction of a validation crop (input, masked input, reconstruction):</p>")
         parts.append(html.image(model.reconstruction.read_bytes(), "MAE reconstruction"))
     if model.init_encoder.is_file():
-        source = json.loads(model.init_encoder.read_text())
+        source = _read_mapping(model.init_encoder)
         parts.append(f"<p class='note'>ViT initialised from {html.text(source['source'])} "
                      f"({len(source['tensors'])} tensors).</p>")
     parts.append(f"<details><summary>{model.config.name}</summary><pre>{html.text(model.config.read_text())}"
@@ -70,7 +80,7 @@ def run_section(model: ModelFolder, root: Path) -> str:
 def evaluation_section(files: EvaluationFiles, root: Path) -> str:
     """Region means, per-case and per-lesion tables, and overlays of a few cases."""
     eval_dir = files.folder
-    summary = json.loads(files.summary.read_text())
+    summary = _read_mapping(files.summary)
     name = eval_dir.relative_to(root) if eval_dir != root else eval_dir.name
     regions = summary.get("regions", {})
     rows = [[region, *(regions[region].get(key, float("nan")) for _, key in _REGION_COLUMNS)]
@@ -94,7 +104,7 @@ def evaluation_section(files: EvaluationFiles, root: Path) -> str:
 
 def tuning_section(run: RunFolder, root: Path) -> str:
     """The post-processing tuned on the run's out-of-fold predictions: per region before and after, the choice."""
-    tuned = json.loads(run.postprocessing.read_text())
+    tuned = _read_mapping(run.postprocessing)
     name = run.path.relative_to(root) if run.path != root else run.path.name
     rows = [[region, values["threshold"], values["min_lesion_mm3"], values["before"], values["after"]]
             for region, values in tuned["regions"].items()]

@@ -19,13 +19,27 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transunet3d.data.layout import CaseFiles
+from transunet3d.errors import UserError
 from transunet3d.runs.folds import ALL_DATA, Fold
 
 CONFIG_FILE = "config.yaml"
 SPLITS_FILE = "splits.json"
 _FOLD_FOLDER = re.compile(r"fold_(\d+|all)")
+
+
+def read_json(path: Path) -> Any:
+    """The content of one of a run's JSON files (a pointer, a summary, a record).
+
+    Raises:
+        UserError: the file is not valid JSON (empty, truncated, binary), naming it.
+    """
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: damaged, not valid JSON ({error})") from None
 
 
 def folder_fold(name: str) -> Fold | None:
@@ -115,7 +129,12 @@ class ModelFolder:
     def latest_checkpoint(self) -> Path | None:
         """The latest checkpoint's folder, as its pointer names it; None before the first checkpoint."""
         pointer = self.latest_pointer
-        return self.checkpoints / json.loads(pointer.read_text())["folder"] if pointer.is_file() else None
+        if not pointer.is_file():
+            return None
+        content = read_json(pointer)
+        if not isinstance(content, dict) or not isinstance(content.get("folder"), str):
+            raise UserError(f"{pointer}: damaged, not a checkpoint pointer ({{\"folder\": ..., \"epoch\": ...}})")
+        return self.checkpoints / content["folder"]
 
     def is_model(self) -> bool:
         """Whether the folder holds a model's config (a run started here)."""

@@ -1,13 +1,20 @@
-"""Checkpoints: weights as safetensors, trainer state as a plain-tensor file; both written atomically."""
+"""Checkpoints: weights as safetensors, trainer state as a plain-tensor file; both written atomically.
+
+Reading them back, a missing, empty, truncated or foreign file is a `UserError` naming it (a run folder damaged by
+hand or by a copy), never a library's traceback.
+"""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from transunet3d.errors import UserError
 from transunet3d.files import atomic_path
 
 WEIGHTS, STATE = "weights.safetensors", "state.pt"  # in each checkpoint folder (where they are: runs/layout.py)
@@ -25,8 +32,49 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any])
 
 def load_checkpoint(folder: Path, model: torch.nn.Module) -> dict[str, Any]:
     """Load the weights into `model` and return the trainer state (loaded with weights_only=True)."""
-    model.load_state_dict(load_file(str(folder / WEIGHTS)))
-    return torch.load(folder / STATE, weights_only=True)
+    weights = read_weights(folder)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise UserError(f"{folder / WEIGHTS}: does not fit the model ({str(error).strip().splitlines()[0]})") from None
+    return read_state(folder)
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of `folder`/weights.safetensors.
+
+    Raises:
+        UserError: the file is missing, or not a complete safetensors file (empty, truncated, a pickle, ...).
+    """
+    path = folder / WEIGHTS
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing from the checkpoint") from None
+    except SafetensorError as error:
+        reason = str(error).removeprefix("Error while deserializing header: ")
+        raise UserError(f"{path}: damaged, not a complete safetensors file ({reason})") from None
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """The trainer state of `folder`/state.pt (epochs, optimizer, RNG), loaded with weights_only=True.
+
+    Raises:
+        UserError: the file is missing, damaged (empty, truncated, not written by torch.save) or holds no
+            trainer counters.
+    """
+    path = folder / STATE
+    try:
+        state = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing from the checkpoint") from None
+    except EOFError:
+        raise UserError(f"{path}: damaged, the file is empty") from None
+    except (pickle.UnpicklingError, RuntimeError, ValueError):
+        raise UserError(f"{path}: damaged, not a complete checkpoint state written by torch.save") from None
+    if not isinstance(state, dict) or not isinstance(state.get("trainer"), dict) or "epoch" not in state["trainer"]:
+        raise UserError(f"{path}: not a checkpoint state (it holds no trainer counters)")
+    return state
 
 
 def is_complete(folder: Path) -> bool:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from transunet3d.errors import ConfigError
 from transunet3d.models.transfer import transfer_encoder
 from transunet3d.runs.layout import ModelFolder
-from transunet3d.training.checkpoint import WEIGHTS
+from transunet3d.training.checkpoint import read_weights
 
 
 def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -18,7 +17,7 @@ def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     folder = ModelFolder(run_dir).latest_checkpoint()
     if folder is None:
         raise ConfigError(f"{run_dir}: not a pretraining run with a checkpoint yet")
-    return load_file(str(folder / WEIGHTS))
+    return read_weights(folder)
 
 
 def load_pretrained_encoder(network: torch.nn.Module, run_dir: Path) -> list[str]:

@@ -11,6 +11,15 @@ from matplotlib.figure import Figure
 
 from transunet3d.files import atomic_path
 
+_WHOLE_NUMBERS = ("epoch", "skipped_steps")  # counts: written back as 3, not 3.0, after a resume
+
+
+def _cell(column: str, text: str) -> float | int:
+    """A number of log.csv as it was logged: an int in the counting columns, a float (or NaN) in the others."""
+    if text in ("", "nan"):
+        return float("nan")
+    return int(float(text)) if column in _WHOLE_NUMBERS else float(text)
+
 
 class RunLog:
     """Rows of per-epoch numbers: the CSV is rewritten atomically after every epoch, events are appended."""
@@ -20,8 +29,7 @@ class RunLog:
         self._writer = None
         self.rows: list[dict[str, Any]] = []
         if path.exists():
-            self.rows = [{k: float(v) if v not in ("", "nan") else float("nan") for k, v in row.items()}
-                         for row in csv.DictReader(path.open())]
+            self.rows = [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(path.open())]
 
     def truncate(self, epochs: int) -> None:
         """Forget epochs >= `epochs` (written after the checkpoint a resumed run starts from)."""

@@ -1,0 +1,134 @@
+"""Every setting is checked against its range when the config is built: one `error:` line naming the field, exit 2,
+and nothing written."""
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.factories import write_case
+from transunet3d.cli.main import cli
+from transunet3d.config import PRESETS, build_config, config_to_dict, load_config
+from transunet3d.config.io import validate_config
+from transunet3d.config.schema import ExperimentConfig, Range
+from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.errors import ConfigError
+
+# The settings of issue 15, then one of each remaining kind of range.
+BAD_SETTINGS = [
+    "infer.threshold=7",
+    "loop.epochs=-1",
+    "train.patch_size=[96, 96, 80]",
+    "train.patch_size=[65, 64, 64]",
+    "train.patch_size=[0, 0, 0]",
+    "loop.batch_size=0",
+    "loop.val_every=0",
+    "loop.checkpoint_every=0",
+    "train.lr=-1",
+    "loop.num_workers=-1",
+    "model.vit_dropout=1.5",
+    "infer.step=1.5",
+    "infer.batch_windows=0",
+    "infer.threshold=0",  # open end of (0, 1)
+    "infer.step=0",  # open end of (0, 1]
+    "augment.mirror_p=1.5",  # probability
+    "augment.scale_range=[1.4, 0.7]",  # (low, high) pair out of order
+    "augment.noise_variance=[-0.1, 0.1]",  # a value of a pair out of range
+    "augment.rotation_degrees=200",  # closed range
+    "train.momentum=1",  # fraction open at 1
+    "train.weight_decay=-1e-5",  # non-negative
+    "loop.seed=-1",
+    "loop.iterations_per_epoch=-1",
+    "data.num_folds=1",
+    "model.vit_depth=0",  # optional count
+    "pretrain.mask_ratio=1",
+    "pretrain.betas=[0.9, 1.5]",
+    "pretrain.patch_size=[64, 60, 64]",  # not a whole number of tokens
+    "pretrain.decoder_dim=50",  # not a multiple of the decoder's heads
+]
+
+
+def _field(setting: str) -> str:
+    return setting.partition("=")[0]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ranges")
+    for number in (1, 2):
+        write_case(root / "raw", f"BraTS-MET-0000{number}-000", seed=number)
+    preprocess_dataset(root / "raw", root / "pre", progress=False)
+    return root / "pre"
+
+
+@pytest.mark.parametrize("setting", BAD_SETTINGS)
+def test_a_bad_setting_stops_train_before_it_writes(setting, cache: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(cache), "--out", str(run), "--device", "cpu", "--set", setting])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {_field(setting)}: "), result.stderr
+    assert "Traceback" not in result.output
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("setting", ["loop.epochs=0", "pretrain.mask_ratio=0", "pretrain.token_side=0"])
+def test_a_bad_setting_stops_pretrain_before_it_writes(setting, cache: Path, tmp_path: Path):
+    run = tmp_path / "mae"
+    result = CliRunner().invoke(cli, ["pretrain", str(cache), "--out", str(run), "--device", "cpu",
+                                      "--set", setting])
+    assert result.exit_code == 2 and f"\nerror: {_field(setting)}: " in f"\n{result.stderr}", result.output
+    assert not run.exists()
+
+
+def test_a_bad_setting_stops_config_before_it_writes(tmp_path: Path):
+    out = tmp_path / "config.yaml"
+    result = CliRunner().invoke(cli, ["config", "--set", "infer.threshold=7", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == "error: infer.threshold: must be in (0, 1), not 7.0\n"
+    assert not out.exists()
+
+
+def test_a_bad_value_in_a_config_file_names_the_file_and_the_field(tmp_path: Path):
+    data = config_to_dict(build_config("tiny"))
+    data["loop"]["batch_size"] = 0
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"config.yaml: loop.batch_size: must be >= 1, not 0"):
+        load_config(path)
+
+
+def test_the_patch_sizes_a_model_takes_come_from_its_spec():
+    assert build_config("tiny", ["train.patch_size=[32, 64, 96]"]).train.patch_size == (32, 64, 96)
+    with pytest.raises(ConfigError, match=r"train.patch_size: every side must be a positive multiple of 32"):
+        build_config("paper-encoder", ["train.patch_size=[128, 128, 112]"])
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_is_in_range(name):
+    assert validate_config(build_config(name)) == build_config(name)
+
+
+def test_every_number_of_the_config_has_a_range():
+    numbers = (int, float, "int", "float", "int | None", "tuple[int, int, int]", "tuple[float, float]")
+    for section in fields(ExperimentConfig):
+        if section.name == "preset":
+            continue
+        for item in fields(section.default_factory):
+            if item.type in numbers:
+                assert isinstance(item.metadata.get("range"), Range), f"{section.name}.{item.name}"
+
+
+@pytest.mark.parametrize("rule, value, problem", [
+    (Range(0, 1), 1.5, "must be in [0, 1], not 1.5"),
+    (Range(0, 1, low_open=True, high_open=True), 0.0, "must be in (0, 1), not 0.0"),
+    (Range(1), 0, "must be >= 1, not 0"),
+    (Range(0, low_open=True), (1.0, -1.0), "must be each > 0, not [1.0, -1.0]"),
+    (Range(0, ordered=True), (2.0, 1.0), "must be a (low, high) pair with low <= high, not [2.0, 1.0]"),
+    (Range(1), None, None),
+    (Range(0, 1), 0.5, None),
+])
+def test_range_problems_say_what_is_accepted(rule: Range, value, problem):
+    assert rule.problem(value) == problem

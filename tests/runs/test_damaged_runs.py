@@ -1,0 +1,113 @@
+"""A damaged file in a run folder (empty, random bytes, truncated, another format) is one `error:` line naming the
+file, exit code 2, for every command that reads it: never a traceback or click's bare "Aborted!"."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.factories import write_case, write_run
+from transunet3d.cli.main import cli
+from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.data.splits import write_splits
+from transunet3d.runs.layout import ModelFolder
+
+FILES = ["state.pt", "weights.safetensors", "latest.json"]
+DAMAGES = ["empty", "random bytes", "truncated", "wrong format"]
+
+
+def _damage(path: Path, damage: str) -> None:
+    content = path.read_bytes()
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "random bytes":
+        path.write_bytes(os.urandom(512))
+    elif damage == "truncated":
+        path.write_bytes(content[: len(content) // 2])
+    elif path.name == "weights.safetensors":  # a pickle of the same tensors
+        torch.save({"weight": torch.zeros(3)}, path)
+    elif path.name == "state.pt":  # the weights file in its place
+        path.write_bytes((path.parent / "weights.safetensors").read_bytes())
+    else:  # valid JSON, but not a pointer
+        path.write_text(json.dumps(["epoch_0001"]))
+
+
+def _damaged_file(model: ModelFolder, name: str) -> Path:
+    return model.latest_pointer if name == "latest.json" else model.latest_checkpoint() / name
+
+
+@pytest.fixture(scope="module")
+def raw_and_cache(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("damaged")
+    for number in (1, 2):
+        write_case(root / "raw", f"BraTS-MET-0000{number}-000", seed=number)
+    preprocess_dataset(root / "raw", root / "pre", progress=False)
+    write_splits(root / "pre", folds=2, seed=0)
+    return root / "raw", root / "pre"
+
+
+def _run(tmp_path: Path, name: str, damage: str, epoch: int | None = None) -> tuple[Path, Path]:
+    """A run with fold_0 trained (to the end, or for `epoch` epochs) whose file `name` is damaged."""
+    run = tmp_path / "run"
+    write_run(run / "fold_0", epoch=epoch)
+    path = _damaged_file(ModelFolder(run / "fold_0"), name)
+    _damage(path, damage)
+    return run, path
+
+
+def _assert_one_error_naming(result, path: Path) -> None:
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and path.name in errors[0] and "damaged" in errors[0], result.stderr
+    assert "Traceback" not in result.output and "Aborted!" not in result.output
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+@pytest.mark.parametrize("name", FILES)
+def test_predict_names_the_damaged_file(name, damage, raw_and_cache, tmp_path: Path):
+    raw, _ = raw_and_cache
+    run, path = _run(tmp_path, name, damage)
+    result = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "out"), "--model", str(run),
+                                      "--device", "cpu"])
+    _assert_one_error_naming(result, path)
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+@pytest.mark.parametrize("name", FILES)
+def test_train_resume_names_the_damaged_file(name, damage, raw_and_cache, tmp_path: Path):
+    _, cache = raw_and_cache
+    run, path = _run(tmp_path, name, damage, epoch=1)
+    result = CliRunner().invoke(cli, ["train", str(cache), "--fold", "0", "--out", str(run), "--resume",
+                                      "--device", "cpu"])
+    _assert_one_error_naming(result, path)
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+@pytest.mark.parametrize("name", FILES)
+def test_crossval_names_the_damaged_file(name, damage, raw_and_cache, tmp_path: Path):
+    _, cache = raw_and_cache
+    run, path = _run(tmp_path, name, damage)
+    result = CliRunner().invoke(cli, ["crossval", str(run), "--preprocessed", str(cache), "--device", "cpu"])
+    _assert_one_error_naming(result, path)
+
+
+@pytest.mark.parametrize("damage", ["empty", "random bytes", "truncated", "wrong format"])
+@pytest.mark.parametrize("name", ["summary.json", "postprocessing.json", "init_encoder.json"])
+def test_report_names_the_damaged_file(name, damage, tmp_path: Path):
+    run = tmp_path / "run"
+    write_run(run / "fold_0")
+    (run / "fold_0" / "log.csv").write_text("epoch,train_loss\n1,0.5\n")
+    path = {"summary.json": run / "cv" / "summary.json", "postprocessing.json": run / "postprocessing.json",
+            "init_encoder.json": run / "fold_0" / "init_encoder.json"}[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"source": "mae", "tensors": []}))
+    (path.parent / "metrics.csv").write_text("case,region\n")  # an evaluation holds both
+    if damage == "wrong format":
+        path.write_text(json.dumps([1, 2, 3]))
+    else:
+        _damage(path, damage)
+    result = CliRunner().invoke(cli, ["report", str(run)])
+    _assert_one_error_naming(result, path)
