@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from transunet3d import files
 
 MODALITIES = ("t1n", "t1c", "t2w", "t2f")
 SHAPE = (12, 14, 10)
@@ -73,3 +77,18 @@ def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | No
     save_checkpoint(model.epoch_checkpoint(epoch), network, {"trainer": {"epoch": epoch}})
     write_json(model.latest_pointer, {"folder": model.epoch_checkpoint(epoch).name, "epoch": epoch})
     return folder
+
+
+def dead_pid() -> int:
+    """The PID of a process that has ended (reaped, so no longer alive)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def temporary(folder: Path, name: str, pid: int, host: str | None = None) -> Path:
+    """A temporary as `atomic_path` names it, written by process `pid` of `host` (this host by default)."""
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+    path = folder / f".{name}.{pid}@{host or files._host()}.abcd1234.tmp{suffix}"
+    path.write_bytes(b"")
+    return path

@@ -2,15 +2,13 @@
 
 import errno
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from transunet3d import files
+from tests.factories import dead_pid, temporary
 from transunet3d.errors import UserError, describe_os_error
 from transunet3d.files import (
     atomic_path,
@@ -21,21 +19,6 @@ from transunet3d.files import (
     remove_stale_temporaries,
 )
 from transunet3d.parallel import map_cases
-
-
-def dead_pid() -> int:
-    """The PID of a process that has ended (reaped, so no longer alive)."""
-    child = subprocess.Popen([sys.executable, "-c", ""])
-    child.wait()
-    return child.pid
-
-
-def temporary(folder: Path, name: str, pid: int, host: str | None = None) -> Path:
-    """A temporary as `atomic_path` names it, written by process `pid` of `host` (this host by default)."""
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
-    path = folder / f".{name}.{pid}@{host or files._host()}.abcd1234.tmp{suffix}"
-    path.write_bytes(b"")
-    return path
 
 
 def test_the_temporary_keeps_the_suffix_and_is_recognised(tmp_path: Path):

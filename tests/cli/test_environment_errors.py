@@ -8,8 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from tests.evaluation.test_files_and_cli import lesion_labels, save
-from tests.factories import write_case
-from tests.test_files import dead_pid, temporary
+from tests.factories import dead_pid, temporary, write_case
 from transunet3d.cli.main import cli
 from transunet3d.errors import EXIT_ENVIRONMENT, EXIT_USER_ERROR
 

@@ -19,8 +19,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from tests.factories import write_run
-from tests.test_files import dead_pid, temporary
+from tests.factories import dead_pid, temporary, write_run
 from transunet3d.cli.main import cli
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.splits import write_splits
@@ -131,7 +130,7 @@ def test_continued_predict_removes_dead_writers_temporaries_only(data: Path, tmp
     assert not stale.exists() and running.exists()
 
 
-@pytest.mark.parametrize("seed", SEEDS[:1])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_preprocess_killed_then_rerun(data: Path, startup_s: float, tmp_path: Path, seed: int):
     out = tmp_path / "pre"
     killed_then_rerun(["preprocess", str(data / "raw"), str(out)], seed, [], startup_s + 2)
@@ -142,9 +141,10 @@ def test_preprocess_killed_then_rerun(data: Path, startup_s: float, tmp_path: Pa
             assert json.loads((out / name).read_text()) == json.loads((data / "pre" / name).read_text())
         else:
             assert (out / name).read_bytes() == (data / "pre" / name).read_bytes()
+    assert temporaries(out) == []
 
 
-@pytest.mark.parametrize("seed", SEEDS[1:])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_evaluate_killed_then_rerun(data: Path, startup_s: float, tmp_path: Path, seed: int):
     out = tmp_path / "eval"
     killed_then_rerun(["evaluate", str(data / "pred"), str(data / "raw"), "--out", str(out / "metrics.csv"),
@@ -156,9 +156,10 @@ def test_evaluate_killed_then_rerun(data: Path, startup_s: float, tmp_path: Path
     assert temporaries(out) == []
 
 
-def test_train_killed_then_resumed(data: Path, trained: Path, startup_s: float, tmp_path: Path):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_train_killed_then_resumed(data: Path, trained: Path, startup_s: float, tmp_path: Path, seed: int):
     out = tmp_path / "train"
-    killed_then_rerun(["train", str(data / "pre"), "--out", str(out), *TRAIN], SEEDS[0], ["--resume"],
+    killed_then_rerun(["train", str(data / "pre"), "--out", str(out), *TRAIN], seed, ["--resume"],
                       startup_s + 6)
     reference, resumed = RunFolder(trained).fold(0), RunFolder(out).fold(0)
     a = load_file(str(reference.latest_checkpoint() / "weights.safetensors"))
