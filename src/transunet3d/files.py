@@ -145,3 +145,18 @@ def write_json(path: str | Path, data: Any, indent: int | None = 1) -> None:
     """Atomic JSON write (compact when `indent` is None)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=indent, separators=None if indent else (",", ":")))
+
+
+def read_json(path: str | Path) -> Any:
+    """The content of a JSON file the package wrote (a pointer, a record, a summary, the splits).
+
+    Raises:
+        UserError: the file is missing, unreadable or not valid JSON (empty, truncated, binary), naming it.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: does not exist") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: damaged, not valid JSON ({error})") from None

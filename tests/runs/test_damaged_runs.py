@@ -3,6 +3,7 @@ file, exit code 2, for every command that reads it: never a traceback or click's
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,27 @@ def test_report_names_the_damaged_file(name, damage, tmp_path: Path):
         _damage(path, damage)
     result = CliRunner().invoke(cli, ["report", str(run)])
     _assert_one_error_naming(result, path)
+
+
+@pytest.mark.parametrize("damage", ["empty", "random bytes", "wrong format"])
+@pytest.mark.parametrize("fold", ["0", "all"])
+def test_train_names_damaged_splits_and_writes_nothing(fold, damage, raw_and_cache, tmp_path: Path):
+    cache = tmp_path / "pre"
+    shutil.copytree(raw_and_cache[1], cache)
+    splits = cache / "splits.json"
+    if damage == "wrong format":
+        splits.write_text(json.dumps({"train": ["BraTS-MET-00001-000"]}))
+    else:
+        _damage(splits, damage)
+    result = CliRunner().invoke(cli, ["train", str(cache), "--preset", "tiny", "--fold", fold,
+                                      "--out", str(tmp_path / "run"), "--device", "cpu"])
+    _assert_one_error_naming(result, splits)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_on_a_folder_without_cases_says_so(tmp_path: Path):
+    (tmp_path / "pre").mkdir()
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "pre"), "--preset", "tiny", "--fold", "0",
+                                      "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 2 and "no preprocessed cases found" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -9,7 +9,6 @@ interrupted validation continues with the cases it had not written.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -22,10 +21,11 @@ from tqdm import tqdm
 from transunet3d.data.cache import open_case
 from transunet3d.data.crop import uncrop
 from transunet3d.data.nifti import Geometry, write_nifti
+from transunet3d.data.splits import read_splits
 from transunet3d.errors import UserError
 from transunet3d.evaluation.batch import evaluate_folders
 from transunet3d.evaluation.report import write_evaluation
-from transunet3d.files import remove_stale_temporaries, write_json
+from transunet3d.files import read_json, remove_stale_temporaries, write_json
 from transunet3d.inference.cases import (
     ENSEMBLE_FILE,
     ensemble_record,
@@ -43,7 +43,9 @@ def validation_cases(folder: ModelFolder) -> list[str]:
     fold = folder.fold
     if not isinstance(fold, int):
         raise UserError(f"{folder.path}: not a cross-validation fold (fold_K), nothing to validate")
-    splits = json.loads(folder.splits.read_text())
+    splits = read_splits(folder.splits)
+    if fold >= len(splits):
+        raise UserError(f"{folder.splits}: has no fold {fold}")
     return list(splits[fold]["val"])
 
 
@@ -78,10 +80,18 @@ def validate_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.d
     return write_evaluation(run, target.predictions, target.references, files.metrics, files.summary, files.lesions)
 
 
+def _recorded(path: Path) -> object:
+    """The record of an interrupted validation; None when it is damaged (the validation then starts over)."""
+    try:
+        return read_json(path)
+    except UserError:
+        return None
+
+
 def _start(target: ValidationFolder, record: dict) -> None:
     """Keep the predictions of an interrupted validation by the same model and settings; start over otherwise."""
     path = target.predictions / ENSEMBLE_FILE
-    if path.is_file() and json.loads(path.read_text()) == record:
+    if path.is_file() and _recorded(path) == record:
         return
     for stale in (target.predictions, target.references):
         shutil.rmtree(stale, ignore_errors=True)

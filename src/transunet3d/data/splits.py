@@ -9,7 +9,7 @@ import numpy as np
 from transunet3d.data.cache import SPLITS_FILE, cached_case_ids
 from transunet3d.data.layout import patient_id
 from transunet3d.errors import InputError, UserError
-from transunet3d.files import write_json
+from transunet3d.files import read_json, write_json
 
 Split = dict[str, list[str]]
 
@@ -35,14 +35,41 @@ def make_splits(case_ids: list[str], folds: int, seed: int) -> list[Split]:
     ]
 
 
-def write_splits(preprocessed: str | Path, folds: int, seed: int) -> Path:
-    """Make splits for the complete cases of a preprocessed folder and save them as its `splits.json`."""
+def preprocessed_case_ids(preprocessed: str | Path) -> list[str]:
+    """The complete cases of a preprocessed folder, sorted.
+
+    Raises:
+        InputError: the folder does not exist or holds no complete case.
+    """
     root = Path(preprocessed)
     if not root.is_dir():
         raise InputError(None, None, f"{root}: not a folder")
     case_ids = cached_case_ids(root)
     if not case_ids:
         raise InputError(None, None, f"{root}: no preprocessed cases found (run `transunet3d preprocess` first)")
-    path = root / SPLITS_FILE
-    write_json(path, make_splits(case_ids, folds, seed))
+    return case_ids
+
+
+def write_splits(preprocessed: str | Path, folds: int, seed: int) -> Path:
+    """Make splits for the complete cases of a preprocessed folder and save them as its `splits.json`."""
+    path = Path(preprocessed) / SPLITS_FILE
+    write_json(path, make_splits(preprocessed_case_ids(preprocessed), folds, seed))
     return path
+
+
+def read_splits(path: str | Path) -> list[Split]:
+    """Splits as `write_splits` saved them, checked: a list of {"train": [...], "val": [...]} of case ids.
+
+    Raises:
+        UserError: the file is missing, damaged or not splits, naming it.
+    """
+    splits = read_json(path)
+    if not isinstance(splits, list) or not splits or not all(map(_is_split, splits)):
+        raise UserError(f"{path}: damaged, not a list of folds with 'train' and 'val' case lists")
+    return splits
+
+
+def _is_split(split: object) -> bool:
+    return isinstance(split, dict) and all(
+        isinstance(split.get(part), list) and all(isinstance(case, str) for case in split[part])
+        for part in ("train", "val"))

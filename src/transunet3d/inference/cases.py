@@ -18,7 +18,7 @@ from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.validate import LoadedCase, load_case
 from transunet3d.errors import InputError, UserError
-from transunet3d.files import atomic_path, output_folder, remove_stale_temporaries, write_json
+from transunet3d.files import atomic_path, output_folder, read_json, remove_stale_temporaries, write_json
 from transunet3d.inference.predictor import CasePrediction, Predictor
 
 
@@ -61,7 +61,7 @@ def ensemble_record(predictor: Predictor) -> dict:
 def _record_ensemble(out_dir: Path, predictor: Predictor, skip_existing: bool, write: bool) -> None:
     """Write OUT/ensemble.json; with --continue, refuse a folder that another ensemble or other settings began."""
     path, record = out_dir / ENSEMBLE_FILE, ensemble_record(predictor)
-    if skip_existing and path.exists() and json.loads(path.read_text()) != record:
+    if skip_existing and path.exists() and read_json(path) != record:
         raise UserError(f"{out_dir}: its predictions come from other models or settings (see {path}); "
                         "choose another folder, or predict without --continue")
     if write:

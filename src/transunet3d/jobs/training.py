@@ -7,7 +7,6 @@ is transferred, and when out-of-fold validation and the pooled cross-validation 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from transunet3d.config.io import load_config
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE
+from transunet3d.data.splits import read_splits
 from transunet3d.errors import UserError
 from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
@@ -59,7 +59,7 @@ def folds_to_train(choice: str, preprocessed: Path, config: ExperimentConfig) ->
     if choice != "all":
         return [parse_fold(choice)]
     splits = Path(preprocessed) / SPLITS_FILE
-    count = len(json.loads(splits.read_text())) if splits.exists() else config.data.num_folds
+    count = len(read_splits(splits)) if splits.exists() else config.data.num_folds
     return list(range(count))
 
 

@@ -14,10 +14,10 @@ from transunet3d.config.schema import REGIONS
 from transunet3d.data.nifti import load_header_3d, read_data, voxel_size
 from transunet3d.errors import UserError
 from transunet3d.evaluation.pairing import pair_cases
-from transunet3d.files import atomic_path, remove_stale_temporaries
+from transunet3d.files import atomic_path, read_json, remove_stale_temporaries
 from transunet3d.report import html
 from transunet3d.report.figures import overlay_png
-from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder, read_json
+from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
 
 REPORT_FILE = "report.html"
 MAX_DEPTH = 3

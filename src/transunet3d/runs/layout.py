@@ -15,31 +15,18 @@ A model folder (a fold, the all-data model, or a `transunet3d pretrain` run) hol
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from transunet3d.data.layout import CaseFiles
 from transunet3d.errors import UserError
+from transunet3d.files import read_json
 from transunet3d.runs.folds import ALL_DATA, Fold
 
 CONFIG_FILE = "config.yaml"
 SPLITS_FILE = "splits.json"
 _FOLD_FOLDER = re.compile(r"fold_(\d+|all)")
-
-
-def read_json(path: Path) -> Any:
-    """The content of one of a run's JSON files (a pointer, a summary, a record).
-
-    Raises:
-        UserError: the file is not valid JSON (empty, truncated, binary), naming it.
-    """
-    try:
-        return json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: damaged, not valid JSON ({error})") from None
 
 
 def folder_fold(name: str) -> Fold | None:

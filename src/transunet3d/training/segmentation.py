@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import torch
 
 from transunet3d.config.io import save_config
 from transunet3d.config.schema import REGIONS, ExperimentConfig
-from transunet3d.data.cache import SPLITS_FILE, cached_case_ids
-from transunet3d.data.splits import make_splits
+from transunet3d.data.cache import SPLITS_FILE
+from transunet3d.data.splits import make_splits, preprocessed_case_ids, read_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models import model_from_config
@@ -35,9 +34,9 @@ def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tupl
     """
     splits_path = preprocessed / SPLITS_FILE
     if splits_path.exists():
-        splits = json.loads(splits_path.read_text())
+        splits = read_splits(splits_path)
     else:
-        splits = make_splits(cached_case_ids(preprocessed), config.data.num_folds, config.data.split_seed)
+        splits = make_splits(preprocessed_case_ids(preprocessed), config.data.num_folds, config.data.split_seed)
     if fold == ALL_DATA:
         return splits, sorted({case for split in splits for case in split["val"]}), []
     if not 0 <= fold < len(splits):
