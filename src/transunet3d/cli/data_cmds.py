@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from transunet3d.config.schema import DataConfig
-from transunet3d.data.phantom import PhantomSpec, write_phantoms
+from transunet3d.data.orientation import AxisOrder
+from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
 from transunet3d.data.preprocess import DEFAULT_FOREGROUND_SAMPLES, preprocess_dataset
 from transunet3d.data.splits import write_splits
 from transunet3d.data.validate import validate_cases
@@ -30,14 +31,25 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
               help="Range of the number of metastases per case.")
 @click.option("--diameter", type=click.FloatRange(min=0.5), nargs=2, default=(3.0, 40.0), show_default=True,
               help="Range of lesion diameters in mm (drawn log-uniformly).")
+@click.option("--resample-to", type=click.FloatRange(min=0.1), nargs=3, default=None, metavar="SX SY SZ",
+              help="Store the series resampled to this voxel size in mm (images by cubic spline, labels per region).")
+@click.option("--axis-order", default=None, metavar="CODES",
+              help="Store the series with its voxel axes in this order, e.g. LPS, PRS, SAR (same world positions).")
 @_workers
-def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, diameter, workers: int) -> None:
+def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, diameter, resample_to, axis_order,
+                    workers: int) -> None:
     """Generate BraTS-like synthetic cases (four contrasts + labels) in OUT, in the BraTS layout."""
     if lesions[0] > lesions[1] or diameter[0] > diameter[1]:
         raise click.BadParameter("ranges must be given as MIN MAX with MIN <= MAX")
+    if axis_order is not None:
+        try:
+            axis_order = AxisOrder.from_codes(axis_order).codes
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--axis-order") from None
     spec = PhantomSpec(shape=tuple(shape), spacing=tuple(spacing) if spacing else None,
                        lesions=tuple(lesions), diameter_mm=tuple(diameter))
-    written = write_phantoms(out, cases, seed, spec, workers=workers)
+    variant = Variant(tuple(resample_to), axis_order) if resample_to or axis_order else None
+    written = write_phantoms(out, cases, seed, spec, workers=workers, variant=variant)
     click.echo(f"wrote {len(written)} cases to {out} (voxel size {spec.resolved_spacing()[0]:.3g} mm)")
 
 

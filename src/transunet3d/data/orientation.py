@@ -93,6 +93,14 @@ class AxisOrder:
             return affine.copy()
         return affine @ orientations.inv_ornt_aff(self._to_canonical(), tuple(shape[-3:]))
 
+    def file_affine(self, canonical_affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The inverse of `canonical_affine`: the affine of `undo(canonical)` for a canonical array of spatial shape
+        `shape` and affine `canonical_affine`."""
+        canonical_affine = np.asarray(canonical_affine, dtype=np.float64)
+        if self.is_canonical:
+            return canonical_affine.copy()
+        return canonical_affine @ orientations.inv_ornt_aff(self._from_canonical(), tuple(shape[-3:]))
+
     def to_json(self) -> dict[str, Any]:
         return {"axis_codes": self.codes}
 

@@ -11,6 +11,7 @@ from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.phantom.anatomy import anatomy_on_grid, fitting_spacing, grid_affine
 from transunet3d.data.phantom.contrasts import synthesize_contrasts
 from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
+from transunet3d.data.phantom.variants import Variant, apply_variant
 from transunet3d.files import output_folder, write_json
 from transunet3d.parallel import map_cases
 
@@ -71,23 +72,24 @@ def write_phantom(phantom: Phantom, out_dir: Path) -> Path:
     return folder
 
 
-def _make_one(args: tuple[PhantomSpec, int, int, Path]) -> tuple[str, list[dict]]:
-    spec, seed, index, out_dir = args
+def _make_one(args: tuple[PhantomSpec, int, int, Path, Variant | None]) -> tuple[str, list[dict]]:
+    spec, seed, index, out_dir, variant = args
     phantom = generate_phantom(spec, seed, index)
-    write_phantom(phantom, out_dir)
+    write_phantom(apply_variant(phantom, variant) if variant else phantom, out_dir)
     return phantom.case_id, [lesion.to_dict() for lesion in phantom.lesions]
 
 
 def write_phantoms(
     out_dir: str | Path, cases: int, seed: int, spec: PhantomSpec = PhantomSpec(), workers: int = 1,
-    progress: bool = True, first: int = 1,
+    progress: bool = True, first: int = 1, variant: Variant | None = None,
 ) -> list[str]:
     """Generate cases `first`..`first + cases - 1` of series `seed` into `out_dir`, with a manifest of the
-    lesions drawn. Cases of one series never repeat, so a later range is a held-out test set."""
+    lesions drawn (voxel centres on the generated grid, before any `variant`). Cases of one series never repeat, so
+    a later range is a held-out test set."""
     out_dir = output_folder(out_dir)
-    jobs = [(spec, seed, index, out_dir) for index in range(first, first + cases)]
+    jobs = [(spec, seed, index, out_dir, variant) for index in range(first, first + cases)]
     results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
     manifest = {"seed": seed, "spec": {**asdict(spec), "spacing": list(spec.resolved_spacing())},
-                "cases": dict(results)}
+                "variant": variant.to_json() if variant else None, "cases": dict(results)}
     write_json(out_dir / MANIFEST_FILE, manifest)
     return [case_id for case_id, _ in results]

@@ -1,0 +1,59 @@
+"""The same phantom series at another voxel size or stored in another axis order, to test that every geometry gives
+the same answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import nibabel as nib
+import numpy as np
+
+from transunet3d.config.schema import MODALITIES
+from transunet3d.data.nifti import Geometry
+from transunet3d.data.orientation import AxisOrder
+from transunet3d.data.resample import resample_image, resample_labels, resampled_shape
+
+if TYPE_CHECKING:  # generate.py imports this module to apply variants
+    from transunet3d.data.phantom.generate import Phantom
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How to store a generated case: resampled to `voxel_size` (mm; spline images, label maps per region) and/or
+    with its voxel axes in the order `axis_codes` (e.g. "LPS"; world positions unchanged)."""
+
+    voxel_size: tuple[float, float, float] | None = None
+    axis_codes: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"voxel_size": list(self.voxel_size) if self.voxel_size else None, "axis_codes": self.axis_codes}
+
+
+def apply_variant(phantom: Phantom, variant: Variant) -> Phantom:
+    """`phantom` (generated in RAS) resampled and/or reordered as `variant` says."""
+    images = np.stack([phantom.images[m] for m in MODALITIES])
+    seg, affine = phantom.seg, np.array(phantom.geometry.affine)
+    if variant.voxel_size is not None:
+        images, seg, affine = _resampled(images, seg, affine, variant.voxel_size)
+    if variant.axis_codes is not None:
+        order = AxisOrder.from_codes(variant.axis_codes)
+        affine = order.file_affine(affine, seg.shape)
+        images, seg = order.undo(images), order.undo(seg)
+    rows = tuple(tuple(float(x) for x in row) for row in affine)
+    zooms = tuple(float(z) for z in nib.affines.voxel_sizes(affine))
+    geometry = Geometry(tuple(seg.shape), rows, rows, 1, rows, 1, zooms)
+    return replace(phantom, images=dict(zip(MODALITIES, images)), seg=seg, geometry=geometry)
+
+
+def _resampled(images: np.ndarray, seg: np.ndarray, affine: np.ndarray, voxel_size: tuple[float, float, float]):
+    """Images (int16, rounded), label map and affine on a `voxel_size` grid of the same extent."""
+    spacing = nib.affines.voxel_sizes(affine)
+    shape = resampled_shape(seg.shape, spacing, voxel_size)
+    smooth = resample_image(images.astype(np.float32), shape, spacing, voxel_size, "spline")
+    labels = resample_labels(seg, shape, spacing, voxel_size)
+    # Extent-preserving grids: the new voxel i has its centre at old voxel coordinate (i + 0.5) * scale - 0.5.
+    scale = np.asarray(seg.shape) / np.asarray(shape)
+    grid = np.diag([*scale, 1.0])
+    grid[:3, 3] = 0.5 * scale - 0.5
+    return np.rint(smooth).astype(np.int16), labels, affine @ grid

@@ -1,0 +1,74 @@
+"""Phantom variants: another axis order is the same image (bitwise, same world positions); another voxel size keeps
+the extent and every lesion."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import ndimage
+
+from transunet3d.cli.main import cli
+from transunet3d.data.orientation import AxisOrder
+from transunet3d.data.phantom import PhantomSpec, Variant, apply_variant, generate_phantom
+from transunet3d.data.resample import resample_labels
+
+SPEC = PhantomSpec(shape=(64, 72, 56), spacing=(1.0, 1.0, 1.0), lesions=(3, 6), diameter_mm=(4.0, 20.0))
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return generate_phantom(SPEC, seed=5, index=1)
+
+
+@pytest.mark.parametrize("codes", ["LPS", "PRS", "SAR"])
+def test_axis_order_variant_is_the_original_reordered(phantom, codes):
+    stored = apply_variant(phantom, Variant(axis_codes=codes))
+    affine = np.array(stored.geometry.affine)
+    order = AxisOrder.of(affine)
+    assert order.codes == codes
+    np.testing.assert_array_equal(order.apply(stored.seg), phantom.seg)
+    for modality, image in stored.images.items():
+        np.testing.assert_array_equal(order.apply(image), phantom.images[modality])
+    np.testing.assert_allclose(order.canonical_affine(affine, stored.seg.shape), phantom.geometry.affine, atol=1e-9)
+    # Every stored voxel sits where the original voxel it holds sits.
+    index = order.undo(np.arange(phantom.seg.size).reshape(phantom.seg.shape))
+    voxels = np.stack(np.unravel_index(np.arange(0, index.size, 97), index.shape), axis=1)
+    held = np.stack(np.unravel_index(index[tuple(voxels.T)], phantom.seg.shape), axis=1)
+    homogeneous = np.ones((len(voxels), 1))
+    np.testing.assert_allclose(np.hstack([voxels, homogeneous]) @ affine.T,
+                               np.hstack([held, homogeneous]) @ np.array(phantom.geometry.affine).T, atol=1e-9)
+
+
+def test_resampled_variant_keeps_extent_and_lesions(phantom):
+    stored = apply_variant(phantom, Variant(voxel_size=(1.6, 1.6, 2.0)))
+    assert stored.seg.shape == (40, 45, 28)
+    np.testing.assert_allclose(stored.geometry.zooms, (1.6, 1.6, 2.0))
+    affine, original = np.array(stored.geometry.affine), np.array(phantom.geometry.affine)
+    # Same field of view: the outer faces of the first and last voxels coincide.
+    np.testing.assert_allclose(affine @ [-0.5, -0.5, -0.5, 1], original @ [-0.5, -0.5, -0.5, 1])
+    np.testing.assert_allclose(affine @ [*(np.array(stored.seg.shape) - 0.5), 1],
+                               original @ [*(np.array(phantom.seg.shape) - 0.5), 1])
+    assert all(image.dtype == np.int16 for image in stored.images.values())
+    for label in (1, 2, 3):
+        assert (ndimage.label(stored.seg == label, np.ones((3, 3, 3)))[1] > 0) == bool((phantom.seg == label).any())
+    # Every tumour of >= 10 mm^3 is still there: brought back to the original grid, the variant overlaps each.
+    back = resample_labels(stored.seg, phantom.seg.shape, (1.6, 1.6, 2.0), (1.0, 1.0, 1.0))
+    tumours, count = ndimage.label(phantom.seg > 0, np.ones((3, 3, 3)))
+    large = np.flatnonzero(np.bincount(tumours.ravel()) >= 10)[1:]
+    assert large.size >= 3 and set(large) <= set(np.unique(tumours[back > 0]))
+
+
+def test_cli_writes_the_variant_and_records_it(tmp_path):
+    out = tmp_path / "lps"
+    result = CliRunner().invoke(cli, ["phantom", str(out), "--cases", "1", "--shape", "48", "40", "32",
+                                      "--spacing", "2", "2", "2", "--lesions", "1", "2", "--axis-order", "lps",
+                                      "--resample-to", "3", "3", "3"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "phantoms.json").read_text())
+    assert manifest["variant"] == {"voxel_size": [3.0, 3.0, 3.0], "axis_codes": "LPS"}
+    image = nib.load(next(out.glob("*/*-seg.nii.gz")))
+    assert "".join(nib.aff2axcodes(image.affine)) == "LPS" and image.shape == (32, 27, 21)
+    bad = CliRunner().invoke(cli, ["phantom", str(tmp_path / "bad"), "--axis-order", "RRS"])
+    assert bad.exit_code == 2 and "axis codes" in bad.output and not (tmp_path / "bad").exists()
