@@ -50,7 +50,14 @@ def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, d
                        lesions=tuple(lesions), diameter_mm=tuple(diameter))
     variant = Variant(tuple(resample_to), axis_order) if resample_to or axis_order else None
     written = write_phantoms(out, cases, seed, spec, workers=workers, variant=variant)
-    click.echo(f"wrote {len(written)} cases to {out} (voxel size {spec.resolved_spacing()[0]:.3g} mm)")
+    click.echo(f"wrote {len(written)} cases to {out} ({_stored_as(spec, variant)})")
+
+
+def _stored_as(spec: PhantomSpec, variant: Variant | None) -> str:
+    """The voxel size (and axis order) the cases were stored with, in words: "voxel size 1.19 mm"."""
+    size = variant.voxel_size if variant is not None and variant.voxel_size else spec.resolved_spacing()
+    words = "voxel size " + ("x".join(f"{s:.3g}" for s in size) if len(set(size)) > 1 else f"{size[0]:.3g}") + " mm"
+    return words + (f", axes {variant.axis_codes}" if variant is not None and variant.axis_codes else "")
 
 
 @click.command("validate")

@@ -66,6 +66,7 @@ def test_cli_writes_the_variant_and_records_it(tmp_path):
                                       "--spacing", "2", "2", "2", "--lesions", "1", "2", "--axis-order", "lps",
                                       "--resample-to", "3", "3", "3"])
     assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("(voxel size 3 mm, axes LPS)")
     manifest = json.loads((out / "phantoms.json").read_text())
     assert manifest["variant"] == {"voxel_size": [3.0, 3.0, 3.0], "axis_codes": "LPS"}
     image = nib.load(next(out.glob("*/*-seg.nii.gz")))
