@@ -48,7 +48,7 @@ def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, d
             raise click.BadParameter(str(error), param_hint="--axis-order") from None
     spec = PhantomSpec(shape=tuple(shape), spacing=tuple(spacing) if spacing else None,
                        lesions=tuple(lesions), diameter_mm=tuple(diameter))
-    variant = Variant(tuple(resample_to), axis_order) if resample_to or axis_order else None
+    variant = Variant(tuple(resample_to) if resample_to else None, axis_order) if resample_to or axis_order else None
     written = write_phantoms(out, cases, seed, spec, workers=workers, variant=variant)
     click.echo(f"wrote {len(written)} cases to {out} ({_stored_as(spec, variant)})")
 

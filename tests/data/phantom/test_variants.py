@@ -73,3 +73,12 @@ def test_cli_writes_the_variant_and_records_it(tmp_path):
     assert "".join(nib.aff2axcodes(image.affine)) == "LPS" and image.shape == (32, 27, 21)
     bad = CliRunner().invoke(cli, ["phantom", str(tmp_path / "bad"), "--axis-order", "RRS"])
     assert bad.exit_code == 2 and "axis codes" in bad.output and not (tmp_path / "bad").exists()
+
+
+def test_cli_writes_an_axis_order_alone(tmp_path):
+    result = CliRunner().invoke(cli, ["phantom", str(tmp_path / "ari"), "--cases", "1", "--shape", "48", "40", "32",
+                                      "--spacing", "2", "2", "2", "--lesions", "1", "1", "--axis-order", "ARI"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("(voxel size 2 mm, axes ARI)")
+    image = nib.load(next((tmp_path / "ari").glob("*/*-t1c.nii.gz")))
+    assert "".join(nib.aff2axcodes(image.affine)) == "ARI" and image.shape == (40, 48, 32)
