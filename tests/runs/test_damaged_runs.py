@@ -2,7 +2,7 @@
 file, exit code 2, for every command that reads it: never a traceback or click's bare "Aborted!"."""
 
 import json
-import os
+import random
 import shutil
 from pathlib import Path
 
@@ -14,7 +14,9 @@ from tests.factories import write_case, write_run
 from transunet3d.cli.main import cli
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
+from transunet3d.errors import UserError
 from transunet3d.runs.layout import ModelFolder
+from transunet3d.training.checkpoint import read_state
 
 FILES = ["state.pt", "weights.safetensors", "latest.json"]
 DAMAGES = ["empty", "random bytes", "truncated", "wrong format"]
@@ -25,7 +27,7 @@ def _damage(path: Path, damage: str) -> None:
     if damage == "empty":
         path.write_bytes(b"")
     elif damage == "random bytes":
-        path.write_bytes(os.urandom(512))
+        path.write_bytes(random.Random(path.name).randbytes(512))
     elif damage == "truncated":
         path.write_bytes(content[: len(content) // 2])
     elif path.name == "weights.safetensors":  # a pickle of the same tensors
@@ -136,3 +138,17 @@ def test_train_on_a_folder_without_cases_says_so(tmp_path: Path):
                                       "--out", str(tmp_path / "run"), "--device", "cpu"])
     assert result.exit_code == 2 and "no preprocessed cases found" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_damage_to_the_state_is_a_user_error(seed, tmp_path: Path):
+    """torch's weights-only unpickler fails on malformed bytes with many exception types (IndexError, KeyError, ...):
+    random bytes and truncations at random lengths all become the one damaged-file error."""
+    folder = ModelFolder(write_run(tmp_path / "run")).latest_checkpoint()
+    state = folder / "state.pt"
+    draw = random.Random(seed)
+    content = state.read_bytes()
+    damaged = draw.randbytes(draw.randrange(1, 2048)) if seed % 2 else content[:draw.randrange(1, len(content))]
+    state.write_bytes(damaged)
+    with pytest.raises(UserError, match="damaged"):
+        read_state(folder)

@@ -6,7 +6,6 @@ hand or by a copy), never a library's traceback.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +69,7 @@ def read_state(folder: Path) -> dict[str, Any]:
         raise UserError(f"{path}: missing from the checkpoint") from None
     except EOFError:
         raise UserError(f"{path}: damaged, the file is empty") from None
-    except (pickle.UnpicklingError, RuntimeError, ValueError):
+    except Exception:
         raise UserError(f"{path}: damaged, not a complete checkpoint state written by torch.save") from None
     if not isinstance(state, dict) or not isinstance(state.get("trainer"), dict) or "epoch" not in state["trainer"]:
         raise UserError(f"{path}: not a checkpoint state (it holds no trainer counters)")
