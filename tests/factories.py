@@ -58,8 +58,10 @@ def write_case(root: Path, case_id: str = "BraTS-MET-00001-000", seed: int = 0, 
     return directory
 
 
-def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | None = None) -> Path:
-    """A model folder as `transunet3d train` leaves it (config, latest checkpoint), with random weights."""
+def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | None = None,
+              overrides: tuple[str, ...] = ()) -> Path:
+    """A model folder as `transunet3d train` leaves it (config with `--set`-style `overrides`, latest checkpoint),
+    with random weights."""
     import torch
 
     from transunet3d.config import build_config, save_config
@@ -69,7 +71,7 @@ def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | No
     from transunet3d.training.checkpoint import save_checkpoint
 
     model = ModelFolder(folder)
-    config = build_config(preset)
+    config = build_config(preset, overrides)
     save_config(config, model.config)
     torch.manual_seed(seed)
     network = model_from_config(config.model, tuple(config.train.patch_size))
@@ -92,3 +94,20 @@ def temporary(folder: Path, name: str, pid: int, host: str | None = None) -> Pat
     path = folder / f".{name}.{pid}@{host or files._host()}.abcd1234.tmp{suffix}"
     path.write_bytes(b"")
     return path
+
+
+# One small phantom stored as acquired at other axis orders and voxel sizes: the same head at 2 mm in RAS, with its
+# axes in two other orders, and at 0.5x0.5x1 and 1x1x3 of its voxel size.
+VARIANT_SPEC = {"shape": (40, 48, 40), "spacing": (2.0, 2.0, 2.0), "lesions": (3, 5), "diameter_mm": (6.0, 20.0)}
+VARIANTS = {"ras": {}, "lps": {"axis_codes": "LPS"}, "psr": {"axis_codes": "PSR"},
+            "fine": {"voxel_size": (1.0, 1.0, 2.0)}, "thick": {"voxel_size": (2.0, 2.0, 6.0)}}
+
+
+def write_phantom_variants(root: Path) -> dict[str, Path]:
+    """Each variant of the phantom as a one-case dataset folder `root/<name>`."""
+    from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
+
+    for name, variant in VARIANTS.items():
+        write_phantoms(root / name, cases=1, seed=7, spec=PhantomSpec(**VARIANT_SPEC),
+                       variant=Variant(**variant) if variant else None, progress=False)
+    return {name: root / name for name in VARIANTS}

@@ -42,6 +42,7 @@ BAD_SETTINGS = [
     "loop.seed=-1",
     "loop.iterations_per_epoch=-1",
     "data.num_folds=1",
+    "data.target_spacing=[1, 0, 1]",  # optional triple
     "model.vit_depth=0",  # optional count
     "pretrain.mask_ratio=1",
     "pretrain.betas=[0.9, 1.5]",

@@ -7,11 +7,12 @@ import pytest
 
 from tests.factories import brain_case_arrays, write_case
 from transunet3d.data.cache import cached_case_ids, open_case
-from transunet3d.data.crop import uncrop
+from transunet3d.data.crop import crop, uncrop
 from transunet3d.data.layout import discover_cases
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.regions import labels_to_regions
+from transunet3d.data.resample import resampled_shape
 from transunet3d.data.validate import load_case
 
 CASE = "BraTS-MET-00001-000"
@@ -102,3 +103,61 @@ def test_case_without_seg_is_cached_without_seg(tmp_path: Path):
     cached = open_case(tmp_path / "pp", CASE)
     assert cached.seg is None and not cached.properties["has_seg"]
     assert "foreground_locations" not in cached.properties
+
+
+def _only_case(cache: Path):
+    return open_case(cache, cached_case_ids(cache)[0])
+
+
+def test_an_axis_order_variant_gives_the_cache_of_the_ras_case(phantom_variants, tmp_path: Path):
+    caches = {}
+    for name in ("ras", "lps", "psr"):
+        preprocess_dataset(phantom_variants[name], tmp_path / name, progress=False)
+        caches[name] = _only_case(tmp_path / name)
+    ras = caches["ras"]
+    assert ras.properties["axis_codes"] == "RAS" and ras.properties["target_spacing"] == [2.0, 2.0, 2.0]
+    for name in ("lps", "psr"):
+        other = caches[name]
+        np.testing.assert_array_equal(other.image, ras.image)
+        np.testing.assert_array_equal(other.seg, ras.seg)
+        assert other.properties["axis_codes"] == name.upper()
+        for key in ("crop_box", "canonical_shape", "cropped_shape", "resampled_shape", "original_spacing",
+                    "target_spacing", "normalization", "foreground_locations", "lesion_locations"):
+            assert other.properties[key] == ras.properties[key], key
+
+
+@pytest.mark.parametrize("name, spacing", [("fine", (1.0, 1.0, 2.0)), ("thick", (2.0, 2.0, 6.0))])
+def test_a_case_at_another_voxel_size_is_cached_at_the_target_spacing(phantom_variants, tmp_path: Path,
+                                                                       name, spacing):
+    preprocess_dataset(phantom_variants[name], tmp_path / "pre", target_spacing=(2.0, 2.0, 2.0), progress=False)
+    cached = _only_case(tmp_path / "pre")
+    props = cached.properties
+    box = [tuple(bounds) for bounds in props["crop_box"]]
+    # The variant keeps the phantom's extent: 40 slices of 2 mm are 13 of 6.15 mm.
+    np.testing.assert_allclose(props["original_spacing"], spacing, rtol=0.03)
+    assert props["target_spacing"] == [2.0, 2.0, 2.0] and props["cropped_shape"] == [hi - lo for lo, hi in box]
+    assert props["resampled_shape"] == list(resampled_shape(props["cropped_shape"], props["original_spacing"],
+                                                            (2.0, 2.0, 2.0)))
+    assert props["resampled_shape"] != props["cropped_shape"]
+    assert cached.image.shape[1:] == cached.seg.shape == tuple(props["resampled_shape"])
+    raw_seg = load_case(discover_cases(phantom_variants[name])[0]).seg
+    assert props["canonical_shape"] == list(raw_seg.shape)
+    np.testing.assert_array_equal(cached.original_seg, crop(raw_seg, box))  # the reference, on its own grid
+    regions = labels_to_regions(np.asarray(cached.seg))
+    for index, region in enumerate(("WT", "TC", "ET")):
+        locations = np.array(props["foreground_locations"][region])
+        assert props["region_voxels"][region] == regions[index].sum() > 0
+        assert regions[index][tuple(locations.T)].all()
+
+
+def test_a_rerun_at_another_target_spacing_redoes_the_cases(phantom_variants, tmp_path: Path):
+    raw, out = phantom_variants["ras"], tmp_path / "pre"
+    assert preprocess_dataset(raw, out, progress=False).written
+    assert preprocess_dataset(raw, out, target_spacing=(2.0, 2.0, 2.0), progress=False).skipped
+    assert preprocess_dataset(raw, out, target_spacing=(3.0, 3.0, 3.0), progress=False).written
+    cached = _only_case(out)
+    assert cached.properties["target_spacing"] == [3.0, 3.0, 3.0] and cached.seg.shape != cached.original_seg.shape
+    assert json.loads((out / "dataset.json").read_text())["target_spacing"] == [3.0, 3.0, 3.0]
+    preprocess_dataset(raw, out, progress=False)
+    cached = _only_case(out)
+    assert cached.original_seg is cached.seg and not list(out.glob("*_seg_original.npy"))

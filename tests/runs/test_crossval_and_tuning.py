@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from transunet3d.cli.main import cli
+from transunet3d.config import load_config
 from transunet3d.evaluation.pairing import CASE_ID
 from transunet3d.inference.cases import probabilities_path, submission_path
 from transunet3d.runs.layout import RunFolder
@@ -43,6 +44,14 @@ def test_train_all_validates_every_fold_and_pools_them(trained_run: Path, raw_an
     assert summary["overall"]["mean_lesionwise_dice"] == pytest.approx(
         np.mean([float(row["lesionwise_dice"]) for row in pooled]))
     assert run.cv.lesions.is_file()
+
+
+def test_the_runs_config_records_the_caches_grid(trained_run: Path, raw_and_cache):
+    _, cache = raw_and_cache
+    dataset = json.loads((cache / "dataset.json").read_text())
+    for fold in (0, 1):
+        data = load_config(RunFolder(trained_run).fold(fold).config).data
+        assert list(data.target_spacing) == dataset["target_spacing"] and data.axis_order == "RAS"
 
 
 def test_references_are_the_raw_label_maps_and_predictions_those_of_predict(trained_run: Path, raw_and_cache,

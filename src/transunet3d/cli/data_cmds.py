@@ -77,11 +77,17 @@ def validate_command(raw: Path, workers: int) -> None:
 @_workers
 @click.option("--foreground-samples", type=click.IntRange(min=1), default=DEFAULT_FOREGROUND_SAMPLES,
               show_default=True, help="Tumour voxel locations kept per region for oversampling.")
-def preprocess_command(raw: Path, out: Path, workers: int, foreground_samples: int) -> None:
-    """Crop, z-score and cache every case under RAW into OUT; complete cases are skipped on a rerun."""
-    report = preprocess_dataset(raw, out, workers=workers, foreground_samples=foreground_samples)
+@click.option("--target-spacing", type=click.FloatRange(min=0, min_open=True), nargs=3, default=None,
+              metavar="X Y Z", help="Voxel size in mm (canonical RAS order) of the training grid "
+                                    "[default: nnU-Net's plan, the median voxel size of the cases].")
+def preprocess_command(raw: Path, out: Path, workers: int, foreground_samples: int, target_spacing) -> None:
+    """Reorient to RAS, crop, z-score, resample to the target spacing and cache every case under RAW into OUT;
+    complete cases at the same target are skipped on a rerun."""
+    report = preprocess_dataset(raw, out, workers=workers, foreground_samples=foreground_samples,
+                                target_spacing=target_spacing or None)
+    spacing = " x ".join(f"{s:.4g}" for s in report.target_spacing)
     click.echo(f"preprocessed {len(report.written)}, already done {len(report.skipped)}, "
-               f"failed {len(report.failed)} -> {out}")
+               f"failed {len(report.failed)} -> {out} (target spacing {spacing} mm)")
     if report.failed:
         raise IncompleteBatch(report.failed)
 

@@ -78,6 +78,10 @@ class DataConfig:
     num_folds: int = ranged(5, TWO_FOLDS)
     split_seed: int = ranged(12345, NON_NEGATIVE)
     preprocessed: str = ""  # the cache of the run's training cases, recorded by `transunet3d train`
+    # Voxel size (mm, RAS order) of the training grid: None takes the cache's, recorded by `transunet3d train`.
+    # A run without one was trained before target spacings and predicts on each input's own grid.
+    target_spacing: tuple[float, float, float] | None = ranged(None, POSITIVE)
+    axis_order: Literal["", "RAS"] = ""  # the cache's axis order, recorded with the target spacing
 
 
 @dataclass

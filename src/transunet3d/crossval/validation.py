@@ -1,10 +1,11 @@
 """Out-of-fold validation: a finished fold's final model predicts that fold's validation cases, which are scored.
 
 The cases come from the training cache (preprocessed exactly as `predict` preprocesses a raw case), go through the
-real predictor (sliding window, `infer.validation_tta`, the run's post-processing settings) and are written in
-their input geometry, with their probabilities, into `fold_K/validation/predictions/`; their reference label maps
-go to `validation/references/`, and the lesion-wise evaluation of the one against the other beside them. An
-interrupted validation continues with the cases it had not written.
+real predictor (sliding window, `infer.validation_tta`, probabilities back to the case's original grid, the run's
+post-processing settings) and are written in their input geometry, with their probabilities, into
+`fold_K/validation/predictions/`; their reference label maps, the original ones rather than the ones resampled for
+training, go to `validation/references/`, and the lesion-wise evaluation of the one against the other beside them.
+An interrupted validation continues with the cases it had not written.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from transunet3d.data.cache import open_case
 from transunet3d.data.crop import uncrop
 from transunet3d.data.nifti import Geometry, write_nifti
+from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.splits import read_splits
 from transunet3d.errors import UserError
 from transunet3d.evaluation.batch import evaluate_folders
@@ -112,9 +114,12 @@ def _validate_case(predictor: Predictor, preprocessed: Path, case_id: str, targe
         raise UserError(f"{preprocessed}: validation case {case_id} is not in the preprocessed cache") from None
     if case.seg is None:
         raise UserError(f"{preprocessed}: validation case {case_id} has no label map")
-    geometry = Geometry.from_dict(case.properties["geometry"])
-    box = tuple(tuple(bounds) for bounds in case.properties["crop_box"])
-    reference = uncrop(np.asarray(case.seg), box, tuple(geometry.shape))
+    properties = case.properties
+    geometry = Geometry.from_dict(properties["geometry"])
+    box = tuple(tuple(bounds) for bounds in properties["crop_box"])
+    # The label map as the input had it, not as resampled for training: predictions are scored on the input grid.
+    reference = uncrop(np.asarray(case.original_seg), box, tuple(properties["canonical_shape"]))
+    reference = AxisOrder.from_json(properties).undo(reference)
     write_nifti(reference.astype(np.uint8), geometry, target.reference(case_id))
     prediction = predictor.predict_preprocessed(case_id, np.array(case.image), case.properties,
                                                 keep_probabilities=True)

@@ -1,5 +1,9 @@
 """The preprocessed-case cache: per case an image `.npy`, a seg `.npy` and a properties `.json`.
 
+Arrays are on the training grid (canonical axis order, the dataset's target spacing). When resampling changed a
+case's grid, its label map on the original grid (canonical order, cropped) is kept too, `_seg_original.npy`: the
+reference that out-of-fold predictions are scored against.
+
 Arrays are plain uncompressed `.npy` files opened memory-mapped, so a training patch is read without loading the
 whole case (docs/benchmarks.md compares this with blosc2). The properties file is written last: a case whose
 properties exist is complete, and every file is written under a temporary name and renamed, so an interrupted run
@@ -15,21 +19,25 @@ from typing import Any
 
 import numpy as np
 
-from transunet3d.files import atomic_path, is_temporary, write_json
+from transunet3d.errors import UserError
+from transunet3d.files import atomic_path, is_temporary, read_json, write_json
 
-FORMAT_VERSION = 2  # 2: lesion_locations; an older cache is preprocessed again
+FORMAT_VERSION = 3  # 2: lesion_locations; 3: canonical axis order and target spacing. Older: preprocessed again
 DATASET_FILE = "dataset.json"
 SPLITS_FILE = "splits.json"
 
 
 @dataclass
 class CachedCase:
-    """One preprocessed case: image (C, X, Y, Z) float32 and seg (X, Y, Z) uint8, memory-mapped read-only."""
+    """One preprocessed case: image (C, X, Y, Z) float32 and seg (X, Y, Z) uint8 on the training grid, and
+    `original_seg` on the cropped original grid (`seg` itself where the grid did not change), memory-mapped
+    read-only."""
 
     case_id: str
     image: np.ndarray
     seg: np.ndarray | None
     properties: dict[str, Any]
+    original_seg: np.ndarray | None = None
 
 
 def image_path(root: Path, case_id: str) -> Path:
@@ -40,16 +48,27 @@ def seg_path(root: Path, case_id: str) -> Path:
     return root / f"{case_id}_seg.npy"
 
 
+def original_seg_path(root: Path, case_id: str) -> Path:
+    return root / f"{case_id}_seg_original.npy"
+
+
 def properties_path(root: Path, case_id: str) -> Path:
     return root / f"{case_id}.json"
 
 
-def write_case(root: Path, case_id: str, image: np.ndarray, seg: np.ndarray | None, properties: dict) -> None:
-    """Store one case; the properties file goes last and marks the case complete."""
+def write_case(root: Path, case_id: str, image: np.ndarray, seg: np.ndarray | None, properties: dict,
+               original_seg: np.ndarray | None = None) -> None:
+    """Store one case (`original_seg`: only when resampling changed the grid); the properties file goes last and
+    marks the case complete."""
     root.mkdir(parents=True, exist_ok=True)
     _save_npy(image_path(root, case_id), image)
     if seg is not None:
         _save_npy(seg_path(root, case_id), seg)
+    original = original_seg_path(root, case_id)
+    if original_seg is not None:
+        _save_npy(original, original_seg)
+    else:
+        original.unlink(missing_ok=True)  # from a run at another target spacing
     write_json(properties_path(root, case_id), {"format_version": FORMAT_VERSION, **properties}, indent=None)
 
 
@@ -72,7 +91,14 @@ def read_properties(root: Path, case_id: str) -> dict[str, Any] | None:
         return None
     if properties.get("has_seg") and not seg_path(root, case_id).exists():
         return None
+    if _has_original_seg(properties) and not original_seg_path(root, case_id).exists():
+        return None
     return properties
+
+
+def _has_original_seg(properties: dict[str, Any]) -> bool:
+    """Whether a case keeps its label map on the original grid: it has one and resampling changed its grid."""
+    return bool(properties.get("has_seg")) and properties["resampled_shape"] != properties["cropped_shape"]
 
 
 def open_case(root: str | Path, case_id: str) -> CachedCase:
@@ -83,7 +109,8 @@ def open_case(root: str | Path, case_id: str) -> CachedCase:
         raise FileNotFoundError(f"{root}: case {case_id} is missing or incomplete in the preprocessed cache")
     image = np.load(image_path(root, case_id), mmap_mode="r")
     seg = np.load(seg_path(root, case_id), mmap_mode="r") if properties["has_seg"] else None
-    return CachedCase(case_id, image, seg, properties)
+    original = np.load(original_seg_path(root, case_id), mmap_mode="r") if _has_original_seg(properties) else seg
+    return CachedCase(case_id, image, seg, properties, original)
 
 
 def cached_case_ids(root: str | Path) -> list[str]:
@@ -92,3 +119,18 @@ def cached_case_ids(root: str | Path) -> list[str]:
     candidates = sorted(p.stem for p in root.glob("*.json")
                         if p.name not in (DATASET_FILE, SPLITS_FILE) and not is_temporary(p))
     return [case_id for case_id in candidates if read_properties(root, case_id) is not None]
+
+
+def read_dataset(root: str | Path) -> dict[str, Any]:
+    """The cache's `dataset.json` (cases, target spacing, axis order).
+
+    Raises:
+        UserError: it is missing, damaged, or written by a version before target spacings (preprocess again).
+    """
+    path = Path(root) / DATASET_FILE
+    if not path.is_file():
+        raise UserError(f"{root}: no preprocessed cases found (no {DATASET_FILE}; run `transunet3d preprocess` first)")
+    dataset = read_json(path)
+    if dataset.get("format_version") != FORMAT_VERSION or "target_spacing" not in dataset:
+        raise UserError(f"{path}: written by an older version; run `transunet3d preprocess` into it again")
+    return dataset

@@ -1,8 +1,15 @@
-"""Turn raw BraTS cases into the training cache: crop to brain, z-score, foreground locations, properties."""
+"""Turn raw BraTS cases into the training cache: canonical axis order, crop to brain, z-score, resampling to the
+dataset's target spacing, foreground locations, properties.
+
+The order is nnU-Net v2's (`DefaultPreprocessor.run_case_npy`): transpose, crop to the nonzero region, normalise,
+then resample. Normalising before resampling takes the z-score statistics from the voxels as acquired, not from
+interpolated ones, and the brain mask is exact on the original grid.
+"""
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,27 +18,54 @@ import cc3d
 import numpy as np
 
 from transunet3d.config.schema import MODALITIES, REGIONS
-from transunet3d.data.cache import DATASET_FILE, FORMAT_VERSION, cached_case_ids, read_properties, write_case
+from transunet3d.data.cache import (
+    DATASET_FILE,
+    FORMAT_VERSION,
+    cached_case_ids,
+    properties_path,
+    read_properties,
+    write_case,
+)
 from transunet3d.data.crop import brain_box, crop
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.normalize import zscore_brain
+from transunet3d.data.orientation import CANONICAL, AxisOrder
+from transunet3d.data.plan import plan_target_spacing
 from transunet3d.data.regions import labels_to_regions
+from transunet3d.data.resample import resample_image, resample_labels, resampled_shape
 from transunet3d.data.validate import LoadedCase, load_case
-from transunet3d.errors import InputError
+from transunet3d.errors import InputError, UserError
 from transunet3d.files import output_folder, remove_stale_temporaries, write_json
 from transunet3d.parallel import map_cases
 
 DEFAULT_FOREGROUND_SAMPLES = 10000
 LESION_SAMPLES = 50  # voxel locations kept per lesion, for sampling lesions rather than voxels
+# Images: nnU-Net's third-order spline, bitwise equal to nnU-Net's resampling and sharper than linear at small
+# lesions; it costs seconds to half a minute per case that needs resampling (docs/benchmarks.md), once in
+# preprocessing and once per prediction, and none for the cases already at the target spacing.
+IMAGE_INTERPOLATION = "spline"
 
 
 @dataclass
 class PreprocessReport:
-    """What a preprocessing run did: case ids written, skipped (already complete) and failed (with the message)."""
+    """What a preprocessing run did: case ids written, skipped (already complete) and failed (with the message),
+    and the target spacing of the cache."""
 
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    target_spacing: tuple[float, float, float] | None = None
+
+
+@dataclass
+class PreprocessedCase:
+    """One case on the training grid: image (C, X, Y, Z) float32, seg uint8 or None, the seg on the cropped
+    original grid (canonical order) when resampling changed the grid (else None), and its properties."""
+
+    image: np.ndarray
+    seg: np.ndarray | None
+    original_seg: np.ndarray | None
+    properties: dict[str, Any]
 
 
 def source_fingerprint(case: CaseFiles) -> dict[str, list[int]]:
@@ -40,25 +74,46 @@ def source_fingerprint(case: CaseFiles) -> dict[str, list[int]]:
     return {kind: [path.stat().st_size, path.stat().st_mtime_ns] for kind, path in sorted(files.items())}
 
 
-def preprocess_loaded(loaded: LoadedCase, foreground_samples: int) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Crop, normalise and describe one validated case; returns (image, seg, properties)."""
-    box = brain_box(loaded.image)
-    image = crop(loaded.image, box)
-    brain = np.any(image != 0, axis=0)
-    image, stats = zscore_brain(image, brain)
-    seg = crop(loaded.seg, box) if loaded.seg is not None else None
+def preprocess_loaded(loaded: LoadedCase, target: Sequence[float] | None,
+                      foreground_samples: int) -> PreprocessedCase:
+    """Reorient, crop, normalise, resample and describe one validated case.
+
+    Args:
+        target: the voxel size (mm, canonical order) to resample to; None keeps the file's axis order and grid,
+            as preprocessing did before target spacings (for runs trained then).
+        foreground_samples: tumour locations kept per region (0 for prediction).
+    """
+    geometry = loaded.geometry
+    order = AxisOrder(CANONICAL) if target is None else AxisOrder.of(np.asarray(geometry.affine))
+    spacing = order.spacing(geometry.zooms[:3])
+    target = spacing if target is None else tuple(float(t) for t in target)
+    image = order.apply(loaded.image)
+    box = brain_box(image)
+    image = crop(image, box)
+    image, stats = zscore_brain(image, np.any(image != 0, axis=0))
+    shape = resampled_shape(image.shape[1:], spacing, target)
+    seg = crop(order.apply(loaded.seg), box) if loaded.seg is not None else None
     properties: dict[str, Any] = {
         "case_id": loaded.case_id,
         "modalities": list(MODALITIES),
-        "geometry": loaded.geometry.to_dict(),
+        "geometry": geometry.to_dict(),
+        **order.to_json(),
+        "original_spacing": list(spacing),
+        "canonical_shape": list(order.shape(geometry.shape)),
         "crop_box": [list(bounds) for bounds in box],
         "cropped_shape": list(image.shape[1:]),
+        "target_spacing": list(target),
+        "resampled_shape": list(shape),
         "normalization": {m: {"mean": mean, "std": std} for m, (mean, std) in zip(MODALITIES, stats)},
         "has_seg": seg is not None,
     }
-    if seg is not None:
-        properties.update(foreground_properties(seg, foreground_samples, seed=zlib.crc32(loaded.case_id.encode())))
-    return image, seg, properties
+    image = resample_image(image, shape, spacing, target, IMAGE_INTERPOLATION)
+    resampled = resample_labels(seg, shape, spacing, target) if seg is not None else None
+    if resampled is not None:
+        properties.update(foreground_properties(resampled, foreground_samples,
+                                                seed=zlib.crc32(loaded.case_id.encode())))
+    original = seg if resampled is not None and resampled is not seg else None
+    return PreprocessedCase(image, resampled, original, properties)
 
 
 def foreground_properties(seg: np.ndarray, samples: int, seed: int) -> dict[str, Any]:
@@ -87,25 +142,26 @@ def _voxels(flat: np.ndarray, shape: tuple[int, ...]) -> list[list[int]]:
     return np.stack(np.unravel_index(np.sort(flat), shape), axis=1).tolist()
 
 
-def preprocess_case(case: CaseFiles, out_dir: Path, foreground_samples: int) -> str:
-    """Preprocess one case into `out_dir` unless a complete copy of the same inputs is there.
+def preprocess_case(case: CaseFiles, out_dir: Path, target: Sequence[float], foreground_samples: int) -> str:
+    """Preprocess one case into `out_dir` unless a complete copy of the same inputs at `target` is there.
 
     Returns:
         "written" or "skipped".
     """
     fingerprint = source_fingerprint(case)
     existing = read_properties(out_dir, case.case_id)
-    if existing is not None and existing.get("source") == fingerprint:
+    if existing is not None and existing.get("source") == fingerprint and existing["target_spacing"] == list(target):
         return "skipped"
-    image, seg, properties = preprocess_loaded(load_case(case), foreground_samples)
-    write_case(out_dir, case.case_id, image, seg, {**properties, "source": fingerprint})
+    done = preprocess_loaded(load_case(case), target, foreground_samples)
+    write_case(out_dir, case.case_id, done.image, done.seg, {**done.properties, "source": fingerprint},
+               done.original_seg)
     return "written"
 
 
-def _run_one(args: tuple[CaseFiles, Path, int]) -> tuple[str, str, str]:
-    case, out_dir, samples = args
+def _run_one(args: tuple[CaseFiles, Path, tuple[float, float, float], int]) -> tuple[str, str, str]:
+    case, out_dir, target, samples = args
     try:
-        return case.case_id, preprocess_case(case, out_dir, samples), ""
+        return case.case_id, preprocess_case(case, out_dir, target, samples), ""
     except InputError as error:
         return case.case_id, "failed", str(error)
 
@@ -116,23 +172,44 @@ def preprocess_dataset(
     workers: int = 1,
     foreground_samples: int = DEFAULT_FOREGROUND_SAMPLES,
     progress: bool = True,
+    target_spacing: Sequence[float] | None = None,
 ) -> PreprocessReport:
     """Preprocess every case found under `raw` into `out_dir`, `workers` cases at a time.
 
-    A broken case is reported in the result and does not stop the others; `dataset.json` lists the complete cases.
+    Args:
+        target_spacing: voxel size (mm) of the training grid; default nnU-Net's plan from the cases' headers
+            (`plan.plan_target_spacing`). Cases cached at another target are preprocessed again.
+
+    A broken case is reported in the result and does not stop the others; `dataset.json` lists the complete cases
+    with the target spacing and the axis order.
     """
     cases = discover_cases(raw)
+    target = tuple(float(t) for t in target_spacing) if target_spacing is not None else plan_target_spacing(cases)
+    if target is None:
+        raise UserError(f"{raw}: no case has a readable image header to plan the target spacing from")
     out_dir = output_folder(out_dir)
     remove_stale_temporaries(out_dir)
-    jobs = [(case, out_dir, foreground_samples) for case in cases]
-    report = PreprocessReport()
+    jobs = [(case, out_dir, target, foreground_samples) for case in cases]
+    report = PreprocessReport(target_spacing=target)
     for case_id, status, message in map_cases(_run_one, jobs, workers, "preprocess", progress):
         if status == "failed":
             report.failed[case_id] = message
         else:
             getattr(report, status).append(case_id)
-    complete = cached_case_ids(out_dir)
+    complete = _cases_at(out_dir, target)
     write_json(out_dir / DATASET_FILE, {"format_version": FORMAT_VERSION, "modalities": list(MODALITIES),
-                                        "regions": list(REGIONS), "cases": complete})
+                                        "regions": list(REGIONS), "axis_order": CANONICAL,
+                                        "target_spacing": list(target), "cases": complete})
     return report
 
+
+def _cases_at(out_dir: Path, target: tuple[float, float, float]) -> list[str]:
+    """The complete cases at `target`; the others (left from a run at another target, failed in this one) lose
+    their properties file, so that no reader takes them for cases of this cache."""
+    complete = []
+    for case_id in cached_case_ids(out_dir):
+        if read_properties(out_dir, case_id)["target_spacing"] == list(target):
+            complete.append(case_id)
+        else:
+            properties_path(out_dir, case_id).unlink()
+    return complete

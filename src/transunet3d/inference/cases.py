@@ -98,19 +98,31 @@ def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predic
             todo.append(case)
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
         writes: list[Future] = []
-        for case, loading in tqdm(_read_ahead(reader, todo), total=len(todo), desc="predict", unit="case",
-                                  disable=not progress):
+        bar = tqdm(_read_ahead(reader, todo), total=len(todo), desc="predict", unit="case", disable=not progress)
+        for case, loading in bar:
             try:
                 loaded = loading.result()
             except InputError as error:
                 report.failed[case.case_id] = str(error)
                 continue
-            prediction = predictor.predict(loaded, keep_probabilities=save_probabilities)
+            prediction = _predict_showing_steps(predictor, loaded, save_probabilities, bar)
             writes.append(writer.submit(write_prediction, prediction, loaded.geometry, out_dir))
             report.written.append(case.case_id)
         for write in writes:
             write.result()
     return report
+
+
+def _predict_showing_steps(predictor: Predictor, case: LoadedCase, keep_probabilities: bool,
+                           bar: tqdm) -> CasePrediction:
+    """`predictor.predict`, with the step it is at (preprocess, sliding window, resample back, ...) shown beside
+    the progress bar: resampling a large case is a step of its own."""
+    quiet = predictor.on_stage
+    predictor.on_stage = lambda stage: bar.set_postfix_str(f"{case.case_id}: {stage}")
+    try:
+        return predictor.predict(case, keep_probabilities=keep_probabilities)
+    finally:
+        predictor.on_stage = quiet
 
 
 def _outputs(out_dir: Path, case_id: str, save_probabilities: bool) -> list[Path]:

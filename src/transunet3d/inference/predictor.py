@@ -1,8 +1,10 @@
-"""Predict one case with an ensemble of trained models: preprocess as in training, sliding window + TTA, average,
-labels, and paste back into the input's full volume."""
+"""Predict one case with an ensemble of trained models: preprocess as in training (canonical axis order, crop,
+z-score, each model's target spacing), sliding window + TTA, probabilities back to the input's grid, average,
+labels, and paste back into the input's full volume in its own axis order."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -10,9 +12,11 @@ import torch
 
 from transunet3d.config.schema import InferConfig
 from transunet3d.data.crop import uncrop
-from transunet3d.data.nifti import Geometry
+from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.preprocess import preprocess_loaded
+from transunet3d.data.resample import resample_probabilities
 from transunet3d.data.validate import LoadedCase
+from transunet3d.errors import UserError
 from transunet3d.inference.sliding_window import PatchPredictor, sliding_window_probabilities
 from transunet3d.inference.trained import TrainedModel
 from transunet3d.inference.tta import tta_views
@@ -27,6 +31,10 @@ class CasePrediction:
     case_id: str
     labels: np.ndarray
     probabilities: np.ndarray | None = None
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 class Predictor:
@@ -46,35 +54,97 @@ class Predictor:
         self.postprocessing = postprocessing or PostprocessSettings.uniform(
             options.threshold, options.min_lesion_mm3, options.require_core)
         self.views = tta_views(options.tta)
+        self.groups = _grouped(models)
+        self.on_stage: Callable[[str], None] = _quiet  # told the step each case is at, for progress displays
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Mean region probabilities (R, X, Y, Z) of every model for a preprocessed image (C, X, Y, Z)."""
+        """Mean region probabilities (R, X, Y, Z) of every model for a preprocessed image (C, X, Y, Z), on its
+        grid."""
+        return self._summed(self.models, image).div_(len(self.models)).numpy()
+
+    def predict(self, case: LoadedCase, keep_probabilities: bool = False) -> CasePrediction:
+        """Labels for a loaded case (its segmentation, if any, is ignored), on the case's full grid.
+
+        The case is brought to each model's grid (canonical axis order, its target spacing) as preprocessing
+        brings training cases; the models of one target spacing share one resampled image, and their summed
+        probabilities are resampled back to the case's cropped grid before all are averaged.
+        """
+        total, properties = None, None
+        for target, models in self.groups.items():
+            self.on_stage("preprocess")
+            done = preprocess_loaded(replace(case, seg=None), target, foreground_samples=0)
+            properties = done.properties
+            summed = self._original_grid(self._summed(models, done.image), properties)
+            total = summed if total is None else total.add_(summed)
+        return self._finish(case.case_id, total.div_(len(self.models)), properties, keep_probabilities)
+
+    def predict_preprocessed(self, case_id: str, image: np.ndarray, properties: dict,
+                             keep_probabilities: bool = False) -> CasePrediction:
+        """Labels for a case as preprocessing left it (image and properties, as in the training cache), on the
+        full grid of its input. Every model must have been trained at the image's target spacing."""
+        cached = tuple(properties["target_spacing"])
+        wrong = [model.folder.path for model in self.models if _target(model) not in (None, cached)]
+        if wrong:
+            raise UserError(f"{wrong[0]}: trained at another target spacing than the cache's {list(cached)}")
+        summed = self._original_grid(self._summed(self.models, image), properties)
+        return self._finish(case_id, summed.div_(len(self.models)), properties, keep_probabilities)
+
+    def _summed(self, models: list[TrainedModel], image: np.ndarray) -> torch.Tensor:
+        """The sum of the region probabilities (R, X, Y, Z) of `models` over a preprocessed image, on the CPU."""
+        self.on_stage("sliding window")
         tensor = torch.from_numpy(np.ascontiguousarray(image))
         total = None
-        for model in self.models:
+        for model in models:
             probabilities = sliding_window_probabilities(
                 _patch_predictor(model, self.device), tensor, tuple(model.config.train.patch_size),
                 step=self.options.step, views=self.views, batch_windows=self.options.batch_windows,
                 sigma_scale=self.options.gaussian_sigma_scale, device=self.device).cpu()
             total = probabilities if total is None else total.add_(probabilities)
-        return total.div_(len(self.models)).numpy()
+        return total
 
-    def predict(self, case: LoadedCase, keep_probabilities: bool = False) -> CasePrediction:
-        """Labels for a loaded case (its segmentation, if any, is ignored), on the case's full grid."""
-        image, _, properties = preprocess_loaded(replace(case, seg=None), foreground_samples=0)
-        return self.predict_preprocessed(case.case_id, image, properties, keep_probabilities)
+    def _original_grid(self, probabilities: torch.Tensor, properties: dict) -> torch.Tensor:
+        """Probabilities on the training grid resampled to the case's cropped original grid (on the predictor's
+        device, in slabs), on the CPU; themselves when the grids are the same."""
+        shape = tuple(properties["cropped_shape"])
+        if tuple(probabilities.shape[1:]) == shape:
+            return probabilities
+        self.on_stage("resample back")
+        return resample_probabilities(probabilities, shape, self.device).cpu()
 
-    def predict_preprocessed(self, case_id: str, image: np.ndarray, properties: dict,
-                             keep_probabilities: bool = False) -> CasePrediction:
-        """Labels for a case as preprocessing left it (image and properties, as in the training cache), on the
-        full grid of its input."""
-        geometry = Geometry.from_dict(properties["geometry"])
+    def _finish(self, case_id: str, probabilities: torch.Tensor, properties: dict,
+                keep_probabilities: bool) -> CasePrediction:
+        """Labels from mean probabilities on the cropped canonical grid (minimum lesion sizes with its voxel
+        size), pasted into the canonical volume and put back in the input's axis order."""
+        self.on_stage("post-process")
+        probabilities = probabilities.numpy()
+        order = AxisOrder.from_json(properties)
         box = tuple(tuple(bounds) for bounds in properties["crop_box"])
-        probabilities = self.probabilities(image)
-        labels = self.postprocessing.labels(probabilities, geometry.zooms[:3])
-        full_shape = tuple(geometry.shape)
-        kept = uncrop(probabilities, box, full_shape) if keep_probabilities else None
-        return CasePrediction(case_id, uncrop(labels, box, full_shape), kept)
+        full_shape = tuple(properties["canonical_shape"])
+        labels = self.postprocessing.labels(probabilities, properties["original_spacing"])
+        kept = order.undo(uncrop(probabilities, box, full_shape)) if keep_probabilities else None
+        return CasePrediction(case_id, order.undo(uncrop(labels, box, full_shape)), kept)
+
+
+def _target(model: TrainedModel) -> tuple[float, float, float] | None:
+    """The target spacing a model was trained at; None for a run from before target spacings (native grid)."""
+    spacing = model.config.data.target_spacing
+    return None if spacing is None else tuple(spacing)
+
+
+def _grouped(models: list[TrainedModel]) -> dict[tuple[float, float, float] | None, list[TrainedModel]]:
+    """The models by the target spacing they were trained at, in order of first appearance.
+
+    Raises:
+        UserError: runs from before target spacings are mixed with later ones: their grids (the file's axis order
+            against the canonical one) cannot be averaged voxel by voxel.
+    """
+    groups: dict = {}
+    for model in models:
+        groups.setdefault(_target(model), []).append(model)
+    if None in groups and len(groups) > 1:
+        raise UserError(f"{groups[None][0].folder.path}: trained before target spacings (on each case's own grid); "
+                        "predict with it apart from the models trained at a target spacing")
+    return groups
 
 
 def _patch_predictor(model: TrainedModel, device: torch.device) -> PatchPredictor:

@@ -12,12 +12,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from transunet3d.config.io import load_config
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.crossval import pool_folds, validate_fold
-from transunet3d.data.cache import SPLITS_FILE
+from transunet3d.data.cache import SPLITS_FILE, read_dataset
 from transunet3d.data.splits import read_splits
-from transunet3d.errors import UserError
+from transunet3d.errors import ConfigError, UserError
 from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.runs.layout import ModelFolder, RunFolder
@@ -78,7 +80,9 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
         folder = job.run.fold(fold)
         config, started = _model_config(folder, job.config, job.resume, job.run)
         if not started:
-            config = replace(config, data=replace(config.data, preprocessed=str(Path(job.preprocessed).resolve())))
+            config = with_cache_grid(config, job.preprocessed)
+        elif config.data.target_spacing is not None:
+            with_cache_grid(config, job.preprocessed)  # a resumed run's cache must still be at its spacing
         task = SegmentationTask(config, job.preprocessed, fold, processes)
         if not started and config.model.init_encoder:
             _transfer_encoder(task, config, folder, processes, echo)
@@ -88,6 +92,24 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
         if job.validate and fold != ALL_DATA:
             _validate(job, folder, processes, echo)
     return pool_folds(job.run) if job.validate and processes.is_main else None
+
+
+def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentConfig:
+    """`config` with the cache it trains on recorded: its folder, target spacing and axis order, which prediction
+    brings every input to.
+
+    Raises:
+        UserError: `data.target_spacing` is set and differs from the cache's, or the cache predates target spacings.
+    """
+    dataset = read_dataset(preprocessed)
+    cached = tuple(float(s) for s in dataset["target_spacing"])
+    wanted = config.data.target_spacing
+    if wanted is not None and not np.allclose(wanted, cached, rtol=1e-6, atol=0):
+        shown = " ".join(f"{s:g}" for s in wanted)
+        raise ConfigError(f"data.target_spacing: {list(wanted)} differs from the {list(cached)} of {preprocessed}; "
+                          f"preprocess with --target-spacing {shown} (into another folder), or leave it unset")
+    return replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve()),
+                                        target_spacing=cached, axis_order=dataset["axis_order"]))
 
 
 def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentConfig, resume: bool = False,

@@ -1,0 +1,38 @@
+"""The dataset's target spacing, planned from the headers of mixed cases in the canonical axis order."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tests.factories import write_case
+from transunet3d.data.layout import discover_cases
+from transunet3d.data.plan import header_grid, plan_target_spacing
+from transunet3d.data.preprocess import preprocess_dataset
+
+# The third case stores its axes as (S, L, A) with voxel sizes 3, 0.8, 0.9: in RAS order 0.8 x 0.9 x 3.
+SLA = np.array([[0, -0.8, 0, 0], [0, 0, 0.9, 0], [3.0, 0, 0, 0], [0, 0, 0, 1]])
+AFFINES = {"BraTS-MET-00001-000": np.eye(4), "BraTS-MET-00002-000": np.diag([0.5, 0.5, 1.0, 1.0]),
+           "BraTS-MET-00003-000": SLA}
+
+
+def _mixed(root: Path) -> Path:
+    for index, (case_id, affine) in enumerate(AFFINES.items()):
+        write_case(root, case_id, seed=index, affine=affine)
+    return root
+
+
+def test_headers_give_canonical_spacing_and_shape(tmp_path: Path):
+    cases = discover_cases(_mixed(tmp_path / "raw"))
+    spacing, shape = header_grid(cases[2])
+    np.testing.assert_allclose(spacing, (0.8, 0.9, 3.0))
+    assert shape == (14, 10, 12)  # the stored (12, 14, 10) as (L, A, S) -> (R, A, S) axes: file axes 1, 2, 0
+
+
+def test_the_plan_is_the_per_axis_median_and_is_stored_with_the_cache(tmp_path: Path):
+    raw = _mixed(tmp_path / "raw")
+    np.testing.assert_allclose(plan_target_spacing(discover_cases(raw)), (0.8, 0.9, 1.0))
+    report = preprocess_dataset(raw, tmp_path / "pre", progress=False)
+    dataset = json.loads((tmp_path / "pre" / "dataset.json").read_text())
+    np.testing.assert_allclose(dataset["target_spacing"], (0.8, 0.9, 1.0))
+    assert dataset["axis_order"] == "RAS" and dataset["cases"] == sorted(AFFINES) and report.written == sorted(AFFINES)
