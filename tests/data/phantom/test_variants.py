@@ -82,3 +82,18 @@ def test_cli_writes_an_axis_order_alone(tmp_path):
     assert result.output.strip().endswith("(voxel size 2 mm, axes ARI)")
     image = nib.load(next((tmp_path / "ari").glob("*/*-t1c.nii.gz")))
     assert "".join(nib.aff2axcodes(image.affine)) == "ARI" and image.shape == (40, 48, 32)
+
+
+def test_a_resampled_variant_keeps_an_exact_zero_background():
+    """Like a skull-stripped scan acquired at that voxel size: no halo of small spline values around the brain,
+    which preprocessing would take for brain and z-score into a dark rim."""
+    spec = PhantomSpec(shape=(48, 40, 32), spacing=(2.0, 2.0, 2.0), lesions=(1, 1))
+    original = generate_phantom(spec, seed=3, index=1)
+    finer = apply_variant(original, Variant(voxel_size=(1.0, 1.0, 2.0)))
+    before = np.abs(np.stack(list(original.images.values())).astype(np.float32))
+    after = np.abs(np.stack(list(finer.images.values())).astype(np.float32))
+    faint = 0.05 * before.max()
+    assert not ((before.max(axis=0) < faint) & (before.max(axis=0) > 0)).any()  # the phantom has no faint brain
+    assert not ((after.max(axis=0) < faint) & (after.max(axis=0) > 0)).any()
+    brain_mm3 = (after.max(axis=0) > 0).sum() * 2.0, (before.max(axis=0) > 0).sum() * 8.0
+    assert abs(brain_mm3[0] - brain_mm3[1]) < 0.01 * brain_mm3[1]

@@ -52,8 +52,20 @@ def _resampled(images: np.ndarray, seg: np.ndarray, affine: np.ndarray, voxel_si
     shape = resampled_shape(seg.shape, spacing, voxel_size)
     smooth = resample_image(images.astype(np.float32), shape, spacing, voxel_size, "spline")
     labels = resample_labels(seg, shape, spacing, voxel_size)
+    smooth[:, ~_resampled_brain(images, shape, spacing, voxel_size)] = 0
     # Extent-preserving grids: the new voxel i has its centre at old voxel coordinate (i + 0.5) * scale - 0.5.
     scale = np.asarray(seg.shape) / np.asarray(shape)
     grid = np.diag([*scale, 1.0])
     grid[:3, 3] = 0.5 * scale - 0.5
     return np.rint(smooth).astype(np.int16), labels, affine @ grid
+
+
+def _resampled_brain(images: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size) -> np.ndarray:
+    """The brain (nonzero in any channel) on the new grid, linearly interpolated and kept where it reaches 0.5.
+
+    A skull-stripped scan acquired at another voxel size has an exact zero background too; the spline alone would
+    leave a halo of small values around the brain, which preprocessing would take for brain (nonzero voxels) and
+    z-score into a dark rim that no real scan has.
+    """
+    brain = np.any(images != 0, axis=0).astype(np.float32)[None]
+    return resample_image(brain, shape, spacing, voxel_size, "trilinear")[0] >= 0.5
