@@ -1,0 +1,93 @@
+"""Label schemes: which labels a segmentation may hold, the regions trained and evaluated, and how predicted
+regions become labels again.
+
+A scheme is data, chosen by name (`data.labels` in the config, recorded with every run):
+
+- `brats-mets-2023`: labels 1 NETC, 2 SNFH, 3 ET; nested regions WT={1,2,3}, TC={1,3}, ET={3}.
+- `brats-mets-2025`: adds 4 RC (resection cavity), the region RC={4}, which is not nested in the others.
+
+Predicted regions become labels by writing each region's label in `writing_order`, later regions overwriting
+earlier ones. For the nested tumour regions this gives WT -> 2, then TC -> 1, then ET -> 3. RC is written first,
+so a voxel predicted both cavity and tumour is tumour: a cavity never hides a lesion that the tumour regions found,
+and the challenge's labels are exclusive (a voxel is one or the other).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_SCHEME = "brats-mets-2023"
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """Labels and regions of one challenge edition.
+
+    Args:
+        name: the scheme's name (`data.labels`).
+        label_names: every foreground label and its name; 0 is background and always allowed.
+        regions: region name -> the labels it holds, in the order of the network's output channels.
+        writing_order: (region, label) pairs, written in this order (later ones overwrite earlier ones).
+    """
+
+    name: str
+    label_names: dict[int, str]
+    regions: dict[str, tuple[int, ...]]
+    writing_order: tuple[tuple[str, int], ...]
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        """Every label a segmentation may hold, background included, in increasing order."""
+        return (0, *sorted(self.label_names))
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        """The regions in output-channel order."""
+        return tuple(self.regions)
+
+    def region_mask(self, seg: np.ndarray, region: str) -> np.ndarray:
+        """Boolean mask of one region in the label map `seg`."""
+        return np.isin(seg, self.regions[region])
+
+    def labels_to_regions(self, seg: np.ndarray) -> np.ndarray:
+        """Boolean region masks (R, *seg.shape) in `region_names` order. `seg` holds labels of this scheme."""
+        lookup = np.zeros((len(self.regions), 256), dtype=bool)
+        for index, labels in enumerate(self.regions.values()):
+            lookup[index, list(labels)] = True
+        return lookup[:, seg.astype(np.uint8)]
+
+    def regions_to_labels(self, regions: np.ndarray) -> np.ndarray:
+        """Labels (uint8) from region masks (R, ...) in `region_names` order, by `writing_order`."""
+        if regions.shape[0] != len(self.regions):
+            raise ValueError(f"{self.name}: expected {len(self.regions)} regions, got {regions.shape[0]}")
+        order = self.region_names
+        labels = np.zeros(regions.shape[1:], dtype=np.uint8)
+        for region, label in self.writing_order:
+            labels[regions[order.index(region)].astype(bool)] = label
+        return labels
+
+
+SCHEMES: dict[str, LabelScheme] = {
+    "brats-mets-2023": LabelScheme(
+        name="brats-mets-2023",
+        label_names={1: "NETC", 2: "SNFH", 3: "ET"},
+        regions={"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)},
+        writing_order=(("WT", 2), ("TC", 1), ("ET", 3)),
+    ),
+    "brats-mets-2025": LabelScheme(
+        name="brats-mets-2025",
+        label_names={1: "NETC", 2: "SNFH", 3: "ET", 4: "RC"},
+        regions={"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,), "RC": (4,)},
+        writing_order=(("RC", 4), ("WT", 2), ("TC", 1), ("ET", 3)),
+    ),
+}
+
+
+def label_scheme(name: str = DEFAULT_SCHEME) -> LabelScheme:
+    """The scheme called `name`; a KeyError naming the known schemes otherwise."""
+    try:
+        return SCHEMES[name]
+    except KeyError:
+        raise KeyError(f"unknown label scheme {name!r}; known: {', '.join(SCHEMES)}") from None
