@@ -32,7 +32,8 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @click.option("--diameter", type=click.FloatRange(min=0.5), nargs=2, default=(3.0, 40.0), show_default=True,
               help="Range of lesion diameters in mm (drawn log-uniformly).")
 @click.option("--resample-to", type=click.FloatRange(min=0.1), nargs=3, default=None, metavar="SX SY SZ",
-              help="Store the series resampled to this voxel size in mm (images by cubic spline, labels per region).")
+              help="Store the series as acquired at this voxel size in mm (partial volume along coarser axes, cubic "
+                   "spline along finer ones; labels per region).")
 @click.option("--axis-order", default=None, metavar="CODES",
               help="Store the series with its voxel axes in this order, e.g. LPS, PRS, SAR (same world positions).")
 @_workers

@@ -145,11 +145,11 @@ def resample_labels(seg: np.ndarray, shape: Shape, spacing: Spacing, target: Spa
     smooth = resample_image(source.astype(np.float32), shape, spacing, target, "trilinear")
     regions = smooth >= 0.5
     for mask, values, kept in zip(source, smooth, regions):
-        _keep_vanished_components(mask, values, kept)
+        keep_vanished_components(mask, values, kept)
     return regions_to_labels(regions)
 
 
-def _keep_vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray) -> None:
+def keep_vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray) -> None:
     """Restore, in `kept`, every 26-connected component of `mask` that `kept` lost, by nearest neighbour: the
     output voxels whose centres fall in it; when none do (it is thinner than the new voxels), the output voxel
     holding the centre of its voxel of highest interpolated `values`."""

@@ -97,3 +97,27 @@ def test_a_resampled_variant_keeps_an_exact_zero_background():
     assert not ((after.max(axis=0) < faint) & (after.max(axis=0) > 0)).any()
     brain_mm3 = (after.max(axis=0) > 0).sum() * 2.0, (before.max(axis=0) > 0).sum() * 8.0
     assert abs(brain_mm3[0] - brain_mm3[1]) < 0.01 * brain_mm3[1]
+
+
+def test_box_weights_average_each_wider_voxel_over_its_extent():
+    from transunet3d.data.phantom.variants import _box_weights
+
+    weights = _box_weights(7, 3)  # new voxels of 7/3 old ones: [0, 2.33], [2.33, 4.67], [4.67, 7]
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(weights[0], np.array([1, 1, 1 / 3, 0, 0, 0, 0]) * 3 / 7, rtol=1e-6)
+    np.testing.assert_allclose(weights[1], np.array([0, 0, 2 / 3, 1, 2 / 3, 0, 0]) * 3 / 7, rtol=1e-6)
+    np.testing.assert_allclose(weights.sum(axis=0), 3 / 7, rtol=1e-6)  # every old voxel counted once in all
+
+
+def test_thick_slices_show_a_thin_lesion_at_partial_volume_contrast():
+    """A 1 mm slab of lesion between the centres of 3 mm slices: point sampling would show it nowhere; a 3 mm slice
+    holding it averages it with its 2 mm of background, a third of its contrast, and the label keeps it."""
+    seg = np.zeros((8, 8, 9), dtype=np.uint8)
+    seg[2:6, 2:6, 4] = 3  # the middle third of the second 3 mm slice
+    image = np.where(seg > 0, 900, 300).astype(np.int16)
+    from transunet3d.data.phantom.variants import _resampled
+
+    images, labels, _ = _resampled(np.stack([image] * 4), seg, np.eye(4), (1.0, 1.0, 3.0))
+    assert labels.shape == (8, 8, 3)
+    np.testing.assert_array_equal(images[0][3, 3], [300, 500, 300])
+    assert set(np.unique(labels[2:6, 2:6, 1])) == {3} and labels.sum() == 16 * 3

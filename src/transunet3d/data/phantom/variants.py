@@ -4,7 +4,7 @@ the same answer."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -12,7 +12,8 @@ import numpy as np
 from transunet3d.config.schema import MODALITIES
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.orientation import AxisOrder
-from transunet3d.data.resample import resample_image, resample_labels, resampled_shape
+from transunet3d.data.regions import labels_to_regions, regions_to_labels
+from transunet3d.data.resample import keep_vanished_components, resample_image, resampled_shape
 
 if TYPE_CHECKING:  # generate.py imports this module to apply variants
     from transunet3d.data.phantom.generate import Phantom
@@ -20,8 +21,9 @@ if TYPE_CHECKING:  # generate.py imports this module to apply variants
 
 @dataclass(frozen=True)
 class Variant:
-    """How to store a generated case: resampled to `voxel_size` (mm; spline images, label maps per region) and/or
-    with its voxel axes in the order `axis_codes` (e.g. "LPS"; world positions unchanged)."""
+    """How to store a generated case: acquired at `voxel_size` (mm; partial volume along coarser axes, spline along
+    finer ones, label maps per region) and/or with its voxel axes in the order `axis_codes` (e.g. "LPS"; world
+    positions unchanged)."""
 
     voxel_size: tuple[float, float, float] | None = None
     axis_codes: str | None = None
@@ -47,12 +49,14 @@ def apply_variant(phantom: Phantom, variant: Variant) -> Phantom:
 
 
 def _resampled(images: np.ndarray, seg: np.ndarray, affine: np.ndarray, voxel_size: tuple[float, float, float]):
-    """Images (int16, rounded), label map and affine on a `voxel_size` grid of the same extent."""
+    """Images (int16, rounded), label map and affine of the case acquired with voxels of `voxel_size`, on a grid of
+    the same extent."""
     spacing = nib.affines.voxel_sizes(affine)
     shape = resampled_shape(seg.shape, spacing, voxel_size)
-    smooth = resample_image(images.astype(np.float32), shape, spacing, voxel_size, "spline")
-    labels = resample_labels(seg, shape, spacing, voxel_size)
-    smooth[:, ~_resampled_brain(images, shape, spacing, voxel_size)] = 0
+    smooth = _acquired(images.astype(np.float32), shape, spacing, voxel_size, "spline")
+    brain = _acquired(np.any(images != 0, axis=0).astype(np.float32)[None], shape, spacing, voxel_size, "trilinear")
+    smooth[:, brain[0] < 0.5] = 0
+    labels = _acquired_labels(seg, shape, spacing, voxel_size)
     # Extent-preserving grids: the new voxel i has its centre at old voxel coordinate (i + 0.5) * scale - 0.5.
     scale = np.asarray(seg.shape) / np.asarray(shape)
     grid = np.diag([*scale, 1.0])
@@ -60,12 +64,40 @@ def _resampled(images: np.ndarray, seg: np.ndarray, affine: np.ndarray, voxel_si
     return np.rint(smooth).astype(np.int16), labels, affine @ grid
 
 
-def _resampled_brain(images: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size) -> np.ndarray:
-    """The brain (nonzero in any channel) on the new grid, linearly interpolated and kept where it reaches 0.5.
+def _acquired(volume: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size,
+              smooth: Literal["spline", "trilinear"]) -> np.ndarray:
+    """What a scanner with voxels of `voxel_size` records of `volume` (C, X, Y, Z): along every axis it coarsens,
+    each new voxel holds the mean over its own extent (a box slice profile, so a lesion thinner than a slice still
+    shows, at partial-volume contrast); the axes it refines are interpolated with `smooth`.
 
-    A skull-stripped scan acquired at another voxel size has an exact zero background too; the spline alone would
-    leave a halo of small values around the brain, which preprocessing would take for brain (nonzero voxels) and
-    z-score into a dark rim that no real scan has.
+    Sampling a coarse grid at points instead (the resampling that prediction uses) would show a 3 mm lesion between
+    the centres of 3.6 mm slices nowhere, a lesion that no scan of that thickness could hide.
     """
-    brain = np.any(images != 0, axis=0).astype(np.float32)[None]
-    return resample_image(brain, shape, spacing, voxel_size, "trilinear")[0] >= 0.5
+    coarse = [int(axis) for axis in np.flatnonzero(np.asarray(shape) < volume.shape[1:])]
+    for axis in coarse:
+        volume = np.moveaxis(np.tensordot(_box_weights(volume.shape[1 + axis], shape[axis]),
+                                          np.moveaxis(volume, 1 + axis, 0), axes=1), 0, 1 + axis)
+    volume = np.ascontiguousarray(volume, dtype=np.float32)
+    middle = tuple(float(voxel_size[a]) if a in coarse else float(spacing[a]) for a in range(3))
+    return resample_image(volume, shape, middle, voxel_size, smooth)
+
+
+def _box_weights(count: int, size: int) -> np.ndarray:
+    """(size, count) weights that average `count` voxels into `size` wider ones of the same extent: the fraction
+    of each new voxel that each old voxel covers."""
+    edges = np.arange(size + 1) * (count / size)
+    low, high = edges[:-1, None], edges[1:, None]
+    voxels = np.arange(count)[None, :]
+    overlap = np.clip(np.minimum(high, voxels + 1) - np.maximum(low, voxels), 0, None)
+    return (overlap / (count / size)).astype(np.float32)
+
+
+def _acquired_labels(seg: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size) -> np.ndarray:
+    """The label map an annotator draws on the acquired image: each region where it fills at least half of a new
+    voxel (`_acquired` of its mask), and every lesion that fills half of none kept at its fullest voxels."""
+    source = labels_to_regions(seg)
+    fractions = _acquired(source.astype(np.float32), shape, spacing, voxel_size, "trilinear")
+    regions = fractions >= 0.5
+    for mask, values, kept in zip(source, fractions, regions):
+        keep_vanished_components(mask, values, kept)
+    return regions_to_labels(regions)
