@@ -1,11 +1,11 @@
 """Phantoms with resection cavities (BraTS 2025 label 4): fluid next to a lesion, inside the brain, tumour kept where
-they meet; and without the option, the same phantoms as before cavities existed."""
+they meet, through variants; and without the option, the same phantoms as before cavities existed."""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from transunet3d.data.phantom import PhantomSpec, generate_phantom
+from transunet3d.data.phantom import PhantomSpec, Variant, apply_variant, generate_phantom
 from transunet3d.data.phantom import generate as generate_module
 from transunet3d.data.phantom.anatomy import anatomy_on_grid
 
@@ -80,3 +80,15 @@ def test_without_cavities_the_phantoms_of_before(monkeypatch):
 
     monkeypatch.setattr(generate_module, "sample_cavities", never)
     generate_phantom(OFF, seed=2, index=1)
+
+
+@pytest.mark.parametrize("variant", [Variant(voxel_size=(3.0, 3.0, 2.5)), Variant(axis_codes="LPS")])
+def test_variants_keep_the_cavities(pairs, variant):
+    phantom = next(p for p, _ in pairs if p.cavities)
+    stored = apply_variant(phantom, variant)
+    assert set(np.unique(stored.seg)) <= {0, 1, 2, 3, 4}
+    volume = (stored.seg == 4).sum() * np.prod(stored.geometry.zooms)
+    original = (phantom.seg == 4).sum() * np.prod(SPEC.spacing)
+    assert volume == pytest.approx(original, rel=0.3)
+    for label in (1, 3):  # tumour is still written over the cavity
+        assert bool((stored.seg == label).any()) == bool((phantom.seg == label).any())

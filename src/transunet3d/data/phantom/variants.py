@@ -12,6 +12,7 @@ import numpy as np
 from transunet3d.config.schema import MODALITIES
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.orientation import AxisOrder
+from transunet3d.data.phantom.cavities import RC
 from transunet3d.data.resample import resample_image, resample_labels, resampled_shape
 
 if TYPE_CHECKING:  # generate.py imports this module to apply variants
@@ -51,13 +52,26 @@ def _resampled(images: np.ndarray, seg: np.ndarray, affine: np.ndarray, voxel_si
     spacing = nib.affines.voxel_sizes(affine)
     shape = resampled_shape(seg.shape, spacing, voxel_size)
     smooth = resample_image(images.astype(np.float32), shape, spacing, voxel_size, "spline")
-    labels = resample_labels(seg, shape, spacing, voxel_size)
+    labels = _resampled_labels(seg, shape, spacing, voxel_size)
     smooth[:, ~_resampled_brain(images, shape, spacing, voxel_size)] = 0
     # Extent-preserving grids: the new voxel i has its centre at old voxel coordinate (i + 0.5) * scale - 0.5.
     scale = np.asarray(seg.shape) / np.asarray(shape)
     grid = np.diag([*scale, 1.0])
     grid[:3, 3] = 0.5 * scale - 0.5
     return np.rint(smooth).astype(np.int16), labels, affine @ grid
+
+
+def _resampled_labels(seg: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size) -> np.ndarray:
+    """The label map resampled region by region; a resection cavity (label RC) is one more region, resampled by the
+    same rule as the tumour regions (linear, >= 0.5, no component lost), and tumour is written over it as the
+    `brats-mets-2025` scheme writes regions back to labels."""
+    cavity = seg == RC
+    if not cavity.any():
+        return resample_labels(seg, shape, spacing, voxel_size)
+    tumour = resample_labels(np.where(cavity, 0, seg).astype(np.uint8), shape, spacing, voxel_size)
+    # The cavity alone as an ET-only map: its three nested regions are the cavity mask itself.
+    cavity = resample_labels(np.where(cavity, 3, 0).astype(np.uint8), shape, spacing, voxel_size) == 3
+    return np.where(tumour > 0, tumour, np.where(cavity, RC, 0)).astype(np.uint8)
 
 
 def _resampled_brain(images: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size) -> np.ndarray:
