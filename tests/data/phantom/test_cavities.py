@@ -1,10 +1,15 @@
 """Phantoms with resection cavities (BraTS 2025 label 4): fluid next to a lesion, inside the brain, tumour kept where
-they meet, through variants; and without the option, the same phantoms as before cavities existed."""
+they meet, through variants and the CLI; and without the option, the same phantoms as before cavities existed."""
 
+import json
+
+import nibabel as nib
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from scipy import ndimage
 
+from transunet3d.cli.main import cli
 from transunet3d.data.phantom import PhantomSpec, Variant, apply_variant, generate_phantom
 from transunet3d.data.phantom import generate as generate_module
 from transunet3d.data.phantom.anatomy import anatomy_on_grid
@@ -92,3 +97,18 @@ def test_variants_keep_the_cavities(pairs, variant):
     assert volume == pytest.approx(original, rel=0.3)
     for label in (1, 3):  # tumour is still written over the cavity
         assert bool((stored.seg == label).any()) == bool((phantom.seg == label).any())
+
+
+def test_cli_carves_cavities_and_records_them(tmp_path):
+    out = tmp_path / "post"
+    result = CliRunner().invoke(cli, ["phantom", str(out), "--cases", "2", "--shape", "48", "56", "40",
+                                      "--lesions", "2", "3", "--cavities", "1", "--cavity-diameter", "10", "20"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "phantoms.json").read_text())
+    assert manifest["spec"]["cavities"] == 1.0 and manifest["spec"]["cavity_diameter_mm"] == [10.0, 20.0]
+    cavities = [lesion["cavity"] for lesions in manifest["cases"].values() for lesion in lesions if "cavity" in lesion]
+    assert cavities and all(10.0 * 0.85**2 <= c["diameter_mm"] <= 20.0 for c in cavities)
+    labels = set().union(*(np.unique(nib.load(f).get_fdata()) for f in out.glob("*/*-seg.nii.gz")))
+    assert 4 in labels and labels <= {0, 1, 2, 3, 4}
+    bad = CliRunner().invoke(cli, ["phantom", str(tmp_path / "bad"), "--cavity-diameter", "20", "10"])
+    assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
