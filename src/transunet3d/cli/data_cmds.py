@@ -31,16 +31,21 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
               help="Range of the number of metastases per case.")
 @click.option("--diameter", type=click.FloatRange(min=0.5), nargs=2, default=(3.0, 40.0), show_default=True,
               help="Range of lesion diameters in mm (drawn log-uniformly).")
+@click.option("--cavities", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
+              help="Probability that a lesion has a resection cavity (BraTS 2025 label 4, RC) next to it; "
+                   "0 gives the BraTS 2023 labels.")
+@click.option("--cavity-diameter", type=click.FloatRange(min=0.5), nargs=2, default=(8.0, 30.0), show_default=True,
+              help="Range of resection cavity diameters in mm (drawn log-uniformly).")
 @click.option("--resample-to", type=click.FloatRange(min=0.1), nargs=3, default=None, metavar="SX SY SZ",
               help="Store the series as acquired at this voxel size in mm (partial volume along coarser axes, cubic "
                    "spline along finer ones; labels per region).")
 @click.option("--axis-order", default=None, metavar="CODES",
               help="Store the series with its voxel axes in this order, e.g. LPS, PRS, SAR (same world positions).")
 @_workers
-def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, diameter, resample_to, axis_order,
-                    workers: int) -> None:
+def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, diameter, cavities: float,
+                    cavity_diameter, resample_to, axis_order, workers: int) -> None:
     """Generate BraTS-like synthetic cases (four contrasts + labels) in OUT, in the BraTS layout."""
-    if lesions[0] > lesions[1] or diameter[0] > diameter[1]:
+    if any(low > high for low, high in (lesions, diameter, cavity_diameter)):
         raise click.BadParameter("ranges must be given as MIN MAX with MIN <= MAX")
     if axis_order is not None:
         try:
@@ -48,7 +53,8 @@ def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, d
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--axis-order") from None
     spec = PhantomSpec(shape=tuple(shape), spacing=tuple(spacing) if spacing else None,
-                       lesions=tuple(lesions), diameter_mm=tuple(diameter))
+                       lesions=tuple(lesions), diameter_mm=tuple(diameter), cavities=cavities,
+                       cavity_diameter_mm=tuple(cavity_diameter))
     variant = Variant(tuple(resample_to) if resample_to else None, axis_order) if resample_to or axis_order else None
     written = write_phantoms(out, cases, seed, spec, workers=workers, variant=variant)
     click.echo(f"wrote {len(written)} cases to {out} ({_stored_as(spec, variant)})")

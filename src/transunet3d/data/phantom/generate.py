@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.phantom.anatomy import anatomy_on_grid, fitting_spacing, grid_affine
+from transunet3d.data.phantom.cavities import Cavity, carve_cavities, sample_cavities
 from transunet3d.data.phantom.contrasts import synthesize_contrasts
 from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
 from transunet3d.data.phantom.variants import Variant, apply_variant
@@ -16,11 +17,14 @@ from transunet3d.files import output_folder, write_json
 from transunet3d.parallel import map_cases
 
 MANIFEST_FILE = "phantoms.json"
+_CAVITY_STREAM = 4  # the cavities' own random stream: (seed, index, 4)
 
 
 @dataclass(frozen=True)
 class PhantomSpec:
-    """What the generator makes. `spacing=None` picks the smallest isotropic voxel (>= 1 mm) that fits the brain."""
+    """What the generator makes. `spacing=None` picks the smallest isotropic voxel (>= 1 mm) that fits the brain.
+    `cavities` is the probability that a lesion has a resection cavity (label 4, BraTS 2025) next to it; 0 gives
+    the BraTS 2023 labels."""
 
     shape: tuple[int, int, int] = (240, 240, 155)
     spacing: tuple[float, float, float] | None = None
@@ -28,6 +32,8 @@ class PhantomSpec:
     diameter_mm: tuple[float, float] = (3.0, 40.0)
     necrosis_p: float = 0.6
     edema_p: float = 0.9
+    cavities: float = 0.0
+    cavity_diameter_mm: tuple[float, float] = (8.0, 30.0)
 
     def resolved_spacing(self) -> tuple[float, float, float]:
         return tuple(self.spacing) if self.spacing is not None else fitting_spacing(self.shape)
@@ -35,13 +41,14 @@ class PhantomSpec:
 
 @dataclass
 class Phantom:
-    """One generated case: int16 images per modality, uint8 BraTS labels, geometry, and the lesions drawn."""
+    """One generated case: int16 images per modality, uint8 BraTS labels, geometry, the lesions and cavities drawn."""
 
     case_id: str
     images: dict[str, np.ndarray]
     seg: np.ndarray
     geometry: Geometry
     lesions: list[Lesion]
+    cavities: list[Cavity] = field(default_factory=list)
 
 
 def phantom_case_id(index: int) -> str:
@@ -56,11 +63,17 @@ def generate_phantom(spec: PhantomSpec, seed: int, index: int) -> Phantom:
     count = int(rng.integers(spec.lesions[0], spec.lesions[1] + 1))
     lesions = sample_lesions(rng, anatomy, count, spec.diameter_mm, spec.necrosis_p, spec.edema_p)
     seg = rasterize(lesions, anatomy)
+    cavities = []
+    if spec.cavities > 0:
+        # Their own stream: a case has the same lesions with cavities as without.
+        cavity_rng = np.random.default_rng([seed, index, _CAVITY_STREAM])
+        cavities = sample_cavities(cavity_rng, anatomy, lesions, spec.cavities, spec.cavity_diameter_mm)
+        carve_cavities(seg, cavities, anatomy)
     images = synthesize_contrasts(anatomy, seg, rng)
     affine = grid_affine(spec.shape, spacing)
     rows = tuple(tuple(float(x) for x in row) for row in affine)
     geometry = Geometry(tuple(spec.shape), rows, rows, 1, rows, 1, tuple(float(s) for s in spacing))
-    return Phantom(phantom_case_id(index), images, seg, geometry, lesions)
+    return Phantom(phantom_case_id(index), images, seg, geometry, lesions, cavities)
 
 
 def write_phantom(phantom: Phantom, out_dir: Path) -> Path:
@@ -76,7 +89,10 @@ def _make_one(args: tuple[PhantomSpec, int, int, Path, Variant | None]) -> tuple
     spec, seed, index, out_dir, variant = args
     phantom = generate_phantom(spec, seed, index)
     write_phantom(apply_variant(phantom, variant) if variant else phantom, out_dir)
-    return phantom.case_id, [lesion.to_dict() for lesion in phantom.lesions]
+    lesions = [lesion.to_dict() for lesion in phantom.lesions]
+    for cavity in phantom.cavities:
+        lesions[cavity.lesion]["cavity"] = cavity.to_dict()
+    return phantom.case_id, lesions
 
 
 def write_phantoms(
@@ -84,7 +100,8 @@ def write_phantoms(
     progress: bool = True, first: int = 1, variant: Variant | None = None,
 ) -> list[str]:
     """Generate cases `first`..`first + cases - 1` of series `seed` into `out_dir`, with a manifest of the
-    lesions drawn (voxel centres on the generated grid, before any `variant`). Cases of one series never repeat, so
+    lesions drawn (voxel centres on the generated grid, before any `variant`; a lesion's cavity, if any, under
+    its "cavity" key). Cases of one series never repeat, so
     a later range is a held-out test set."""
     out_dir = output_folder(out_dir)
     jobs = [(spec, seed, index, out_dir, variant) for index in range(first, first + cases)]

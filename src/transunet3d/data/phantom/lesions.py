@@ -92,7 +92,7 @@ def _place(rng, anatomy, brain_voxels, junction, diameter, placed, necrosis_p, e
         core = Lobes.random(rng, max_amplitude=0.3)
         if _touches(center, radius * core.max_factor, placed, spacing):
             continue
-        if _inside_fraction(anatomy.brain, center, radius, spacing) < _MIN_INSIDE_BRAIN:
+        if inside_fraction(anatomy.brain, center, radius, spacing) < _MIN_INSIDE_BRAIN:
             continue
         thinnest_rim = 1.5 * spacing.max() / (radius * (2 - core.max_factor))  # rim >= 1.5 voxels everywhere
         necrosis = rng.uniform(0.35, 0.7) if radius >= 4 and rng.random() < necrosis_p else 0.0
@@ -111,8 +111,8 @@ def _touches(center: np.ndarray, radius: float, placed: list[Lesion], spacing: n
     return False
 
 
-def _inside_fraction(brain: np.ndarray, center: np.ndarray, radius: float, spacing: np.ndarray) -> float:
-    offsets, box = _box_offsets(center, radius, spacing, brain.shape)
+def inside_fraction(brain: np.ndarray, center: np.ndarray, radius: float, spacing: np.ndarray) -> float:
+    offsets, box = box_offsets(center, radius, spacing, brain.shape)
     ball = np.linalg.norm(offsets, axis=-1) <= radius
     total = _ball_voxels(radius, spacing)
     return float(brain[box][ball].sum()) / max(total, 1)
@@ -125,7 +125,7 @@ def _ball_voxels(radius: float, spacing: np.ndarray) -> int:
     return int((np.linalg.norm(grid, axis=-1) <= radius).sum())
 
 
-def _box_offsets(center: np.ndarray, radius: float, spacing: np.ndarray, shape) -> tuple[np.ndarray, tuple]:
+def box_offsets(center: np.ndarray, radius: float, spacing: np.ndarray, shape) -> tuple[np.ndarray, tuple]:
     """Millimetre offsets from `center` of the voxels in the clipped box of half-size `radius`, and the box."""
     half = np.ceil(radius / spacing).astype(int) + 1
     low = np.maximum(center - half, 0)
@@ -144,7 +144,7 @@ def rasterize(lesions: list[Lesion], anatomy: Anatomy) -> np.ndarray:
     for lesion in lesions:
         radius = lesion.diameter_mm / 2
         reach = radius * lesion.edema_fraction * lesion.edema.max_factor
-        offsets, box = _box_offsets(np.asarray(lesion.center), reach, spacing, anatomy.shape)
+        offsets, box = box_offsets(np.asarray(lesion.center), reach, spacing, anatomy.shape)
         distance = np.linalg.norm(offsets, axis=-1)
         unit = offsets / np.maximum(distance, 1e-6)[..., None]
         edema = distance < radius * lesion.edema_fraction * lesion.edema.radius_factor(unit)

@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 
 from transunet3d.config.schema import MODALITIES
+from transunet3d.data.labels import label_scheme
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.orientation import AxisOrder
-from transunet3d.data.regions import labels_to_regions, regions_to_labels
 from transunet3d.data.resample import keep_vanished_components, resample_image, resampled_shape
 
 if TYPE_CHECKING:  # generate.py imports this module to apply variants
@@ -94,10 +94,14 @@ def _box_weights(count: int, size: int) -> np.ndarray:
 
 def _acquired_labels(seg: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size) -> np.ndarray:
     """The label map an annotator draws on the acquired image: each region where it fills at least half of a new
-    voxel (`_acquired` of its mask), and every lesion that fills half of none kept at its fullest voxels."""
-    source = labels_to_regions(seg)
+    voxel (`_acquired` of its mask), and every lesion that fills half of none kept at its fullest voxels.
+
+    Regions of the `brats-mets-2025` scheme, whose labels hold every phantom's: a resection cavity (label 4) is one
+    more region, and tumour is written over it, as that scheme writes predictions back to labels."""
+    scheme = label_scheme("brats-mets-2025")
+    source = scheme.labels_to_regions(seg)
     fractions = _acquired(source.astype(np.float32), shape, spacing, voxel_size, "trilinear")
     regions = fractions >= 0.5
     for mask, values, kept in zip(source, fractions, regions):
         keep_vanished_components(mask, values, kept)
-    return regions_to_labels(regions)
+    return scheme.regions_to_labels(regions)
