@@ -82,6 +82,9 @@ class DataConfig:
     # A run without one was trained before target spacings and predicts on each input's own grid.
     target_spacing: tuple[float, float, float] | None = ranged(None, POSITIVE)
     axis_order: Literal["", "RAS"] = ""  # the cache's axis order, recorded with the target spacing
+    # The label scheme (data/labels.py): which labels the cases hold and which regions are trained, one output
+    # channel each. `transunet3d train` checks it against the cache's; a run saved without one is a 2023 run.
+    labels: Literal["brats-mets-2023", "brats-mets-2025"] = "brats-mets-2023"
 
 
 @dataclass
