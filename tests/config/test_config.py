@@ -106,7 +106,7 @@ def test_the_label_scheme_field_offers_exactly_the_known_schemes():
     assert typing.get_args(typing.get_type_hints(DataConfig)["labels"]) == tuple(SCHEMES)
     assert build_config("tiny").data.labels == DEFAULT_SCHEME
     assert build_config("tiny", ["data.labels=brats-mets-2025"]).data.labels == "brats-mets-2025"
-    with pytest.raises(ConfigError, match="data.labels: must be one of brats-mets-2023, brats-mets-2025, not"):
+    with pytest.raises(ConfigError, match=r"data\.labels: must be one of brats-mets-2023, brats-mets-2025, not"):
         build_config("tiny", ["data.labels=brats-gli-2024"])
 
 
