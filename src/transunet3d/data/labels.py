@@ -47,6 +47,11 @@ class LabelScheme:
         """The regions in output-channel order."""
         return tuple(self.regions)
 
+    def encloses(self, outer: str, inner: str) -> bool:
+        """Whether region `outer` holds every label of region `inner`: WT encloses TC and ET, and every region
+        itself; no other region encloses RC, nor does RC enclose any."""
+        return set(self.regions[inner]) <= set(self.regions[outer])
+
     def region_mask(self, seg: np.ndarray, region: str) -> np.ndarray:
         """Boolean mask of one region in the label map `seg`."""
         return np.isin(seg, self.regions[region])
