@@ -102,7 +102,7 @@ def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | No
     config = build_config(preset, overrides)
     save_config(config, model.config)
     torch.manual_seed(seed)
-    network = model_from_config(config.model, tuple(config.train.patch_size))
+    network = model_from_config(config)
     epoch = config.loop.epochs if epoch is None else epoch
     save_checkpoint(model.epoch_checkpoint(epoch), network, {"trainer": {"epoch": epoch}})
     write_json(model.latest_pointer, {"folder": model.epoch_checkpoint(epoch).name, "epoch": epoch})

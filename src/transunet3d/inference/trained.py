@@ -97,7 +97,7 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
     model = model if isinstance(model, ModelFolder) else ModelFolder(model)
     config = load_config(model.config)
     folder, epoch = checkpoint_folder(model, which)
-    network = model_from_config(config.model, tuple(config.train.patch_size))
+    network = model_from_config(config)
     weights = read_weights(folder)
     try:
         network.load_state_dict(weights)
