@@ -37,6 +37,9 @@ class LabelScheme:
     regions: dict[str, tuple[int, ...]]
     writing_order: tuple[tuple[str, int], ...]
 
+    def __hash__(self) -> int:  # the name identifies a scheme; settings that hold one are table keys
+        return hash(self.name)
+
     @property
     def labels(self) -> tuple[int, ...]:
         """Every label a segmentation may hold, background included, in increasing order."""
