@@ -44,7 +44,7 @@ def load_case(case: CaseFiles, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) ->
     if case.seg is not None:
         seg_header = load_header_3d(case.seg, case.case_id)
         _check_same_grid(case.case_id, case.seg, seg_header, paths[0], reference)
-        seg = read_label_map(seg_header, case.seg, case.case_id, scheme)
+        seg = read_label_map(seg_header, case.seg, case.case_id, scheme.labels)
     return LoadedCase(case.case_id, np.stack(channels), seg, Geometry.of(reference))
 
 
@@ -63,31 +63,39 @@ def _finite(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
 
 
 def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
-                   scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> np.ndarray:
-    """The labels of a segmentation as uint8, checked to be integers of `scheme` (`LabelScheme.labels`).
+                   labels: tuple[int, ...] | None = None) -> np.ndarray:
+    """The labels of a segmentation as uint8, checked to be integers of the scheme.
 
     Training, tuning and evaluation all read label maps here: a label no region holds would otherwise count as
     background without a word.
+
+    Args:
+        labels: the labels allowed (background included); by default those of the default label scheme.
     """
+    labels = label_scheme().labels if labels is None else tuple(labels)
     raw = read_data(image, path, case_id, dtype=np.float64 if image.get_data_dtype().kind == "f" else None)
     if raw.dtype.kind == "f":
         _finite(raw, path, case_id)
         if not np.array_equal(raw, np.round(raw)):
             raise InputError(case_id, path, "label map has non-integer values")
-    bad = _labels_outside(raw, scheme.labels)
+    bad = _labels_outside(raw, labels)
     if bad:
-        raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, scheme.labels))}}}, "
+        raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, labels))}}}, "
                          f"found {', '.join(f'{value:.6g}' for value in bad)}")
     return raw.astype(np.uint8)
 
 
-def _labels_outside(labels: np.ndarray, known: tuple[int, ...], shown: int = 5) -> list[float]:
-    """Up to `shown` values of the integer array `labels` that are not `known`, in increasing order."""
+def _labels_outside(values: np.ndarray, labels: tuple[int, ...], shown: int = 5) -> list[float]:
+    """Up to `shown` values of the integer array `values` that are not in `labels`, in increasing order."""
+    # The usual case, labels 0..K: the extremes decide, two fast passes instead of a lookup of every voxel.
+    contiguous = labels == tuple(range(len(labels)))
+    if contiguous and values.size and values.min() >= 0 and values.max() <= labels[-1]:
+        return []
     allowed = np.zeros(256, dtype=bool)
-    allowed[list(known)] = True
-    codes = np.clip(labels, 0, 255).astype(np.uint8)
-    outside = (labels != codes) | ~allowed[codes]
-    return [float(value) for value in np.unique(labels[outside])[:shown]] if outside.any() else []
+    allowed[list(labels)] = True
+    codes = np.clip(values, 0, 255).astype(np.uint8)
+    outside = (values != codes) | ~allowed[codes]
+    return [float(value) for value in np.unique(values[outside])[:shown]] if outside.any() else []
 
 
 def _problem(case: CaseFiles, scheme: LabelScheme) -> str:

@@ -62,7 +62,7 @@ class CaseObjective:
         """Read the case's files, of the label scheme `scheme`; the voxel spacing comes from the reference's
         affine."""
         header = load_header_3d(case.reference, case.name)
-        reference = read_label_map(header, case.reference, case.name, scheme)
+        reference = read_label_map(header, case.reference, case.name, scheme.labels)
         probabilities = _read_probabilities(case, scheme.region_names)
         if probabilities.shape != (len(scheme.regions), *reference.shape):
             raise InputError(case.name, case.probabilities, f"probabilities of shape {probabilities.shape} do not "
