@@ -87,7 +87,7 @@ def evaluation_section(files: EvaluationFiles, root: Path) -> str:
     overall = summary.get("overall", {})
     parts = [f"<h2>Evaluation: {html.text(name)}</h2>",
              f"<p>{summary.get('cases_scored', 0)} cases scored with the BraTS 2023 lesion-wise metrics "
-             f"(BraTS-MET settings). Mean lesion-wise Dice over {html.text(', '.join(regions))}: "
+             f"(BraTS-MET settings). Mean lesion-wise Dice over {html.text(_listed(list(regions)))}: "
              f"<b>{html.number(overall.get('mean_lesionwise_dice', float('nan')))}</b>.</p>",
              html.table(["region", *(label for label, _ in _REGION_COLUMNS)], rows)]
     parts.append(_overlays(summary))
@@ -153,6 +153,11 @@ def _overlays(summary: dict) -> str:
         spacing = voxel_size(reference)
         parts.append(html.image(overlay_png(volumes, ref_labels, pred_labels, spacing, pair.case), pair.case))
     return "".join(parts)
+
+
+def _listed(names: list[str]) -> str:
+    """Names in words: "WT, TC and ET"."""
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def _float(value: str) -> object:
