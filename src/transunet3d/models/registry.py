@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from transunet3d.data.labels import label_scheme
 from transunet3d.errors import ConfigError
 from transunet3d.models.network import TransUNet3D
 from transunet3d.models.spec import TINY, ArchitectureSpec
@@ -73,6 +72,9 @@ def create_model(name: str, width: str = "full", **overrides: Any) -> TransUNet3
 def spec_from_config(config: ExperimentConfig, patch_size: tuple[int, int, int] | None = None) -> ArchitectureSpec:
     """The architecture an experiment describes: its model section, one output per region of its label scheme
     (`data.labels`), for patches of `patch_size` (default its training patches, `train.patch_size`)."""
+    # Imported here: the data package imports the config package, whose io checks patches with this registry.
+    from transunet3d.data.labels import label_scheme
+
     model = config.model
     depth = {} if model.vit_depth is None else {"vit_depth": model.vit_depth}
     patch = config.train.patch_size if patch_size is None else patch_size
