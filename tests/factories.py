@@ -29,6 +29,34 @@ def brain_case_arrays(shape=SHAPE, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return image, seg
 
 
+def with_cavity(seg: np.ndarray, depth: int = 2) -> np.ndarray:
+    """`seg` with a resection cavity (label 4, brats-mets-2025) beside its largest lesion: the background voxels
+    within `depth` voxels of the lesion on its side of higher x, as a cavity left where part of it was removed."""
+    from scipy import ndimage
+
+    components, count = ndimage.label(seg > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    if count == 0:
+        raise ValueError("no lesion to put a cavity beside")
+    lesion = components == 1 + np.argmax(np.bincount(components.ravel())[1:])
+    beside = ndimage.binary_dilation(lesion, iterations=depth) & (seg == 0)
+    beside[: int(np.ceil(np.argwhere(lesion)[:, 0].mean()))] = False
+    cavity = seg.copy()
+    cavity[beside] = 4
+    return cavity
+
+
+def add_cavities(root: Path) -> list[Path]:
+    """Give the label map of every case under `root` a cavity beside its largest lesion (`with_cavity`), keeping
+    its geometry; returns the label maps changed."""
+    changed = []
+    for path in sorted(root.rglob("*-seg.nii.gz")):
+        image = nib.load(path)
+        seg = np.asanyarray(image.dataobj).astype(np.uint8)
+        nib.save(nib.Nifti1Image(with_cavity(seg), image.affine, image.header), path)
+        changed.append(path)
+    return changed
+
+
 def write_volume(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
@@ -74,7 +102,7 @@ def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | No
     config = build_config(preset, overrides)
     save_config(config, model.config)
     torch.manual_seed(seed)
-    network = model_from_config(config.model, tuple(config.train.patch_size))
+    network = model_from_config(config)
     epoch = config.loop.epochs if epoch is None else epoch
     save_checkpoint(model.epoch_checkpoint(epoch), network, {"trainer": {"epoch": epoch}})
     write_json(model.latest_pointer, {"folder": model.epoch_checkpoint(epoch).name, "epoch": epoch})

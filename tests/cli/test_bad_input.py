@@ -148,6 +148,20 @@ def test_bad_case_is_one_line_and_the_batch_is_incomplete(tmp_path: Path, corrup
         assert "preprocessed 1, already done 0, failed 1" in result.stdout
 
 
+def test_the_2025_scheme_accepts_the_cavity_label_and_no_other(tmp_path: Path):
+    raw = tmp_path / "raw"
+    write_case(raw)
+    _label_four(raw)
+    result = CliRunner().invoke(cli, ["validate", str(raw), "--labels", "brats-mets-2025"])
+    assert result.exit_code == 0 and result.stdout.strip() == "1 of 1 cases are valid"
+    seg = brain_case_arrays()[1]
+    seg[0, 0, 0] = 5
+    _replace(raw, "seg", seg)
+    result = CliRunner().invoke(cli, ["validate", str(raw), "--labels", "brats-mets-2025"])
+    assert result.exit_code == EXIT_INCOMPLETE
+    assert _one_error_line(result) == f"error: {CASE}: {CASE}-seg.nii.gz: labels must be in {{0,1,2,3,4}}, found 5"
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     return write_run(tmp_path_factory.mktemp("run") / "tiny")

@@ -95,3 +95,24 @@ def test_config_cli_prints_and_saves(tmp_path: Path):
     assert result.exit_code == 0 and load_config(tmp_path / "c.yaml") == build_config("tiny")
     result = runner.invoke(cli, ["config", "--set", "train.nope=1"])
     assert result.exit_code == 2 and result.stderr.startswith("error: unknown config field")
+
+
+def test_the_label_scheme_field_offers_exactly_the_known_schemes():
+    import typing
+
+    from transunet3d.config import DataConfig
+    from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES
+
+    assert typing.get_args(typing.get_type_hints(DataConfig)["labels"]) == tuple(SCHEMES)
+    assert build_config("tiny").data.labels == DEFAULT_SCHEME
+    assert build_config("tiny", ["data.labels=brats-mets-2025"]).data.labels == "brats-mets-2025"
+    with pytest.raises(ConfigError, match=r"data\.labels: must be one of brats-mets-2023, brats-mets-2025, not"):
+        build_config("tiny", ["data.labels=brats-gli-2024"])
+
+
+def test_a_config_saved_before_label_schemes_loads_as_2023(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    save_config(build_config("tiny", ["data.labels=brats-mets-2025"]), path)
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if not line.strip().startswith("labels:")))
+    assert load_config(path).data.labels == "brats-mets-2023"

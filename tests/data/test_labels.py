@@ -42,3 +42,10 @@ def test_unknown_scheme_names_the_known_ones():
 def test_wrong_region_count_is_refused():
     with pytest.raises(ValueError, match="expected 4 regions"):
         label_scheme("brats-mets-2025").regions_to_labels(np.zeros((3, 2), dtype=bool))
+
+
+def test_the_tumour_regions_are_nested_and_the_cavity_stands_alone():
+    scheme = label_scheme("brats-mets-2025")
+    assert [inner for inner in scheme.region_names if scheme.encloses("WT", inner)] == ["WT", "TC", "ET"]
+    assert [outer for outer in scheme.region_names if scheme.encloses(outer, "ET")] == ["WT", "TC", "ET"]
+    assert [outer for outer in scheme.region_names if scheme.encloses(outer, "RC")] == ["RC"]

@@ -5,15 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.factories import brain_case_arrays, write_case
-from transunet3d.data.cache import cached_case_ids, open_case
+from tests.factories import add_cavities, brain_case_arrays, write_case
+from transunet3d.data.cache import cached_case_ids, open_case, read_dataset
 from transunet3d.data.crop import crop, uncrop
+from transunet3d.data.labels import label_scheme
 from transunet3d.data.layout import discover_cases
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.preprocess import preprocess_dataset
-from transunet3d.data.regions import labels_to_regions
 from transunet3d.data.resample import resampled_shape
 from transunet3d.data.validate import load_case
+
+SCHEME = label_scheme("brats-mets-2023")
 
 CASE = "BraTS-MET-00001-000"
 
@@ -48,13 +50,45 @@ def test_brain_voxels_are_z_scored(case_root: Path, tmp_path: Path):
 def test_foreground_locations_lie_in_their_region(case_root: Path, tmp_path: Path):
     preprocess_dataset(case_root, tmp_path / "pp", foreground_samples=5, progress=False)
     cached = open_case(tmp_path / "pp", CASE)
-    regions = labels_to_regions(np.asarray(cached.seg))
+    regions = SCHEME.labels_to_regions(np.asarray(cached.seg))
     assert cached.properties["region_voxels"] == {"WT": 48, "TC": 4, "ET": 3}
     for index, name in enumerate(("WT", "TC", "ET")):
         locations = np.array(cached.properties["foreground_locations"][name])
         assert len(locations) == min(5, cached.properties["region_voxels"][name])
         assert len({tuple(p) for p in locations}) == len(locations)
         assert regions[index][tuple(locations.T)].all()
+
+
+def test_a_2025_cache_records_its_scheme_and_locates_the_cavity(case_root: Path, tmp_path: Path):
+    add_cavities(case_root)
+    report = preprocess_dataset(case_root, tmp_path / "pp", foreground_samples=5, progress=False,
+                                labels="brats-mets-2025")
+    assert report.written == [CASE] and report.labels == "brats-mets-2025"
+    dataset = read_dataset(tmp_path / "pp")
+    assert (dataset["labels"], dataset["regions"]) == ("brats-mets-2025", ["WT", "TC", "ET", "RC"])
+    cached = open_case(tmp_path / "pp", CASE)
+    props = cached.properties
+    assert props["labels"] == "brats-mets-2025"
+    assert props["region_voxels"] == {"WT": 48, "TC": 4, "ET": 3, "RC": int((np.asarray(cached.seg) == 4).sum())}
+    cavity = np.asarray(cached.seg) == 4
+    assert cavity.any() and len(props["foreground_locations"]["RC"]) == 5 and len(props["lesion_locations"]["RC"])
+    assert cavity[tuple(np.array(props["foreground_locations"]["RC"]).T)].all()
+    # Under the 2023 scheme the cavity is an unknown label: the case fails and leaves the cache.
+    refused = preprocess_dataset(case_root, tmp_path / "pp", progress=False)
+    assert refused.failed[CASE].endswith("labels must be in {0,1,2,3}, found 4")
+    assert read_dataset(tmp_path / "pp")["cases"] == []
+
+
+def test_older_caches_are_2023_and_a_rerun_with_another_scheme_redoes_the_cases(case_root: Path, tmp_path: Path):
+    out = tmp_path / "pp"
+    preprocess_dataset(case_root, out, progress=False)
+    # As a cache written before label schemes: no "labels" anywhere.
+    for path in (out / "dataset.json", out / f"{CASE}.json"):
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "labels"}))
+    assert read_dataset(out)["labels"] == "brats-mets-2023"
+    assert preprocess_dataset(case_root, out, progress=False).skipped == [CASE]
+    assert preprocess_dataset(case_root, out, progress=False, labels="brats-mets-2025").written == [CASE]
+    assert open_case(out, CASE).properties["region_voxels"]["RC"] == 0
 
 
 def test_rerun_skips_complete_cases_and_redoes_changed_ones(case_root: Path, tmp_path: Path):
@@ -143,7 +177,7 @@ def test_a_case_at_another_voxel_size_is_cached_at_the_target_spacing(phantom_va
     raw_seg = load_case(discover_cases(phantom_variants[name])[0]).seg
     assert props["canonical_shape"] == list(raw_seg.shape)
     np.testing.assert_array_equal(cached.original_seg, crop(raw_seg, box))  # the reference, on its own grid
-    regions = labels_to_regions(np.asarray(cached.seg))
+    regions = SCHEME.labels_to_regions(np.asarray(cached.seg))
     for index, region in enumerate(("WT", "TC", "ET")):
         locations = np.array(props["foreground_locations"][region])
         assert props["region_voxels"][region] == regions[index].sum() > 0

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from transunet3d.data.regions import labels_to_regions
+from transunet3d.data.labels import label_scheme
 from transunet3d.data.resample import (
     SLAB_ELEMENTS,
     anisotropic_axis,
@@ -21,6 +21,8 @@ from transunet3d.data.resample import (
     slab_rows,
     target_spacing,
 )
+
+SCHEME = label_scheme("brats-mets-2023")
 
 LABELMAPS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "labelmaps"
 CONNECTED_26 = np.ones((3, 3, 3), dtype=bool)
@@ -129,7 +131,8 @@ def _unkept_lesions(before: np.ndarray, after: np.ndarray, voxel_mm3: float) -> 
     does not touch its one-voxel 18-connected dilation, the BraTS 2023 matching rule (an enhancing shell of one
     coarse voxel comes back on the necrotic voxel it surrounded)."""
     missing = []
-    for name, region, kept in zip(("WT", "TC", "ET"), labels_to_regions(before), labels_to_regions(after)):
+    regions = zip(SCHEME.region_names, SCHEME.labels_to_regions(before), SCHEME.labels_to_regions(after))
+    for name, region, kept in regions:
         components, count = ndimage.label(region, CONNECTED_26)
         volumes = np.bincount(components.ravel())[1:] * voxel_mm3
         grown = ndimage.grey_dilation(components, footprint=ndimage.generate_binary_structure(3, 2))
@@ -147,7 +150,7 @@ def test_small_lesions_survive_a_round_trip(target):
         back = resample_labels(there, seg.shape, target, spacing)
         assert back.shape == seg.shape and set(np.unique(back)) <= {0, 1, 2, 3}
         assert _unkept_lesions(seg, back, 1.0) == []
-        for region_before, region_back in zip(labels_to_regions(seg), labels_to_regions(back)):
+        for region_before, region_back in zip(SCHEME.labels_to_regions(seg), SCHEME.labels_to_regions(back)):
             assert ndimage.label(region_back, CONNECTED_26)[1] == ndimage.label(region_before, CONNECTED_26)[1]
 
 
@@ -159,6 +162,24 @@ def test_labels_stay_nested_where_a_thin_rim_surrounds_necrosis():
     coarse = resample_labels(seg, (15, 15, 15), (1, 1, 1), (1.6, 1.6, 1.6))
     # ET must survive where a per-label vote would give the rim to necrosis or background.
     assert (coarse == 3).sum() > 0 and (coarse == 1).sum() > 0
+
+
+def test_the_cavity_is_resampled_as_a_region_of_its_own_and_kept_when_small():
+    scheme = label_scheme("brats-mets-2025")
+    seg = np.zeros((30, 30, 30), dtype=np.uint8)
+    seg[8:16, 8:16, 8:16] = 2
+    seg[10:14, 10:14, 10:14] = 3
+    seg[10:12, 10:12, 10:12] = 1
+    seg[16:20, 8:16, 8:16] = 4  # a cavity against the tumour
+    seg[25, 25, 25] = 4  # a one-voxel cavity: 0.125 at the nearest coarse centre, kept by nearest neighbour
+    coarse = resample_labels(seg, (15, 15, 15), (1, 1, 1), (2, 2, 2), scheme)
+    assert set(np.unique(coarse)) == {0, 1, 2, 3, 4}
+    assert ndimage.label(coarse == 4, CONNECTED_26)[1] == 2
+    np.testing.assert_array_equal(coarse[4:8, 4:8, 4:8] > 0, True)  # the tumour did not give way to the cavity
+    back = resample_labels(coarse, seg.shape, (2, 2, 2), (1, 1, 1), scheme)
+    for before, after in zip(scheme.labels_to_regions(seg), scheme.labels_to_regions(back)):
+        assert 2 * (before & after).sum() / (before.sum() + after.sum()) > 0.6
+        assert ndimage.label(after, CONNECTED_26)[1] == ndimage.label(before, CONNECTED_26)[1]
 
 
 @pytest.fixture(scope="module")

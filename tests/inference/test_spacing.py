@@ -12,16 +12,18 @@ from scipy import ndimage
 from tests.factories import write_run
 from transunet3d.config import InferConfig
 from transunet3d.data.cache import open_case
+from transunet3d.data.labels import label_scheme
 from transunet3d.data.layout import discover_cases
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.preprocess import preprocess_dataset, preprocess_loaded
-from transunet3d.data.regions import labels_to_regions
 from transunet3d.data.validate import load_case
 from transunet3d.errors import UserError
 from transunet3d.inference.cases import predict_folder, submission_path
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import load_trained_model
+
+SCHEME = label_scheme("brats-mets-2023")
 
 NO_TTA = InferConfig(tta="none")
 AT_2MM = ("data.target_spacing=[2.0, 2.0, 2.0]", "data.axis_order=RAS")
@@ -73,7 +75,7 @@ def test_another_voxel_size_is_predicted_on_its_own_grid_with_its_lesions_in_pla
 
     def oracle(self, models, image):
         assert image.shape == cached.image.shape  # prediction brings the input to the training grid
-        return torch.from_numpy(labels_to_regions(np.asarray(cached.seg)).astype(np.float32))
+        return torch.from_numpy(SCHEME.labels_to_regions(np.asarray(cached.seg)).astype(np.float32))
 
     monkeypatch.setattr(Predictor, "_summed", oracle)
     predictor = Predictor([load_trained_model(runs["2mm"])], NO_TTA)
@@ -83,7 +85,8 @@ def test_another_voxel_size_is_predicted_on_its_own_grid_with_its_lesions_in_pla
     source = nib.load(discover_cases(phantom_variants[name])[0].seg)
     assert Geometry.of(written) == Geometry.of(source)
     predicted, reference = np.asarray(written.dataobj), np.asarray(source.dataobj)
-    for index, (mine, truth) in enumerate(zip(labels_to_regions(predicted), labels_to_regions(reference))):
+    pairs = zip(SCHEME.labels_to_regions(predicted), SCHEME.labels_to_regions(reference))
+    for index, (mine, truth) in enumerate(pairs):
         dice = 2 * (mine & truth).sum() / (mine.sum() + truth.sum())
         assert dice > (0.99 if name == "thick" else 0.8), (index, dice)
         lesions, count = ndimage.label(truth, np.ones((3, 3, 3)))

@@ -88,3 +88,17 @@ def test_prediction_is_pasted_back_into_the_full_volume(cross_validation: Path):
     brain[2:10, 3:12, 1:8] = True  # the brain box of brain_case_arrays: everything is predicted inside it
     assert (prediction.labels > 0).sum() == brain.sum() and (prediction.labels[~brain] == 0).all()
     assert (prediction.probabilities[:, ~brain] == 0).all()
+
+
+def test_a_2025_model_predicts_four_regions_and_cannot_join_a_2023_ensemble(cross_validation: Path, tmp_path: Path):
+    cavity = load_trained_model(write_run(tmp_path / "2025", overrides=("data.labels=brats-mets-2025",)))
+    assert cavity.network.spec.num_regions == 4 and cavity.scheme.region_names == ("WT", "TC", "ET", "RC")
+    image, _ = brain_case_arrays()
+    eye = tuple(tuple(row) for row in np.eye(4))
+    geometry = Geometry(shape=image.shape[1:], affine=eye, qform=eye, qform_code=1, sform=eye, sform_code=1,
+                        zooms=(1.0, 1.0, 1.0))
+    prediction = Predictor([cavity], NO_TTA).predict(LoadedCase("case", image, None, geometry), True)
+    assert prediction.probabilities.shape == (4, *image.shape[1:]) and prediction.regions == cavity.scheme.region_names
+    assert set(np.unique(prediction.labels)) <= {0, 1, 2, 3, 4}
+    with pytest.raises(UserError, match="an ensemble needs models of one label scheme"):
+        Predictor([load_trained_model(cross_validation / "fold_0"), cavity], NO_TTA)

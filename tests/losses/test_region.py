@@ -44,3 +44,14 @@ def test_deep_supervision_loss_combines_stages_at_their_resolution():
     expected = weights[0] * region_loss(outputs[0], target) + weights[1] * region_loss(
         outputs[1], target[:, :, ::2, ::2, ::2])
     assert deep_supervision_loss(outputs, target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_four_regions_average_their_dice_by_hand():
+    """brats-mets-2025's four regions: WT, TC, ET right, the cavity (RC) all wrong: Dice loss ~ (0+0+0+1) / 4."""
+    target = torch.zeros(1, 4, 2, 2, 2)
+    target[:, :, 0] = 1
+    logits = torch.where(target.bool(), 20.0, -20.0)
+    logits[:, 3] = -logits[:, 3]
+    assert soft_dice_loss(logits, target).item() == pytest.approx(0.25, abs=1e-5)
+    outputs = [logits, logits[:, :, ::2, ::2, ::2]]
+    assert torch.isfinite(deep_supervision_loss(outputs, target))

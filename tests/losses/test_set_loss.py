@@ -97,3 +97,17 @@ def test_works_with_the_model_outputs():
     loss.backward()
     assert torch.isfinite(loss)
 
+
+
+def test_four_regions_are_four_classes_and_the_cavity_is_matched_like_the_others():
+    """brats-mets-2025: class logits (B, Q, 4 + 1); a sample with only a cavity (RC, class 3) matches one query
+    to it, and the others go to no-object (class 4)."""
+    regions = torch.zeros(1, 4, 1, 1, 4, dtype=torch.bool)
+    regions[0, 3, 0, 0, 2:] = True
+    mask_logits = torch.full((1, 3, 1, 1, 4), -50.0)
+    mask_logits[0, 2, 0, 0, 2:] = 50.0  # query 2 predicts the cavity
+    class_logits = torch.zeros(1, 3, 5)
+    rows, columns = match(class_logits[0], mask_logits[0].flatten(1), torch.tensor([3]), regions[0, 3:].flatten(1))
+    assert list(rows) == [2] and list(columns) == [0]
+    # Mask terms ~0: the class cross-entropy is ln 5 for each of the three queries (uniform over five classes).
+    assert set_loss(class_logits, mask_logits, regions).item() == pytest.approx(0.3 * math.log(5), rel=1e-4)

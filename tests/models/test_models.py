@@ -150,28 +150,41 @@ def test_query_models_default_to_fp32_attention():
     for preset in ("paper-decoder", "paper-both", "tiny-decoder", "tiny-both"):
         config = build_config(preset)
         assert config.model.decoder_attention_fp32
-        model = model_from_config(config.model, (64, 64, 64)) if "tiny" in preset else None
+        model = model_from_config(config) if "tiny" in preset else None
         if model is not None:
             assert all(a.float32 for a in _decoder_attentions(model))
     off = build_config("tiny-decoder", ["model.decoder_attention_fp32=false"])
-    assert not any(a.float32 for a in _decoder_attentions(model_from_config(off.model, (64, 64, 64))))
+    assert not any(a.float32 for a in _decoder_attentions(model_from_config(off)))
 
 
 def test_vit_depth_gives_the_official_encoder_plus_decoder():
     """configs/Brats/encoder_plus_decoder.yaml has a 1-layer ViT: 41.7M parameters instead of 119.7M."""
     config = build_config("paper-both", ["model.vit_depth=1"])
     with torch.device("meta"):
-        model = model_from_config(config.model, (128, 128, 128))
+        model = model_from_config(config)
     assert len(model.vit.blocks) == 1
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(41.71e6, rel=1e-3)
-    assert model_from_config(build_config("tiny-both").model, (64, 64, 64)).spec.vit_depth == 2
+    assert model_from_config(build_config("tiny-both")).spec.vit_depth == 2
 
 
 def test_model_from_experiment_config():
     config = build_config("tiny-both", ["model.num_queries=5", "model.vit_dropout=0.0"])
-    model = model_from_config(config.model, config.train.patch_size)
+    model = model_from_config(config)
     assert model.spec.use_vit and model.spec.use_query_decoder
     assert model.spec.num_queries == 5 and model.spec.patch_size == (64, 64, 64)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_2025_scheme_gives_every_model_one_output_per_region(name):
+    config = build_config("tiny", [f"model.name={name}", "data.labels=brats-mets-2025"])
+    torch.manual_seed(0)
+    model = model_from_config(config).train()
+    assert model.spec.num_regions == 4
+    out = model(torch.randn(1, 4, 64, 64, 64))
+    assert out.logits.shape == (1, 4, 64, 64, 64)
+    assert all(d.shape[:2] == (1, 4) for d in out.deep_supervision)
+    assert all(c.shape == (1, config.model.num_queries, 5) for c in out.class_logits)  # 4 regions, no-object
+    assert (name in QUERY_MODELS) == bool(out.class_logits)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from tests.factories import write_volume
+from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme
 from transunet3d.evaluation.case import CaseResult, evaluate_labels
 from transunet3d.postprocessing import PostprocessSettings, TuningCase
 
@@ -16,11 +17,13 @@ SHAPE = (24, 24, 24)
 
 
 def write_tuning_case(folder: Path, name: str, probabilities: np.ndarray, reference: np.ndarray,
-                      zooms: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> TuningCase:
-    """`folder/<name>_probabilities.npz` and `folder/<name>-seg.nii.gz` with voxels of `zooms` (mm)."""
+                      zooms: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                      regions: tuple[str, ...] = ("WT", "TC", "ET")) -> TuningCase:
+    """`folder/<name>_probabilities.npz` (of `regions`) and `folder/<name>-seg.nii.gz` with voxels of `zooms`
+    (mm)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}_probabilities.npz"
-    np.savez_compressed(path, probabilities=probabilities.astype(np.float16), regions=np.array(["WT", "TC", "ET"]))
+    np.savez_compressed(path, probabilities=probabilities.astype(np.float16), regions=np.array(regions))
     reference_path = write_volume(folder / f"{name}-seg.nii.gz", reference.astype(np.uint8), np.diag([*zooms, 1.0]))
     return TuningCase(path, reference_path)
 
@@ -33,10 +36,9 @@ def lesion(labels: np.ndarray, corner: tuple[int, int, int], size: int) -> None:
     labels[x + 2:x + size - 2, y + 2:y + size - 2, z + 2:z + size - 2] = 3
 
 
-def confident(labels: np.ndarray) -> np.ndarray:
+def confident(labels: np.ndarray, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> np.ndarray:
     """Probabilities 0.9 inside each region of `labels` and 0 outside: every threshold gives back `labels`."""
-    regions = np.stack([np.isin(labels, values) for values in ((1, 2, 3), (1, 3), (3,))])
-    return np.where(regions, 0.9, 0.0).astype(np.float32)
+    return np.where(scheme.labels_to_regions(labels), 0.9, 0.0).astype(np.float32)
 
 
 def random_case(seed: int) -> tuple[np.ndarray, np.ndarray]:

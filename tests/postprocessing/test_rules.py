@@ -7,6 +7,7 @@ import cc3d
 import numpy as np
 import pytest
 
+from transunet3d.data.labels import label_scheme
 from transunet3d.errors import UserError
 from transunet3d.postprocessing.rules import (
     PostprocessSettings,
@@ -178,3 +179,43 @@ def test_small_components_go_exactly_as_cc3d_dust_removes_them(min_voxels: int):
     expected = cc3d.dust(mask, threshold=min_voxels, connectivity=26)
     np.testing.assert_array_equal(without_small_components(mask, min_voxels), expected)
     np.testing.assert_array_equal(without_small_components(np.asfortranarray(mask), min_voxels), expected)
+
+
+BRATS_2025 = label_scheme("brats-mets-2025")
+
+
+def test_2025_settings_cover_the_cavity_and_the_tumour_is_written_over_it():
+    settings = PostprocessSettings.uniform(scheme=BRATS_2025)
+    assert settings.thresholds == (0.5,) * 4 and settings != PostprocessSettings()
+    probabilities = np.zeros((4, 4, 1, 1), dtype=np.float32)
+    probabilities[3, 0:3] = 0.9  # a cavity, ...
+    probabilities[0, 1:3] = 0.9  # ... edema over part of it, ...
+    probabilities[1:3, 2] = 0.9  # ... and an enhancing core over that
+    np.testing.assert_array_equal(settings.labels(probabilities, ONE_MM)[:, 0, 0], [4, 2, 3, 0])
+    with pytest.raises(ValueError, match="expected one value per region"):
+        PostprocessSettings((0.5, 0.5, 0.5), (0.0, 0.0, 0.0), False, BRATS_2025)
+
+
+def test_the_core_rule_and_small_components_leave_the_cavity_to_its_own_settings():
+    regions = np.zeros((4, 20, 20, 20), dtype=bool)
+    regions[:3] = regions_with_a_big_and_a_small_lesion()
+    regions[0, 10:13, 2:5, 2:5] = True  # coreless edema: dropped by the core rule
+    regions[3, 12:18, 2:8, 2:8] = True  # a cavity beside it, touching it, without any core
+    regions[3, 2, 15, 15] = True  # a one-voxel cavity
+    cored = drop_coreless_whole_tumour(regions, BRATS_2025)
+    assert not cored[0, 10:13, 2:5, 2:5].any()
+    np.testing.assert_array_equal(cored[3], regions[3])
+    kept = remove_small_components(regions, (5, 2, 2, 2), BRATS_2025)  # RC is not cut to ET, only by its limit
+    expected = regions[3].copy()
+    expected[2, 15, 15] = False
+    np.testing.assert_array_equal(kept[3], expected)
+    assert not kept[:, 15:17, 15:17, 15].any()  # the small tumour, its core with it
+
+
+def test_2025_settings_read_back_and_need_the_cavity():
+    settings = PostprocessSettings((0.3, 0.5, 0.6, 0.7), (0.0, 5.0, 10.0, 20.0), True, BRATS_2025)
+    data = json.loads(json.dumps(settings.to_json()))
+    assert data["thresholds"] == {"WT": 0.3, "TC": 0.5, "ET": 0.6, "RC": 0.7}
+    assert PostprocessSettings.from_json(data, BRATS_2025) == settings
+    with pytest.raises(UserError, match="thresholds must give exactly the regions WT, TC, ET, RC"):
+        PostprocessSettings.from_json(PostprocessSettings().to_json(), BRATS_2025)

@@ -14,6 +14,7 @@ from tests.postprocessing.factories import (
     random_case,
     write_tuning_case,
 )
+from transunet3d.data.labels import label_scheme
 from transunet3d.errors import UserError
 from transunet3d.evaluation.report import summarize
 from transunet3d.postprocessing import (
@@ -152,3 +153,22 @@ def test_a_missing_or_bad_file_is_a_one_line_user_error(tmp_path: Path, content,
     with pytest.raises(UserError, match=message) as error:
         read_postprocessing(path)
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_2025_tuning_gives_the_cavity_its_own_minimum_size_and_reads_back(tmp_path: Path):
+    scheme = label_scheme("brats-mets-2025")
+    labels = two_lesions()
+    labels[2:8, 12:18, 2:8] = 4  # a cavity
+    probabilities = confident(labels, scheme)
+    probabilities[3, 20:22, 2:4, 20] = 0.55  # a 4-voxel false-positive cavity
+    case = write_tuning_case(tmp_path, "case", probabilities, labels, regions=scheme.region_names)
+    result = tune_postprocessing([case], progress=False, scheme=scheme)
+    assert result.settings == PostprocessSettings((0.5,) * 4, (0.0, 0.0, 0.0, 5.0), False, scheme)
+    assert result.regions_before == {"WT": 1.0, "TC": 1.0, "ET": 1.0, "RC": 0.5}
+    assert result.score_after == 1.0
+    write_postprocessing(tmp_path / "postprocessing.json", result)
+    assert read_postprocessing(tmp_path / "postprocessing.json", scheme) == result.settings
+    with pytest.raises(UserError, match="must give exactly the regions WT, TC, ET, got"):
+        read_postprocessing(tmp_path / "postprocessing.json")  # a 2023 run cannot use it
+    with pytest.raises(UserError, match=r"labels must be in \{0,1,2,3\}, found 4"):
+        tune_postprocessing([case], progress=False)  # tuned as a 2023 run

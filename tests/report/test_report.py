@@ -106,3 +106,15 @@ def test_chromium_renders_the_images(evaluated: Path, tmp_path: Path):
     pixels = imread(shot)[..., :3]
     saturation = pixels.max(axis=-1) - pixels.min(axis=-1)
     assert (saturation > 0.5).mean() > 0.002  # the label colours; the text and tables are grey
+
+
+def test_a_cavity_is_drawn_in_its_own_colour():
+    from transunet3d.report.figures import LABEL_COLORS, overlay_png
+
+    labels = np.zeros((12, 12, 12), dtype=np.uint8)
+    labels[3:6, 3:6, 3:6] = 2
+    labels[6:9, 3:6, 3:6] = 4
+    colours = {tuple(LABEL_COLORS(label / 4)) for label in range(5)}
+    assert len(colours) == 5  # background and four labels, each its own colour
+    image = imread(io.BytesIO(overlay_png({"t1c": np.ones((12, 12, 12))}, labels, labels, (1, 1, 1), "case")))
+    assert (image[..., 2] - image[..., 0] > 0.2).any()  # blue over the grey underlay

@@ -1,4 +1,4 @@
-"""Patch sampling from the cache: tumour oversampling, padding, exact reads, reproducibility."""
+"""Patch sampling from the cache: foreground oversampling, padding, exact reads, reproducibility."""
 
 from pathlib import Path
 
@@ -7,11 +7,12 @@ import pytest
 
 from tests.factories import write_case
 from transunet3d.config.schema import AugmentConfig
-from transunet3d.data.cache import open_case
-from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.data.cache import CachedCase, open_case
+from transunet3d.data.labels import label_scheme
+from transunet3d.data.preprocess import foreground_properties, preprocess_dataset
 from transunet3d.training import PatchBatches, forced_foreground, sample_patch
 from transunet3d.training.augment import SPATIAL_IDENTITY, read_size
-from transunet3d.training.sampling import tumour_centre
+from transunet3d.training.sampling import foreground_centre
 
 CASES = ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
 
@@ -110,9 +111,6 @@ def test_augmented_batches_read_what_their_transforms_reach_around_the_placed_pa
 def test_lesion_sampling_centres_a_small_lesion_as_often_as_a_large_one():
     """One 1000-voxel lesion and one of 2 voxels: voxel sampling (nnU-Net) almost never centres the small one,
     lesion sampling centres it on about half of the tumour-centred patches."""
-    from transunet3d.data.cache import CachedCase
-    from transunet3d.data.preprocess import foreground_properties
-
     seg = np.zeros((30, 30, 30), dtype=np.uint8)
     seg[2:12, 2:12, 2:12] = 3
     seg[25, 25, 25:27] = 3
@@ -121,7 +119,7 @@ def test_lesion_sampling_centres_a_small_lesion_as_often_as_a_large_one():
 
     def small_share(fraction: float) -> float:
         rng = np.random.default_rng(3)
-        centres = [tuple(tumour_centre(case, rng, fraction)) for _ in range(2000)]
+        centres = [tuple(foreground_centre(case, rng, fraction)) for _ in range(2000)]
         return sum(centre in small for centre in centres) / len(centres)
 
     assert small_share(0.0) < 0.01
@@ -130,7 +128,7 @@ def test_lesion_sampling_centres_a_small_lesion_as_often_as_a_large_one():
 
 
 def test_lesion_locations_are_per_lesion_and_inside_it():
-    from transunet3d.data.preprocess import LESION_SAMPLES, foreground_properties
+    from transunet3d.data.preprocess import LESION_SAMPLES
 
     seg = np.zeros((20, 20, 20), dtype=np.uint8)
     seg[1:9, 1:9, 1:9] = 2  # edema with a core
@@ -142,3 +140,19 @@ def test_lesion_locations_are_per_lesion_and_inside_it():
     assert len(big) == LESION_SAMPLES and tiny == [[15, 15, 15]]
     assert all(1 <= x < 9 and 1 <= y < 9 and 1 <= z < 9 for x, y, z in big)
     assert sorted(map(len, lesions["TC"])) == [1, 8]
+
+
+def test_the_2025_scheme_centres_patches_on_the_cavity_as_on_a_tumour_region():
+    scheme = label_scheme("brats-mets-2025")
+    seg = np.zeros((30, 30, 30), dtype=np.uint8)
+    seg[2:8, 2:8, 2:8] = 2  # edema only: WT
+    seg[20:26, 20:26, 20:26] = 4  # a cavity: RC
+    properties = foreground_properties(seg, 10000, 0, scheme=scheme)
+    assert properties["region_voxels"] == {"WT": 216, "TC": 0, "ET": 0, "RC": 216}
+    case = CachedCase("case", np.zeros((4, 30, 30, 30), np.float32), seg, properties)
+    rng = np.random.default_rng(4)
+    in_cavity = [seg[tuple(foreground_centre(case, rng))] == 4 for _ in range(1000)]
+    assert 0.45 < np.mean(in_cavity) < 0.55  # WT and RC are the regions present, drawn alike
+    _, regions = sample_patch(case, (30, 30, 30), rng, foreground=True, scheme=scheme)  # the whole case
+    assert regions.shape == (4, 30, 30, 30)
+    np.testing.assert_array_equal(regions, scheme.labels_to_regions(seg))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from transunet3d.config.schema import DataConfig
+from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
 from transunet3d.data.preprocess import DEFAULT_FOREGROUND_SAMPLES, preprocess_dataset
@@ -17,6 +18,9 @@ from transunet3d.errors import IncompleteBatch
 _FOLDER = click.Path(path_type=Path)
 _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
                         help="Cases processed in parallel (one process each).")
+_labels = click.option("--labels", type=click.Choice(list(SCHEMES)), default=DEFAULT_SCHEME, show_default=True,
+                       help="Label scheme of the label maps: brats-mets-2023 (labels 0-3; regions WT, TC, ET) or "
+                            "brats-mets-2025 (adds 4, resection cavity, and its region RC).")
 
 
 @click.command("phantom")
@@ -70,9 +74,11 @@ def _stored_as(spec: PhantomSpec, variant: Variant | None) -> str:
 @click.command("validate")
 @click.argument("raw", type=_FOLDER)
 @_workers
-def validate_command(raw: Path, workers: int) -> None:
-    """Check every BraTS case under RAW: four modalities, 3D, same grid, finite values, labels in {0,1,2,3}."""
-    count, problems = validate_cases(raw, workers=workers)
+@_labels
+def validate_command(raw: Path, workers: int, labels: str) -> None:
+    """Check every BraTS case under RAW: four modalities, 3D, same grid, finite values, labels of the scheme
+    (--labels: {0,1,2,3}, or {0,1,2,3,4} for brats-mets-2025)."""
+    count, problems = validate_cases(raw, workers=workers, labels=labels)
     click.echo(f"{count - len(problems)} of {count} cases are valid")
     if problems:
         raise IncompleteBatch(problems)
@@ -87,14 +93,17 @@ def validate_command(raw: Path, workers: int) -> None:
 @click.option("--target-spacing", type=click.FloatRange(min=0, min_open=True), nargs=3, default=None,
               metavar="X Y Z", help="Voxel size in mm (canonical RAS order) of the training grid "
                                     "[default: nnU-Net's plan, the median voxel size of the cases].")
-def preprocess_command(raw: Path, out: Path, workers: int, foreground_samples: int, target_spacing) -> None:
-    """Reorient to RAS, crop, z-score, resample to the target spacing and cache every case under RAW into OUT;
-    complete cases at the same target are skipped on a rerun."""
+@_labels
+def preprocess_command(raw: Path, out: Path, workers: int, foreground_samples: int, target_spacing,
+                       labels: str) -> None:
+    """Reorient to RAS, crop, z-score, resample to the target spacing and cache every case under RAW into OUT,
+    recording the label scheme (which `train` then uses); complete cases at the same target and with the same
+    scheme are skipped on a rerun."""
     report = preprocess_dataset(raw, out, workers=workers, foreground_samples=foreground_samples,
-                                target_spacing=target_spacing or None)
+                                target_spacing=target_spacing or None, labels=labels)
     spacing = " x ".join(f"{s:.4g}" for s in report.target_spacing)
     click.echo(f"preprocessed {len(report.written)}, already done {len(report.skipped)}, "
-               f"failed {len(report.failed)} -> {out} (target spacing {spacing} mm)")
+               f"failed {len(report.failed)} -> {out} (target spacing {spacing} mm, labels {report.labels})")
     if report.failed:
         raise IncompleteBatch(report.failed)
 

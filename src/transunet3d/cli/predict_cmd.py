@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 import torch
 
-from transunet3d.config.schema import REGIONS, InferConfig
+from transunet3d.config.schema import InferConfig
+from transunet3d.data.labels import LabelScheme
 from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
-from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, load_models
+from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, ensemble_scheme, load_models
 from transunet3d.inference.tta import TTA_MODES
 from transunet3d.jobs.tuning import run_postprocessing
 from transunet3d.postprocessing.rules import PostprocessSettings
@@ -53,7 +54,8 @@ _PATH = click.Path(path_type=Path)
 @click.option("--require-core/--no-require-core", default=None,
               help="Drop whole-tumour components that hold no tumour core.  [default: the run's config, off]")
 @click.option("--save-probabilities", is_flag=True,
-              help="Also write OUT/<case>_probabilities.npz (float16 WT, TC, ET on the input grid).")
+              help="Also write OUT/<case>_probabilities.npz (float16, one per region of the models' label scheme: "
+                   "WT, TC, ET, and RC for brats-mets-2025; on the input grid).")
 @click.option("--continue", "skip_existing", is_flag=True, help="Skip cases whose outputs are already in OUT.")
 @click.option("--case-list", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Text file of case ids (one per line): predict only these, e.g. a fold's validation cases.")
@@ -79,8 +81,8 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
         click.echo(f"models: {', '.join(str(model.folder.path) for model in trained)}")
     options = _options(trained[0].config.infer, tta=tta, step=step, batch_windows=batch_windows,
                        min_lesion_mm3=min_lesion_mm3, require_core=require_core)
-    tuned, source = _postprocessing(postprocessing_choice, models, by_hand=min_lesion_mm3 is not None
-                                    or require_core is not None)
+    tuned, source = _postprocessing(postprocessing_choice, models, ensemble_scheme(trained),
+                                    by_hand=min_lesion_mm3 is not None or require_core is not None)
     predictor = Predictor(trained, options, target, postprocessing=tuned)
     if rank == 0:
         click.echo(f"post-processing: {source}: {_describe(predictor.postprocessing)}")
@@ -93,8 +95,10 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
         raise IncompleteBatch(report.failed)
 
 
-def _postprocessing(choice: str, runs: tuple[Path, ...], by_hand: bool) -> tuple[PostprocessSettings | None, str]:
-    """The post-processing that `--postprocessing` names (None: the config's) and where it comes from."""
+def _postprocessing(choice: str, runs: tuple[Path, ...], scheme: LabelScheme,
+                    by_hand: bool) -> tuple[PostprocessSettings | None, str]:
+    """The post-processing that `--postprocessing` names (None: the config's), for the models' label scheme, and
+    where it comes from."""
     if choice == "none":
         return None, "the config's"
     if choice != "run":
@@ -102,7 +106,7 @@ def _postprocessing(choice: str, runs: tuple[Path, ...], by_hand: bool) -> tuple
         if by_hand:
             raise UserError("--min-lesion-mm3 and --require-core set the post-processing by hand; "
                             "give them with --postprocessing none, not with a postprocessing file")
-        return read_postprocessing(path), str(path)
+        return read_postprocessing(path, scheme), str(path)
     tuned = run_postprocessing(runs[0]) if len(set(runs)) == 1 else None
     if tuned is None or by_hand:
         return None, "the config's" if tuned is None else "set by hand (the run's tuned one is not used)"
@@ -111,7 +115,8 @@ def _postprocessing(choice: str, runs: tuple[Path, ...], by_hand: bool) -> tuple
 
 def _describe(settings: PostprocessSettings) -> str:
     regions = ", ".join(f"{region} > {threshold:g}" + (f" and >= {size:g} mm^3" if size else "")
-                        for region, threshold, size in zip(REGIONS, settings.thresholds, settings.min_lesion_mm3))
+                        for region, threshold, size in zip(settings.scheme.region_names, settings.thresholds,
+                                                           settings.min_lesion_mm3))
     return regions + ("; WT needs a core" if settings.require_core else "")
 
 

@@ -9,7 +9,7 @@ import torch
 
 from transunet3d.cli.config_cmd import set_option
 from transunet3d.config import PRESETS, build_config
-from transunet3d.jobs.training import TrainingJob, folds_to_train, train_folds
+from transunet3d.jobs.training import TrainingJob, cache_defaults, folds_to_train, train_folds
 from transunet3d.runs.layout import RunFolder
 from transunet3d.training.distributed import Distributed
 
@@ -36,8 +36,9 @@ _PATH = click.Path(path_type=Path)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda when available]")
 def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, overrides: tuple[str, ...],
                   resume: bool, pretrain_run: Path | None, validate: bool, workers: int, device: str | None) -> None:
-    """Train on the cases of PREPROCESSED (see `transunet3d preprocess`) with the given preset."""
-    config = build_config(preset, overrides)
+    """Train on the cases of PREPROCESSED (see `transunet3d preprocess`) with the given preset, one output per
+    region of the cache's label scheme (recorded as data.labels)."""
+    config = build_config(preset, [*cache_defaults(preprocessed), *overrides])
     if pretrain_run is not None:
         config.model.init_encoder = str(pretrain_run)
     job = TrainingJob(preprocessed, RunFolder(run_dir), config, folds_to_train(fold, preprocessed, config),

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from transunet3d.config.schema import REGIONS
 from transunet3d.jobs.tuning import tune_run
 from transunet3d.runs.layout import RunFolder
 
@@ -25,7 +24,7 @@ def tune_command(run_dir: Path, workers: int) -> None:
     result = tune_run(run, workers=workers)
     settings = result.settings
     click.echo(f"{result.cases} out-of-fold cases, {len(result.tried)} settings scored in {result.seconds:.0f} s")
-    for index, region in enumerate(REGIONS):
+    for index, region in enumerate(settings.scheme.region_names):
         click.echo(f"{region}: threshold {settings.thresholds[index]:g}, minimum lesion "
                    f"{settings.min_lesion_mm3[index]:g} mm^3; lesion-wise Dice {result.regions_before[region]:.4f} "
                    f"-> {result.regions_after[region]:.4f}")

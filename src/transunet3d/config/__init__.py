@@ -4,7 +4,6 @@ from transunet3d.config.io import build_config, config_to_dict, load_config, par
 from transunet3d.config.presets import PRESETS
 from transunet3d.config.schema import (
     MODALITIES,
-    REGIONS,
     AugmentConfig,
     DataConfig,
     ExperimentConfig,
@@ -17,7 +16,6 @@ from transunet3d.config.schema import (
 __all__ = [
     "MODALITIES",
     "PRESETS",
-    "REGIONS",
     "AugmentConfig",
     "DataConfig",
     "ExperimentConfig",

@@ -53,7 +53,7 @@ def validate_config(config: ExperimentConfig) -> ExperimentConfig:
 def _check_patches(config: ExperimentConfig) -> None:
     """The settings the networks constrain: the model's strides (its spec says which patches they take), the MAE's
     tokens and its decoder's attention heads."""
-    problem = spec_from_config(config.model, config.train.patch_size).patch_problem(config.train.patch_size)
+    problem = spec_from_config(config).patch_problem(config.train.patch_size)
     if problem is not None:
         raise ConfigError(f"train.patch_size: {problem}")
     pretrain = config.pretrain

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# Input channel order and output region order, fixed across the package.
+# Input channel order, fixed across the package (the output regions are the label scheme's: `data.labels`).
 MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
+# The brats-mets-2023 regions, for the evaluation package alone until it reads the label schemes (its own branch
+# does); nothing else may use this name, which goes with that merge.
 REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
 
 
@@ -82,6 +84,9 @@ class DataConfig:
     # A run without one was trained before target spacings and predicts on each input's own grid.
     target_spacing: tuple[float, float, float] | None = ranged(None, POSITIVE)
     axis_order: Literal["", "RAS"] = ""  # the cache's axis order, recorded with the target spacing
+    # The label scheme (data/labels.py): which labels the cases hold and which regions are trained, one output
+    # channel each. `transunet3d train` checks it against the cache's; a run saved without one is a 2023 run.
+    labels: Literal["brats-mets-2023", "brats-mets-2025"] = "brats-mets-2023"
 
 
 @dataclass

@@ -19,10 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from transunet3d.data.labels import DEFAULT_SCHEME
 from transunet3d.errors import UserError
 from transunet3d.files import atomic_path, is_temporary, read_json, write_json
 
-FORMAT_VERSION = 3  # 2: lesion_locations; 3: canonical axis order and target spacing. Older: preprocessed again
+# 2: lesion_locations; 3: canonical axis order and target spacing. Older: preprocessed again. The label scheme
+# ("labels", in dataset.json and each case's properties) came within version 3: a cache without it is a 2023 one.
+FORMAT_VERSION = 3
 DATASET_FILE = "dataset.json"
 SPLITS_FILE = "splits.json"
 
@@ -122,7 +125,8 @@ def cached_case_ids(root: str | Path) -> list[str]:
 
 
 def read_dataset(root: str | Path) -> dict[str, Any]:
-    """The cache's `dataset.json` (cases, target spacing, axis order).
+    """The cache's `dataset.json` (cases, target spacing, axis order, label scheme: brats-mets-2023 for caches
+    written before label schemes).
 
     Raises:
         UserError: it is missing, damaged, or written by a version before target spacings (preprocess again).
@@ -133,4 +137,4 @@ def read_dataset(root: str | Path) -> dict[str, Any]:
     dataset = read_json(path)
     if dataset.get("format_version") != FORMAT_VERSION or "target_spacing" not in dataset:
         raise UserError(f"{path}: written by an older version; run `transunet3d preprocess` into it again")
-    return dataset
+    return {"labels": DEFAULT_SCHEME, **dataset}

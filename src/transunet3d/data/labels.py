@@ -37,6 +37,9 @@ class LabelScheme:
     regions: dict[str, tuple[int, ...]]
     writing_order: tuple[tuple[str, int], ...]
 
+    def __hash__(self) -> int:  # the name identifies a scheme; settings that hold one are table keys
+        return hash(self.name)
+
     @property
     def labels(self) -> tuple[int, ...]:
         """Every label a segmentation may hold, background included, in increasing order."""
@@ -46,6 +49,11 @@ class LabelScheme:
     def region_names(self) -> tuple[str, ...]:
         """The regions in output-channel order."""
         return tuple(self.regions)
+
+    def encloses(self, outer: str, inner: str) -> bool:
+        """Whether region `outer` holds every label of region `inner`: WT encloses TC and ET, and every region
+        itself; no other region encloses RC, nor does RC enclose any."""
+        return set(self.regions[inner]) <= set(self.regions[outer])
 
     def region_mask(self, seg: np.ndarray, region: str) -> np.ndarray:
         """Boolean mask of one region in the label map `seg`."""

@@ -17,7 +17,7 @@ from typing import Any
 import cc3d
 import numpy as np
 
-from transunet3d.config.schema import MODALITIES, REGIONS
+from transunet3d.config.schema import MODALITIES
 from transunet3d.data.cache import (
     DATASET_FILE,
     FORMAT_VERSION,
@@ -27,11 +27,11 @@ from transunet3d.data.cache import (
     write_case,
 )
 from transunet3d.data.crop import brain_box, crop
+from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme, label_scheme
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.normalize import zscore_brain
 from transunet3d.data.orientation import CANONICAL, AxisOrder
 from transunet3d.data.plan import plan_target_spacing
-from transunet3d.data.regions import labels_to_regions
 from transunet3d.data.resample import resample_image, resample_labels, resampled_shape
 from transunet3d.data.validate import LoadedCase, load_case
 from transunet3d.errors import InputError, UserError
@@ -49,12 +49,13 @@ IMAGE_INTERPOLATION = "spline"
 @dataclass
 class PreprocessReport:
     """What a preprocessing run did: case ids written, skipped (already complete) and failed (with the message),
-    and the target spacing of the cache."""
+    and the target spacing and label scheme of the cache."""
 
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     target_spacing: tuple[float, float, float] | None = None
+    labels: str = DEFAULT_SCHEME
 
 
 @dataclass
@@ -74,14 +75,15 @@ def source_fingerprint(case: CaseFiles) -> dict[str, list[int]]:
     return {kind: [path.stat().st_size, path.stat().st_mtime_ns] for kind, path in sorted(files.items())}
 
 
-def preprocess_loaded(loaded: LoadedCase, target: Sequence[float] | None,
-                      foreground_samples: int) -> PreprocessedCase:
+def preprocess_loaded(loaded: LoadedCase, target: Sequence[float] | None, foreground_samples: int,
+                      scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> PreprocessedCase:
     """Reorient, crop, normalise, resample and describe one validated case.
 
     Args:
         target: the voxel size (mm, canonical order) to resample to; None keeps the file's axis order and grid,
             as preprocessing did before target spacings (for runs trained then).
         foreground_samples: tumour locations kept per region (0 for prediction).
+        scheme: the label scheme of the case's label map (its regions are resampled and sampled).
     """
     geometry = loaded.geometry
     order = AxisOrder(CANONICAL) if target is None else AxisOrder.of(np.asarray(geometry.affine))
@@ -108,20 +110,22 @@ def preprocess_loaded(loaded: LoadedCase, target: Sequence[float] | None,
         "has_seg": seg is not None,
     }
     image = resample_image(image, shape, spacing, target, IMAGE_INTERPOLATION)
-    resampled = resample_labels(seg, shape, spacing, target) if seg is not None else None
+    resampled = resample_labels(seg, shape, spacing, target, scheme) if seg is not None else None
     if resampled is not None:
         properties.update(foreground_properties(resampled, foreground_samples,
-                                                seed=zlib.crc32(loaded.case_id.encode())))
+                                                seed=zlib.crc32(loaded.case_id.encode()), scheme=scheme))
     original = seg if resampled is not None and resampled is not seg else None
     return PreprocessedCase(image, resampled, original, properties)
 
 
-def foreground_properties(seg: np.ndarray, samples: int, seed: int) -> dict[str, Any]:
-    """Per region: the voxel count, up to `samples` voxel locations (x, y, z) drawn uniformly from the region, and
-    up to LESION_SAMPLES locations of each of its lesions (26-connected components), for oversampling."""
+def foreground_properties(seg: np.ndarray, samples: int, seed: int,
+                          scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> dict[str, Any]:
+    """Per region of `scheme`: the voxel count, up to `samples` voxel locations (x, y, z) drawn uniformly from the
+    region, and up to LESION_SAMPLES locations of each of its lesions (26-connected components), for
+    oversampling."""
     rng = np.random.default_rng(seed)
     counts, locations, lesions = {}, {}, {}
-    for region, mask in zip(REGIONS, labels_to_regions(seg)):
+    for region, mask in zip(scheme.region_names, scheme.labels_to_regions(seg)):
         flat = np.flatnonzero(mask)
         counts[region] = int(flat.size)
         chosen = rng.choice(flat, size=min(samples, flat.size), replace=False) if flat.size else flat
@@ -142,26 +146,34 @@ def _voxels(flat: np.ndarray, shape: tuple[int, ...]) -> list[list[int]]:
     return np.stack(np.unravel_index(np.sort(flat), shape), axis=1).tolist()
 
 
-def preprocess_case(case: CaseFiles, out_dir: Path, target: Sequence[float], foreground_samples: int) -> str:
-    """Preprocess one case into `out_dir` unless a complete copy of the same inputs at `target` is there.
+def preprocess_case(case: CaseFiles, out_dir: Path, target: Sequence[float], foreground_samples: int,
+                    scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> str:
+    """Preprocess one case into `out_dir` unless a complete copy of the same inputs at `target` and with the
+    same label scheme is there.
 
     Returns:
         "written" or "skipped".
     """
     fingerprint = source_fingerprint(case)
     existing = read_properties(out_dir, case.case_id)
-    if existing is not None and existing.get("source") == fingerprint and existing["target_spacing"] == list(target):
+    if existing is not None and existing.get("source") == fingerprint and _cached_as(existing, target, scheme):
         return "skipped"
-    done = preprocess_loaded(load_case(case), target, foreground_samples)
-    write_case(out_dir, case.case_id, done.image, done.seg, {**done.properties, "source": fingerprint},
-               done.original_seg)
+    done = preprocess_loaded(load_case(case, scheme), target, foreground_samples, scheme)
+    write_case(out_dir, case.case_id, done.image, done.seg,
+               {**done.properties, "labels": scheme.name, "source": fingerprint}, done.original_seg)
     return "written"
 
 
-def _run_one(args: tuple[CaseFiles, Path, tuple[float, float, float], int]) -> tuple[str, str, str]:
-    case, out_dir, target, samples = args
+def _cached_as(properties: dict[str, Any], target: Sequence[float], scheme: LabelScheme) -> bool:
+    """Whether a cached case is at `target` with the regions of `scheme` (cases cached before label schemes were
+    cached with the 2023 one)."""
+    return properties["target_spacing"] == list(target) and properties.get("labels", DEFAULT_SCHEME) == scheme.name
+
+
+def _run_one(args: tuple[CaseFiles, Path, tuple[float, float, float], int, LabelScheme]) -> tuple[str, str, str]:
+    case, out_dir, target, samples, scheme = args
     try:
-        return case.case_id, preprocess_case(case, out_dir, target, samples), ""
+        return case.case_id, preprocess_case(case, out_dir, target, samples, scheme), ""
     except InputError as error:
         return case.case_id, "failed", str(error)
 
@@ -173,42 +185,48 @@ def preprocess_dataset(
     foreground_samples: int = DEFAULT_FOREGROUND_SAMPLES,
     progress: bool = True,
     target_spacing: Sequence[float] | None = None,
+    labels: str = DEFAULT_SCHEME,
 ) -> PreprocessReport:
     """Preprocess every case found under `raw` into `out_dir`, `workers` cases at a time.
 
     Args:
         target_spacing: voxel size (mm) of the training grid; default nnU-Net's plan from the cases' headers
             (`plan.plan_target_spacing`). Cases cached at another target are preprocessed again.
+        labels: the label scheme of the cases (data/labels.py): the labels their label maps may hold and the
+            regions they are resampled and sampled by. Cases cached with another scheme are preprocessed again.
 
     A broken case is reported in the result and does not stop the others; `dataset.json` lists the complete cases
-    with the target spacing and the axis order.
+    with the target spacing, the axis order and the label scheme.
     """
+    scheme = label_scheme(labels)
     cases = discover_cases(raw)
     target = tuple(float(t) for t in target_spacing) if target_spacing is not None else plan_target_spacing(cases)
     if target is None:
         raise UserError(f"{raw}: no case has a readable image header to plan the target spacing from")
     out_dir = output_folder(out_dir)
     remove_stale_temporaries(out_dir)
-    jobs = [(case, out_dir, target, foreground_samples) for case in cases]
-    report = PreprocessReport(target_spacing=target)
+    jobs = [(case, out_dir, target, foreground_samples, scheme) for case in cases]
+    report = PreprocessReport(target_spacing=target, labels=scheme.name)
     for case_id, status, message in map_cases(_run_one, jobs, workers, "preprocess", progress):
         if status == "failed":
             report.failed[case_id] = message
         else:
             getattr(report, status).append(case_id)
-    complete = _cases_at(out_dir, target)
+    complete = _cases_at(out_dir, target, scheme)
     write_json(out_dir / DATASET_FILE, {"format_version": FORMAT_VERSION, "modalities": list(MODALITIES),
-                                        "regions": list(REGIONS), "axis_order": CANONICAL,
-                                        "target_spacing": list(target), "cases": complete})
+                                        "labels": scheme.name, "regions": list(scheme.region_names),
+                                        "axis_order": CANONICAL, "target_spacing": list(target),
+                                        "cases": complete})
     return report
 
 
-def _cases_at(out_dir: Path, target: tuple[float, float, float]) -> list[str]:
-    """The complete cases at `target`; the others (left from a run at another target, failed in this one) lose
-    their properties file, so that no reader takes them for cases of this cache."""
+def _cases_at(out_dir: Path, target: tuple[float, float, float], scheme: LabelScheme) -> list[str]:
+    """The complete cases at `target` with `scheme`; the others (left from a run at another target or with another
+    scheme, failed in this one) lose their properties file, so that no reader takes them for cases of this
+    cache."""
     complete = []
     for case_id in cached_case_ids(out_dir):
-        if read_properties(out_dir, case_id)["target_spacing"] == list(target):
+        if _cached_as(read_properties(out_dir, case_id), target, scheme):
             complete.append(case_id)
         else:
             properties_path(out_dir, case_id).unlink()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from transunet3d.data.regions import labels_to_regions, regions_to_labels
+from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme
 
 ANISOTROPY = 3.0  # nnU-Net's ANISO_THRESHOLD
 LOW_RES_PERCENTILE = 10  # target of a strongly anisotropic dataset's coarse axis (nnU-Net's plan)
@@ -124,29 +124,35 @@ def _nearest_along(array: np.ndarray, axis: int, size: int) -> np.ndarray:
     return np.ascontiguousarray(np.take(array, source, axis=axis))
 
 
-def resample_labels(seg: np.ndarray, shape: Shape, spacing: Spacing, target: Spacing) -> np.ndarray:
-    """A BraTS label map (X, Y, Z) uint8 resampled to `shape`, region by region; `seg` itself when the shape does
-    not change.
+def resample_labels(seg: np.ndarray, shape: Shape, spacing: Spacing, target: Spacing,
+                    scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> np.ndarray:
+    """A label map (X, Y, Z) uint8 of `scheme` resampled to `shape`, region by region;
+    `seg` itself when the shape does not change.
 
-    Each nested region (WT, TC, ET) is interpolated linearly as a 0/1 float mask (the anisotropic axis by nearest
-    neighbour) and kept where it reaches 0.5, then the regions are written back as labels. Linear per mask is
-    nnU-Net's order-1 rule for label maps; doing it per nested region rather than per label keeps a small enhancing
-    core inside its tumour: its TC and WT masks include it, so they reach 0.5 wherever ET does, whereas per label a
-    thin rim of 3 around 1 can lose the vote to the background on either side.
+    Each region of the scheme (WT, TC, ET, and RC in 2025) is interpolated linearly as a 0/1 float mask (the
+    anisotropic axis by nearest neighbour) and kept where it reaches 0.5, then the regions are written back as
+    labels (`LabelScheme.regions_to_labels`). Linear per mask is nnU-Net's order-1 rule for label maps; doing it
+    per nested region rather than per label keeps a small enhancing core inside its tumour: its TC and WT masks
+    include it, so they reach 0.5 wherever ET does, whereas per label a thin rim of 3 around 1 can lose the vote to
+    the background on either side. The cavity, not nested, is resampled as a region of its own; where the tumour
+    reaches 0.5 too (only at their common border: disjoint masks interpolate to at most 1 together) the tumour is
+    written over it, as in prediction.
 
     A small lesion can reach 0.5 nowhere (a 2 mm thick one between the centres of 3 mm slices, or one coarse voxel
     spread over four finer ones); each such 26-connected component is resampled by nearest neighbour instead, so
-    that no lesion is lost, since lesion-wise metrics count a missed lesion as a whole.
+    that no lesion is lost, since lesion-wise metrics count a missed lesion as a whole. This is done per region,
+    so it holds for the cavity as well: only a cavity component whose every restored voxel the tumour also claims
+    is lost, to the tumour.
     """
     shape = tuple(int(n) for n in shape)
     if tuple(seg.shape) == shape:
         return seg
-    source = labels_to_regions(seg)
+    source = scheme.labels_to_regions(seg)
     smooth = resample_image(source.astype(np.float32), shape, spacing, target, "trilinear")
     regions = smooth >= 0.5
     for mask, values, kept in zip(source, smooth, regions):
         keep_vanished_components(mask, values, kept)
-    return regions_to_labels(regions)
+    return scheme.regions_to_labels(regions)
 
 
 def keep_vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray) -> None:

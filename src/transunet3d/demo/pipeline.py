@@ -159,7 +159,7 @@ def _tune(run: RunFolder, settings: DemoSettings) -> None:
 
 def _predict(test: Path, predictions: Path, run: RunFolder, device: str) -> None:
     models = load_models([run.path], device=device)
-    tuned = read_postprocessing(run.postprocessing)
+    tuned = read_postprocessing(run.postprocessing, models[0].scheme)
     predict_folder(test, predictions, Predictor(models, models[0].config.infer, device, postprocessing=tuned),
                    skip_existing=True)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from transunet3d.config.schema import REGIONS
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.validate import LoadedCase, load_case
@@ -37,7 +36,8 @@ def submission_path(out_dir: Path, case_id: str) -> Path:
 
 
 def probabilities_path(out_dir: Path, case_id: str) -> Path:
-    """Where the region probabilities of a case go (.npz, so that evaluation never takes them for a prediction)."""
+    """Where the region probabilities of a case go (.npz, so that evaluation never takes them for a prediction),
+    with the names of their regions."""
     return out_dir / f"{case_id}_probabilities.npz"
 
 
@@ -141,9 +141,10 @@ def _read_ahead(executor: ThreadPoolExecutor, cases: Iterable[CaseFiles]) -> Ite
 
 
 def write_prediction(prediction: CasePrediction, geometry: Geometry, out_dir: Path) -> None:
-    """The label map as uint8 NIfTI in the input's geometry and, when kept, the probabilities (float16 .npz)."""
+    """The label map as uint8 NIfTI in the input's geometry and, when kept, the probabilities (float16 .npz) with
+    their region names."""
     write_nifti(prediction.labels.astype(np.uint8), geometry, submission_path(out_dir, prediction.case_id))
     if prediction.probabilities is not None:
         with atomic_path(probabilities_path(out_dir, prediction.case_id)) as tmp, open(tmp, "wb") as file:
             np.savez_compressed(file, probabilities=prediction.probabilities.astype(np.float16),
-                                regions=np.array(REGIONS))
+                                regions=np.array(prediction.regions))

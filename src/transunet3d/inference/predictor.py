@@ -18,7 +18,7 @@ from transunet3d.data.resample import resample_probabilities
 from transunet3d.data.validate import LoadedCase
 from transunet3d.errors import UserError
 from transunet3d.inference.sliding_window import PatchPredictor, sliding_window_probabilities
-from transunet3d.inference.trained import TrainedModel
+from transunet3d.inference.trained import TrainedModel, ensemble_scheme
 from transunet3d.inference.tta import tta_views
 from transunet3d.models.precision import autocast, resolve_precision
 from transunet3d.postprocessing.rules import PostprocessSettings
@@ -26,11 +26,13 @@ from transunet3d.postprocessing.rules import PostprocessSettings
 
 @dataclass
 class CasePrediction:
-    """Labels (uint8) and, if asked for, region probabilities (R, X, Y, Z) float32, both on the input's grid."""
+    """Labels (uint8) and, if asked for, region probabilities (R, X, Y, Z) float32 of the `regions` named, both on
+    the input's grid."""
 
     case_id: str
     labels: np.ndarray
     probabilities: np.ndarray | None = None
+    regions: tuple[str, ...] = ()
 
 
 def _quiet(_: str) -> None:
@@ -38,21 +40,30 @@ def _quiet(_: str) -> None:
 
 
 class Predictor:
-    """Averages the region probabilities of `models` over windows, TTA views and models."""
+    """Averages the region probabilities of `models` (all of one label scheme) over windows, TTA views and
+    models."""
 
     def __init__(self, models: list[TrainedModel], options: InferConfig, device: torch.device | str = "cpu",
                  postprocessing: PostprocessSettings | None = None):
-        """`postprocessing`: how probabilities become labels (e.g. tuned on a run's cross-validation); by default
-        the uniform threshold, minimum lesion size and core rule of `options`."""
+        """`postprocessing`: how probabilities become labels (e.g. tuned on a run's cross-validation), for the
+        models' label scheme; by default the uniform threshold, minimum lesion size and core rule of `options`.
+
+        Raises:
+            UserError: the models were trained with different label schemes, or `postprocessing` is for another.
+        """
         if not models:
             raise ValueError("an ensemble needs at least one model")
         self.device = torch.device(device)
         self.models = models
+        self.scheme = ensemble_scheme(models)
         for model in models:  # channels-last: the fastest layout for 3D convolutions on CPUs and GPUs
             model.network.to(self.device, memory_format=torch.channels_last_3d)
         self.options = options
         self.postprocessing = postprocessing or PostprocessSettings.uniform(
-            options.threshold, options.min_lesion_mm3, options.require_core)
+            options.threshold, options.min_lesion_mm3, options.require_core, self.scheme)
+        if self.postprocessing.scheme != self.scheme:
+            raise UserError(f"post-processing settings for the labels {self.postprocessing.scheme.name} cannot "
+                            f"apply to models trained with {self.scheme.name}")
         self.views = tta_views(options.tta)
         self.groups = _grouped(models)
         self.on_stage: Callable[[str], None] = _quiet  # told the step each case is at, for progress displays
@@ -122,7 +133,7 @@ class Predictor:
         full_shape = tuple(properties["canonical_shape"])
         labels = self.postprocessing.labels(probabilities, properties["original_spacing"])
         kept = order.undo(uncrop(probabilities, box, full_shape)) if keep_probabilities else None
-        return CasePrediction(case_id, order.undo(uncrop(labels, box, full_shape)), kept)
+        return CasePrediction(case_id, order.undo(uncrop(labels, box, full_shape)), kept, self.scheme.region_names)
 
 
 def _target(model: TrainedModel) -> tuple[float, float, float] | None:

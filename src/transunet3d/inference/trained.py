@@ -9,6 +9,7 @@ import torch
 
 from transunet3d.config.io import load_config
 from transunet3d.config.schema import ExperimentConfig
+from transunet3d.data.labels import LabelScheme, label_scheme
 from transunet3d.errors import UserError
 from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
@@ -36,6 +37,11 @@ class TrainedModel:
     @property
     def finished(self) -> bool:
         return self.epoch >= self.config.loop.epochs
+
+    @property
+    def scheme(self) -> LabelScheme:
+        """The label scheme it was trained with: its outputs are the scheme's regions."""
+        return label_scheme(self.config.data.labels)
 
     def record(self) -> dict:
         """Which model this is, for the record of an ensemble: model folder, fold, checkpoint and epochs."""
@@ -97,7 +103,7 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
     model = model if isinstance(model, ModelFolder) else ModelFolder(model)
     config = load_config(model.config)
     folder, epoch = checkpoint_folder(model, which)
-    network = model_from_config(config.model, tuple(config.train.patch_size))
+    network = model_from_config(config)
     weights = read_weights(folder)
     try:
         network.load_state_dict(weights)
@@ -106,6 +112,20 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
         raise UserError(f"{folder / WEIGHTS}: does not fit the model of {model.config.name} ({first_line})") from None
     network = network.to(device).eval()
     return TrainedModel(network, config, folder, epoch, model)
+
+
+def ensemble_scheme(models: list[TrainedModel]) -> LabelScheme:
+    """The label scheme that every model of an ensemble was trained with.
+
+    Raises:
+        UserError: the models predict the regions of different schemes, which cannot be averaged.
+    """
+    schemes = {model.scheme.name: model for model in models}
+    if len(schemes) > 1:
+        (first, one), (second, other) = list(schemes.items())[:2]
+        raise UserError(f"{other.folder.path}: trained with the labels {second}, {one.folder.path} with {first}; "
+                        "an ensemble needs models of one label scheme")
+    return models[0].scheme
 
 
 def load_models(run_dirs: list[str | Path], fold: str | None = None, which: str = "latest",

@@ -82,7 +82,7 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
         if not started:
             config = with_cache_grid(config, job.preprocessed)
         elif config.data.target_spacing is not None:
-            with_cache_grid(config, job.preprocessed)  # a resumed run's cache must still be at its spacing
+            with_cache_grid(config, job.preprocessed)  # a resumed run's cache must still be as it was
         task = SegmentationTask(config, job.preprocessed, fold, processes)
         if not started and config.model.init_encoder:
             _transfer_encoder(task, config, folder, processes, echo)
@@ -96,12 +96,13 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
 
 def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentConfig:
     """`config` with the cache it trains on recorded: its folder, target spacing and axis order, which prediction
-    brings every input to.
+    brings every input to, and its label scheme.
 
     Raises:
-        UserError: `data.target_spacing` is set and differs from the cache's, or the cache predates target spacings.
+        UserError: `data.target_spacing` is set and differs from the cache's, `data.labels` differs from the
+            cache's, or the cache predates target spacings.
     """
-    dataset = read_dataset(preprocessed)
+    dataset = check_cache_labels(config, preprocessed)
     cached = tuple(float(s) for s in dataset["target_spacing"])
     wanted = config.data.target_spacing
     if wanted is not None and not np.allclose(wanted, cached, rtol=1e-6, atol=0):
@@ -109,7 +110,33 @@ def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentC
         raise ConfigError(f"data.target_spacing: {list(wanted)} differs from the {list(cached)} of {preprocessed}; "
                           f"preprocess with --target-spacing {shown} (into another folder), or leave it unset")
     return replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve()),
-                                        target_spacing=cached, axis_order=dataset["axis_order"]))
+                                        target_spacing=cached, axis_order=dataset["axis_order"],
+                                        labels=dataset["labels"]))
+
+
+def cache_defaults(preprocessed: Path) -> list[str]:
+    """`--set` overrides that make the cache's label scheme the run's, to go before the command line's own (which
+    `check_cache_labels` then holds to the cache's); none when the cache cannot tell (training reports why)."""
+    try:
+        return [f"data.labels={read_dataset(preprocessed)['labels']}"]
+    except UserError:
+        return []
+
+
+def check_cache_labels(config: ExperimentConfig, preprocessed: Path) -> dict[str, Any]:
+    """The cache's dataset.json, once its label scheme is checked to be the config's `data.labels`: the network
+    has one output per region of the scheme, and the cache's label maps and foreground locations are of its own.
+
+    Raises:
+        ConfigError: the schemes differ (naming both).
+        UserError: the cache has no dataset.json or predates target spacings.
+    """
+    dataset = read_dataset(preprocessed)
+    if config.data.labels != dataset["labels"]:
+        raise ConfigError(f"data.labels: {config.data.labels} differs from the {dataset['labels']} of {preprocessed}; "
+                          f"train with --set data.labels={dataset['labels']}, or preprocess with --labels "
+                          f"{config.data.labels} (into another folder)")
+    return dataset
 
 
 def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentConfig, resume: bool = False,

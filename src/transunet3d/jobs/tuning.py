@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transunet3d.config.io import load_config
 from transunet3d.crossval import validated_folds, validation_cases
+from transunet3d.data.labels import LabelScheme, label_scheme
 from transunet3d.errors import UserError
 from transunet3d.files import remove_stale_temporaries
 from transunet3d.inference.cases import probabilities_path
@@ -36,6 +38,18 @@ def out_of_fold_cases(run: RunFolder) -> list[TuningCase]:
     return cases
 
 
+def run_scheme(run: RunFolder) -> LabelScheme:
+    """The label scheme of a run's models (its folds share one config): the regions its post-processing is for.
+
+    Raises:
+        UserError: the run holds no model folder.
+    """
+    folds = run.folds()
+    if not folds:
+        raise UserError(f"{run.path}: not a training run (no fold_K folders)")
+    return label_scheme(load_config(next(iter(folds.values())).config).data.labels)
+
+
 def tune_run(run: RunFolder, workers: int = 1, grid: TuningGrid = DEFAULT_GRID,
              progress: bool = True) -> TuningResult:
     """Tune the post-processing on the run's out-of-fold predictions and write RUN/postprocessing.json.
@@ -47,12 +61,13 @@ def tune_run(run: RunFolder, workers: int = 1, grid: TuningGrid = DEFAULT_GRID,
     if not cases:
         raise UserError(f"{run.path}: no validated fold to tune on (train the folds, or run `transunet3d crossval`)")
     remove_stale_temporaries(run.path)
-    result = tune_postprocessing(cases, workers=workers, grid=grid, progress=progress)
+    result = tune_postprocessing(cases, workers=workers, grid=grid, progress=progress, scheme=run_scheme(run))
     write_postprocessing(run.postprocessing, result)
     return result
 
 
 def run_postprocessing(run_dir: str | Path) -> PostprocessSettings | None:
-    """The tuned settings of a run (RUN/postprocessing.json), or None when it has none or is a single model."""
-    path = RunFolder(run_dir).postprocessing
-    return read_postprocessing(path) if path.is_file() else None
+    """The tuned settings of a run (RUN/postprocessing.json), for its label scheme, or None when it has none or is
+    a single model."""
+    run = RunFolder(run_dir)
+    return read_postprocessing(run.postprocessing, run_scheme(run)) if run.postprocessing.is_file() else None

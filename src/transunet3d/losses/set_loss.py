@@ -1,11 +1,12 @@
 """Set loss of the query decoder: Hungarian matching of queries to the non-empty region masks, as Mask2Former.
 
-Per sample, each non-empty region (WT, TC, ET) is a target with its class. Queries are matched to targets by
-minimising 2 * (-p_class) + 5 * BCE + 5 * Dice (scipy's linear_sum_assignment); the loss is
-lambda0 * (BCE + Dice) over the matched pairs plus lambda1 * cross-entropy of every query's class, unmatched
-queries being trained towards "no object" (unweighted by default, as the official BraTS configs leave it; Mask2Former
-weights it 0.1). It is applied to every intermediate prediction and aggregated as the official code does
-(`max_loss_cal: v1`): half the final prediction's loss plus half the mean of the auxiliary ones.
+Per sample, each non-empty region of the label scheme (WT, TC, ET; RC too in brats-mets-2025) is a target with its
+class. Queries are matched to targets by minimising 2 * (-p_class) + 5 * BCE + 5 * Dice (scipy's
+linear_sum_assignment); the loss is lambda0 * (BCE + Dice) over the matched pairs plus lambda1 * cross-entropy of
+every query's class, unmatched queries being trained towards "no object" (unweighted by default, as the official
+BraTS configs leave it; Mask2Former weights it 0.1). It is applied to every intermediate prediction and aggregated
+as the official code does (`max_loss_cal: v1`): half the final prediction's loss plus half the mean of the
+auxiliary ones.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ class ModelOutput:
     """What every variant returns.
 
     Attributes:
-        logits: full-resolution region logits (B, R, D, H, W), regions WT, TC, ET.
+        logits: full-resolution region logits (B, R, D, H, W), R = `spec.num_regions`, in the label scheme's
+            region order (WT, TC, ET, and RC in brats-mets-2025).
         deep_supervision: region logits of the CNN heads of every decoder stage, finest first (training only).
         class_logits: per query prediction (before the first decoder layer and after each), (B, Q, R + 1).
         mask_logits: the matching mask logits (B, Q, D, H, W). Both lists are empty for CNN-only variants.

@@ -10,7 +10,7 @@ from transunet3d.models.network import TransUNet3D
 from transunet3d.models.spec import TINY, ArchitectureSpec
 
 if TYPE_CHECKING:  # only a type here: the config layer checks its patch sizes against these specs
-    from transunet3d.config.schema import ModelConfig
+    from transunet3d.config.schema import ExperimentConfig
 
 _REGISTRY: dict[str, Callable[..., ArchitectureSpec]] = {}
 
@@ -69,15 +69,22 @@ def create_model(name: str, width: str = "full", **overrides: Any) -> TransUNet3
     return TransUNet3D(model_spec(name, width, **overrides))
 
 
-def spec_from_config(config: ModelConfig, patch_size: tuple[int, int, int]) -> ArchitectureSpec:
-    """The architecture an experiment's model section describes, for patches of `patch_size`."""
-    depth = {} if config.vit_depth is None else {"vit_depth": config.vit_depth}
-    return model_spec(config.name, config.width, patch_size=tuple(patch_size),
-                      deep_supervision=config.deep_supervision, vit_dropout=config.vit_dropout,
-                      masked_attention=config.masked_attention, num_queries=config.num_queries,
-                      decoder_attention_fp32=config.decoder_attention_fp32, **depth)
+def spec_from_config(config: ExperimentConfig, patch_size: tuple[int, int, int] | None = None) -> ArchitectureSpec:
+    """The architecture an experiment describes: its model section, one output per region of its label scheme
+    (`data.labels`), for patches of `patch_size` (default its training patches, `train.patch_size`)."""
+    # Imported here: the data package imports the config package, whose io checks patches with this registry.
+    from transunet3d.data.labels import label_scheme
+
+    model = config.model
+    depth = {} if model.vit_depth is None else {"vit_depth": model.vit_depth}
+    patch = config.train.patch_size if patch_size is None else patch_size
+    return model_spec(model.name, model.width, patch_size=tuple(patch),
+                      num_regions=len(label_scheme(config.data.labels).regions),
+                      deep_supervision=model.deep_supervision, vit_dropout=model.vit_dropout,
+                      masked_attention=model.masked_attention, num_queries=model.num_queries,
+                      decoder_attention_fp32=model.decoder_attention_fp32, **depth)
 
 
-def model_from_config(config: ModelConfig, patch_size: tuple[int, int, int]) -> TransUNet3D:
-    """The network an experiment config describes, for patches of `patch_size`."""
-    return TransUNet3D(spec_from_config(config, patch_size))
+def model_from_config(config: ExperimentConfig) -> TransUNet3D:
+    """The network an experiment config describes (see `spec_from_config`)."""
+    return TransUNet3D(spec_from_config(config))

@@ -14,7 +14,7 @@ class ArchitectureSpec:
     """
 
     in_channels: int = 4
-    num_regions: int = 3
+    num_regions: int = 3  # output channels: the regions of the label scheme (`registry.spec_from_config`)
     features: tuple[int, ...] = (32, 64, 128, 256, 320, 320)  # per resolution, 1 down to 1/32 (bottleneck)
     patch_size: tuple[int, int, int] = (128, 128, 128)  # sets the ViT position-embedding grid
     deep_supervision: bool = True

@@ -1,7 +1,8 @@
 """Choose post-processing settings on out-of-fold probabilities: coordinate descent over a grid, region by region.
 
 The objective is what `transunet3d evaluate` reports as the overall mean lesion-wise Dice: the mean over cases of
-the mean over WT, TC and ET, a region with nothing in either map scoring 1 as the evaluator scores it.
+the mean over the label scheme's regions (WT, TC and ET; RC too in brats-mets-2025), a region with nothing in
+either map scoring 1 as the evaluator scores it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from transunet3d.config.schema import REGIONS
+from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.parallel import map_cases
@@ -66,8 +67,8 @@ class TuningResult:
 class _Scores:
     """Lesion-wise Dice per case and region of every settings scored so far; each case is read once per batch."""
 
-    def __init__(self, cases: Sequence[TuningCase], workers: int, progress: bool):
-        self.cases, self.workers, self.progress = list(cases), workers, progress
+    def __init__(self, cases: Sequence[TuningCase], workers: int, progress: bool, regions: tuple[str, ...]):
+        self.cases, self.workers, self.progress, self.region_names = list(cases), workers, progress, regions
         self.table: dict[PostprocessSettings, np.ndarray] = {}  # settings -> (cases, regions)
 
     def add(self, candidates: Sequence[PostprocessSettings], desc: str) -> None:
@@ -83,39 +84,41 @@ class _Scores:
         return float(np.mean(self.table[settings]))
 
     def regions(self, settings: PostprocessSettings) -> dict[str, float]:
-        return {region: float(value) for region, value in zip(REGIONS, self.table[settings].mean(axis=0))}
+        return {region: float(value) for region, value in zip(self.region_names, self.table[settings].mean(axis=0))}
 
 
 def tune_postprocessing(cases: Sequence[TuningCase], workers: int = 1, grid: TuningGrid = DEFAULT_GRID,
-                        progress: bool = True) -> TuningResult:
+                        progress: bool = True, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> TuningResult:
     """The settings of `grid` that maximise the mean lesion-wise Dice of `cases`, by coordinate descent.
 
     From the default settings (0.5, 0 mm^3, require_core off), each step tries every threshold with every minimum
-    size of one region (WT, then TC, then ET), the others fixed, then require_core off and on; each candidate is
-    scored on the full label map, since the nesting couples the regions. Passes repeat until one changes nothing
-    (at most MAX_PASSES). Within TIE of the best score the simpler settings win: the threshold nearest 0.5, then
-    the smaller minimum size, then require_core off.
+    size of one region (WT, then TC, then ET, then RC in brats-mets-2025), the others fixed, then require_core off
+    and on; each candidate is scored on the full label map, since the nesting and the writing order couple the
+    regions. Passes repeat until one changes nothing (at most MAX_PASSES). Within TIE of the best score the
+    simpler settings win: the threshold nearest 0.5, then the smaller minimum size, then require_core off.
 
     Args:
         cases: the cases' saved probabilities and reference label maps.
         workers: processes that score cases in parallel; each reads its case once per step for all candidates.
         grid: the values tried.
         progress: show a progress bar per step.
+        scheme: the label scheme of the cases (the run's `data.labels`).
     """
     if not cases:
         raise UserError("no cases to tune the post-processing on")
     start = time.perf_counter()
-    scores, settings, tried = _Scores(cases, workers, progress), PostprocessSettings(), []
+    regions = scheme.region_names
+    default = PostprocessSettings.uniform(scheme=scheme)
+    scores, settings, tried = _Scores(cases, workers, progress, regions), default, []
     for pass_number in range(1, MAX_PASSES + 1):
         at_start = settings
-        for step in (*REGIONS, CORE_STEP):
+        for step in (*regions, CORE_STEP):
             candidates = _candidates(settings, step, grid)
             scores.add(candidates, f"tune {step}, pass {pass_number}")
             tried += [Trial(pass_number, step, candidate, scores.mean(candidate)) for candidate in candidates]
             settings = _choose(candidates, [scores.mean(candidate) for candidate in candidates], step)
         if settings == at_start:
             break
-    default = PostprocessSettings()
     return TuningResult(settings, len(cases), scores.mean(default), scores.mean(settings), scores.regions(default),
                         scores.regions(settings), tried, time.perf_counter() - start)
 
@@ -125,7 +128,7 @@ def _candidates(current: PostprocessSettings, step: str, grid: TuningGrid) -> li
     if step == CORE_STEP:
         variants = [replace(current, require_core=value) for value in grid.require_core]
     else:
-        index = REGIONS.index(step)
+        index = current.scheme.region_names.index(step)
         variants = [replace(current, thresholds=_with(current.thresholds, index, threshold),
                             min_lesion_mm3=_with(current.min_lesion_mm3, index, size))
                     for threshold in grid.thresholds for size in grid.min_lesion_mm3]
@@ -142,7 +145,7 @@ def _choose(candidates: list[PostprocessSettings], scores: list[float], step: st
     near = [candidate for candidate, score in zip(candidates, scores) if score >= best - TIE]
     if step == CORE_STEP:
         return min(near, key=lambda settings: settings.require_core)
-    index = REGIONS.index(step)
+    index = candidates[0].scheme.region_names.index(step)
     return min(near, key=lambda settings: (round(abs(settings.thresholds[index] - 0.5), 9),
                                            settings.min_lesion_mm3[index], settings.thresholds[index]))
 
@@ -158,7 +161,7 @@ def write_postprocessing(path: str | Path, result: TuningResult) -> None:
         "regions": {region: {"before": result.regions_before[region], "after": result.regions_after[region],
                              "threshold": settings.thresholds[index],
                              "min_lesion_mm3": settings.min_lesion_mm3[index]}
-                    for index, region in enumerate(REGIONS)},
+                    for index, region in enumerate(settings.scheme.region_names)},
         "tried": [_trial_row(trial) for trial in result.tried],
         "seconds": result.seconds,
     })
@@ -166,7 +169,8 @@ def write_postprocessing(path: str | Path, result: TuningResult) -> None:
 
 def _trial_row(trial: Trial) -> dict[str, Any]:
     """The values a trial varied: a region's threshold and minimum size, or require_core (then null for those)."""
-    index = REGIONS.index(trial.step) if trial.step in REGIONS else None
+    regions = trial.settings.scheme.region_names
+    index = regions.index(trial.step) if trial.step in regions else None
     return {
         "pass": trial.pass_number,
         "region": trial.step,
@@ -177,8 +181,9 @@ def _trial_row(trial: Trial) -> dict[str, Any]:
     }
 
 
-def read_postprocessing(path: str | Path) -> PostprocessSettings:
-    """The settings of a file that `write_postprocessing` wrote; a missing or bad file is a one-line UserError."""
+def read_postprocessing(path: str | Path, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> PostprocessSettings:
+    """The settings of a file that `write_postprocessing` wrote, for the regions of `scheme`; a missing or bad
+    file, or one for other regions, is a one-line UserError."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -189,6 +194,6 @@ def read_postprocessing(path: str | Path) -> PostprocessSettings:
     if not isinstance(data, dict) or "settings" not in data:
         raise UserError(f"{path}: holds no post-processing settings (no 'settings' key)")
     try:
-        return PostprocessSettings.from_json(data["settings"])
+        return PostprocessSettings.from_json(data["settings"], scheme)
     except UserError as error:
         raise UserError(f"{path}: {error}") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from transunet3d.config.schema import REGIONS
 from transunet3d.data.nifti import load_header_3d, read_data, voxel_size
 from transunet3d.errors import UserError
 from transunet3d.evaluation.pairing import pair_cases
@@ -82,13 +81,13 @@ def evaluation_section(files: EvaluationFiles, root: Path) -> str:
     eval_dir = files.folder
     summary = _read_mapping(files.summary)
     name = eval_dir.relative_to(root) if eval_dir != root else eval_dir.name
-    regions = summary.get("regions", {})
-    rows = [[region, *(regions[region].get(key, float("nan")) for _, key in _REGION_COLUMNS)]
-            for region in REGIONS if regions.get(region)]
+    regions = {region: values for region, values in summary.get("regions", {}).items() if values}
+    rows = [[region, *(values.get(key, float("nan")) for _, key in _REGION_COLUMNS)]
+            for region, values in regions.items()]  # the summary's regions, in its order (its label scheme's)
     overall = summary.get("overall", {})
     parts = [f"<h2>Evaluation: {html.text(name)}</h2>",
              f"<p>{summary.get('cases_scored', 0)} cases scored with the BraTS 2023 lesion-wise metrics "
-             f"(BraTS-MET settings). Mean lesion-wise Dice over WT, TC and ET: "
+             f"(BraTS-MET settings). Mean lesion-wise Dice over {html.text(_listed(list(regions)))}: "
              f"<b>{html.number(overall.get('mean_lesionwise_dice', float('nan')))}</b>.</p>",
              html.table(["region", *(label for label, _ in _REGION_COLUMNS)], rows)]
     parts.append(_overlays(summary))
@@ -154,6 +153,11 @@ def _overlays(summary: dict) -> str:
         spacing = voxel_size(reference)
         parts.append(html.image(overlay_png(volumes, ref_labels, pred_labels, spacing, pair.case), pair.case))
     return "".join(parts)
+
+
+def _listed(names: list[str]) -> str:
+    """Names in words: "WT, TC and ET"."""
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def _float(value: str) -> object:

@@ -9,8 +9,10 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-# BraTS labels: 1 NETC red, 2 SNFH/edema green, 3 ET yellow (the colours of the challenge's figures).
-LABEL_COLORS = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.7), (0.1, 0.8, 0.2, 0.45), (1.0, 0.85, 0.0, 0.7)])
+# BraTS labels: 1 NETC red, 2 SNFH/edema green, 3 ET yellow (the colours of the challenge's figures), and 4 RC
+# (resection cavity, brats-mets-2025) blue.
+LABEL_COLORS = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.7), (0.1, 0.8, 0.2, 0.45), (1.0, 0.85, 0.0, 0.7),
+                               (0.2, 0.4, 1.0, 0.55)])
 VIEWS = ("axial", "coronal", "sagittal")
 
 
@@ -57,11 +59,12 @@ def overlay_png(images: dict[str, np.ndarray], reference: np.ndarray, prediction
             axis = row[column]
             aspect = _aspect(view, spacing)
             axis.imshow(_plane(volume, view, point), cmap="gray", vmin=low, vmax=high, origin="lower", aspect=aspect)
-            axis.imshow(_plane(labels, view, point), cmap=LABEL_COLORS, vmin=0, vmax=3, origin="lower",
+            axis.imshow(_plane(labels, view, point), cmap=LABEL_COLORS, vmin=0, vmax=4, origin="lower",
                         aspect=aspect, interpolation="nearest")
             axis.set_title(f"{name} {view}: {source}", fontsize=8)
             axis.axis("off")
-    figure.suptitle(f"{title} (red NETC, green edema, yellow ET; slices through {point})", fontsize=9)
+    cavity = ", blue cavity" if (reference == 4).any() or (prediction == 4).any() else ""
+    figure.suptitle(f"{title} (red NETC, green edema, yellow ET{cavity}; slices through {point})", fontsize=9)
     figure.tight_layout()
     return png(figure)
 

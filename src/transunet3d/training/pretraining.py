@@ -34,7 +34,7 @@ class PretrainTask(Task):
     def __init__(self, config: ExperimentConfig, preprocessed: Path, processes: Distributed = SINGLE_PROCESS):
         self.config, pretrain, self.loop = config, config.pretrain, config.loop
         crop = tuple(pretrain.patch_size)
-        spec = spec_from_config(config.model, crop)
+        spec = spec_from_config(config, crop)
         if not spec.use_vit:
             raise ConfigError(f"model {config.model.name!r} has no ViT encoder to pre-train; use encoder or both")
         cases = cached_case_ids(Path(preprocessed))

@@ -1,4 +1,5 @@
-"""Training patches from the preprocessing cache: random crops, a share of them centred on tumour.
+"""Training patches from the preprocessing cache: random crops, a share of them centred on a region of the label
+scheme (tumour, or in brats-mets-2025 also the resection cavity).
 
 Only the patch is read from the memory-mapped case; parts of it outside the case are zero (images are z-scored, so
 zero is the mean brain intensity, and background is zero anyway). With augmentation, each batch's rotations and
@@ -16,9 +17,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from transunet3d.config.schema import REGIONS, AugmentConfig
+from transunet3d.config.schema import AugmentConfig
 from transunet3d.data.cache import CachedCase, open_case
-from transunet3d.data.regions import labels_to_regions
+from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme
 from transunet3d.training.augment import draw_spatial, no_spatial, read_size
 
 
@@ -27,7 +28,7 @@ class PatchBatch(NamedTuple):
 
     Attributes:
         images: (B, C, *read) float32.
-        targets: (B, 3, *read) uint8 region masks.
+        targets: (B, R, *read) uint8 region masks, one per region of the label scheme.
         spatial: (B, 4) rotation angles and scale factors drawn for the batch (`augment.draw_spatial`);
             `SPATIAL_IDENTITY` rows without augmentation.
     """
@@ -41,7 +42,7 @@ class PatchBatch(NamedTuple):
 
 
 def forced_foreground(batch_size: int, fraction: float) -> list[bool]:
-    """Which samples of a batch must contain tumour: the last ones, nnU-Net's rule (1 of 2 for a third)."""
+    """Which samples of a batch must contain foreground: the last ones, nnU-Net's rule (1 of 2 for a third)."""
     first_forced = round(batch_size * (1 - fraction))
     return [index >= first_forced for index in range(batch_size)]
 
@@ -61,15 +62,16 @@ def _window(start: np.ndarray, size, shape) -> tuple[tuple[slice, ...], tuple[sl
     return inside, tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(inside, start))
 
 
-def tumour_centre(case: CachedCase, rng: np.random.Generator, lesion_fraction: float = 0.0):
-    """A random voxel of a random tumour region; None for a case without tumour (it gives a random patch).
+def foreground_centre(case: CachedCase, rng: np.random.Generator, lesion_fraction: float = 0.0):
+    """A random voxel of a random region of the case's label scheme (WT, TC, ET, and RC in brats-mets-2025) that
+    the case holds; None for a case without any (it gives a random patch).
 
     With probability `lesion_fraction`, the voxel is one of a lesion chosen uniformly among the region's lesions
     (26-connected components), so that a 3 mm metastasis is centred as often as a 30 mm one; otherwise it is drawn
     uniformly from the region's voxels (nnU-Net's rule), which favours large lesions by their volume.
     """
     locations = case.properties.get("foreground_locations", {})
-    regions = [r for r in REGIONS if locations.get(r)]
+    regions = [r for r in locations if locations[r]]  # the cache's regions, in the scheme's order
     if not regions:
         return None
     region = regions[rng.integers(len(regions))]
@@ -81,31 +83,33 @@ def tumour_centre(case: CachedCase, rng: np.random.Generator, lesion_fraction: f
 
 
 def _fill_patch(case: CachedCase, patch, rng: np.random.Generator, foreground: bool, image: np.ndarray,
-                regions: np.ndarray, lesion_fraction: float = 0.0) -> None:
-    """Write one case's patch into the zeros of `image` (C, *read) and `regions` (3, *read).
+                regions: np.ndarray, scheme: LabelScheme, lesion_fraction: float = 0.0) -> None:
+    """Write one case's patch into the zeros of `image` (C, *read) and `regions` (R, *read) of `scheme`.
 
     Only the part of the read inside the case is copied and converted to regions; the rest stays zero.
     """
     read = image.shape[1:]
-    centre = tumour_centre(case, rng, lesion_fraction) if foreground else None
+    centre = foreground_centre(case, rng, lesion_fraction) if foreground else None
     start = _patch_start(rng, case.image.shape[1:], patch, centre) - (np.asarray(read) - patch) // 2
     inside, target = _window(start, read, case.image.shape[1:])
     image[(..., *target)] = case.image[(..., *inside)]
     if case.seg is not None:
-        regions[(..., *target)] = labels_to_regions(case.seg[inside])
+        regions[(..., *target)] = scheme.labels_to_regions(case.seg[inside])
 
 
 def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.Generator, foreground: bool,
-                 read: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(image (C, *read) float32, region targets (3, *read) uint8) of one case.
+                 read: tuple[int, int, int] | None = None,
+                 scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) -> tuple[np.ndarray, np.ndarray]:
+    """(image (C, *read) float32, region targets (R, *read) uint8 of `scheme`) of one case.
 
-    The patch is placed as a `patch`-sized one (uniformly, or around a tumour voxel when `foreground`) and read as
-    `read` voxels (default: `patch`) around the same centre, the larger input that spatial augmentation crops back.
+    The patch is placed as a `patch`-sized one (uniformly, or around a foreground voxel when `foreground`) and
+    read as `read` voxels (default: `patch`) around the same centre, the larger input that spatial augmentation
+    crops back.
     """
     read = tuple(patch if read is None else read)
     image = np.zeros((case.image.shape[0], *read), dtype=np.float32)
-    regions = np.zeros((len(REGIONS), *read), dtype=np.uint8)
-    _fill_patch(case, patch, rng, foreground, image, regions)
+    regions = np.zeros((len(scheme.regions), *read), dtype=np.uint8)
+    _fill_patch(case, patch, rng, foreground, image, regions, scheme)
     return image, regions
 
 
@@ -114,7 +118,8 @@ class PatchBatches:
     """Batches of training patches from cached cases; `batch(i)` is a pure function of (seed, i, rank).
 
     With `augment`, each batch also draws its rotations and scalings and reads its patches with the margin they
-    need (`augment.read_size`) around the same centres; without, the patches themselves.
+    need (`augment.read_size`) around the same centres; without, the patches themselves. The targets are the
+    regions of `scheme`, the label scheme of the cache.
     """
 
     root: Path
@@ -122,10 +127,11 @@ class PatchBatches:
     patch_size: tuple[int, int, int]
     batch_size: int
     foreground_fraction: float = 1 / 3
-    lesion_fraction: float = 0.0  # of the tumour-centred patches, those centred on a lesion chosen uniformly
+    lesion_fraction: float = 0.0  # of the foreground-centred patches, those centred on a lesion chosen uniformly
     seed: int = 0
     rank: int = 0
     augment: AugmentConfig | None = None
+    scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]
 
     def __post_init__(self) -> None:
         self._cases: dict[str, CachedCase] | None = None
@@ -152,10 +158,10 @@ class PatchBatches:
         channels = self.cases[self.case_ids[0]].image.shape[0]
         # Samples are written in place: for enlarged reads, stacking separate arrays cost as much as reading them.
         images = np.zeros((self.batch_size, channels, *read), dtype=np.float32)
-        regions = np.zeros((self.batch_size, len(REGIONS), *read), dtype=np.uint8)
+        regions = np.zeros((self.batch_size, len(self.scheme.regions), *read), dtype=np.uint8)
         for sample, forced in enumerate(forced_foreground(self.batch_size, self.foreground_fraction)):
             case = self.cases[self.case_ids[rng.integers(len(self.case_ids))]]
-            _fill_patch(case, tuple(self.patch_size), rng, forced, images[sample], regions[sample],
+            _fill_patch(case, tuple(self.patch_size), rng, forced, images[sample], regions[sample], self.scheme,
                         self.lesion_fraction)
         return PatchBatch(images, regions, spatial)
 

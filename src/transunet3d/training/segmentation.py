@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from transunet3d.config.io import save_config
-from transunet3d.config.schema import REGIONS, ExperimentConfig
+from transunet3d.config.schema import ExperimentConfig
 from transunet3d.data.cache import SPLITS_FILE
+from transunet3d.data.labels import label_scheme
 from transunet3d.data.splits import make_splits, preprocessed_case_ids, read_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
@@ -45,26 +46,29 @@ def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tupl
 
 
 class SegmentationTask(Task):
-    """Region losses (and the set loss for query decoders) on augmented, foreground-oversampled patches."""
+    """Region losses (and the set loss for query decoders) on augmented, foreground-oversampled patches, one
+    output per region of the label scheme (`data.labels`)."""
 
-    metric_columns = tuple(f"dice_{region}" for region in REGIONS)
     score_column = "ema_dice"
 
     def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: Fold,
                  processes: Distributed = SINGLE_PROCESS):
         """Without validation cases (the all-data model), the pseudo-Dice is measured on training patches."""
         self.config, train, self.loop = config, config.train, config.loop
+        scheme = label_scheme(config.data.labels)
+        self.metric_columns = tuple(f"dice_{region}" for region in scheme.region_names)
         self.splits, train_ids, val_ids = fold_cases(Path(preprocessed), fold, config)
         # Each process draws its own patches: the batch seeds include the rank.
         self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, self.loop.batch_size,
                                     train.foreground_fraction, train.lesion_sampling, seed=self.loop.seed,
-                                    rank=processes.rank, augment=config.augment)
+                                    rank=processes.rank, augment=config.augment, scheme=scheme)
         self.validation = PatchBatches(Path(preprocessed), val_ids or train_ids, train.patch_size,
-                                       self.loop.batch_size, train.foreground_fraction, seed=self.loop.seed + 1)
+                                       self.loop.batch_size, train.foreground_fraction, seed=self.loop.seed + 1,
+                                       scheme=scheme)
         self.iterations_per_epoch = (self.loop.iterations_per_epoch
                                      or math.ceil(len(train_ids) / (self.loop.batch_size * processes.world)))
         self.grad_clip = train.grad_clip
-        self.network = seeded_network(self.loop.seed, lambda: model_from_config(config.model, train.patch_size))
+        self.network = seeded_network(self.loop.seed, lambda: model_from_config(config))
         # The CNN heads of a decoder-only model take no part in its loss.
         self.find_unused_parameters = self.network.spec.use_query_decoder and not train.cnn_deep_supervision
 
@@ -97,7 +101,7 @@ class SegmentationTask(Task):
 
     def validate(self, device: torch.device, autocast: contextlib.AbstractContextManager) -> dict[str, float]:
         """Pseudo-Dice per region on the fixed validation batches."""
-        dice = PseudoDice(len(REGIONS))
+        dice = PseudoDice(len(self.metric_columns))
         for index in range(self.loop.val_batches):
             images, targets, _ = self.validation.batch(index)
             with autocast:
