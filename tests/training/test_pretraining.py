@@ -108,6 +108,19 @@ def test_resumed_pretraining_ends_with_the_same_weights_bitwise(cache: Path, tmp
     assert [row["epoch"] for row in resumed.log.rows] == [0, 1, 2]
 
 
+def test_a_rerun_after_a_kill_before_the_first_checkpoint_logs_each_epoch_once(cache: Path, tmp_path: Path):
+    """Killed after epoch 0's log row but before its checkpoint: the rerun starts afresh and forgets that row."""
+    config = build_config("mae-tiny", ["loop.epochs=2", "loop.iterations_per_epoch=1", "loop.val_batches=1"])
+    folder = ModelFolder(tmp_path / "run")
+    folder.path.mkdir(parents=True)
+    folder.log.write_text("epoch,train_loss,val_loss,lr,seconds,skipped_steps\n0,1.0,1.0,0.001,1.0,0\n")
+    rerun = Trainer(PretrainTask(config, cache), folder, device="cpu")
+    assert not rerun.resume()
+    rerun.fit()
+    assert [row["epoch"] for row in rerun.log.rows] == [0, 1]
+    assert folder.log.read_text().count("\n") == 3
+
+
 @pytest.mark.parametrize(("scaling", "peak"), [("linear", 1.5e-4 * 16 / 256), ("none", 1.5e-4)])
 def test_both_readings_of_the_papers_mae_learning_rate(cache: Path, scaling: str, peak: float):
     """8 processes x batch 2 with base lr 1.5e-4: MAE's rule gives 9.4e-6, the literal reading 1.5e-4."""

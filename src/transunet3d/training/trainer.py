@@ -91,7 +91,6 @@ class Trainer:
         self.scaler.load_state_dict(saved["scaler"])
         torch.set_rng_state(saved["torch_rng"])
         self.state = TrainerState(**saved["trainer"])
-        self.log.truncate(self.state.epoch)
         return True
 
     def fit(self) -> TrainerState:
@@ -100,6 +99,9 @@ class Trainer:
         loop = self.loop
         if self.state.epoch == 0:
             torch.manual_seed(loop.seed)
+        # Rows logged after the checkpoint this run starts from (all of them for a fresh start): a process killed
+        # between writing an epoch's row and its checkpoint would otherwise leave that epoch logged twice.
+        self.log.truncate(self.state.epoch)
         while self.state.epoch < loop.epochs:
             started = time.perf_counter()
             loss = self._train_epoch(self.state.epoch)
