@@ -8,9 +8,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from transunet3d.data.labels import label_scheme
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d, read_data
-from transunet3d.data.regions import LABELS
 from transunet3d.errors import InputError
 from transunet3d.parallel import map_cases
 
@@ -61,31 +61,40 @@ def _finite(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
     return array
 
 
-def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None) -> np.ndarray:
-    """The labels of a segmentation as uint8, checked to be integers of the scheme (`regions.LABELS`).
+def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
+                   labels: tuple[int, ...] | None = None) -> np.ndarray:
+    """The labels of a segmentation as uint8, checked to be integers of the scheme.
 
     Training, tuning and evaluation all read label maps here: a label no region holds would otherwise count as
     background without a word.
+
+    Args:
+        labels: the labels allowed (background included); by default those of the default label scheme.
     """
+    labels = label_scheme().labels if labels is None else tuple(labels)
     raw = read_data(image, path, case_id, dtype=np.float64 if image.get_data_dtype().kind == "f" else None)
     if raw.dtype.kind == "f":
         _finite(raw, path, case_id)
         if not np.array_equal(raw, np.round(raw)):
             raise InputError(case_id, path, "label map has non-integer values")
-    bad = _labels_outside_scheme(raw)
+    bad = _labels_outside(raw, labels)
     if bad:
-        raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, LABELS))}}}, "
+        raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, labels))}}}, "
                          f"found {', '.join(f'{value:.6g}' for value in bad)}")
     return raw.astype(np.uint8)
 
 
-def _labels_outside_scheme(labels: np.ndarray, shown: int = 5) -> list[float]:
-    """Up to `shown` values of the integer array `labels` that are not in LABELS, in increasing order."""
+def _labels_outside(values: np.ndarray, labels: tuple[int, ...], shown: int = 5) -> list[float]:
+    """Up to `shown` values of the integer array `values` that are not in `labels`, in increasing order."""
+    # The usual case, labels 0..K: the extremes decide, two fast passes instead of a lookup of every voxel.
+    contiguous = labels == tuple(range(len(labels)))
+    if contiguous and values.size and values.min() >= 0 and values.max() <= labels[-1]:
+        return []
     allowed = np.zeros(256, dtype=bool)
-    allowed[list(LABELS)] = True
-    codes = np.clip(labels, 0, 255).astype(np.uint8)
-    outside = (labels != codes) | ~allowed[codes]
-    return [float(value) for value in np.unique(labels[outside])[:shown]] if outside.any() else []
+    allowed[list(labels)] = True
+    codes = np.clip(values, 0, 255).astype(np.uint8)
+    outside = (values != codes) | ~allowed[codes]
+    return [float(value) for value in np.unique(values[outside])[:shown]] if outside.any() else []
 
 
 def _problem(case: CaseFiles) -> str:

@@ -1,0 +1,201 @@
+"""BraTS 2025 lesion-wise metrics, number for number those of the official evaluation.
+
+The official evaluation is two commands of the `brats-evaluation` package (0.0.10): `brats-evaluate --config mets`
+(panoptica: per region, 26-connected components without dilation, matched one to one by maximum bipartite
+matching on Dice; Dice, NSD and HD95 per matched lesion; global Dice, NSD and HD95 of the whole region), then
+`brats-parse-metrics mets --vol_threshold 27 --overlap_threshold 0.2`, which turns those into the reported
+quantities. Both steps happen here, per region, in `score_region_2025`:
+
+- a reference lesion of at least 27 mm^3 is "large": its Dice, NSD and HD95 enter the lesion-wise means (a missed
+  one as 0, 0 and 373 mm), and it is detected when matched with Dice >= 0.2;
+- a smaller lesion is scored by detection only (matched with Dice >= 0.2);
+- every unmatched predicted component is a false positive: 0, 0 and 373 mm in the lesion-wise means, and an FP
+  of both the large and the small detection counts;
+- quantities that the package leaves undefined (no lesion of a kind, 0/0) are NaN, as in its CSV.
+
+Two behaviours of the package are kept on purpose, because they are what the official numbers are:
+- it reads files with SimpleITK, whose arrays are indexed (z, y, x), and hands it the spacing in (x, y, z) order,
+  so distances of lesions use the voxel size of the axes in reverse order (this matters for anisotropic voxels);
+- the global HD95 and NSD are computed without the voxel size: in voxels, with an NSD tolerance of 0.5 voxel.
+Lesion NSD uses the package's tolerance, the smallest voxel size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from transunet3d.evaluation.border import border_distances, component_borders, hd95, normalized_surface_dice
+from transunet3d.evaluation.matching import InstanceMatching, components, match_components
+from transunet3d.evaluation.surface import NearestCorner
+
+VOLUME_THRESHOLD_MM3 = 27.0  # --vol_threshold 27: smaller lesions are scored by detection only
+OVERLAP_THRESHOLD = 0.2  # --overlap_threshold 0.2: the Dice at which a matched lesion counts as detected
+MISSED_HD95 = 373.0  # the parser's penalty (mm, the diagonal of the SRI atlas) for missed lesions and FPs
+GLOBAL_NSD_TOLERANCE = 0.5  # the package computes global NSD without the voxel size: 0.5 voxel
+
+QUANTITIES = (
+    "lesionwise_dsc_mean", "lesionwise_dsc_std", "lesionwise_nsd_mean", "lesionwise_nsd_std",
+    "lesionwise_hd95_mean", "lesionwise_hd95_std",
+    "large_instance_tp", "large_instance_fp", "large_instance_fn", "large_instance_prec", "large_instance_rec",
+    "large_instance_f1",
+    "small_instance_tp", "small_instance_fp", "small_instance_fn", "small_instance_prec", "small_instance_rec",
+    "small_instance_f1",
+    "all_instance_tp", "all_instance_fp", "all_instance_fn", "all_instance_prec", "all_instance_rec",
+    "all_instance_f1",
+    "global_dsc", "global_nsd", "global_hd95",
+)
+
+
+@dataclass
+class ReferenceLesion:
+    """One reference lesion (a connected component) and its match."""
+
+    label: int  # its component label (1-based)
+    volume_mm3: float
+    matched: tuple[int, ...]  # the predicted component matched to it, or () when missed
+    dice: float  # 0 when missed
+    nsd: float  # 0 when missed
+    hd95: float  # MISSED_HD95 when missed
+    counted: bool = True  # every lesion counts (the small ones by detection); for the per-lesion report
+
+
+@dataclass
+class Brats2025Scores:
+    """The quantities of one region as the official parser reports them (NaN where it reports NaN)."""
+
+    quantities: dict[str, float]
+    lesions: list[ReferenceLesion] = field(default_factory=list)
+    false_positives: tuple[int, ...] = ()
+    pred_components: np.ndarray | None = None  # labelled predicted components, for reports
+    gt_lesions: np.ndarray | None = None  # labelled reference components, for reports
+
+
+def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float],
+                      volume_voxels: int | None = None) -> Brats2025Scores:
+    """The official BraTS 2025 quantities of boolean masks `pred` vs `ref` with voxel `spacing` (mm, per axis).
+
+    The masks may be a crop that holds every labelled voxel of both (no number changes), best in Fortran order.
+    `volume_voxels` is unused (the 2023 rules need it) and accepted so that both rule sets are called alike.
+    """
+    spacing = tuple(float(s) for s in spacing)
+    ref_labels, n_ref = components(ref)
+    pred_labels, n_pred = components(pred)
+    matching = match_components(ref_labels, n_ref, pred_labels, n_pred)
+    ref_borders = component_borders(ref_labels, ref, n_ref)
+    pred_borders = component_borders(pred_labels, pred, n_pred)
+    lesions, distances = _reference_lesions(matching, ref_borders, pred_borders, spacing)
+    quantities = {**parse_lesions(lesions, n_ref, n_pred),
+                  **_global_scores(ref, pred, ref_borders, pred_borders, matching, distances, spacing)}
+    return Brats2025Scores({name: quantities[name] for name in QUANTITIES}, lesions, matching.false_positives,
+                           pred_labels, ref_labels)
+
+
+def _reference_lesions(matching: InstanceMatching, ref_borders, pred_borders, spacing):
+    """Every reference lesion with its volume and, when matched, its Dice, NSD and HD95, in the package's row
+    order (matched lesions first, then missed ones, each by label); and each matched lesion's border distances.
+    """
+    distance_spacing = spacing[::-1]  # the package's SimpleITK axis order (module docstring)
+    voxel_volume = float(np.prod(spacing))
+    matched, missed, distances = [], [], {}
+    for label in range(1, len(matching.reference_sizes)):
+        volume = float(matching.reference_sizes[label]) * voxel_volume
+        if label not in matching.pairs:
+            missed.append(ReferenceLesion(label, volume, (), 0.0, 0.0, MISSED_HD95))
+            continue
+        component = matching.pairs[label]
+        to_pred, to_ref = border_distances(ref_borders[label], pred_borders[component], distance_spacing)
+        distances[label] = (to_pred, to_ref)
+        matched.append(ReferenceLesion(label, volume, (component,), matching.dice[label],
+                                       normalized_surface_dice(to_pred, to_ref, min(distance_spacing)),
+                                       hd95(to_pred, to_ref)))
+    return matched + missed, distances
+
+
+def _global_scores(ref, pred, ref_borders, pred_borders, matching: InstanceMatching, distances,
+                   spacing) -> dict[str, float]:
+    """Dice, NSD and HD95 of the whole region (in voxels); without overlap, the package's edge-case values.
+
+    A matched lesion's border distances to its own component bound its distances to the whole other border, and a
+    bounded search is much faster; only missed lesions and false positives are searched without a bound.
+    """
+    overlap = int(np.count_nonzero(ref & pred))
+    if overlap == 0:
+        if len(ref_borders) == 1 and len(pred_borders) == 1:  # no lesion on either side
+            return {"global_dsc": math.nan, "global_nsd": math.nan, "global_hd95": math.nan}
+        return {"global_dsc": 0.0, "global_nsd": 0.0, "global_hd95": MISSED_HD95}
+    dice = 2 * overlap / (int(matching.reference_sizes[1:].sum()) + int(matching.prediction_sizes[1:].sum()))
+    in_voxels = 1.0 / min(spacing)  # a distance of d mm is at most d / (smallest voxel size) voxels
+    unit = (1.0, 1.0, 1.0)
+    whole_ref, whole_pred = NearestCorner(np.concatenate(ref_borders), unit), \
+        NearestCorner(np.concatenate(pred_borders), unit)
+    to_pred, to_ref = {}, {}
+    for label, component in matching.pairs.items():
+        lesion_to_pred, lesion_to_ref = distances[label]
+        to_pred[label] = whole_pred.distances(ref_borders[label], bound=float(lesion_to_pred.max()) * in_voxels)
+        to_ref[component] = whole_ref.distances(pred_borders[component], bound=float(lesion_to_ref.max()) * in_voxels)
+    ref_to_pred = np.concatenate([to_pred[label] if label in to_pred else whole_pred.distances(ref_borders[label])
+                                  for label in range(1, len(ref_borders))] or [np.zeros(0)])
+    pred_to_ref = np.concatenate([to_ref[c] if c in to_ref else whole_ref.distances(pred_borders[c])
+                                  for c in range(1, len(pred_borders))] or [np.zeros(0)])
+    return {"global_dsc": float(dice),
+            "global_nsd": normalized_surface_dice(ref_to_pred, pred_to_ref, GLOBAL_NSD_TOLERANCE),
+            "global_hd95": hd95(ref_to_pred, pred_to_ref)}
+
+
+def parse_lesions(lesions: list[ReferenceLesion], n_ref: int, n_pred: int) -> dict[str, float]:
+    """The lesion-wise and detection quantities of one region, as `brats-parse-metrics mets` computes them.
+
+    Args:
+        lesions: every reference lesion, matched ones first (the package's row order, which fixes the float sums).
+        n_ref, n_pred: the numbers of reference lesions and predicted components.
+    """
+    tp = sum(1 for lesion in lesions if lesion.matched)
+    fp, fn = n_pred - tp, n_ref - tp
+    large = [lesion for lesion in lesions if lesion.volume_mm3 >= VOLUME_THRESHOLD_MM3]
+    small = [lesion for lesion in lesions if lesion.volume_mm3 < VOLUME_THRESHOLD_MM3]
+    return {
+        **_lesionwise_means(large, fp, n_ref),
+        **_detection("large_instance", large, fp),
+        **_detection("small_instance", small, fp),
+        "all_instance_tp": tp, "all_instance_fp": fp, "all_instance_fn": fn,
+        "all_instance_prec": tp / (tp + fp) if tp + fp else math.nan,
+        "all_instance_rec": tp / (tp + fn) if tp + fn else math.nan,
+        "all_instance_f1": _recognition_quality(tp, fp, fn, n_ref, n_pred),
+    }
+
+
+def _recognition_quality(tp: int, fp: int, fn: int, n_ref: int, n_pred: int) -> float:
+    """Panoptica's RQ (the F1 of matching): 0 without matches, NaN with nothing at all."""
+    if tp == 0:
+        return 0.0 if n_pred + n_ref > 0 else math.nan
+    return tp / (tp + 0.5 * fp + 0.5 * fn)
+
+
+def _lesionwise_means(large: list[ReferenceLesion], fp: int, n_ref: int) -> dict[str, float]:
+    """Means and standard deviations over large lesions and false positives; NaN without large lesions."""
+    names = [f"lesionwise_{metric}_{statistic}" for metric in ("dsc", "nsd", "hd95") for statistic in ("mean", "std")]
+    if n_ref == 0 or not large:
+        return dict.fromkeys(names, math.nan)
+    dsc = [lesion.dice for lesion in large] + [0] * fp
+    nsd = [lesion.nsd for lesion in large] + [0] * fp
+    distances = [lesion.hd95 for lesion in large] + [MISSED_HD95] * fp
+    return dict(zip(names, (float(np.mean(dsc)), float(np.std(dsc)), float(np.mean(nsd)), float(np.std(nsd)),
+                            float(np.mean(distances)), float(np.std(distances)))))
+
+
+def _detection(prefix: str, lesions: list[ReferenceLesion], fp: int) -> dict[str, float]:
+    """Detection counts, precision, recall and F1 of one size class (NaN when it has no lesion); every false
+    positive counts for both size classes."""
+    names = [f"{prefix}_{name}" for name in ("tp", "fp", "fn", "prec", "rec", "f1")]
+    if not lesions:
+        return dict.fromkeys(names, math.nan)
+    tp = sum(1 for lesion in lesions if lesion.matched and lesion.dice >= OVERLAP_THRESHOLD)
+    fn = len(lesions) - tp
+    precision = tp / (tp + fp) if tp + fp > 0 else 0
+    recall = tp / (tp + fn) if tp + fn > 0 else 0
+    f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn > 0 else 0
+    return dict(zip(names, (tp, fp, fn, precision, recall, f1)))
+
