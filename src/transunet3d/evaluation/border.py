@@ -10,7 +10,9 @@ way SciPy's distance transform does, so that the floats are the same).
 
 from __future__ import annotations
 
+import functools
 import sys
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,17 +36,86 @@ def border_voxels(mask: np.ndarray) -> np.ndarray:
     return voxels[~inner]
 
 
-def component_borders(labels: np.ndarray, mask: np.ndarray, count: int) -> list[np.ndarray]:
-    """Border voxel indices (N, 3) of each labelled component (list index = label; index 0 is empty).
+@dataclass
+class ComponentBorders:
+    """The border voxels of every component of a labelled mask, and a grid of who owns each border voxel."""
 
-    A face neighbour of a component's voxel that lies in the mask lies in the same component, so the mask's
-    border, split by label, is every component's own border.
-    """
-    voxels = border_voxels(mask)
-    owners = labels.ravel(order="F")[voxels]
-    order = np.argsort(owners, kind="stable")
-    points = np.stack(np.unravel_index(voxels[order], mask.shape, order="F"), axis=1)
-    return np.split(points, np.cumsum(np.bincount(owners, minlength=count + 1))[:-1])
+    points: list[np.ndarray]  # per component (list index = label; index 0 is empty), its border voxels (N, 3)
+    owner: np.ndarray  # the mask's grid padded by _NEAR voxels (Fortran order): a border voxel's component, else 0
+    _whole: dict = field(default_factory=dict)  # spacing -> search over every component's border, made once
+
+    @classmethod
+    def of(cls, labels: np.ndarray, mask: np.ndarray, count: int) -> ComponentBorders:
+        """The borders of the components `labels` (1..count) of `mask`.
+
+        A face neighbour of a component's voxel that lies in the mask lies in the same component, so the mask's
+        border, split by label, is every component's own border.
+        """
+        voxels = border_voxels(mask)
+        owners = labels.ravel(order="F")[voxels]
+        order = np.argsort(owners, kind="stable")
+        indices = np.stack(np.unravel_index(voxels[order], mask.shape, order="F"), axis=1)
+        points = np.split(indices, np.cumsum(np.bincount(owners, minlength=count + 1))[:-1])
+        owner = np.zeros(tuple(n + 2 * _NEAR for n in mask.shape), dtype=np.min_scalar_type(count), order="F")
+        owner[tuple((indices + _NEAR).T)] = owners[order]
+        return cls(points, owner)
+
+    def distances(self, points: np.ndarray, label: int | None, spacing: tuple[float, float, float],
+                  bound: float | None = None) -> np.ndarray:
+        """Distance (mm) of each voxel of `points` (N, 3) to the nearest border voxel of component `label`, or of
+        any component when `label` is None. `bound`, when given, must be at least every answer.
+
+        Most answers are found on the grid, by looking at the voxels around each point nearest first; only the
+        points with nothing within _NEAR voxels are searched for.
+        """
+        result, far = self._near(points, label, spacing)
+        if len(far):
+            if label is not None:
+                result[far] = nearest_distances(points[far], self.points[label], spacing, bound)
+            else:
+                if spacing not in self._whole:
+                    self._whole[spacing] = NearestCorner(np.concatenate(self.points), spacing)
+                result[far] = self._whole[spacing].distances(points[far], bound)
+        return result
+
+    def _near(self, points: np.ndarray, label: int | None, spacing) -> tuple[np.ndarray, np.ndarray]:
+        """The distances found within the neighbourhood, and the indices of the points without any there."""
+        offsets, lengths, groups = _neighbourhood(tuple(spacing), self.owner.shape)
+        strides = np.array([1, self.owner.shape[0], self.owner.shape[0] * self.owner.shape[1]])
+        base = (points + _NEAR) @ strides
+        owner = self.owner.ravel(order="F")
+        result = np.zeros(len(points))
+        todo = np.arange(len(points))
+        for group in groups:  # nearest offsets first, in a few vectorised steps
+            found = owner[base[todo, None] + offsets[None, group]]
+            hit = found == label if label is not None else found != 0
+            first = hit.argmax(axis=1)
+            resolved = hit[np.arange(len(todo)), first]
+            result[todo[resolved]] = lengths[group][first[resolved]]
+            todo = todo[~resolved]
+            if not len(todo):
+                break
+        return result, todo
+
+
+_NEAR = 2  # voxels per axis around a point that are looked at on the grid before a k-d tree search
+
+
+@functools.lru_cache(maxsize=64)
+def _neighbourhood(spacing: tuple[float, float, float], shape: tuple[int, int, int]):
+    """The offsets around a voxel within which a nearest border voxel is certain, nearest first: flat offsets in
+    an F-order grid of `shape`, their lengths (mm, computed as the distances are), and the steps they are looked
+    at in. An offset is kept only if it is shorter than any offset outside the cube of side 2 * _NEAR + 1."""
+    axis = np.arange(-_NEAR, _NEAR + 1)
+    cube = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    steps = cube.astype(np.float64) * np.asarray(spacing, dtype=np.float64)
+    lengths = np.sqrt(np.add.reduce(steps * steps, axis=1))
+    keep = lengths < (_NEAR + 1) * min(spacing)
+    order = np.argsort(lengths[keep], kind="stable")
+    offsets = cube[keep][order] @ np.array([1, shape[0], shape[0] * shape[1]])
+    count = len(offsets)
+    groups = [slice(0, 1), slice(1, min(27, count)), slice(min(27, count), count)]
+    return offsets, lengths[keep][order], [g for g in groups if g.start < g.stop]
 
 
 def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: tuple[float, float, float],
@@ -55,22 +126,18 @@ def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: tuple[fl
     from the integer index difference as SciPy's distance transform computes it. `bound`, when given, must be at
     least every answer (it speeds up the tree search).
     """
-    if len(points) * len(targets) > _ALL_AGAINST_ALL or len(targets) == 0:
+    if len(points) * len(targets) > _ALL_AGAINST_ALL or len(targets) == 0 or len(points) == 0:
         return NearestCorner(targets, spacing).distances(points, bound)
     steps = (targets[None, :, :] - points[:, None, :]).astype(np.float64) * np.asarray(spacing, dtype=np.float64)
     return np.sqrt(np.add.reduce(steps * steps, axis=2)).min(axis=1, initial=np.inf)
 
 
-def border_distances(
-    reference: np.ndarray, prediction: np.ndarray, spacing: tuple[float, float, float],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distances (mm) of each reference border voxel to the prediction's border, and the other way round.
-
-    Args:
-        reference, prediction: border voxel indices (N, 3) and (M, 3), both non-empty.
-        spacing: the voxel size (mm) per array axis.
-    """
-    return nearest_distances(reference, prediction, spacing), nearest_distances(prediction, reference, spacing)
+def border_distances(reference: ComponentBorders, lesion: int, prediction: ComponentBorders, component: int,
+                     spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (mm) of each border voxel of reference `lesion` to the border of predicted `component`, and
+    the other way round; `spacing` is the voxel size per array axis."""
+    return (prediction.distances(reference.points[lesion], component, spacing),
+            reference.distances(prediction.points[component], lesion, spacing))
 
 
 def hd95(reference_to_prediction: np.ndarray, prediction_to_reference: np.ndarray) -> float:

@@ -27,14 +27,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transunet3d.evaluation.border import border_distances, component_borders, hd95, normalized_surface_dice
+from transunet3d.data.crop import mask_bounds, union_bounds
+from transunet3d.data.labels import label_scheme
+from transunet3d.evaluation.border import ComponentBorders, border_distances, hd95, normalized_surface_dice
 from transunet3d.evaluation.matching import InstanceMatching, components, match_components
-from transunet3d.evaluation.surface import NearestCorner
 
 VOLUME_THRESHOLD_MM3 = 27.0  # --vol_threshold 27: smaller lesions are scored by detection only
 OVERLAP_THRESHOLD = 0.2  # --overlap_threshold 0.2: the Dice at which a matched lesion counts as detected
 MISSED_HD95 = 373.0  # the parser's penalty (mm, the diagonal of the SRI atlas) for missed lesions and FPs
 GLOBAL_NSD_TOLERANCE = 0.5  # the package computes global NSD without the voxel size: 0.5 voxel
+_SCHEME = label_scheme("brats-mets-2025")
 
 QUANTITIES = (
     "lesionwise_dsc_mean", "lesionwise_dsc_std", "lesionwise_nsd_mean", "lesionwise_nsd_std",
@@ -73,6 +75,52 @@ class Brats2025Scores:
     gt_lesions: np.ndarray | None = None  # labelled reference components, for reports
 
 
+def score_labels_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float],
+                      volume_voxels: int | None = None) -> dict[str, Brats2025Scores]:
+    """The official quantities of every region of the `brats-mets-2025` scheme, for two label maps (uint8) of one
+    shape, such as the crop of a case to its labelled voxels. `volume_voxels` is unused (the 2023 rules need it).
+
+    Each region is scored on its own bounding box; its component labels are returned in the maps' frame.
+    """
+    pred, ref = np.asfortranarray(pred), np.asfortranarray(ref)  # the package's numbering order (`components`)
+    scores = {}
+    for region, labels in _SCHEME.regions.items():
+        pred_mask, ref_mask = _region_mask(pred, labels), _region_mask(ref, labels)
+        bounds = union_bounds(mask_bounds(pred_mask), mask_bounds(ref_mask))
+        if bounds is None:
+            scores[region] = _nothing_to_score()
+            continue
+        box = tuple(slice(lo, hi) for lo, hi in bounds)
+        region_scores = score_region_2025(np.asfortranarray(pred_mask[box]), np.asfortranarray(ref_mask[box]),
+                                          spacing)
+        region_scores.pred_components = _uncropped(region_scores.pred_components, box, pred.shape)
+        region_scores.gt_lesions = _uncropped(region_scores.gt_lesions, box, pred.shape)
+        scores[region] = region_scores
+    return scores
+
+
+def _region_mask(labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
+    """Voxels holding any of `values` (comparisons keep the Fortran order and beat a table lookup)."""
+    mask = labels == values[0]
+    for value in values[1:]:
+        mask |= labels == value
+    return mask
+
+
+def _nothing_to_score() -> Brats2025Scores:
+    """The scores of a region that neither map holds (the package: zero counts, every other quantity NaN)."""
+    quantities = {**parse_lesions([], 0, 0), "global_dsc": math.nan, "global_nsd": math.nan, "global_hd95": math.nan}
+    empty = np.zeros((1, 1, 1), dtype=np.uint32)
+    return Brats2025Scores({name: quantities[name] for name in QUANTITIES}, [], (), empty, empty)
+
+
+def _uncropped(labels: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """`labels` of the crop `box` placed in an array of `shape` (untouched zero pages cost nothing)."""
+    whole = np.zeros(shape, dtype=labels.dtype, order="F")
+    whole[box] = labels
+    return whole
+
+
 def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float],
                       volume_voxels: int | None = None) -> Brats2025Scores:
     """The official BraTS 2025 quantities of boolean masks `pred` vs `ref` with voxel `spacing` (mm, per axis).
@@ -84,8 +132,8 @@ def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
     ref_labels, n_ref = components(ref)
     pred_labels, n_pred = components(pred)
     matching = match_components(ref_labels, n_ref, pred_labels, n_pred)
-    ref_borders = component_borders(ref_labels, ref, n_ref)
-    pred_borders = component_borders(pred_labels, pred, n_pred)
+    ref_borders = ComponentBorders.of(ref_labels, ref, n_ref)
+    pred_borders = ComponentBorders.of(pred_labels, pred, n_pred)
     lesions, distances = _reference_lesions(matching, ref_borders, pred_borders, spacing)
     quantities = {**parse_lesions(lesions, n_ref, n_pred),
                   **_global_scores(ref, pred, ref_borders, pred_borders, matching, distances, spacing)}
@@ -106,7 +154,7 @@ def _reference_lesions(matching: InstanceMatching, ref_borders, pred_borders, sp
             missed.append(ReferenceLesion(label, volume, (), 0.0, 0.0, MISSED_HD95))
             continue
         component = matching.pairs[label]
-        to_pred, to_ref = border_distances(ref_borders[label], pred_borders[component], distance_spacing)
+        to_pred, to_ref = border_distances(ref_borders, label, pred_borders, component, distance_spacing)
         distances[label] = (to_pred, to_ref)
         matched.append(ReferenceLesion(label, volume, (component,), matching.dice[label],
                                        normalized_surface_dice(to_pred, to_ref, min(distance_spacing)),
@@ -114,35 +162,38 @@ def _reference_lesions(matching: InstanceMatching, ref_borders, pred_borders, sp
     return matched + missed, distances
 
 
-def _global_scores(ref, pred, ref_borders, pred_borders, matching: InstanceMatching, distances,
-                   spacing) -> dict[str, float]:
-    """Dice, NSD and HD95 of the whole region (in voxels); without overlap, the package's edge-case values.
-
-    A matched lesion's border distances to its own component bound its distances to the whole other border, and a
-    bounded search is much faster; only missed lesions and false positives are searched without a bound.
-    """
+def _global_scores(ref, pred, ref_borders: ComponentBorders, pred_borders: ComponentBorders,
+                   matching: InstanceMatching, distances, spacing) -> dict[str, float]:
+    """Dice, NSD and HD95 of the whole region (in voxels); without overlap, the package's edge-case values."""
     overlap = int(np.count_nonzero(ref & pred))
     if overlap == 0:
-        if len(ref_borders) == 1 and len(pred_borders) == 1:  # no lesion on either side
+        if len(ref_borders.points) == 1 and len(pred_borders.points) == 1:  # no lesion on either side
             return {"global_dsc": math.nan, "global_nsd": math.nan, "global_hd95": math.nan}
         return {"global_dsc": 0.0, "global_nsd": 0.0, "global_hd95": MISSED_HD95}
     dice = 2 * overlap / (int(matching.reference_sizes[1:].sum()) + int(matching.prediction_sizes[1:].sum()))
-    in_voxels = 1.0 / min(spacing)  # a distance of d mm is at most d / (smallest voxel size) voxels
-    unit = (1.0, 1.0, 1.0)
-    whole_ref, whole_pred = NearestCorner(np.concatenate(ref_borders), unit), \
-        NearestCorner(np.concatenate(pred_borders), unit)
-    to_pred, to_ref = {}, {}
-    for label, component in matching.pairs.items():
-        lesion_to_pred, lesion_to_ref = distances[label]
-        to_pred[label] = whole_pred.distances(ref_borders[label], bound=float(lesion_to_pred.max()) * in_voxels)
-        to_ref[component] = whole_ref.distances(pred_borders[component], bound=float(lesion_to_ref.max()) * in_voxels)
-    ref_to_pred = np.concatenate([to_pred[label] if label in to_pred else whole_pred.distances(ref_borders[label])
-                                  for label in range(1, len(ref_borders))] or [np.zeros(0)])
-    pred_to_ref = np.concatenate([to_ref[c] if c in to_ref else whole_ref.distances(pred_borders[c])
-                                  for c in range(1, len(pred_borders))] or [np.zeros(0)])
+    lesion_spacing = spacing[::-1]
+    ref_to_pred = _to_whole_border(ref_borders, pred_borders, matching.pairs,
+                                   {label: d[0] for label, d in distances.items()}, lesion_spacing)
+    pred_to_ref = _to_whole_border(pred_borders, ref_borders, {c: r for r, c in matching.pairs.items()},
+                                   {matching.pairs[label]: d[1] for label, d in distances.items()}, lesion_spacing)
     return {"global_dsc": float(dice),
             "global_nsd": normalized_surface_dice(ref_to_pred, pred_to_ref, GLOBAL_NSD_TOLERANCE),
             "global_hd95": hd95(ref_to_pred, pred_to_ref)}
+
+
+def _to_whole_border(side: ComponentBorders, other: ComponentBorders, partners: dict[int, int],
+                     partner_distances: dict[int, np.ndarray], lesion_spacing) -> np.ndarray:
+    """Distances (voxels) of every border voxel of one side's components to the other side's whole border.
+
+    A matched component's distances to its partner (mm, with `lesion_spacing`) bound its distances to the whole
+    border, which speeds up the search of the points that the grid leaves open.
+    """
+    in_voxels = 1.0 / min(lesion_spacing)  # d mm between voxel centres are at most d / (smallest voxel) voxels
+    pieces = []
+    for label in range(1, len(side.points)):
+        bound = float(partner_distances[label].max()) * in_voxels if label in partners else None
+        pieces.append(other.distances(side.points[label], None, (1.0, 1.0, 1.0), bound))
+    return np.concatenate(pieces) if pieces else np.zeros(0)
 
 
 def parse_lesions(lesions: list[ReferenceLesion], n_ref: int, n_pred: int) -> dict[str, float]:

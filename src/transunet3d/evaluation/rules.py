@@ -22,7 +22,7 @@ import numpy as np
 from transunet3d.data.labels import LabelScheme, label_scheme
 from transunet3d.errors import UserError
 from transunet3d.evaluation import summaries
-from transunet3d.evaluation.brats2025 import QUANTITIES, score_region_2025
+from transunet3d.evaluation.brats2025 import QUANTITIES, score_labels_2025
 from transunet3d.evaluation.lesionwise import region_mask, score_region
 
 DEFAULT_RULES = "brats2023"
@@ -61,18 +61,6 @@ def _score_labels_2023(pred, ref, spacing, volume_voxels) -> dict[str, Any]:
             for region in label_scheme("brats-mets-2023").region_names}
 
 
-def _score_labels_2025(pred, ref, spacing, volume_voxels) -> dict[str, Any]:
-    # Fortran order: the order in which the official package numbers components (matching.components).
-    pred, ref = np.asfortranarray(pred), np.asfortranarray(ref)
-    scheme = label_scheme("brats-mets-2025")
-    masks = {}
-    for region, labels in scheme.regions.items():
-        lookup = np.zeros(256, dtype=bool)
-        lookup[list(labels)] = True
-        masks[region] = (lookup[pred], lookup[ref])  # keeps the Fortran order
-    return {region: score_region_2025(pred_mask, ref_mask, spacing) for region, (pred_mask, ref_mask) in masks.items()}
-
-
 def _line_2023(region: str, means: dict[str, Any]) -> str:
     return (f"{region}: lesion-wise Dice {means['mean_lesionwise_dice']:.4f}, "
             f"HD95 {means['mean_lesionwise_hd95']:.2f} mm; legacy Dice {means['mean_legacy_dice']:.4f}")
@@ -104,7 +92,7 @@ RULE_SETS: dict[str, RuleSet] = {
     "brats2025": RuleSet(
         name="brats2025",
         scheme=label_scheme("brats-mets-2025"),
-        score_labels=_score_labels_2025,
+        score_labels=score_labels_2025,
         columns=QUANTITIES,
         quantities=lambda scores: dict(scores.quantities),
         summarize=functools.partial(summaries.mean_std_median, columns=QUANTITIES),
