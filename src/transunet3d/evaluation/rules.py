@@ -68,7 +68,7 @@ def _line_2023(region: str, means: dict[str, Any]) -> str:
 
 def _line_2025(region: str, summary: dict[str, Any]) -> str:
     mean = summary["mean"]
-    if all(value is None for value in mean.values()):
+    if not any(mean[f"all_instance_{count}"] for count in ("tp", "fp", "fn")):
         return f"{region}: nothing to score (no lesion and no prediction in any case)"
 
     def show(name: str, digits: int, unit: str = "") -> str:
