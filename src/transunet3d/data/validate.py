@@ -72,7 +72,9 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
         labels: the labels allowed (background included); by default those of the default label scheme.
     """
     labels = label_scheme().labels if labels is None else tuple(labels)
-    raw = read_data(image, path, case_id, dtype=np.float64 if image.get_data_dtype().kind == "f" else None)
+    # As stored (after scaling): a float32 map holds every integer label exactly, and converting it would cost
+    # more than all the checks.
+    raw = read_data(image, path, case_id, dtype=None)
     if raw.dtype.kind == "f":
         _finite(raw, path, case_id)
         if not np.array_equal(raw, np.round(raw)):

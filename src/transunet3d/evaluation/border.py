@@ -21,27 +21,33 @@ from transunet3d.evaluation.surface import NearestCorner
 _ALL_AGAINST_ALL = 20_000  # pairs of points below which a full distance table beats building a k-d tree
 
 
-def border_voxels(mask: np.ndarray) -> np.ndarray:
-    """Fortran-order flat indices of the border voxels of a boolean mask: the mask minus its erosion by the
-    6-connected element, outside the array being background. Only the mask's own voxels are looked at."""
-    flat = mask.ravel(order="F")
+def border_voxels(mask: np.ndarray, pad: int = 1) -> np.ndarray:
+    """The border voxels of a boolean mask (the mask minus its erosion by the 6-connected element, outside the
+    array being background), as Fortran-order flat indices into the mask padded by `pad` >= 1 zero voxels on every
+    side. Only the mask's own voxels are looked at, and in the padded grid each has all six neighbours."""
+    padded = np.zeros(tuple(n + 2 * pad for n in mask.shape), dtype=bool, order="F")
+    padded[pad:-pad, pad:-pad, pad:-pad] = mask
+    flat = padded.ravel(order="F")
     voxels = np.flatnonzero(flat)
     inner = np.ones(len(voxels), dtype=bool)
     stride = 1
-    for size in mask.shape:
-        position = voxels // stride % size
-        inner &= (position > 0) & flat[np.maximum(voxels - stride, 0)]
-        inner &= (position < size - 1) & flat[np.minimum(voxels + stride, flat.size - 1)]
+    for size in padded.shape:
+        inner &= flat[voxels - stride] & flat[voxels + stride]
         stride *= size
     return voxels[~inner]
 
 
 @dataclass
 class ComponentBorders:
-    """The border voxels of every component of a labelled mask, and a grid of who owns each border voxel."""
+    """The border voxels of every component of a labelled mask, and a grid of who owns each border voxel.
+
+    Voxels are given as indices (N, 3) into the mask and as flat indices into its grid padded by _NEAR voxels
+    (Fortran order), which is the same for the reference and the prediction of one region.
+    """
 
     points: list[np.ndarray]  # per component (list index = label; index 0 is empty), its border voxels (N, 3)
-    owner: np.ndarray  # the mask's grid padded by _NEAR voxels (Fortran order): a border voxel's component, else 0
+    flat: list[np.ndarray]  # the same voxels, flat in the padded grid
+    owner: np.ndarray  # the padded grid: a border voxel's component, 0 elsewhere
     _whole: dict = field(default_factory=dict)  # spacing -> search over every component's border, made once
 
     @classmethod
@@ -51,44 +57,60 @@ class ComponentBorders:
         A face neighbour of a component's voxel that lies in the mask lies in the same component, so the mask's
         border, split by label, is every component's own border.
         """
-        voxels = border_voxels(mask)
-        owners = labels.ravel(order="F")[voxels]
+        shape = tuple(n + 2 * _NEAR for n in mask.shape)
+        voxels = border_voxels(mask, _NEAR)
+        indices = np.stack(np.unravel_index(voxels, shape, order="F"), axis=1) - _NEAR
+        owners = labels[tuple(indices.T)]
         order = np.argsort(owners, kind="stable")
-        indices = np.stack(np.unravel_index(voxels[order], mask.shape, order="F"), axis=1)
-        points = np.split(indices, np.cumsum(np.bincount(owners, minlength=count + 1))[:-1])
-        owner = np.zeros(tuple(n + 2 * _NEAR for n in mask.shape), dtype=np.min_scalar_type(count), order="F")
-        owner[tuple((indices + _NEAR).T)] = owners[order]
-        return cls(points, owner)
+        splits = np.cumsum(np.bincount(owners, minlength=count + 1))[:-1]
+        owner = np.zeros(shape, dtype=np.min_scalar_type(count), order="F")
+        owner.ravel(order="F")[voxels] = owners  # a view: the grid is Fortran-contiguous
+        return cls(np.split(indices[order], splits), np.split(voxels[order], splits), owner)
 
-    def distances(self, points: np.ndarray, label: int | None, spacing: tuple[float, float, float],
-                  bound: float | None = None) -> np.ndarray:
-        """Distance (mm) of each voxel of `points` (N, 3) to the nearest border voxel of component `label`, or of
-        any component when `label` is None. `bound`, when given, must be at least every answer.
+    def distances(self, points: list[np.ndarray], flat: list[np.ndarray], labels: list[int | None],
+                  spacing: tuple[float, float, float], bounds: list[float | None] | None = None) -> list[np.ndarray]:
+        """Distances (mm) of groups of voxels to the nearest border voxel of a component each.
 
-        Most answers are found on the grid, by looking at the voxels around each point nearest first; only the
-        points with nothing within _NEAR voxels are searched for.
+        Args:
+            points, flat: per group, its voxels (N, 3) and the same as flat indices into the padded grid.
+            labels: per group, the component whose border is measured, or None for every component's.
+            spacing: the voxel size (mm) per axis.
+            bounds: per group, None or a distance at least every answer of the group (it speeds up the search).
+
+        Most answers are found on the grid, by looking at the voxels around each voxel nearest first (all groups
+        at once); only the voxels with nothing within _NEAR voxels are searched for, group by group.
         """
-        result, far = self._near(points, label, spacing)
-        if len(far):
-            if label is not None:
-                result[far] = nearest_distances(points[far], self.points[label], spacing, bound)
+        if not flat:
+            return []
+        sizes = [len(f) for f in flat]
+        targets = np.repeat([0 if label is None else label for label in labels], sizes)
+        result, far = self._near(np.concatenate(flat), targets, spacing)
+        starts = np.cumsum([0, *sizes])
+        for group, (first, last) in enumerate(zip(np.searchsorted(far, starts[:-1]), np.searchsorted(far, starts[1:]))):
+            if first == last:
+                continue
+            todo = far[first:last]
+            inside = todo - starts[group]
+            bound = None if bounds is None else bounds[group]
+            if labels[group] is not None:
+                result[todo] = nearest_distances(points[group][inside], self.points[labels[group]], spacing, bound)
             else:
                 if spacing not in self._whole:
                     self._whole[spacing] = NearestCorner(np.concatenate(self.points), spacing)
-                result[far] = self._whole[spacing].distances(points[far], bound)
-        return result
+                result[todo] = self._whole[spacing].distances(points[group][inside], bound)
+        return np.split(result, starts[1:-1])
 
-    def _near(self, points: np.ndarray, label: int | None, spacing) -> tuple[np.ndarray, np.ndarray]:
-        """The distances found within the neighbourhood, and the indices of the points without any there."""
+    def _near(self, flat: np.ndarray, targets: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
+        """The distances to the `targets` components (0: any) found within the neighbourhood, and the indices
+        (increasing) of the voxels without any there."""
         offsets, lengths, groups = _neighbourhood(tuple(spacing), self.owner.shape)
-        strides = np.array([1, self.owner.shape[0], self.owner.shape[0] * self.owner.shape[1]])
-        base = (points + _NEAR) @ strides
         owner = self.owner.ravel(order="F")
-        result = np.zeros(len(points))
-        todo = np.arange(len(points))
+        result = np.zeros(len(flat))
+        todo = np.arange(len(flat))
         for group in groups:  # nearest offsets first, in a few vectorised steps
-            found = owner[base[todo, None] + offsets[None, group]]
-            hit = found == label if label is not None else found != 0
+            found = owner[flat[todo, None] + offsets[None, group]]
+            wanted = targets[todo, None]
+            hit = (found != 0) & ((found == wanted) | (wanted == 0))
             first = hit.argmax(axis=1)
             resolved = hit[np.arange(len(todo)), first]
             result[todo[resolved]] = lengths[group][first[resolved]]
@@ -130,14 +152,6 @@ def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: tuple[fl
         return NearestCorner(targets, spacing).distances(points, bound)
     steps = (targets[None, :, :] - points[:, None, :]).astype(np.float64) * np.asarray(spacing, dtype=np.float64)
     return np.sqrt(np.add.reduce(steps * steps, axis=2)).min(axis=1, initial=np.inf)
-
-
-def border_distances(reference: ComponentBorders, lesion: int, prediction: ComponentBorders, component: int,
-                     spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Distances (mm) of each border voxel of reference `lesion` to the border of predicted `component`, and
-    the other way round; `spacing` is the voxel size per array axis."""
-    return (prediction.distances(reference.points[lesion], component, spacing),
-            reference.distances(prediction.points[component], lesion, spacing))
 
 
 def hd95(reference_to_prediction: np.ndarray, prediction_to_reference: np.ndarray) -> float:

@@ -29,7 +29,7 @@ import numpy as np
 
 from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.labels import label_scheme
-from transunet3d.evaluation.border import ComponentBorders, border_distances, hd95, normalized_surface_dice
+from transunet3d.evaluation.border import ComponentBorders, hd95, normalized_surface_dice
 from transunet3d.evaluation.matching import InstanceMatching, components, match_components
 
 VOLUME_THRESHOLD_MM3 = 27.0  # --vol_threshold 27: smaller lesions are scored by detection only
@@ -141,24 +141,29 @@ def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
                            pred_labels, ref_labels)
 
 
-def _reference_lesions(matching: InstanceMatching, ref_borders, pred_borders, spacing):
+def _reference_lesions(matching: InstanceMatching, ref_borders: ComponentBorders, pred_borders: ComponentBorders,
+                       spacing):
     """Every reference lesion with its volume and, when matched, its Dice, NSD and HD95, in the package's row
     order (matched lesions first, then missed ones, each by label); and each matched lesion's border distances.
     """
     distance_spacing = spacing[::-1]  # the package's SimpleITK axis order (module docstring)
     voxel_volume = float(np.prod(spacing))
-    matched, missed, distances = [], [], {}
+    lesions, components = list(matching.pairs), list(matching.pairs.values())
+    to_pred = pred_borders.distances([ref_borders.points[r] for r in lesions], [ref_borders.flat[r] for r in lesions],
+                                     components, distance_spacing)
+    to_ref = ref_borders.distances([pred_borders.points[c] for c in components],
+                                   [pred_borders.flat[c] for c in components], lesions, distance_spacing)
+    distances = dict(zip(lesions, zip(to_pred, to_ref)))
+    matched, missed = [], []
     for label in range(1, len(matching.reference_sizes)):
         volume = float(matching.reference_sizes[label]) * voxel_volume
         if label not in matching.pairs:
             missed.append(ReferenceLesion(label, volume, (), 0.0, 0.0, MISSED_HD95))
             continue
-        component = matching.pairs[label]
-        to_pred, to_ref = border_distances(ref_borders, label, pred_borders, component, distance_spacing)
-        distances[label] = (to_pred, to_ref)
-        matched.append(ReferenceLesion(label, volume, (component,), matching.dice[label],
-                                       normalized_surface_dice(to_pred, to_ref, min(distance_spacing)),
-                                       hd95(to_pred, to_ref)))
+        lesion_to_pred, lesion_to_ref = distances[label]
+        matched.append(ReferenceLesion(label, volume, (matching.pairs[label],), matching.dice[label],
+                                       normalized_surface_dice(lesion_to_pred, lesion_to_ref, min(distance_spacing)),
+                                       hd95(lesion_to_pred, lesion_to_ref)))
     return matched + missed, distances
 
 
@@ -186,13 +191,13 @@ def _to_whole_border(side: ComponentBorders, other: ComponentBorders, partners: 
     """Distances (voxels) of every border voxel of one side's components to the other side's whole border.
 
     A matched component's distances to its partner (mm, with `lesion_spacing`) bound its distances to the whole
-    border, which speeds up the search of the points that the grid leaves open.
+    border, which speeds up the search of the voxels that the grid leaves open.
     """
     in_voxels = 1.0 / min(lesion_spacing)  # d mm between voxel centres are at most d / (smallest voxel) voxels
-    pieces = []
-    for label in range(1, len(side.points)):
-        bound = float(partner_distances[label].max()) * in_voxels if label in partners else None
-        pieces.append(other.distances(side.points[label], None, (1.0, 1.0, 1.0), bound))
+    labels = range(1, len(side.points))
+    bounds = [float(partner_distances[label].max()) * in_voxels if label in partners else None for label in labels]
+    pieces = other.distances([side.points[label] for label in labels], [side.flat[label] for label in labels],
+                             [None] * len(labels), (1.0, 1.0, 1.0), bounds)
     return np.concatenate(pieces) if pieces else np.zeros(0)
 
 

@@ -15,6 +15,7 @@ from scipy.optimize import linear_sum_assignment
 
 MATCHING_THRESHOLD = 1e-6  # the mets config's `matching_threshold`: Dice at least this makes a pair matchable
 _UNMATCHABLE_COST = 1.0 + 1e-6  # the package's cost of a pair below the threshold
+_COUNTED_PAIRS = 1 << 22  # up to this many (reference, prediction) label pairs, overlaps are counted in a table
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -55,8 +56,13 @@ def match_components(reference: np.ndarray, n_reference: int, prediction: np.nda
     reference_sizes = np.bincount(ref_at, minlength=n_reference + 1)
     prediction_sizes = np.bincount(pred_at, minlength=n_prediction + 1)
     both = (ref_at != 0) & (pred_at != 0)
-    codes, overlaps = np.unique(ref_at[both].astype(np.int64) * (n_prediction + 1) + pred_at[both],
-                                return_counts=True)
+    codes = ref_at[both].astype(np.int64) * (n_prediction + 1) + pred_at[both]
+    if (n_reference + 1) * (n_prediction + 1) <= _COUNTED_PAIRS:  # a table of every pair is cheaper than a sort
+        table = np.bincount(codes, minlength=(n_reference + 1) * (n_prediction + 1))
+        codes = np.flatnonzero(table)
+        overlaps = table[codes]
+    else:
+        codes, overlaps = np.unique(codes, return_counts=True)
     pair_ref, pair_pred = np.divmod(codes, n_prediction + 1)
     # Dice as the package computes it: float64 counts, 2 * overlap / (sum of sizes).
     dice = 2.0 * overlaps.astype(np.float64) / (reference_sizes[pair_ref].astype(np.float64)
