@@ -56,7 +56,13 @@ def test_brats2025_scores_the_cavity_and_writes_the_official_quantities(tmp_path
     assert summary["regions"]["RC"]["mean"]["small_instance_tp"] is None  # NaN in the CSV, null in JSON
     assert summary["regions"]["RC"]["median"]["lesionwise_dsc_mean"] == pytest.approx(2 * 100 / 225)
     lesions = list(csv.DictReader((tmp_path / "l.csv").open()))
-    assert {(r["region"], r["source"]) for r in lesions} >= {("RC", "ref"), ("RC", "pred")}
+    cavities = [r for r in lesions if r["case"] == "00001-000" and r["region"] == "RC"]
+    assert [(r["source"], r["matched"], r["volume_mm3"]) for r in cavities] == [("ref", "True", "125.0"),
+                                                                                 ("pred", "True", "100.0")]
+    assert (cavities[0]["centroid_x"], cavities[0]["centroid_z"]) == ("14.0", "14.0")  # voxels 12..16
+    assert float(cavities[1]["lesion_dice"]) == pytest.approx(2 * 100 / 225)
+    enhancing = [r for r in lesions if r["case"] == "00001-000" and r["region"] == "ET" and r["source"] == "ref"]
+    assert [(r["centroid_x"], r["volume_mm3"]) for r in enhancing] == [("5.0", "26.0")]  # the core is NETC
 
 
 def test_label_4_is_an_error_under_the_default_rules(tmp_path: Path):

@@ -83,14 +83,14 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
     if bad:
         raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, labels))}}}, "
                          f"found {', '.join(f'{value:.6g}' for value in bad)}")
-    return raw.astype(np.uint8)
+    return raw.astype(np.uint8, copy=False)
 
 
 def _labels_outside(values: np.ndarray, labels: tuple[int, ...], shown: int = 5) -> list[float]:
     """Up to `shown` values of the integer array `values` that are not in `labels`, in increasing order."""
     # The usual case, labels 0..K: the extremes decide, two fast passes instead of a lookup of every voxel.
     contiguous = labels == tuple(range(len(labels)))
-    if contiguous and values.size and values.min() >= 0 and values.max() <= labels[-1]:
+    if contiguous and values.size and values.max() <= labels[-1] and (values.dtype.kind == "u" or values.min() >= 0):
         return []
     allowed = np.zeros(256, dtype=bool)
     allowed[list(labels)] = True

@@ -11,6 +11,8 @@ way SciPy's distance transform does, so that the floats are the same).
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -67,38 +69,41 @@ class ComponentBorders:
         owner.ravel(order="F")[voxels] = owners  # a view: the grid is Fortran-contiguous
         return cls(np.split(indices[order], splits), np.split(voxels[order], splits), owner)
 
-    def distances(self, points: list[np.ndarray], flat: list[np.ndarray], labels: list[int | None],
-                  spacing: tuple[float, float, float], bounds: list[float | None] | None = None) -> list[np.ndarray]:
-        """Distances (mm) of groups of voxels to the nearest border voxel of a component each.
+    def nearby(self, flat: list[np.ndarray], labels: list[int | None],
+               spacing: tuple[float, float, float]) -> list[np.ndarray]:
+        """Distances (mm) of groups of voxels to the nearest border voxel of a component each, as far as the grid
+        around each voxel decides them: inf where nothing lies within _NEAR voxels (then the distance is at least
+        `FAR` smallest voxel sizes; `search` finds it).
 
         Args:
-            points, flat: per group, its voxels (N, 3) and the same as flat indices into the padded grid.
+            flat: per group, its voxels as flat indices into the padded grid.
             labels: per group, the component whose border is measured, or None for every component's.
             spacing: the voxel size (mm) per axis.
-            bounds: per group, None or a distance at least every answer of the group (it speeds up the search).
-
-        Most answers are found on the grid, by looking at the voxels around each voxel nearest first (all groups
-        at once); only the voxels with nothing within _NEAR voxels are searched for, group by group.
         """
         if not flat:
             return []
         sizes = [len(f) for f in flat]
         targets = np.repeat([0 if label is None else label for label in labels], sizes)
         result, far = self._near(np.concatenate(flat), targets, spacing)
-        starts = np.cumsum([0, *sizes])
-        for group, (first, last) in enumerate(zip(np.searchsorted(far, starts[:-1]), np.searchsorted(far, starts[1:]))):
-            if first == last:
-                continue
-            todo = far[first:last]
-            inside = todo - starts[group]
-            bound = None if bounds is None else bounds[group]
-            if labels[group] is not None:
-                result[todo] = nearest_distances(points[group][inside], self.points[labels[group]], spacing, bound)
-            else:
-                if spacing not in self._whole:
-                    self._whole[spacing] = NearestCorner(np.concatenate(self.points), spacing)
-                result[todo] = self._whole[spacing].distances(points[group][inside], bound)
-        return np.split(result, starts[1:-1])
+        result[far] = np.inf
+        return np.split(result, np.cumsum(sizes)[:-1])
+
+    def search(self, points: np.ndarray, distances: np.ndarray, label: int | None,
+               spacing: tuple[float, float, float], bound: float | None = None) -> np.ndarray:
+        """`distances` (from `nearby`) with its inf entries replaced by the distance (mm) of those `points` (N, 3)
+        to the border of component `label` (None: of every component). `bound`, when given, must be at least every
+        answer (it speeds up the search)."""
+        far = np.isinf(distances)
+        if not far.any():
+            return distances
+        distances = distances.copy()
+        if label is not None:
+            distances[far] = nearest_distances(points[far], self.points[label], spacing, bound)
+        else:
+            if spacing not in self._whole:
+                self._whole[spacing] = NearestCorner(np.concatenate(self.points), spacing)
+            distances[far] = self._whole[spacing].distances(points[far], bound)
+        return distances
 
     def _near(self, flat: np.ndarray, targets: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
         """The distances to the `targets` components (0: any) found within the neighbourhood, and the indices
@@ -107,10 +112,14 @@ class ComponentBorders:
         owner = self.owner.ravel(order="F")
         result = np.zeros(len(flat))
         todo = np.arange(len(flat))
+        any_component = not targets.any()
         for group in groups:  # nearest offsets first, in a few vectorised steps
             found = owner[flat[todo, None] + offsets[None, group]]
-            wanted = targets[todo, None]
-            hit = (found != 0) & ((found == wanted) | (wanted == 0))
+            if any_component:
+                hit = found != 0
+            else:
+                wanted = targets[todo, None]
+                hit = (found != 0) & ((found == wanted) | (wanted == 0))
             first = hit.argmax(axis=1)
             resolved = hit[np.arange(len(todo)), first]
             result[todo[resolved]] = lengths[group][first[resolved]]
@@ -121,6 +130,7 @@ class ComponentBorders:
 
 
 _NEAR = 2  # voxels per axis around a point that are looked at on the grid before a k-d tree search
+FAR = _NEAR + 1  # what the grid leaves open lies at least this many smallest voxel sizes away
 
 
 @functools.lru_cache(maxsize=64)
@@ -132,11 +142,11 @@ def _neighbourhood(spacing: tuple[float, float, float], shape: tuple[int, int, i
     cube = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
     steps = cube.astype(np.float64) * np.asarray(spacing, dtype=np.float64)
     lengths = np.sqrt(np.add.reduce(steps * steps, axis=1))
-    keep = lengths < (_NEAR + 1) * min(spacing)
+    keep = lengths < FAR * min(spacing)
     order = np.argsort(lengths[keep], kind="stable")
     offsets = cube[keep][order] @ np.array([1, shape[0], shape[0] * shape[1]])
-    count = len(offsets)
-    groups = [slice(0, 1), slice(1, min(27, count)), slice(min(27, count), count)]
+    edges = [0, 1, 7, 27, len(offsets)]  # the voxel itself, then about its faces, edges and corners, then the rest
+    groups = [slice(min(a, len(offsets)), min(b, len(offsets))) for a, b in itertools.pairwise(edges)]
     return offsets, lengths[keep][order], [g for g in groups if g.start < g.stop]
 
 
@@ -155,8 +165,20 @@ def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: tuple[fl
 
 
 def hd95(reference_to_prediction: np.ndarray, prediction_to_reference: np.ndarray) -> float:
-    """The 95th percentile (linear interpolation) of both directions' distances pooled: the package's HD95."""
+    """The 95th percentile (linear interpolation) of both directions' distances pooled: the package's HD95.
+
+    Distances not yet searched for (inf) may be among them as long as `hd95_needs_all` is False: the percentile
+    only reads the two values around its rank, and those are then finite.
+    """
     return float(np.percentile(np.hstack((reference_to_prediction, prediction_to_reference)), 95))
+
+
+def hd95_needs_all(*distances: np.ndarray) -> bool:
+    """Whether the 95th percentile of the pooled `distances` reaches into their inf (not yet searched) entries,
+    which sort last: the two values it interpolates between are at ranks floor(0.95 (n - 1)) and the next one."""
+    count = sum(len(d) for d in distances)
+    unknown = sum(int(np.isinf(d).sum()) for d in distances)
+    return unknown > 0 and math.floor(0.95 * (count - 1) + 1e-9) + 1 >= count - unknown
 
 
 def normalized_surface_dice(reference_to_prediction: np.ndarray, prediction_to_reference: np.ndarray,

@@ -29,7 +29,7 @@ import numpy as np
 
 from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.labels import label_scheme
-from transunet3d.evaluation.border import ComponentBorders, hd95, normalized_surface_dice
+from transunet3d.evaluation.border import ComponentBorders, hd95, hd95_needs_all, normalized_surface_dice
 from transunet3d.evaluation.matching import InstanceMatching, components, match_components
 
 VOLUME_THRESHOLD_MM3 = 27.0  # --vol_threshold 27: smaller lesions are scored by detection only
@@ -73,6 +73,7 @@ class Brats2025Scores:
     false_positives: tuple[int, ...] = ()
     pred_components: np.ndarray | None = None  # labelled predicted components, for reports
     gt_lesions: np.ndarray | None = None  # labelled reference components, for reports
+    labels_offset: tuple[int, int, int] = (0, 0, 0)  # where the label arrays start in the maps scored
 
 
 def score_labels_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float],
@@ -80,7 +81,7 @@ def score_labels_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
     """The official quantities of every region of the `brats-mets-2025` scheme, for two label maps (uint8) of one
     shape, such as the crop of a case to its labelled voxels. `volume_voxels` is unused (the 2023 rules need it).
 
-    Each region is scored on its own bounding box; its component labels are returned in the maps' frame.
+    Each region is scored on its own bounding box, where its component labels stay (`labels_offset`).
     """
     pred, ref = np.asfortranarray(pred), np.asfortranarray(ref)  # the package's numbering order (`components`)
     scores = {}
@@ -93,8 +94,7 @@ def score_labels_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
         box = tuple(slice(lo, hi) for lo, hi in bounds)
         region_scores = score_region_2025(np.asfortranarray(pred_mask[box]), np.asfortranarray(ref_mask[box]),
                                           spacing)
-        region_scores.pred_components = _uncropped(region_scores.pred_components, box, pred.shape)
-        region_scores.gt_lesions = _uncropped(region_scores.gt_lesions, box, pred.shape)
+        region_scores.labels_offset = tuple(lo for lo, _ in bounds)
         scores[region] = region_scores
     return scores
 
@@ -112,13 +112,6 @@ def _nothing_to_score() -> Brats2025Scores:
     quantities = {**parse_lesions([], 0, 0), "global_dsc": math.nan, "global_nsd": math.nan, "global_hd95": math.nan}
     empty = np.zeros((1, 1, 1), dtype=np.uint32)
     return Brats2025Scores({name: quantities[name] for name in QUANTITIES}, [], (), empty, empty)
-
-
-def _uncropped(labels: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
-    """`labels` of the crop `box` placed in an array of `shape` (untouched zero pages cost nothing)."""
-    whole = np.zeros(shape, dtype=labels.dtype, order="F")
-    whole[box] = labels
-    return whole
 
 
 def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float],
@@ -144,17 +137,20 @@ def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
 def _reference_lesions(matching: InstanceMatching, ref_borders: ComponentBorders, pred_borders: ComponentBorders,
                        spacing):
     """Every reference lesion with its volume and, when matched, its Dice, NSD and HD95, in the package's row
-    order (matched lesions first, then missed ones, each by label); and each matched lesion's border distances.
+    order (matched lesions first, then missed ones, each by label); and each matched lesion's border distances
+    (inf where the grid left them open and neither HD95 nor NSD needed them).
     """
     distance_spacing = spacing[::-1]  # the package's SimpleITK axis order (module docstring)
     voxel_volume = float(np.prod(spacing))
     lesions, components = list(matching.pairs), list(matching.pairs.values())
-    to_pred = pred_borders.distances([ref_borders.points[r] for r in lesions], [ref_borders.flat[r] for r in lesions],
-                                     components, distance_spacing)
-    to_ref = ref_borders.distances([pred_borders.points[c] for c in components],
-                                   [pred_borders.flat[c] for c in components], lesions, distance_spacing)
-    distances = dict(zip(lesions, zip(to_pred, to_ref)))
-    matched, missed = [], []
+    to_pred = pred_borders.nearby([ref_borders.flat[r] for r in lesions], components, distance_spacing)
+    to_ref = ref_borders.nearby([pred_borders.flat[c] for c in components], lesions, distance_spacing)
+    distances, matched, missed = {}, [], []
+    for label, component, lesion_to_pred, lesion_to_ref in zip(lesions, components, to_pred, to_ref):
+        if hd95_needs_all(lesion_to_pred, lesion_to_ref):
+            lesion_to_pred = pred_borders.search(ref_borders.points[label], lesion_to_pred, component, distance_spacing)
+            lesion_to_ref = ref_borders.search(pred_borders.points[component], lesion_to_ref, label, distance_spacing)
+        distances[label] = (lesion_to_pred, lesion_to_ref)
     for label in range(1, len(matching.reference_sizes)):
         volume = float(matching.reference_sizes[label]) * voxel_volume
         if label not in matching.pairs:
@@ -176,28 +172,42 @@ def _global_scores(ref, pred, ref_borders: ComponentBorders, pred_borders: Compo
             return {"global_dsc": math.nan, "global_nsd": math.nan, "global_hd95": math.nan}
         return {"global_dsc": 0.0, "global_nsd": 0.0, "global_hd95": MISSED_HD95}
     dice = 2 * overlap / (int(matching.reference_sizes[1:].sum()) + int(matching.prediction_sizes[1:].sum()))
-    lesion_spacing = spacing[::-1]
-    ref_to_pred = _to_whole_border(ref_borders, pred_borders, matching.pairs,
-                                   {label: d[0] for label, d in distances.items()}, lesion_spacing)
-    pred_to_ref = _to_whole_border(pred_borders, ref_borders, {c: r for r, c in matching.pairs.items()},
-                                   {matching.pairs[label]: d[1] for label, d in distances.items()}, lesion_spacing)
+    unit = (1.0, 1.0, 1.0)
+    ref_to_pred = pred_borders.nearby(ref_borders.flat[1:], [None] * (len(ref_borders.flat) - 1), unit)
+    pred_to_ref = ref_borders.nearby(pred_borders.flat[1:], [None] * (len(pred_borders.flat) - 1), unit)
+    if hd95_needs_all(*ref_to_pred, *pred_to_ref):
+        lesion_spacing = spacing[::-1]
+        ref_to_pred = _search_whole_border(ref_borders, pred_borders, ref_to_pred, matching.pairs,
+                                           {label: d[0] for label, d in distances.items()}, lesion_spacing)
+        pred_to_ref = _search_whole_border(pred_borders, ref_borders, pred_to_ref,
+                                           {c: r for r, c in matching.pairs.items()},
+                                           {matching.pairs[label]: d[1] for label, d in distances.items()},
+                                           lesion_spacing)
+    ref_to_pred, pred_to_ref = _joined(ref_to_pred), _joined(pred_to_ref)
     return {"global_dsc": float(dice),
             "global_nsd": normalized_surface_dice(ref_to_pred, pred_to_ref, GLOBAL_NSD_TOLERANCE),
             "global_hd95": hd95(ref_to_pred, pred_to_ref)}
 
 
-def _to_whole_border(side: ComponentBorders, other: ComponentBorders, partners: dict[int, int],
-                     partner_distances: dict[int, np.ndarray], lesion_spacing) -> np.ndarray:
-    """Distances (voxels) of every border voxel of one side's components to the other side's whole border.
+def _search_whole_border(side: ComponentBorders, other: ComponentBorders, nearby: list[np.ndarray],
+                         partners: dict[int, int], partner_distances: dict[int, np.ndarray],
+                         lesion_spacing) -> list[np.ndarray]:
+    """`nearby` (per component of `side`, its border voxels' distances to the other side's whole border, in
+    voxels) completed by searches where the grid left them open.
 
     A matched component's distances to its partner (mm, with `lesion_spacing`) bound its distances to the whole
-    border, which speeds up the search of the voxels that the grid leaves open.
+    border, which speeds up the search.
     """
     in_voxels = 1.0 / min(lesion_spacing)  # d mm between voxel centres are at most d / (smallest voxel) voxels
-    labels = range(1, len(side.points))
-    bounds = [float(partner_distances[label].max()) * in_voxels if label in partners else None for label in labels]
-    pieces = other.distances([side.points[label] for label in labels], [side.flat[label] for label in labels],
-                             [None] * len(labels), (1.0, 1.0, 1.0), bounds)
+    complete = []
+    for label, distances in enumerate(nearby, 1):
+        known = partner_distances.get(label) if label in partners else None
+        bound = float(known.max()) * in_voxels if known is not None and np.isfinite(known).all() else None
+        complete.append(other.search(side.points[label], distances, None, (1.0, 1.0, 1.0), bound))
+    return complete
+
+
+def _joined(pieces: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros(0)
 
 
