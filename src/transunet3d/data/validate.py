@@ -75,6 +75,10 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
     # As stored (after scaling): a float32 map holds every integer label exactly, and converting it would cost
     # more than all the checks.
     raw = read_data(image, path, case_id, dtype=None)
+    if raw.dtype.kind == "f" and raw.size and raw.min() >= 0 and raw.max() <= 255:  # NaN fails these tests
+        as_integers = raw.astype(np.uint8)
+        if np.array_equal(raw, as_integers):  # the usual float map: integers in 0..255, one conversion
+            raw = as_integers
     if raw.dtype.kind == "f":
         _finite(raw, path, case_id)
         if not np.array_equal(raw, np.round(raw)):
