@@ -81,6 +81,11 @@ def edge_cases() -> dict[str, tuple[np.ndarray, np.ndarray, tuple]]:
         # No overlap anywhere: every lesion missed, every component a false positive, global HD95 infinite (373).
         "no-overlap": (_boxes(((12, 17), (5, 10), (5, 10), 3), ((20, 23), (26, 29), (20, 23), 4)),
                        _boxes(((5, 10), (5, 10), (5, 10), 3), ((20, 23), (20, 23), (20, 23), 4)), (1.0, 0.8, 1.5)),
+        # Lesions on the faces of the volume (outside it is background), one of exactly 27 mm^3 (large: >= 27).
+        "volume-faces": (
+            _boxes(((0, 3), (0, 3), (1, 4), 3), ((44, 48), (40, 44), (36, 40), 4), ((0, 2), (20, 30), (0, 40), 2)),
+            _boxes(((0, 3), (0, 3), (0, 3), 3), ((45, 48), (41, 44), (37, 40), 4), ((0, 3), (22, 28), (0, 40), 2)),
+            one),
         # A large lesion matched with Dice < 0.2, and split predictions whose parts tie in Dice (80/290 each, of
         # different shapes): only the components' numbering decides which part is matched.
         "ties-and-splits": (

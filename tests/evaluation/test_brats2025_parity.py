@@ -116,5 +116,6 @@ def test_the_edge_cases_are_what_they_claim(ours_generated):
     assert row("empty-prediction")["all_instance_fn"] == 1 and row("empty-prediction")["lesionwise_hd95_mean"] == 373
     assert row("small-lesions")["small_instance_tp"] == 2 and row("small-lesions")["small_instance_fn"] == 1
     assert row("no-overlap", "RC")["global_hd95"] == 373.0 and row("no-overlap", "RC")["all_instance_fp"] == 1
+    assert row("volume-faces")["large_instance_tp"] == 1  # 27 mm^3 is large
     ties = row("ties-and-splits")
     assert (ties["large_instance_tp"], ties["large_instance_fn"], ties["all_instance_fp"]) == (1, 1, 2)
