@@ -193,17 +193,24 @@ def _search_whole_border(side: ComponentBorders, other: ComponentBorders, nearby
                          partners: dict[int, int], partner_distances: dict[int, np.ndarray],
                          lesion_spacing) -> list[np.ndarray]:
     """`nearby` (per component of `side`, its border voxels' distances to the other side's whole border, in
-    voxels) completed by searches where the grid left them open.
+    voxels) completed by one search of every voxel that the grid left open.
 
-    A matched component's distances to its partner (mm, with `lesion_spacing`) bound its distances to the whole
-    border, which speeds up the search.
+    When every such voxel belongs to a matched component, the distances to the partners (mm, with
+    `lesion_spacing`) bound the answers, which speeds up the search.
     """
+    open_voxels = [label for label, distances in enumerate(nearby, 1) if np.isinf(distances).any()]
+    if not open_voxels:
+        return nearby
     in_voxels = 1.0 / min(lesion_spacing)  # d mm between voxel centres are at most d / (smallest voxel) voxels
-    complete = []
-    for label, distances in enumerate(nearby, 1):
-        known = partner_distances.get(label) if label in partners else None
-        bound = float(known.max()) * in_voxels if known is not None and np.isfinite(known).all() else None
-        complete.append(other.search(side.points[label], distances, None, (1.0, 1.0, 1.0), bound))
+    known = [partner_distances.get(label) if label in partners else None for label in open_voxels]
+    bound = (max(float(d.max()) for d in known) * in_voxels
+             if all(d is not None and np.isfinite(d).all() for d in known) else None)
+    searched = other.search(np.concatenate([side.points[label] for label in open_voxels]),
+                            np.concatenate([nearby[label - 1] for label in open_voxels]), None, (1.0, 1.0, 1.0), bound)
+    complete = list(nearby)
+    for label, distances in zip(open_voxels, np.split(searched, np.cumsum([len(nearby[lb - 1])
+                                                                              for lb in open_voxels])[:-1])):
+        complete[label - 1] = distances
     return complete
 
 
