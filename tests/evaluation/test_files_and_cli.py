@@ -17,8 +17,6 @@ from transunet3d.evaluation.case import MISSING_PREDICTION, evaluate_labels, eva
 from transunet3d.evaluation.pairing import CasePair, pair_cases
 from transunet3d.evaluation.report import METRIC_COLUMNS
 
-LABELMAPS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "labelmaps"
-
 
 def save(path: Path, labels: np.ndarray, zooms=(1.0, 1.0, 1.0), dtype=np.uint8) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,17 +175,16 @@ def test_shape_mismatch_fails_that_case_only(tmp_path: Path):
                                                         ("00002-000", "ET")]
 
 
-@pytest.mark.skipif(not LABELMAPS.exists(), reason="../shared/data/labelmaps is not beside the checkout")
-def test_cli_on_the_shared_cases_writes_the_official_numbers(tmp_path: Path):
+def test_cli_on_the_shared_cases_writes_the_official_numbers(tmp_path: Path, labelmaps: Path):
     out, summary, lesions = tmp_path / "m.csv", tmp_path / "s.json", tmp_path / "l.csv"
-    result = CliRunner().invoke(cli, ["evaluate", str(LABELMAPS / "pred"), str(LABELMAPS / "ref"), "--out",
+    result = CliRunner().invoke(cli, ["evaluate", str(labelmaps / "pred"), str(labelmaps / "ref"), "--out",
                                       str(out), "--summary", str(summary), "--lesions", str(lesions),
                                       "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert out.read_text().splitlines()[0] == ",".join(METRIC_COLUMNS)
     rows = {(r["case"], r["region"]): r for r in csv.DictReader(out.open())}
     assert len(rows) == 12
-    official = json.loads((LABELMAPS / "reference_brats2023.json").read_text())
+    official = json.loads((labelmaps / "reference_brats2023.json").read_text())
     for case in ("00132-000", "00630-001"):
         for region, numbers in official[case].items():
             row = rows[(case, region)]

@@ -13,9 +13,6 @@ from typing import Any, Literal
 
 # Input channel order, fixed across the package (the output regions are the label scheme's: `data.labels`).
 MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
-# The brats-mets-2023 regions, for the evaluation package alone until it reads the label schemes (its own branch
-# does); nothing else may use this name, which goes with that merge.
-REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
 
 
 @dataclass(frozen=True)

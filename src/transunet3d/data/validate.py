@@ -73,7 +73,13 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
         labels: the labels allowed (background included); by default those of the default label scheme.
     """
     labels = label_scheme().labels if labels is None else tuple(labels)
-    raw = read_data(image, path, case_id, dtype=np.float64 if image.get_data_dtype().kind == "f" else None)
+    # As stored (after scaling): a float32 map holds every integer label exactly, and converting it would cost
+    # more than all the checks.
+    raw = read_data(image, path, case_id, dtype=None)
+    if raw.dtype.kind == "f" and raw.size and raw.min() >= 0 and raw.max() <= 255:  # NaN fails these tests
+        as_integers = raw.astype(np.uint8)
+        if np.array_equal(raw, as_integers):  # the usual float map: integers in 0..255, one conversion
+            raw = as_integers
     if raw.dtype.kind == "f":
         _finite(raw, path, case_id)
         if not np.array_equal(raw, np.round(raw)):
@@ -82,14 +88,14 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
     if bad:
         raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, labels))}}}, "
                          f"found {', '.join(f'{value:.6g}' for value in bad)}")
-    return raw.astype(np.uint8)
+    return raw.astype(np.uint8, copy=False)
 
 
 def _labels_outside(values: np.ndarray, labels: tuple[int, ...], shown: int = 5) -> list[float]:
     """Up to `shown` values of the integer array `values` that are not in `labels`, in increasing order."""
     # The usual case, labels 0..K: the extremes decide, two fast passes instead of a lookup of every voxel.
     contiguous = labels == tuple(range(len(labels)))
-    if contiguous and values.size and values.min() >= 0 and values.max() <= labels[-1]:
+    if contiguous and values.size and values.max() <= labels[-1] and (values.dtype.kind == "u" or values.min() >= 0):
         return []
     allowed = np.zeros(256, dtype=bool)
     allowed[list(labels)] = True

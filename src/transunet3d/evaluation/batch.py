@@ -9,15 +9,17 @@ from pathlib import Path
 from transunet3d.errors import UserError
 from transunet3d.evaluation.case import CaseResult, evaluate_pair
 from transunet3d.evaluation.pairing import pair_cases
+from transunet3d.evaluation.rules import DEFAULT_RULES, rule_set
 from transunet3d.parallel import map_cases
 
 
 @dataclass
 class EvaluationRun:
-    """All case results (in case order) and the predictions that had no reference."""
+    """All case results (in case order), the predictions that had no reference, and the rule set scored by."""
 
     results: list[CaseResult]
     orphan_predictions: list[Path]
+    rules: str = DEFAULT_RULES
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -26,7 +28,7 @@ class EvaluationRun:
 
 def evaluate_folders(
     pred_dir: str | Path, ref_dir: str | Path, workers: int = 1, with_lesions: bool = False, progress: bool = True,
-    allow_empty: bool = False,
+    allow_empty: bool = False, rules: str = DEFAULT_RULES,
 ) -> EvaluationRun:
     """Pair the files by case id and score every case; a broken case is reported in its result.
 
@@ -34,11 +36,12 @@ def evaluate_folders(
     likely the wrong one (or the prediction failed), so that is an error unless `allow_empty` asks for the scores.
 
     Raises:
-        UserError: no reference has a prediction in `pred_dir`, and `allow_empty` is off.
+        UserError: `rules` names no rule set; no reference has a prediction in `pred_dir`, and `allow_empty` is off.
     """
+    rules = rule_set(rules).name
     pairs, orphans = pair_cases(pred_dir, ref_dir)
     if not allow_empty and all(pair.prediction is None for pair in pairs):
         raise UserError(f"{pred_dir}: nothing was predicted: no prediction for any of the {len(pairs)} references; "
                         "give --allow-empty to score every case as an empty prediction")
-    evaluate = functools.partial(evaluate_pair, with_lesions=with_lesions)
-    return EvaluationRun(list(map_cases(evaluate, pairs, workers, "evaluate", progress)), orphans)
+    evaluate = functools.partial(evaluate_pair, with_lesions=with_lesions, rules=rules)
+    return EvaluationRun(list(map_cases(evaluate, pairs, workers, "evaluate", progress)), orphans, rules)

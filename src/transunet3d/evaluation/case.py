@@ -1,40 +1,40 @@
-"""Evaluate one case: read both label maps, crop to where anything is labelled, score WT, TC and ET."""
+"""Evaluate one case: read both label maps, crop to where anything is labelled, score the rule set's regions."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from transunet3d.config.schema import REGIONS
 from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.nifti import load_header_3d, voxel_size
 from transunet3d.data.validate import read_label_map
 from transunet3d.errors import InputError
 from transunet3d.evaluation.lesions import LesionRow, lesion_rows
-from transunet3d.evaluation.lesionwise import RegionScores, region_mask, score_region
 from transunet3d.evaluation.pairing import CasePair
+from transunet3d.evaluation.rules import DEFAULT_RULES, RuleSet, rule_set
 
 MISSING_PREDICTION = "missing prediction (scored as empty)"
 
 
 @dataclass
 class CaseResult:
-    """The scores of one case per region, its flags, or the error that stopped it."""
+    """The scores of one case per region (the rule set's scores type), its flags, or the error that stopped it."""
 
     case: str
-    regions: dict[str, RegionScores] = field(default_factory=dict)
+    regions: dict[str, Any] = field(default_factory=dict)
     lesions: list[LesionRow] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     error: str | None = None
 
 
 def evaluate_labels(
-    pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float],
-) -> tuple[dict[str, RegionScores], tuple[int, int, int]]:
+    pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float], rules: str | RuleSet = DEFAULT_RULES,
+) -> tuple[dict[str, Any], tuple[int, int, int]]:
     """Scores per region of two label maps of one shape, and the offset of the crop they were computed on.
 
     The crop is the bounding box of every nonzero voxel of either map: everything outside it is background in
@@ -42,28 +42,26 @@ def evaluate_labels(
     """
     bounds = union_bounds(mask_bounds(pred), mask_bounds(ref)) or tuple((0, 1) for _ in pred.shape)
     box = tuple(slice(lo, hi) for lo, hi in bounds)
-    pred_crop, ref_crop = pred[box], ref[box]
-    scores = {region: score_region(region_mask(pred_crop, region), region_mask(ref_crop, region), spacing,
-                                   volume_voxels=pred.size)
-              for region in REGIONS}
+    scores = rule_set(rules).score_labels(pred[box], ref[box], spacing, pred.size)
     return scores, tuple(lo for lo, _ in bounds)
 
 
-def _read_labels(path: Path, case: str) -> tuple[np.ndarray, nib.Nifti1Image]:
+def _read_labels(path: Path, case: str, labels: tuple[int, ...]) -> tuple[np.ndarray, nib.Nifti1Image]:
     header = load_header_3d(path, case)
-    return read_label_map(header, path, case), header
+    return read_label_map(header, path, case, labels), header
 
 
-def evaluate_pair(pair: CasePair, with_lesions: bool = False) -> CaseResult:
+def evaluate_pair(pair: CasePair, with_lesions: bool = False, rules: str = DEFAULT_RULES) -> CaseResult:
     """Score one case from its files; problems become the result's `error` instead of stopping a batch."""
+    rules = rule_set(rules)
     result = CaseResult(pair.case)
     try:
-        ref, ref_header = _read_labels(pair.reference, pair.case)
+        ref, ref_header = _read_labels(pair.reference, pair.case, rules.scheme.labels)
         if pair.prediction is None:
             pred, pred_header = np.zeros(ref.shape, dtype=np.uint8), ref_header
             result.flags.append(MISSING_PREDICTION)
         else:
-            pred, pred_header = _read_labels(pair.prediction, pair.case)
+            pred, pred_header = _read_labels(pair.prediction, pair.case, rules.scheme.labels)
             if pred.shape != ref.shape:
                 raise InputError(pair.case, pair.prediction,
                                  f"shape {pred.shape} differs from the reference {pair.reference.name} {ref.shape}")
@@ -72,7 +70,7 @@ def evaluate_pair(pair: CasePair, with_lesions: bool = False) -> CaseResult:
         return result
     # The official code takes the voxel size from the prediction (its header's; we take the one its affine declares).
     spacing = voxel_size(pred_header)
-    result.regions, offset = evaluate_labels(pred, ref, spacing)
+    result.regions, offset = evaluate_labels(pred, ref, spacing, rules)
     if with_lesions:
         for region, scores in result.regions.items():
             result.lesions += lesion_rows(pair.case, region, scores, spacing, pred_header.affine, offset)

@@ -12,6 +12,7 @@ import cc3d
 import numpy as np
 from scipy.spatial.distance import pdist
 
+from transunet3d.evaluation.brats2025 import Brats2025Scores
 from transunet3d.evaluation.lesionwise import RegionScores
 
 
@@ -33,7 +34,7 @@ class LesionRow:
 
 
 def lesion_rows(
-    case: str, region: str, scores: RegionScores, spacing: tuple[float, float, float],
+    case: str, region: str, scores: RegionScores | Brats2025Scores, spacing: tuple[float, float, float],
     affine: np.ndarray, offset: tuple[int, int, int],
 ) -> list[LesionRow]:
     """Rows for every reference lesion and predicted component of one region of one case.
@@ -41,7 +42,9 @@ def lesion_rows(
     A predicted component's Dice is taken against the reference lesions it touches (0 for a false positive).
     """
     axial = int(np.argmax(np.abs(np.asarray(affine)[2, :3])))  # the voxel axis closest to head-foot
-    describe = _Describer(spacing, np.asarray(affine, dtype=np.float64), np.asarray(offset), axial)
+    # BraTS 2025 scores keep their label arrays on the region's own box, which starts at `labels_offset`.
+    offset = np.asarray(offset) + np.asarray(getattr(scores, "labels_offset", (0, 0, 0)))
+    describe = _Describer(spacing, np.asarray(affine, dtype=np.float64), offset, axial)
     touching: dict[int, list[int]] = {}
     for lesion in scores.lesions:
         for component in lesion.matched:

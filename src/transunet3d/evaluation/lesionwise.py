@@ -15,7 +15,7 @@ import cc3d
 import numpy as np
 
 from transunet3d.data.crop import mask_bounds, union_bounds
-from transunet3d.data.regions import REGION_LABELS
+from transunet3d.data.labels import label_scheme
 from transunet3d.evaluation.surface import (
     NearestCorner,
     Surface,
@@ -25,6 +25,7 @@ from transunet3d.evaluation.surface import (
     weighted_percentile,
 )
 
+_SCHEME_2023 = label_scheme("brats-mets-2023")
 MISSED_HD95 = 374.0  # the challenge's penalty distance (mm) for missed lesions and false positives
 MIN_LESION_MM3 = 2.0  # BraTS-MET: ground-truth lesions of at most this volume are ignored
 
@@ -62,8 +63,9 @@ class RegionScores:
 
 
 def region_mask(labels: np.ndarray, region: str) -> np.ndarray:
-    """Voxels whose label value belongs to `region` (exact comparison: 1.5 or 4 belong to no region)."""
-    return np.isin(labels, REGION_LABELS[region])
+    """Voxels whose label value belongs to `region` of the BraTS 2023 scheme (exact comparison: 1.5 or 4 belong
+    to no region)."""
+    return _SCHEME_2023.region_mask(labels, region)
 
 
 @dataclass(frozen=True)

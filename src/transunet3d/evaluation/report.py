@@ -8,19 +8,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from transunet3d.config.schema import REGIONS
 from transunet3d.evaluation.batch import EvaluationRun
 from transunet3d.evaluation.case import CaseResult
+from transunet3d.evaluation.rules import COLUMNS_2023, DEFAULT_RULES, RuleSet, rule_set
 from transunet3d.files import atomic_path, write_json
 
-METRIC_COLUMNS = [
-    "case", "region", "lesionwise_dice", "lesionwise_hd95", "legacy_dice", "legacy_hd95", "sensitivity",
-    "specificity", "num_tp", "num_fp", "num_fn", "gt_volume",
-]
-_MEANS = ["lesionwise_dice", "lesionwise_hd95", "legacy_dice", "legacy_hd95", "sensitivity", "specificity"]
-_TOTALS = ["num_tp", "num_fp", "num_fn"]
+METRIC_COLUMNS = ["case", "region", *COLUMNS_2023]  # the per-case CSV of the default (BraTS 2023) rules
 LESION_COLUMNS = [
     "case", "region", "source", "lesion_id", "volume_mm3", "centroid_x", "centroid_y", "centroid_z",
     "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "longest_axial_diameter_mm", "matched", "lesion_dice",
@@ -28,11 +21,16 @@ LESION_COLUMNS = [
 ]
 
 
-def metric_rows(results: list[CaseResult]) -> list[dict[str, Any]]:
+def metric_columns(rules: str | RuleSet = DEFAULT_RULES) -> list[str]:
+    """The columns of the per-case CSV under `rules`."""
+    return ["case", "region", *rule_set(rules).columns]
+
+
+def metric_rows(results: list[CaseResult], rules: str | RuleSet = DEFAULT_RULES) -> list[dict[str, Any]]:
     """One row per (case, region) of every case that could be scored."""
+    quantities = rule_set(rules).quantities
     return [
-        {"case": result.case, "region": region,
-         **{name: getattr(scores, name) for name in METRIC_COLUMNS[2:]}}
+        {"case": result.case, "region": region, **quantities(scores)}
         for result in results if result.error is None
         for region, scores in result.regions.items()
     ]
@@ -51,17 +49,20 @@ def lesion_table(results: list[CaseResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(results: list[CaseResult]) -> dict[str, Any]:
-    """Means per region and over all regions, lesion totals, and the cases that failed or were flagged."""
-    return {**summarize_rows(metric_rows(results)),
+def summarize(results: list[CaseResult], rules: str | RuleSet = DEFAULT_RULES) -> dict[str, Any]:
+    """The summary over cases (`summarize_rows`) and the cases that failed or were flagged."""
+    return {**summarize_rows(metric_rows(results, rules), rules),
             "failed": {r.case: r.error for r in results if r.error is not None},
             "flagged": {r.case: r.flags for r in results if r.flags}}
 
 
-def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means per region and over all regions, and lesion totals, of per-(case, region) metric rows."""
-    per_region = {region: _aggregate([r for r in rows if r["region"] == region]) for region in REGIONS}
-    return {"cases_scored": len({r["case"] for r in rows}), "regions": per_region, "overall": _aggregate(rows)}
+def summarize_rows(rows: list[dict[str, Any]], rules: str | RuleSet = DEFAULT_RULES) -> dict[str, Any]:
+    """The summary of per-(case, region) metric rows as `rules` summarise them: for BraTS 2023 the means per region
+    and over all regions and the lesion totals; for BraTS 2025 the mean, standard deviation and median per region.
+    """
+    rules = rule_set(rules)
+    return {"rules": rules.name, "cases_scored": len({r["case"] for r in rows}),
+            **rules.summarize(rows, rules.scheme.region_names)}
 
 
 def read_metric_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -70,13 +71,6 @@ def read_metric_rows(path: str | Path) -> list[dict[str, Any]]:
         rows = list(csv.DictReader(file))
     return [{name: (value if name in ("case", "region") else float(value)) for name, value in row.items()}
             for row in rows]
-
-
-def _aggregate(rows: list[dict[str, Any]]) -> dict[str, float]:
-    if not rows:
-        return {}
-    means = {f"mean_{name}": float(np.mean([r[name] for r in rows])) for name in _MEANS}
-    return {**means, **{f"total_{name}": int(sum(r[name] for r in rows)) for name in _TOTALS}}
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -93,8 +87,8 @@ def write_evaluation(run: EvaluationRun, pred_dir: Path, ref_dir: Path, metrics:
                      lesions: Path | None = None) -> dict[str, Any]:
     """Write the per-case CSV and, when asked, the summary JSON (with the two folders, for the report's
     overlays) and the per-lesion CSV; returns the summary."""
-    write_csv(metrics, metric_rows(run.results), METRIC_COLUMNS)
-    report = {**summarize(run.results), "folders": {"predictions": str(Path(pred_dir).resolve()),
+    write_csv(metrics, metric_rows(run.results, run.rules), metric_columns(run.rules))
+    report = {**summarize(run.results, run.rules), "folders": {"predictions": str(Path(pred_dir).resolve()),
                                                     "references": str(Path(ref_dir).resolve())}}
     if summary is not None:
         write_json(summary, report)
