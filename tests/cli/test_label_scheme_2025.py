@@ -1,6 +1,7 @@
 """The brats-mets-2025 scheme through the real commands: cavities (label 4) validated, preprocessed, trained on as
 a fourth region, and predicted back as labels 0-4 with the probabilities of WT, TC, ET and RC."""
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -32,9 +33,15 @@ def test_cavities_from_validation_to_prediction(tmp_path: Path):
     invoke("splits", pre, "--folds", "2")
     trained = invoke("train", pre, "--preset", "tiny", "--fold", "0", "--out", run, "--device", "cpu", *FAST)
     assert "fold 0 validation" in trained.output
-    # The out-of-fold validation predicted the held-out case with the four regions, against its reference with
-    # the cavity (scored once the evaluation takes the scheme's rules: evaluation/ is not part of this change).
+    # The out-of-fold validation predicted the held-out case with the four regions and scored it against its
+    # reference with the cavity, by the 2023 lesion-wise metrics over the four regions (brats2023-rc).
     validation = run / "fold_0" / "validation"
+    summary = json.loads((validation / "summary.json").read_text())
+    assert summary["rules"] == "brats2023-rc" and summary["cases_scored"] == 1
+    assert list(summary["regions"]) == ["WT", "TC", "ET", "RC"] and summary["regions"]["RC"]["total_num_fn"] >= 0
+    invoke("crossval", run)
+    pooled = json.loads((run / "cv" / "summary.json").read_text())
+    assert pooled["rules"] == "brats2023-rc" and list(pooled["regions"]) == ["WT", "TC", "ET", "RC"]
     (held_out,) = validation.glob("predictions/*_probabilities.npz")
     assert list(np.load(held_out)["regions"]) == ["WT", "TC", "ET", "RC"]
     (reference,) = validation.glob("references/*-seg.nii.gz")

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from transunet3d.crossval.validation import validation_cases
+from transunet3d.errors import UserError
 from transunet3d.evaluation.report import LESION_COLUMNS, METRIC_COLUMNS, read_metric_rows, summarize_rows, write_csv
-from transunet3d.files import remove_stale_temporaries, write_json
+from transunet3d.evaluation.rules import DEFAULT_RULES
+from transunet3d.files import read_json, remove_stale_temporaries, write_json
 from transunet3d.runs.layout import RunFolder
 
 
@@ -26,10 +28,11 @@ def pool_folds(run: RunFolder) -> dict[str, Any] | None:
     folds = validated_folds(run)
     if not folds:
         return None
-    metrics, lesions, cases = [], [], {}
+    metrics, lesions, cases, rules = [], [], {}, set()
     for fold in folds:
         evaluation = run.fold(fold).validation.evaluation
         rows = read_metric_rows(evaluation.metrics)
+        rules.add(read_json(evaluation.summary).get("rules", DEFAULT_RULES))
         metrics += [{"fold": fold, **row} for row in rows]
         cases[fold] = sorted(validation_cases(run.fold(fold)))
         if evaluation.lesions.is_file():
@@ -38,7 +41,10 @@ def pool_folds(run: RunFolder) -> dict[str, Any] | None:
     remove_stale_temporaries(target.folder)
     write_csv(target.metrics, metrics, ["fold", *METRIC_COLUMNS])
     write_csv(target.lesions, lesions, ["fold", *LESION_COLUMNS])
-    summary = {**summarize_rows(metrics), "folds": {str(fold): cases[fold] for fold in folds}}
+    if len(rules) > 1:
+        raise UserError(f"{run.path}: its folds were validated by different rules ({', '.join(sorted(rules))}); "
+                        "validate them again (transunet3d crossval RUN)")
+    summary = {**summarize_rows(metrics, rules.pop()), "folds": {str(fold): cases[fold] for fold in folds}}
     write_json(target.summary, summary)
     return summary
 

@@ -27,6 +27,7 @@ from transunet3d.data.splits import read_splits
 from transunet3d.errors import UserError
 from transunet3d.evaluation.batch import evaluate_folders
 from transunet3d.evaluation.report import write_evaluation
+from transunet3d.evaluation.rules import VALIDATION_RULES
 from transunet3d.files import read_json, remove_stale_temporaries, write_json
 from transunet3d.inference.cases import (
     ENSEMBLE_FILE,
@@ -77,7 +78,7 @@ def validate_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.d
     for case_id in tqdm(todo, desc=f"validate {folder.path.name}", unit="case", disable=not progress):
         _validate_case(predictor, Path(preprocessed), case_id, target)
     run = evaluate_folders(target.predictions, target.references, workers=workers, with_lesions=True,
-                           progress=progress)
+                           progress=progress, rules=VALIDATION_RULES[model.config.data.labels])
     files = target.evaluation
     return write_evaluation(run, target.predictions, target.references, files.metrics, files.summary, files.lesions)
 

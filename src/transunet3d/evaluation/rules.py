@@ -2,6 +2,10 @@
 
 - `brats2023` (default): the BraTS 2023 lesion-wise metrics, BraTS-MET settings (`lesionwise.score_region`), on
   the regions of the `brats-mets-2023` label scheme.
+- `brats2023-rc`: the same BraTS 2023 lesion-wise metrics on the regions of the `brats-mets-2025` scheme (WT, TC,
+  ET and RC, the resection cavity): what out-of-fold validation and post-processing tuning of a 2025 run score
+  with, so that cross-validation, tuning and the report read one kind of numbers for either scheme. It is not a
+  challenge's ranking; `brats2025` is.
 - `brats2025`: the official BraTS 2025 evaluation, the `brats-evaluation` package's mets config followed by
   `brats-parse-metrics mets --vol_threshold 27 --overlap_threshold 0.2` (`brats2025.score_region_2025`), on the
   regions of the `brats-mets-2025` label scheme (label 4, resection cavity, is allowed and scored as RC).
@@ -23,7 +27,7 @@ from transunet3d.data.labels import LabelScheme, label_scheme
 from transunet3d.errors import UserError
 from transunet3d.evaluation import summaries
 from transunet3d.evaluation.brats2025 import QUANTITIES, score_labels_2025
-from transunet3d.evaluation.lesionwise import region_mask, score_region
+from transunet3d.evaluation.lesionwise import score_region
 
 DEFAULT_RULES = "brats2023"
 
@@ -55,10 +59,12 @@ class RuleSet:
     summary_line: Callable[[str, dict[str, Any]], str]
 
 
-def _score_labels_2023(pred, ref, spacing, volume_voxels) -> dict[str, Any]:
-    return {region: score_region(region_mask(pred, region), region_mask(ref, region), spacing,
+def _score_labels_2023(pred, ref, spacing, volume_voxels, scheme: str = "brats-mets-2023") -> dict[str, Any]:
+    """The BraTS 2023 lesion-wise scores of every region of `scheme`."""
+    regions = label_scheme(scheme)
+    return {region: score_region(regions.region_mask(pred, region), regions.region_mask(ref, region), spacing,
                                  volume_voxels=volume_voxels)
-            for region in label_scheme("brats-mets-2023").region_names}
+            for region in regions.region_names}
 
 
 def _line_2023(region: str, means: dict[str, Any]) -> str:
@@ -89,6 +95,15 @@ RULE_SETS: dict[str, RuleSet] = {
         summarize=summaries.means_and_totals,
         summary_line=_line_2023,
     ),
+    "brats2023-rc": RuleSet(
+        name="brats2023-rc",
+        scheme=label_scheme("brats-mets-2025"),
+        score_labels=functools.partial(_score_labels_2023, scheme="brats-mets-2025"),
+        columns=COLUMNS_2023,
+        quantities=lambda scores: {name: getattr(scores, name) for name in COLUMNS_2023},
+        summarize=summaries.means_and_totals,
+        summary_line=_line_2023,
+    ),
     "brats2025": RuleSet(
         name="brats2025",
         scheme=label_scheme("brats-mets-2025"),
@@ -99,6 +114,10 @@ RULE_SETS: dict[str, RuleSet] = {
         summary_line=_line_2025,
     ),
 }
+
+
+# The rule set that out-of-fold validation scores a run of each label scheme with (the BraTS 2023 metrics).
+VALIDATION_RULES: dict[str, str] = {"brats-mets-2023": "brats2023", "brats-mets-2025": "brats2023-rc"}
 
 
 def rule_set(name: str | RuleSet = DEFAULT_RULES) -> RuleSet:
