@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from transunet3d.evaluation.border import border_voxels, hd95, nearest_distances, normalized_surface_dice
+from transunet3d.evaluation.border import (
+    border_voxels,
+    hd95,
+    hd95_needs_all,
+    nearest_distances,
+    normalized_surface_dice,
+)
 from transunet3d.evaluation.brats2025 import MISSED_HD95, ReferenceLesion, parse_lesions, score_region_2025
 from transunet3d.evaluation.matching import components, match_components
 
@@ -96,6 +102,16 @@ def test_hd95_interpolates_the_pooled_distances_and_nsd_weighs_each_side_by_its_
     assert hd95(to_pred, to_ref) == pytest.approx(3.0 - 0.2 * 2.0)  # sorted 0 0 0 1 3, position 3.8
     # Within 1 mm: 2 of 3 reference voxels, 2 of 2 predicted ones.
     assert normalized_surface_dice(to_pred, to_ref, 1.0) == pytest.approx((2 / 3 + 1) / (2 / 3 + 1 + 1 / 3))
+
+
+def test_hd95_needs_the_far_distances_only_when_its_rank_reaches_them():
+    distances = np.arange(100.0)  # ranks 94 and 95 are interpolated: 94.05
+    open_top = distances.copy()
+    open_top[97:] = np.inf
+    assert not hd95_needs_all(open_top) and hd95(open_top, np.zeros(0)) == hd95(distances, np.zeros(0))
+    open_top[95:] = np.inf
+    assert hd95_needs_all(open_top)
+    assert hd95_needs_all(np.array([np.inf])) and not hd95_needs_all(np.array([1.0]))
 
 
 def lesion(volume, dice=None, nsd=0.0, hd=0.0):

@@ -3,9 +3,11 @@
 A border voxel is a mask voxel with a face neighbour outside the mask (the mask minus its erosion by the
 6-connected element; outside the array is background). The distance of a border voxel is the Euclidean distance,
 in mm, from its centre to the nearest border voxel centre of the other mask. The package takes those distances
-from a distance transform of the whole (cropped) volume; we take the same distances from a k-d tree over the
-border voxels only (`surface.NearestCorner`, which computes each distance from the integer index difference the
-way SciPy's distance transform does, so that the floats are the same).
+from a distance transform of the whole (cropped) volume. We look at the grid around each border voxel first,
+nearest voxels first, which settles most distances; the rest come from a k-d tree over the border voxels
+(`surface.NearestCorner`), and only where an HD95 needs them (NSD never does: they are beyond its tolerance).
+Every distance is computed from the integer index difference the way SciPy's distance transform computes it, so
+that the floats are the same.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ def hd95_needs_all(*distances: np.ndarray) -> bool:
 def normalized_surface_dice(reference_to_prediction: np.ndarray, prediction_to_reference: np.ndarray,
                             tolerance: float) -> float:
     """The package's NSD (after GaNDLF): the share of border voxels within `tolerance` mm of the other border,
-    each direction weighted by its own voxel count. The arithmetic is the package's, term for term."""
+    each direction weighted by its own voxel count. The arithmetic is the package's, term for term. Distances not
+    searched for (inf) lie at least `FAR` smallest voxel sizes away, beyond any tolerance used here."""
     count_a, count_b = len(reference_to_prediction), len(prediction_to_reference)
     tp_a = np.sum(reference_to_prediction <= tolerance) / count_a
     tp_b = np.sum(prediction_to_reference <= tolerance) / count_b

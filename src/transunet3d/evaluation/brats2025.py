@@ -114,12 +114,10 @@ def _nothing_to_score() -> Brats2025Scores:
     return Brats2025Scores({name: quantities[name] for name in QUANTITIES}, [], (), empty, empty)
 
 
-def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float],
-                      volume_voxels: int | None = None) -> Brats2025Scores:
+def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float]) -> Brats2025Scores:
     """The official BraTS 2025 quantities of boolean masks `pred` vs `ref` with voxel `spacing` (mm, per axis).
 
     The masks may be a crop that holds every labelled voxel of both (no number changes), best in Fortran order.
-    `volume_voxels` is unused (the 2023 rules need it) and accepted so that both rule sets are called alike.
     """
     spacing = tuple(float(s) for s in spacing)
     ref_labels, n_ref = components(ref)
