@@ -89,7 +89,8 @@ def test_an_unknown_rule_set_is_one_error_line_and_nothing_is_written(tmp_path: 
     write_cases(tmp_path, labels_with_cavity(), labels_with_cavity())
     result = evaluate(tmp_path, "--rules", "brats2024", "--summary", str(tmp_path / "s.json"))
     assert result.exit_code == EXIT_USER_ERROR
-    assert result.stderr.splitlines() == ["error: --rules: unknown rule set 'brats2024'; known: brats2023, brats2023-rc, brats2025"]
+    assert result.stderr.splitlines() == [
+        "error: --rules: unknown rule set 'brats2024'; known: brats2023, brats2023-rc, brats2025"]
     assert not (tmp_path / "m.csv").exists() and not (tmp_path / "s.json").exists()
 
 
