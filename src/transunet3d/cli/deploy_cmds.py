@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from transunet3d.deploy.challenge import DEFAULT_INPUT, DEFAULT_OUTPUT, MODEL_IN_IMAGE, read_parameters, run_challenge
+from transunet3d.deploy.container import DEVICES, FORMATS, write_build_context
 from transunet3d.deploy.export import export_run
 from transunet3d.errors import IncompleteBatch
 from transunet3d.inference.trained import CHECKPOINTS
@@ -58,3 +59,30 @@ def challenge_entry_command(task: str | None, data_path: Path, output_path: Path
                f"wrote {len(report.written)}, passed the checks {checked} -> {output_path}")
     if report.failed:
         raise IncompleteBatch(report.failed)
+
+
+@click.command("container")
+@click.argument("run_dir", metavar="RUN", type=_PATH)
+@click.argument("out", metavar="OUT_DIR", type=_PATH)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="The torch (and ONNX Runtime) build the image installs: CPU-only, or CUDA.")
+@click.option("--format", "model_format", type=click.Choice(FORMATS), default=None,
+              help="The model in the image: the run's checkpoints (torch) or its ONNX export (onnx).  "
+                   "[default: onnx for a folder written by `transunet3d export`, else torch]")
+@click.option("--fold", default=None, help="Folds of a cross-validation run, as `predict --fold`.  [default: all]")
+@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="latest", show_default=True,
+              help="The final weights, or those with the best validation pseudo-Dice.")
+@click.option("--wheels", type=_PATH, default=None,
+              help="A folder of wheels that pip prefers to its index when the image is built (a local torch "
+                   "build, or every wheel for an offline build).")
+@click.option("--tag", default=None,
+              help="Image name for the README and mlcube.yaml.  [default: transunet3d-RUN:VERSION]")
+def container_command(run_dir: Path, out: Path, device: str, model_format: str | None, fold: str | None,
+                      checkpoint: str, wheels: Path | None, tag: str | None) -> None:
+    """Write a Docker build context for a BraTS challenge container of RUN into OUT_DIR (new or empty): Dockerfile,
+    pinned requirements, the package's source and the model; its entry point is `transunet3d challenge-entry`."""
+    record = write_build_context(run_dir, out, device, model_format, fold, checkpoint, wheels, tag,
+                                 on_step=lambda step: click.echo(f"container: {step}"))
+    click.echo(f"build context for {record['tag']} ({record['format']} model, {record['device']}, "
+               f"{len(record['requirements'])} pinned requirements) -> {out}")
+    click.echo(f"build it with: docker build -t {record['tag']} {out}")

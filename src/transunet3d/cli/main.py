@@ -9,7 +9,7 @@ from transunet3d.cli.config_cmd import config_command
 from transunet3d.cli.crossval_cmd import crossval_command
 from transunet3d.cli.data_cmds import phantom_command, preprocess_command, splits_command, validate_command
 from transunet3d.cli.demo_cmd import demo_command, report_command
-from transunet3d.cli.deploy_cmds import challenge_entry_command, export_command
+from transunet3d.cli.deploy_cmds import challenge_entry_command, container_command, export_command
 from transunet3d.cli.evaluate_cmd import evaluate_command
 from transunet3d.cli.model_cmd import model_info_command
 from transunet3d.cli.predict_cmd import predict_command
@@ -68,7 +68,8 @@ def cli(ctx: click.Context, release_freed_memory: bool) -> None:
 
 for command in (phantom_command, validate_command, preprocess_command, splits_command, evaluate_command,
                 model_info_command, train_command, pretrain_command, crossval_command, tune_command, predict_command,
-                demo_command, report_command, config_command, export_command, challenge_entry_command):
+                demo_command, report_command, config_command, export_command, container_command,
+                challenge_entry_command):
     cli.add_command(command)
 
 

@@ -33,7 +33,7 @@ from transunet3d.errors import UserError
 from transunet3d.files import atomic_path, output_folder
 from transunet3d.inference.cases import PredictReport, predict_folder, submission_path
 from transunet3d.inference.predictor import Predictor
-from transunet3d.inference.trained import CHECKPOINTS, load_models
+from transunet3d.inference.trained import CHECKPOINTS, fold_folders, load_models
 from transunet3d.inference.tta import TTA_MODES
 from transunet3d.jobs.tuning import run_postprocessing
 from transunet3d.runs.layout import ModelFolder, RunFolder
@@ -152,6 +152,13 @@ def entry_devices(backend: str) -> list[str]:
     return [f"cuda:{index}" for index in range(count)] or ["cpu"]
 
 
+def default_checkpoint(model_dir: Path, fold: str | None) -> str:
+    """"latest", or "best" for models that hold only their best checkpoint (`container --checkpoint best`)."""
+    folders = fold_folders(model_dir, fold)
+    only_best = all(not f.latest_pointer.is_file() and f.best_checkpoint.is_dir() for f in folders)
+    return "best" if only_best else "latest"
+
+
 def check_outputs(cases: list[CaseFiles], output_dir: Path, skip: set[str] = frozenset()) -> dict[str, str]:
     """What the orchestrator would refuse, by case: a missing output, one off the input's grid, an all-zero one."""
     problems = {}
@@ -225,7 +232,8 @@ def _predict_shard(job: _Shard) -> PredictReport:
     if job.backend == "onnxruntime":
         models = load_exported_models([job.model_dir], settings.fold, settings.checkpoint, device)
     else:
-        models = load_models([job.model_dir], settings.fold, settings.checkpoint or "latest", device)
+        which = settings.checkpoint or default_checkpoint(job.model_dir, settings.fold)
+        models = load_models([job.model_dir], settings.fold, which, device)
     given = {"tta": settings.tta, "step": settings.step, "batch_windows": settings.batch_windows}
     options = replace(models[0].config.infer, **{key: value for key, value in given.items() if value is not None})
     tuned = run_postprocessing(job.model_dir) if settings.postprocessing == "run" else None

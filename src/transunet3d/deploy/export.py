@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,10 +24,11 @@ from torch import nn
 from transunet3d import __version__
 from transunet3d.config.schema import MODALITIES, ExperimentConfig
 from transunet3d.data.labels import DEFAULT_SCHEME, LabelScheme, label_scheme
+from transunet3d.deploy.folders import building_folder, check_new_folder
 from transunet3d.deploy.layout import ExportFolder, network_name
 from transunet3d.deploy.optional import require
 from transunet3d.errors import UserError
-from transunet3d.files import check_output_path, write_json
+from transunet3d.files import write_json
 from transunet3d.inference.trained import TrainedModel, fold_folders, load_trained_model
 from transunet3d.inference.tta import tta_views
 from transunet3d.jobs.tuning import run_postprocessing
@@ -76,11 +75,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fold: str | None = None
     for module in ("onnx", "onnxscript", "onnxruntime"):
         require(module, "transunet3d export")
     out_dir = Path(out_dir)
-    _check_new_folder(out_dir)
+    check_new_folder(out_dir, "export")
     models = [load_trained_model(folder, which) for folder in fold_folders(run_dir, fold)]
     scheme = scheme_of(models[0].config)
     tuned = run_postprocessing(run_dir)
-    with _building(out_dir) as building:
+    with building_folder(out_dir) as building:
         folder = ExportFolder(building)
         entries = []
         for model in models:
@@ -189,29 +188,6 @@ def _quiet_exporter() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-def _check_new_folder(path: Path) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UserError(f"{path}: exists and is not an empty folder; export into a new one")
-    check_output_path(path)
-
-
-@contextlib.contextmanager
-def _building(out_dir: Path) -> Iterator[Path]:
-    """A hidden temporary folder beside `out_dir`, renamed to it when the block succeeds, removed otherwise."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
-        yield building
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(building, 0o777 & ~umask)  # mkdtemp's folder is private; the export is not
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, as checked before
-        os.replace(building, out_dir)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:
