@@ -24,6 +24,11 @@ def invoke(*args: object, **kwargs):
     return CliRunner().invoke(cli, [str(arg) for arg in args], **kwargs)
 
 
+def error_lines(result) -> list[str]:
+    """The `error:` lines a command wrote on stderr."""
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory) -> Path:
     """Two small phantoms at 2 mm with an oblique, anisotropic geometry (BraTS layout, a folder per case)."""
