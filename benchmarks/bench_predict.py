@@ -16,6 +16,13 @@ MONAI is not a dependency of transunet3d; install it without its dependencies to
     .venv/bin/pip install --no-deps monai
     python benchmarks/bench_predict.py                     # tiny encoder, 64^3 windows, CPU
     python benchmarks/bench_predict.py --width full --patch 128 --shape 256 256 192 --device cuda
+
+`--against onnx` measures instead the same predictor with the network exported to ONNX and run by ONNX Runtime
+(`transunet3d export`, `predict --backend onnxruntime`; the onnx extra), on a phantom cropped to its brain as
+prediction crops it (a zero background, which is where ONNX Runtime's own norms lose precision), for each
+`--model`:
+
+    python benchmarks/bench_predict.py --against onnx --model unet encoder decoder both --tta none flip
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -37,21 +45,41 @@ def network_for(args: argparse.Namespace):
     return create_model(args.model, args.width, patch_size=patch).to(args.device).eval()
 
 
+def config_for(args: argparse.Namespace):
+    from transunet3d.config import build_config
+
+    patch = ",".join([str(args.patch)] * 3)
+    return build_config("tiny", [f"model.name={args.model}", f"model.width={args.width}",
+                                 f"train.patch_size=[{patch}]", f"loop.precision={args.precision}"])
+
+
 def ours(args: argparse.Namespace, image: torch.Tensor, mode: str) -> torch.Tensor:
     """`transunet3d predict`'s path: Predictor.probabilities on one preprocessed image."""
-    from transunet3d.config import build_config
-    from transunet3d.config.schema import InferConfig
-    from transunet3d.inference.predictor import Predictor
     from transunet3d.inference.trained import TrainedModel
     from transunet3d.runs.layout import ModelFolder
 
-    patch = ",".join([str(args.patch)] * 3)
-    config = build_config("tiny", [f"model.name={args.model}", f"model.width={args.width}",
-                                   f"train.patch_size=[{patch}]", "loop.precision=fp32"])
+    config = config_for(args)
     model = TrainedModel(network_for(args), config, Path("."), config.loop.epochs, ModelFolder("."))
+    return predicted([model], args, image, mode)
+
+
+def onnx(args: argparse.Namespace, image: torch.Tensor, mode: str) -> torch.Tensor:
+    """`predict --backend onnxruntime`'s path: the same predictor, the exported network in ONNX Runtime."""
+    from transunet3d.deploy.layout import ExportedNetwork
+    from transunet3d.deploy.onnx_backend import OnnxModel, open_session
+
+    config, path = config_for(args), Path(args.onnx_file)
+    model = OnnxModel(open_session(path, torch.device(args.device)), config, Path("."), config.loop.epochs,
+                      ExportedNetwork(path, None))
+    return predicted([model], args, image, mode)
+
+
+def predicted(models: list, args: argparse.Namespace, image: torch.Tensor, mode: str) -> torch.Tensor:
+    from transunet3d.config.schema import InferConfig
+    from transunet3d.inference.predictor import Predictor
+
     options = InferConfig(tta=mode, step=0.5, batch_windows=args.batch_windows)
-    predictor = Predictor([model], options, args.device)
-    return torch.from_numpy(predictor.probabilities(image.numpy()))
+    return torch.from_numpy(Predictor(models, options, args.device).probabilities(image.numpy()))
 
 
 def monai(args: argparse.Namespace, image: torch.Tensor, mode: str) -> torch.Tensor:
@@ -77,8 +105,9 @@ def measure(method: str, tuned: bool, args: argparse.Namespace, mode: str, out: 
 
     if tuned:
         keep_freed_memory()
-    function = {"ours": ours, "monai": monai}[method]
-    image = torch.randn(4, *args.shape, generator=torch.Generator().manual_seed(1))
+    function = {"ours": ours, "monai": monai, "onnx": onnx}[method]
+    image = phantom_image(args.shape) if args.against == "onnx" else \
+        torch.randn(4, *args.shape, generator=torch.Generator().manual_seed(1))
     function(args, image, mode)  # warm-up: allocator, oneDNN/cuDNN kernel choice
     best = float("inf")
     for _ in range(args.repeats):
@@ -90,6 +119,20 @@ def measure(method: str, tuned: bool, args: argparse.Namespace, mode: str, out: 
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     torch.save({"seconds": best, "result": result}, out)
+
+
+def phantom_image(shape: tuple[int, int, int]) -> torch.Tensor:
+    """A phantom of `shape` at 1 mm, preprocessed as prediction preprocesses it (cropped to the brain, z-scored)."""
+    from transunet3d.config.schema import MODALITIES
+    from transunet3d.data.phantom import PhantomSpec
+    from transunet3d.data.phantom.generate import generate_phantom
+    from transunet3d.data.preprocess import preprocess_loaded
+    from transunet3d.data.validate import LoadedCase
+
+    phantom = generate_phantom(PhantomSpec(shape=tuple(shape), spacing=(1.0, 1.0, 1.0), lesions=(2, 6)), 3, 1)
+    image = np.stack([phantom.images[modality] for modality in MODALITIES]).astype(np.float32)
+    loaded = LoadedCase(phantom.case_id, image, None, phantom.geometry)
+    return torch.from_numpy(preprocess_loaded(loaded, None, foreground_samples=0).image)
 
 
 def run(method: str, tuned: bool, args: argparse.Namespace, mode: str, folder: Path) -> tuple[float, torch.Tensor]:
@@ -105,7 +148,10 @@ def run(method: str, tuned: bool, args: argparse.Namespace, mode: str, folder: P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="encoder", choices=["unet", "encoder", "decoder", "both"])
+    parser.add_argument("--against", default="monai", choices=["monai", "onnx"])
+    parser.add_argument("--model", nargs="+", default=["encoder"], choices=["unet", "encoder", "decoder", "both"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "auto"],
+                        help="of our torch path (auto: bf16 on CUDA and CPUs with bf16 units); ONNX is fp32")
     parser.add_argument("--width", default="tiny", choices=["tiny", "full"])
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 96))
@@ -116,6 +162,10 @@ def main() -> None:
     args = parser.parse_args()
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \
         f"CPU, {torch.get_num_threads()} threads"
+    if args.against == "onnx":
+        compare_onnx(args, name)
+        return
+    args.model = args.model[0]
     print(f"{args.model} ({args.width}), {args.patch}^3 windows, volume {tuple(args.shape)}, "
           f"batch {args.batch_windows}, {name}")
     print("| TTA | views | ours (s) | MONAI (s) | speed-up | MONAI + our allocator setting (s) | speed-up | "
@@ -131,6 +181,29 @@ def main() -> None:
             print(f"| {mode} | {views} | {ours_seconds:.2f} | {monai_seconds:.2f} | "
                   f"{monai_seconds / ours_seconds:.2f}x | {tuned_seconds:.2f} | {tuned_seconds / ours_seconds:.2f}x | "
                   f"{difference:.1e} |", flush=True)
+
+
+def compare_onnx(args: argparse.Namespace, name: str) -> None:
+    """Per model and TTA mode: our torch path against the same predictor with the network in ONNX Runtime."""
+    from transunet3d.deploy.export import export_network
+
+    models = args.model
+    print(f"{args.width} models, {args.patch}^3 windows, phantom {tuple(args.shape)} at 1 mm cropped to "
+          f"{tuple(phantom_image(args.shape).shape[1:])}, batch {args.batch_windows}, torch {args.precision}, {name}")
+    print("| model | TTA | views | torch (s) | ONNX Runtime (s) | ONNX / torch | max abs difference |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as folder:
+        for model in models:
+            args.model = model
+            args.onnx_file = str(Path(folder) / f"{model}.onnx")
+            export_network(network_for(args).cpu(), (args.patch,) * 3, Path(args.onnx_file))
+            for mode in args.tta:
+                torch_seconds, torch_result = run("ours", True, args, mode, Path(folder))
+                onnx_seconds, onnx_result = run("onnx", True, args, mode, Path(folder))
+                difference = float((torch_result - onnx_result).abs().max())
+                views = {"none": 1, "flip": 8, "flip+rot": 16}[mode]
+                print(f"| {model} | {mode} | {views} | {torch_seconds:.2f} | {onnx_seconds:.2f} | "
+                      f"{onnx_seconds / torch_seconds:.2f}x | {difference:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
   one line `error: <file or setting>: <problem>` on stderr, no traceback, exit code `EXIT_USER_ERROR` (2), and
   nothing is written (settings are checked before a command creates any output).
 - The environment failing (no space left, permission denied, a read-only folder) is one `error:` line naming the
-  file that could not be written, exit code `EXIT_ENVIRONMENT` (1).
+  file that could not be written, exit code `EXIT_ENVIRONMENT` (1); so is an optional package that a command needs
+  and the environment lacks (`MissingPackage`, e.g. onnxruntime for `predict --backend onnxruntime`).
 - Commands that work case by case (validate, preprocess, predict, evaluate) report a broken case and go on with the
   others; at the end they list every failed case and exit with `EXIT_INCOMPLETE` (3), raised as `IncompleteBatch`.
 - A warning (something odd that does not change the result) is one `warning:` line; library warnings are turned
@@ -54,6 +55,18 @@ class InputError(UserError):
     def __reduce__(self):
         """Pickle by the three parts, so that an error raised in a worker process reaches the parent whole."""
         return type(self), (self.case, self.file, self.problem)
+
+
+class MissingPackage(Exception):
+    """An optional package that a command needs is not installed: the environment's problem, not the input's."""
+
+    def __init__(self, package: str, purpose: str, install: str):
+        self.parts = (package, purpose, install)
+        super().__init__(f"{package} is not installed; {purpose} needs it ({install})")
+
+    def __reduce__(self):
+        """Pickle by the three parts, so that one raised in a worker process reaches the parent whole."""
+        return type(self), self.parts
 
 
 class ConfigError(UserError):

@@ -9,6 +9,7 @@ from transunet3d.cli.config_cmd import config_command
 from transunet3d.cli.crossval_cmd import crossval_command
 from transunet3d.cli.data_cmds import phantom_command, preprocess_command, splits_command, validate_command
 from transunet3d.cli.demo_cmd import demo_command, report_command
+from transunet3d.cli.deploy_cmds import challenge_entry_command, container_command, export_command
 from transunet3d.cli.evaluate_cmd import evaluate_command
 from transunet3d.cli.model_cmd import model_info_command
 from transunet3d.cli.predict_cmd import predict_command
@@ -20,13 +21,14 @@ from transunet3d.errors import (
     EXIT_INCOMPLETE,
     EXIT_USER_ERROR,
     IncompleteBatch,
+    MissingPackage,
     UserError,
     describe_os_error,
 )
 from transunet3d.memory import keep_freed_memory
 
 # Commands that run networks on large CPU tensors, for which glibc's heap is tuned (memory.py).
-_TENSOR_COMMANDS = {"train", "pretrain", "predict", "crossval", "demo"}
+_TENSOR_COMMANDS = {"train", "pretrain", "predict", "crossval", "demo", "challenge-entry"}
 
 
 class _Commands(click.Group):
@@ -46,6 +48,9 @@ class _Commands(click.Group):
         except OSError as error:  # disk full, permission denied, ...: the environment, not a bug
             click.echo(f"error: {describe_os_error(error)}", err=True)
             ctx.exit(EXIT_ENVIRONMENT)
+        except MissingPackage as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(EXIT_ENVIRONMENT)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -63,7 +68,8 @@ def cli(ctx: click.Context, release_freed_memory: bool) -> None:
 
 for command in (phantom_command, validate_command, preprocess_command, splits_command, evaluate_command,
                 model_info_command, train_command, pretrain_command, crossval_command, tune_command, predict_command,
-                demo_command, report_command, config_command):
+                demo_command, report_command, config_command, export_command, container_command,
+                challenge_entry_command):
     cli.add_command(command)
 
 

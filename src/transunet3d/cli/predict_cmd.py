@@ -11,6 +11,7 @@ import torch
 
 from transunet3d.config.schema import InferConfig
 from transunet3d.data.labels import LabelScheme
+from transunet3d.deploy.onnx_backend import load_exported_models
 from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
@@ -22,13 +23,15 @@ from transunet3d.postprocessing.tune import read_postprocessing
 from transunet3d.runs.layout import RunFolder
 
 _PATH = click.Path(path_type=Path)
+BACKENDS = ("torch", "onnxruntime")
 
 
 @click.command("predict")
 @click.argument("input_dir", metavar="INPUT", type=_PATH)
 @click.argument("out", type=_PATH)
 @click.option("--model", "models", type=_PATH, multiple=True, required=True,
-              help="Training run folder (repeat for an ensemble); a cross-validation run gives all its folds.")
+              help="Training run folder (repeat for an ensemble); a cross-validation run gives all its folds.  "
+                   "With --backend onnxruntime: a folder written by `transunet3d export`.")
 @click.option("--fold", default=None,
               help="Folds of a cross-validation run: 'all', a number, 'all-data', or a comma list such as "
                    "0,3,5,7,9.  [default: all; the all-data model when the run has no other]")
@@ -36,8 +39,12 @@ _PATH = click.Path(path_type=Path)
               help="Instead of --fold: this many cross-validation folds of each run, drawn at random "
                    "(the paper ensembled 5 of 10).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --random-folds draw.")
-@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="latest", show_default=True,
-              help="The final weights, or those with the best validation pseudo-Dice.")
+@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default=None,
+              help="The final weights, or those with the best validation pseudo-Dice.  [default: latest; an "
+                   "exported folder: the checkpoints it was exported from]")
+@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+              help="What runs the networks: torch on training runs, or ONNX Runtime on folders written by "
+                   "`transunet3d export` (the onnx extra), with the same windows, TTA and post-processing.")
 @click.option("--tta", type=click.Choice(TTA_MODES), default=None,
               help="Test-time augmentation: none, 8 flips, or flips with axial quarter turns (16 views).  "
                    "[default: the run's config, flip+rot]")
@@ -61,7 +68,8 @@ _PATH = click.Path(path_type=Path)
               help="Text file of case ids (one per line): predict only these, e.g. a fold's validation cases.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ...  [default: cuda when available]")
 def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: str | None, draw: int | None,
-                    seed: int, checkpoint: str, tta: str | None, step: float | None, batch_windows: int | None,
+                    seed: int, checkpoint: str | None, backend: str, tta: str | None, step: float | None,
+                    batch_windows: int | None,
                     postprocessing_choice: str, min_lesion_mm3: float | None, require_core: bool | None,
                     save_probabilities: bool,
                     skip_existing: bool, case_list: Path | None, device: str | None) -> None:
@@ -75,7 +83,10 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     rank, world, local_rank = (int(os.environ.get(k, d)) for k, d in
                                (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")))
     target = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
-    trained = load_models(list(models), fold, checkpoint, target, draw=draw, seed=seed)
+    if backend == "onnxruntime":
+        trained = load_exported_models(list(models), fold, checkpoint, target, draw=draw, seed=seed)
+    else:
+        trained = load_models(list(models), fold, checkpoint or "latest", target, draw=draw, seed=seed)
     _warn_unfinished(trained)
     if rank == 0:
         click.echo(f"models: {', '.join(str(model.folder.path) for model in trained)}")
@@ -107,7 +118,7 @@ def _postprocessing(choice: str, runs: tuple[Path, ...], scheme: LabelScheme,
             raise UserError("--min-lesion-mm3 and --require-core set the post-processing by hand; "
                             "give them with --postprocessing none, not with a postprocessing file")
         return read_postprocessing(path, scheme), str(path)
-    tuned = run_postprocessing(runs[0]) if len(set(runs)) == 1 else None
+    tuned = run_postprocessing(runs[0], scheme) if len(set(runs)) == 1 else None
     if tuned is None or by_hand:
         return None, "the config's" if tuned is None else "set by hand (the run's tuned one is not used)"
     return tuned, f"tuned on cross-validation ({RunFolder(runs[0]).postprocessing})"

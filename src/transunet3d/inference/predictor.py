@@ -57,7 +57,8 @@ class Predictor:
         self.models = models
         self.scheme = ensemble_scheme(models)
         for model in models:  # channels-last: the fastest layout for 3D convolutions on CPUs and GPUs
-            model.network.to(self.device, memory_format=torch.channels_last_3d)
+            if isinstance(model, TrainedModel):
+                model.network.to(self.device, memory_format=torch.channels_last_3d)
         self.options = options
         self.postprocessing = postprocessing or PostprocessSettings.uniform(
             options.threshold, options.min_lesion_mm3, options.require_core, self.scheme)
@@ -159,7 +160,13 @@ def _grouped(models: list[TrainedModel]) -> dict[tuple[float, float, float] | No
 
 
 def _patch_predictor(model: TrainedModel, device: torch.device) -> PatchPredictor:
-    """A batch of patches -> region probabilities, in inference mode and the run's precision."""
+    """A batch of patches -> region probabilities, in inference mode and the run's precision.
+
+    A model of another backend than torch (an exported network run by ONNX Runtime: `deploy.onnx_backend`) has
+    the same config, folder and record as a `TrainedModel`, and makes its own patch predictor.
+    """
+    if not isinstance(model, TrainedModel):
+        return model.patch_predictor(device)
     precision = resolve_precision(model.config.loop.precision, device)
 
     def predict(patches: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from transunet3d.data.labels import LabelScheme, label_scheme
 from transunet3d.errors import UserError
 from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
-from transunet3d.runs.folds import ALL_DATA, draw_folds, parse_fold_list
+from transunet3d.runs.folds import select_folds
 from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.checkpoint import WEIGHTS, is_complete, read_state, read_weights
 
@@ -70,21 +70,7 @@ def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None 
     folds = RunFolder(run_dir).folds()
     if not folds:
         raise UserError(f"{run_dir}: not a training run (no config.yaml and no fold_K folders)")
-    numbered = sorted(f for f in folds if f != ALL_DATA)
-    if draw is not None:
-        return [folds[f] for f in draw_folds(numbered, draw, seed)]
-    if fold is None and not numbered:
-        return [folds[ALL_DATA]]
-    if fold in (None, "all"):
-        if not numbered:
-            raise UserError(f"{run_dir}: holds no cross-validation folds, only the {ALL_DATA} model")
-        return [folds[f] for f in numbered]
-    chosen = parse_fold_list(fold)
-    missing = [str(f) for f in chosen if f not in folds]
-    if missing:
-        present = ", ".join(map(str, [*numbered, *([ALL_DATA] if ALL_DATA in folds else [])]))
-        raise UserError(f"{run_dir}: no fold {', '.join(missing)!r}; it has folds {present}")
-    return [folds[f] for f in chosen]
+    return [folds[f] for f in select_folds(list(folds), run_dir, fold, draw, seed)]
 
 
 def checkpoint_folder(model: ModelFolder, which: str = "latest") -> tuple[Path, int]:

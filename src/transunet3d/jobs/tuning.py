@@ -66,8 +66,8 @@ def tune_run(run: RunFolder, workers: int = 1, grid: TuningGrid = DEFAULT_GRID,
     return result
 
 
-def run_postprocessing(run_dir: str | Path) -> PostprocessSettings | None:
-    """The tuned settings of a run (RUN/postprocessing.json), for its label scheme, or None when it has none or is
-    a single model."""
-    run = RunFolder(run_dir)
-    return read_postprocessing(run.postprocessing, run_scheme(run)) if run.postprocessing.is_file() else None
+def run_postprocessing(run_dir: str | Path, scheme: LabelScheme) -> PostprocessSettings | None:
+    """The tuned settings of a run or of its exported folder (postprocessing.json), read for the label scheme of
+    its models, or None when it has none or is a single model."""
+    path = RunFolder(run_dir).postprocessing
+    return read_postprocessing(path, scheme) if path.is_file() else None

@@ -6,6 +6,7 @@ of a run holds it is the run layout's business (runs/layout.py).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -45,3 +46,34 @@ def draw_folds(folds: list[int], count: int, seed: int) -> list[int]:
         raise UserError(f"cannot draw {count} of {len(folds)} cross-validation folds")
     chosen = np.random.default_rng(seed).choice(sorted(folds), size=count, replace=False)
     return sorted(int(fold) for fold in chosen)
+
+
+def select_folds(present: list[Fold], where: str | Path, fold: str | None = None, draw: int | None = None,
+                 seed: int = 0) -> list[Fold]:
+    """The folds of a run (training run or exported folder) that a fold choice names, in order.
+
+    Args:
+        present: the folds the run holds (cross-validation folds and/or the all-data model).
+        where: the run, for messages.
+        fold: None (every cross-validation fold; the all-data model when there are none), "all" (every
+            cross-validation fold), or a comma list of fold numbers and "all-data" ("0,3,5").
+        draw: instead of `fold`, this many cross-validation folds drawn at random with `seed`.
+
+    Raises:
+        UserError: the run has no such fold.
+    """
+    numbered = sorted(f for f in present if f != ALL_DATA)
+    if draw is not None:
+        return draw_folds(numbered, draw, seed)
+    if fold is None and not numbered:
+        return [ALL_DATA]
+    if fold in (None, "all"):
+        if not numbered:
+            raise UserError(f"{where}: holds no cross-validation folds, only the {ALL_DATA} model")
+        return numbered
+    chosen = parse_fold_list(fold)
+    missing = [str(f) for f in chosen if f not in present]
+    if missing:
+        listed = ", ".join(map(str, [*numbered, *([ALL_DATA] if ALL_DATA in present else [])]))
+        raise UserError(f"{where}: no fold {', '.join(missing)!r}; it has folds {listed}")
+    return chosen

@@ -1,0 +1,242 @@
+"""The BraTS challenge entry point: every case of the input folder to `<case-id>.nii.gz` in the output folder, on
+every GPU given, then the outputs checked as the challenge's orchestrator checks them.
+
+The orchestrator runs the image without network, with the cases at `/input` (or MLCube's `--data_path`) and
+expects one label map per case at `/output` (or `--output_path`), in the input's geometry; it refuses a count
+that differs from the inputs and all-zero label maps. The model is a training run (torch) or a folder written by
+`transunet3d export` (ONNX Runtime), baked into the image at `MODEL_IN_IMAGE`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+import yaml
+
+from transunet3d.data.layout import CaseFiles, discover_cases
+from transunet3d.data.nifti import Geometry, load_header_3d
+from transunet3d.deploy.onnx_backend import is_export, load_exported_models
+from transunet3d.deploy.optional import require
+from transunet3d.errors import UserError
+from transunet3d.files import atomic_path, output_folder
+from transunet3d.inference.cases import PredictReport, predict_folder, submission_path
+from transunet3d.inference.predictor import Predictor
+from transunet3d.inference.trained import CHECKPOINTS, ensemble_scheme, fold_folders, load_models
+from transunet3d.inference.tta import TTA_MODES
+from transunet3d.jobs.tuning import run_postprocessing
+from transunet3d.runs.layout import ModelFolder, RunFolder
+
+DEFAULT_INPUT, DEFAULT_OUTPUT = Path("/input"), Path("/output")
+MODEL_IN_IMAGE = Path("/opt/transunet3d/model")
+GEOMETRY_TOLERANCE = 1e-4  # mm, affine entries of output against input
+
+
+@dataclass(frozen=True)
+class EntrySettings:
+    """What a parameters file (MLCube's `--parameters_file`) may set; None keeps the model's own setting."""
+
+    fold: str | None = None
+    checkpoint: str | None = None
+    tta: str | None = None
+    step: float | None = None
+    batch_windows: int | None = None
+    postprocessing: str = "run"  # "run": the tuned one when the model has it; "none": the config's
+
+
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "fold": lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
+    "checkpoint": lambda v: v in CHECKPOINTS,
+    "tta": lambda v: v in TTA_MODES,
+    "step": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+    "batch_windows": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "postprocessing": lambda v: v in ("run", "none"),
+}
+_WANTED = {"fold": "a fold list such as 0,2 or all-data", "checkpoint": " or ".join(CHECKPOINTS),
+           "tta": " or ".join(TTA_MODES), "step": "a number in (0, 1]", "batch_windows": "a whole number >= 1",
+           "postprocessing": "run or none"}
+
+
+def read_parameters(path: Path | None) -> EntrySettings:
+    """The settings of a YAML parameters file (empty: the model's own); a bad file is a one-line UserError."""
+    if path is None:
+        return EntrySettings()
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: parameters file does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise UserError(f"{path}: not a readable YAML file ({str(error).splitlines()[0]})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a parameters file must be a mapping of settings")
+    unknown = sorted(set(map(str, data)) - set(_CHECKS))
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_CHECKS)}")
+    for key, value in data.items():
+        if not _CHECKS[key](value):
+            raise UserError(f"{path}: {key} must be {_WANTED[key]}, not {value!r}")
+    if "fold" in data:
+        data["fold"] = str(data["fold"])
+    return EntrySettings(**data)
+
+
+@dataclass
+class ChallengeReport:
+    """Cases written and checked, and the failures (prediction or check), by case id."""
+
+    cases: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    devices: list[str] = field(default_factory=list)
+    backend: str = "torch"
+
+
+def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: EntrySettings | None = None,
+                  devices: list[str] | None = None, progress: bool = True) -> ChallengeReport:
+    """Predict every case under `input_dir` into `output_dir`/<case-id>.nii.gz and check the outputs.
+
+    Args:
+        devices: one process per device, each with its share of the cases; None: every GPU, else the CPU.
+
+    Raises:
+        UserError: no case in `input_dir`, or `model_dir` is not a run or an exported folder.
+        OSError: `output_dir` cannot be written.
+    """
+    settings = settings or EntrySettings()
+    cases = discover_cases(input_dir)
+    backend = model_backend(model_dir)
+    _check_writable(output_folder(output_dir))
+    devices = devices or entry_devices(backend)
+    report = ChallengeReport(cases=[case.case_id for case in cases], devices=devices, backend=backend)
+    with tempfile.TemporaryDirectory(prefix="transunet3d-challenge-") as scratch:
+        jobs = [_Shard(Path(input_dir), Path(scratch), Path(model_dir), backend, settings, rank, devices,
+                       progress and rank == 0) for rank in range(len(devices))]
+        for shard in _run_shards(jobs):
+            report.failed.update(shard.failed)
+            for case_id in shard.written:
+                _move(submission_path(Path(scratch), case_id), submission_path(output_dir, case_id))
+    report.failed.update(check_outputs(cases, output_dir, skip=set(report.failed)))
+    report.written = [case for case in report.cases if submission_path(output_dir, case).is_file()]
+    return report
+
+
+def model_backend(model_dir: Path) -> str:
+    """"onnxruntime" for an exported folder, "torch" for a training run; UserError for anything else."""
+    if is_export(model_dir):
+        return "onnxruntime"
+    if ModelFolder(model_dir).is_model() or RunFolder(model_dir).folds():
+        return "torch"
+    if not Path(model_dir).exists():
+        raise UserError(f"{model_dir}: model folder does not exist")
+    raise UserError(f"{model_dir}: neither a training run nor an exported model folder")
+
+
+def entry_devices(backend: str) -> list[str]:
+    """Every CUDA device (one process each), or the CPU when there is none or the backend cannot use it."""
+    count = torch.cuda.device_count()
+    if count and backend == "onnxruntime":
+        providers = require("onnxruntime", "the challenge entry").get_available_providers()
+        count = count if "CUDAExecutionProvider" in providers else 0
+    return [f"cuda:{index}" for index in range(count)] or ["cpu"]
+
+
+def default_checkpoint(model_dir: Path, fold: str | None) -> str:
+    """"latest", or "best" for models that hold only their best checkpoint (`container --checkpoint best`)."""
+    folders = fold_folders(model_dir, fold)
+    only_best = all(not f.latest_pointer.is_file() and f.best_checkpoint.is_dir() for f in folders)
+    return "best" if only_best else "latest"
+
+
+def check_outputs(cases: list[CaseFiles], output_dir: Path, skip: set[str] = frozenset()) -> dict[str, str]:
+    """What the orchestrator would refuse, by case: a missing output, one off the input's grid, an all-zero one."""
+    problems = {}
+    for case in cases:
+        if case.case_id in skip:
+            continue
+        path = submission_path(output_dir, case.case_id)
+        if not path.is_file():
+            problems[case.case_id] = f"{case.case_id}: no output {path.name}"
+            continue
+        problem = _output_problem(case, path)
+        if problem:
+            problems[case.case_id] = f"{case.case_id}: {path.name}: {problem}"
+    return problems
+
+
+def _output_problem(case: CaseFiles, path: Path) -> str | None:
+    expected = Geometry.of(load_header_3d(case.image_paths()[0], case.case_id))
+    written = nib.load(path)
+    if tuple(written.shape) != expected.shape:
+        return f"shape {tuple(written.shape)} differs from the input's {expected.shape}"
+    if not np.allclose(written.affine, np.array(expected.affine), atol=GEOMETRY_TOLERANCE):
+        return "affine differs from the input's"
+    if not np.asanyarray(written.dataobj).any():
+        return "all zero (the challenge refuses empty label maps)"
+    return None
+
+
+def _check_writable(folder: Path) -> None:
+    """Raise the OSError of writing into `folder` (read-only mount, permission denied) before any work."""
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".transunet3d-probe.", suffix=".tmp")
+    except OSError as error:
+        raise OSError(error.errno or errno.EACCES, error.strerror or "cannot be written", str(folder)) from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+def _move(source: Path, target: Path) -> None:
+    """Copy `source` to `target` atomically (the scratch folder may be on another file system)."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """One process's share: every len(devices)-th case from `rank`, predicted on devices[rank] into `scratch`."""
+
+    input_dir: Path
+    scratch: Path
+    model_dir: Path
+    backend: str
+    settings: EntrySettings
+    rank: int
+    devices: list[str]
+    progress: bool
+
+
+def _run_shards(jobs: list[_Shard]) -> list[PredictReport]:
+    if len(jobs) == 1:
+        return [_predict_shard(jobs[0])]
+    with ProcessPoolExecutor(len(jobs), mp_context=get_context("spawn")) as pool:
+        return list(pool.map(_predict_shard, jobs))
+
+
+def _predict_shard(job: _Shard) -> PredictReport:
+    device = torch.device(job.devices[job.rank])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    settings = job.settings
+    if job.backend == "onnxruntime":
+        models = load_exported_models([job.model_dir], settings.fold, settings.checkpoint, device)
+    else:
+        which = settings.checkpoint or default_checkpoint(job.model_dir, settings.fold)
+        models = load_models([job.model_dir], settings.fold, which, device)
+    given = {"tta": settings.tta, "step": settings.step, "batch_windows": settings.batch_windows}
+    options = replace(models[0].config.infer, **{key: value for key, value in given.items() if value is not None})
+    tuned = run_postprocessing(job.model_dir, ensemble_scheme(models)) if settings.postprocessing == "run" else None
+    predictor = Predictor(models, options, device, postprocessing=tuned)
+    return predict_folder(job.input_dir, job.scratch, predictor, shard=(job.rank, len(job.devices)),
+                          progress=job.progress)

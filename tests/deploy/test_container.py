@@ -1,0 +1,76 @@
+"""`transunet3d container`: a Docker build context whose model and source run as the image would run them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from tests.deploy.conftest import CASES, error_lines, invoke
+from transunet3d.errors import EXIT_USER_ERROR
+
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+TORCH = torch.__version__.split("+")[0]
+
+
+def test_a_cpu_context_of_a_run_holds_its_checkpoints_and_predicts_from_them(cv_run: Path, phantoms: Path,
+                                                                             tmp_path: Path):
+    context = tmp_path / "context"
+    result = invoke("container", cv_run, context, "--fold", "1", "--tag", "team/mets:1")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in context.iterdir()) == [
+        ".dockerignore", "Dockerfile", "README.md", "mlcube", "model", "requirements.txt", "src", "wheels"]
+    dockerfile = (context / "Dockerfile").read_text()
+    assert f"FROM python:{PYTHON}-slim AS install" in dockerfile and "whl/cpu" in dockerfile
+    assert 'ENTRYPOINT ["python", "-m", "transunet3d", "challenge-entry"]' in dockerfile
+    pins = [line for line in (context / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert pins[0] == f"torch=={TORCH}+cpu" and all("==" in line for line in pins)
+    assert {"numpy", "nibabel", "connected-components-3d"} <= {line.split("==")[0] for line in pins}
+    assert not any(line.startswith("onnxruntime") for line in pins)
+    model = context / "model"
+    assert sorted(path.name for path in model.iterdir()) == ["fold_1", "postprocessing.json"]
+    assert sorted(path.name for path in (model / "fold_1" / "checkpoints").iterdir()) == ["epoch_0020", "latest.json"]
+    mlcube = yaml.safe_load((context / "mlcube" / "mlcube.yaml").read_text())
+    assert mlcube["docker"]["image"] == "team/mets:1" and mlcube["platform"]["accelerator_count"] == 0
+    assert set(mlcube["tasks"]["infer"]["parameters"]["inputs"]) == {"data_path", "parameters_file"}
+    assert (context / "src" / "transunet3d" / "deploy" / "challenge.py").is_file()
+    entry = invoke("challenge-entry", "--data_path", phantoms / CASES[0], "--output_path", tmp_path / "out",
+                   "--model", model)
+    assert entry.exit_code == 0, entry.output
+    assert [path.name for path in (tmp_path / "out").iterdir()] == [f"{CASES[0]}.nii.gz"]
+
+
+def test_a_cuda_context_of_an_export_installs_the_gpu_builds_and_its_source_runs_alone(exported: Path,
+                                                                                        tmp_path: Path):
+    context = tmp_path / "context"
+    result = invoke("container", exported, context, "--device", "cuda")
+    assert result.exit_code == 0, result.output
+    pins = [line for line in (context / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert pins[0] == f"torch=={TORCH}" and pins[1].startswith("onnxruntime-gpu==")
+    assert "whl/cpu" not in (context / "Dockerfile").read_text()
+    assert sorted(path.name for path in (context / "model").iterdir()) == sorted(
+        path.name for path in exported.iterdir())
+    mlcube = yaml.safe_load((context / "mlcube" / "mlcube.yaml").read_text())
+    assert mlcube["docker"]["gpu_args"] == "--gpus=all" and mlcube["platform"]["accelerator_count"] == 1
+    environment = {**os.environ, "PYTHONPATH": str(context / "src")}
+    shown = subprocess.run([sys.executable, "-c", "import transunet3d; print(transunet3d.__file__)"],
+                           env=environment, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == str(context / "src" / "transunet3d" / "__init__.py")
+
+
+def test_container_mistakes_are_one_error_line_and_write_nothing(cv_run: Path, exported: Path, phantoms: Path,
+                                                                 tmp_path: Path):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "Dockerfile").write_text("FROM scratch\n")
+    calls = [((phantoms, tmp_path / "a"), f"error: {phantoms}: neither a training run nor an exported model folder"),
+             ((exported, tmp_path / "b", "--format", "torch"), f"error: {exported}: an exported folder holds ONNX"),
+             ((cv_run, used), f"error: {used}: exists and is not an empty folder"),
+             ((cv_run, tmp_path / "c", "--wheels", tmp_path / "none"), f"error: {tmp_path / 'none'}: wheel folder")]
+    for args, message in calls:
+        result = invoke("container", *args)
+        assert result.exit_code == EXIT_USER_ERROR, result.output
+        assert len(error_lines(result)) == 1 and error_lines(result)[0].startswith(message)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["used"]
