@@ -34,7 +34,7 @@ def export_command(run_dir: Path, out: Path, fold: str | None, checkpoint: str) 
 
 
 @click.command("challenge-entry")
-@click.argument("task", required=False, type=click.Choice(["infer"]))
+@click.argument("task", metavar="[TASK]", required=False, type=click.Choice(["infer"]))
 @click.option("--data_path", "--data-path", "data_path", type=_PATH, default=DEFAULT_INPUT, show_default=True,
               help="The cases, in the BraTS layout (a folder per case, or flat); read only.")
 @click.option("--output_path", "--output-path", "output_path", type=_PATH, default=DEFAULT_OUTPUT,

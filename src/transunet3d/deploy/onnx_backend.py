@@ -148,6 +148,7 @@ def open_session(path: Path, device: torch.device) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: its notes on graph rewrites are not the user's business
     providers: list = ["CPUExecutionProvider"]
     if device.type == "cuda":
         if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():

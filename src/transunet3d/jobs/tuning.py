@@ -66,8 +66,15 @@ def tune_run(run: RunFolder, workers: int = 1, grid: TuningGrid = DEFAULT_GRID,
     return result
 
 
-def run_postprocessing(run_dir: str | Path, scheme: LabelScheme) -> PostprocessSettings | None:
-    """The tuned settings of a run or of its exported folder (postprocessing.json), read for the label scheme of
-    its models, or None when it has none or is a single model."""
-    path = RunFolder(run_dir).postprocessing
-    return read_postprocessing(path, scheme) if path.is_file() else None
+def run_postprocessing(run_dir: str | Path, scheme: LabelScheme | None = None) -> PostprocessSettings | None:
+    """The tuned settings of a run or of its exported folder (postprocessing.json), or None when it has none or is
+    a single model.
+
+    Args:
+        scheme: the label scheme of the models they are for; by default the run's (an exported folder, which
+            holds no fold folders, must name it).
+    """
+    run = RunFolder(run_dir)
+    if not run.postprocessing.is_file():
+        return None
+    return read_postprocessing(run.postprocessing, scheme or run_scheme(run))
