@@ -56,3 +56,9 @@ def test_cavities_from_validation_to_prediction(tmp_path: Path):
         saved = np.load(out / f"{case}_probabilities.npz")
         assert list(saved["regions"]) == ["WT", "TC", "ET", "RC"]
         assert saved["probabilities"].shape == (4, *labels.shape)
+    scored = invoke("evaluate", out, raw, "--rules", "brats2025", "--out", tmp_path / "m.csv",
+                    "--summary", tmp_path / "s.json")
+    assert "2 cases scored (brats2025 rules)" in scored.stdout.splitlines()
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["rules"] == "brats2025" and list(summary["regions"]) == ["WT", "TC", "ET", "RC"]
+    assert summary["regions"]["RC"]["mean"]["all_instance_fn"] is not None  # the cavities were scored
