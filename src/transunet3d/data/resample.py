@@ -148,14 +148,21 @@ def resample_labels(seg: np.ndarray, shape: Shape, spacing: Spacing, target: Spa
     if tuple(seg.shape) == shape:
         return seg
     source = scheme.labels_to_regions(seg)
-    smooth = resample_image(source.astype(np.float32), shape, spacing, target, "trilinear")
-    regions = smooth >= 0.5
-    for mask, values, kept in zip(source, smooth, regions):
-        keep_vanished_components(mask, values, kept)
+    return labels_from_fractions(source, resample_image(source.astype(np.float32), shape, spacing, target,
+                                                        "trilinear"), scheme)
+
+
+def labels_from_fractions(source: np.ndarray, fractions: np.ndarray, scheme: LabelScheme) -> np.ndarray:
+    """Labels on a new grid from each region's fraction there (R, ...): a region where it reaches 0.5, and every
+    26-connected component of its `source` mask (R, ... on the old grid) that reaches 0.5 nowhere kept anyway
+    (`_keep_vanished_components`), written back by the scheme's order."""
+    regions = fractions >= 0.5
+    for mask, values, kept in zip(source, fractions, regions):
+        _keep_vanished_components(mask, values, kept)
     return scheme.regions_to_labels(regions)
 
 
-def keep_vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray) -> None:
+def _keep_vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray) -> None:
     """Restore, in `kept`, every 26-connected component of `mask` that `kept` lost, by nearest neighbour: the
     output voxels whose centres fall in it; when none do (it is thinner than the new voxels), the output voxel
     holding the centre of its voxel of highest interpolated `values`."""

@@ -59,7 +59,7 @@ class RuleSet:
     summary_line: Callable[[str, dict[str, Any]], str]
 
 
-def _score_labels_2023(pred, ref, spacing, volume_voxels, scheme: str = "brats-mets-2023") -> dict[str, Any]:
+def _score_labels_2023(pred, ref, spacing, volume_voxels, scheme: str) -> dict[str, Any]:
     """The BraTS 2023 lesion-wise scores of every region of `scheme`."""
     regions = label_scheme(scheme)
     return {region: score_region(regions.region_mask(pred, region), regions.region_mask(ref, region), spacing,
@@ -85,25 +85,22 @@ def _line_2025(region: str, summary: dict[str, Any]) -> str:
             f"small {show('small_instance_f1', 3)}; global DSC {show('global_dsc', 4)}")
 
 
+def _lesionwise_2023(name: str, scheme: str) -> RuleSet:
+    """The BraTS 2023 lesion-wise metrics over the regions of `scheme`."""
+    return RuleSet(
+        name=name,
+        scheme=label_scheme(scheme),
+        score_labels=functools.partial(_score_labels_2023, scheme=scheme),
+        columns=COLUMNS_2023,
+        quantities=lambda scores: {column: getattr(scores, column) for column in COLUMNS_2023},
+        summarize=summaries.means_and_totals,
+        summary_line=_line_2023,
+    )
+
+
 RULE_SETS: dict[str, RuleSet] = {
-    "brats2023": RuleSet(
-        name="brats2023",
-        scheme=label_scheme("brats-mets-2023"),
-        score_labels=_score_labels_2023,
-        columns=COLUMNS_2023,
-        quantities=lambda scores: {name: getattr(scores, name) for name in COLUMNS_2023},
-        summarize=summaries.means_and_totals,
-        summary_line=_line_2023,
-    ),
-    "brats2023-rc": RuleSet(
-        name="brats2023-rc",
-        scheme=label_scheme("brats-mets-2025"),
-        score_labels=functools.partial(_score_labels_2023, scheme="brats-mets-2025"),
-        columns=COLUMNS_2023,
-        quantities=lambda scores: {name: getattr(scores, name) for name in COLUMNS_2023},
-        summarize=summaries.means_and_totals,
-        summary_line=_line_2023,
-    ),
+    "brats2023": _lesionwise_2023("brats2023", "brats-mets-2023"),
+    "brats2023-rc": _lesionwise_2023("brats2023-rc", "brats-mets-2025"),
     "brats2025": RuleSet(
         name="brats2025",
         scheme=label_scheme("brats-mets-2025"),

@@ -13,7 +13,7 @@ from transunet3d.config.schema import MODALITIES
 from transunet3d.data.labels import label_scheme
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.orientation import AxisOrder
-from transunet3d.data.resample import keep_vanished_components, resample_image, resampled_shape
+from transunet3d.data.resample import labels_from_fractions, resample_image, resampled_shape
 
 if TYPE_CHECKING:  # generate.py imports this module to apply variants
     from transunet3d.data.phantom.generate import Phantom
@@ -101,7 +101,4 @@ def _acquired_labels(seg: np.ndarray, shape: tuple[int, int, int], spacing, voxe
     scheme = label_scheme("brats-mets-2025")
     source = scheme.labels_to_regions(seg)
     fractions = _acquired(source.astype(np.float32), shape, spacing, voxel_size, "trilinear")
-    regions = fractions >= 0.5
-    for mask, values, kept in zip(source, fractions, regions):
-        keep_vanished_components(mask, values, kept)
-    return scheme.regions_to_labels(regions)
+    return labels_from_fractions(source, fractions, scheme)
