@@ -1,5 +1,6 @@
 """NIfTI reading: the voxel size is what the file's affine declares, and header problems are one line each."""
 
+import gzip
 import warnings
 from pathlib import Path
 
@@ -106,3 +107,48 @@ def test_a_header_field_nibabel_fixes_is_one_warning_line(tmp_path: Path, capfd)
     path.write_bytes(bytes(data))
     load_header(path, "c1")
     assert warnings_of(capfd) == ["warning: c1: a.nii: header: sform_code 7 not valid"]
+
+
+def _gzip_members(path: Path, raw: bytes, cuts: list[int]) -> Path:
+    """`raw` written as consecutive gzip members split at `cuts` (as `cat a.gz b.gz` or bgzip would make)."""
+    pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)])]
+    path.write_bytes(b"".join(gzip.compress(piece) for piece in pieces))
+    return path
+
+
+@pytest.mark.parametrize("cuts", [[1000], [200, 5000], [352]])
+def test_a_file_of_several_gzip_members_reads_whole(tmp_path: Path, cuts):
+    # libdeflate, the fast path, reads only the first member; the result must never be the first member alone.
+    values = np.arange(16 * 12 * 10, dtype=np.int16).reshape(16, 12, 10)
+    raw = nib.Nifti1Image(values, np.eye(4)).to_bytes()
+    path = _gzip_members(tmp_path / "multi.nii.gz", raw, cuts)
+    image = load_header(path, "c1")
+    np.testing.assert_array_equal(read_data(image, path, "c1", dtype=None), values)
+
+
+def test_read_data_is_writable_and_does_not_touch_the_next_read(tmp_path: Path):
+    values = np.arange(8 * 6 * 4, dtype=np.float32).reshape(8, 6, 4)
+    path = tmp_path / "img.nii.gz"
+    nib.save(nib.Nifti1Image(values, np.eye(4)), path)
+    image = load_header(path, "c1")
+    first = read_data(image, path, "c1")
+    first[:] = -1  # a copy of the decompressed bytes, not a view of them
+    np.testing.assert_array_equal(read_data(image, path, "c1"), values)
+    assert not read_data(image, path, "c1", dtype=None, read_only_ok=True).flags.writeable
+
+
+def test_scaled_voxels_of_a_compressed_file_are_scaled(tmp_path: Path):
+    stored = np.arange(5 * 4 * 3, dtype=np.int16).reshape(5, 4, 3)
+    image = nib.Nifti1Image(stored, np.eye(4))
+    image.header.set_slope_inter(0.5, 10.0)
+    path = tmp_path / "scaled.nii.gz"
+    path.write_bytes(gzip.compress(image.to_bytes()))
+    np.testing.assert_allclose(read_data(load_header(path, "c1"), path, "c1"), stored * 0.5 + 10.0)
+
+
+def test_voxel_data_cut_short_inside_a_valid_gzip_is_one_error(tmp_path: Path):
+    raw = nib.Nifti1Image(np.ones((8, 8, 8), dtype=np.float32), np.eye(4)).to_bytes()
+    path = tmp_path / "short.nii.gz"
+    path.write_bytes(gzip.compress(raw[:-100]))
+    with pytest.raises(InputError, match="image data cannot be read"):
+        read_data(load_header(path, "c1"), path, "c1")

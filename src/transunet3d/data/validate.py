@@ -75,7 +75,7 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
     labels = label_scheme().labels if labels is None else tuple(labels)
     # As stored (after scaling): a float32 map holds every integer label exactly, and converting it would cost
     # more than all the checks.
-    raw = read_data(image, path, case_id, dtype=None)
+    raw = read_data(image, path, case_id, dtype=None, read_only_ok=True)
     if raw.dtype.kind == "f" and raw.size and raw.min() >= 0 and raw.max() <= 255:  # NaN fails these tests
         as_integers = raw.astype(np.uint8)
         if np.array_equal(raw, as_integers):  # the usual float map: integers in 0..255, one conversion
@@ -88,7 +88,8 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
     if bad:
         raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, labels))}}}, "
                          f"found {', '.join(f'{value:.6g}' for value in bad)}")
-    return raw.astype(np.uint8, copy=False)
+    labels_map = raw.astype(np.uint8, copy=False)
+    return labels_map if labels_map.flags.writeable else labels_map.copy(order="K")
 
 
 def _labels_outside(values: np.ndarray, labels: tuple[int, ...], shown: int = 5) -> list[float]:
