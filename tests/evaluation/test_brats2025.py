@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from transunet3d.evaluation import border
 from transunet3d.evaluation.border import (
     border_voxels,
     hd95,
     hd95_needs_all,
-    nearest_distances,
     normalized_surface_dice,
 )
 from transunet3d.evaluation.brats2025 import MISSED_HD95, ReferenceLesion, parse_lesions, score_region_2025
 from transunet3d.evaluation.matching import components, match_components
+from transunet3d.evaluation.surface import NearestCorner
 
 
 def line(shape, *runs) -> np.ndarray:
@@ -40,8 +41,8 @@ def test_nearest_distances_all_against_all_equal_the_k_d_tree():
     rng = np.random.default_rng(0)
     points, targets = rng.integers(0, 30, (40, 3)), rng.integers(0, 30, (30, 3))
     spacing = (0.8594, 0.8594, 1.5)
-    small = nearest_distances(points, targets, spacing)  # 1200 pairs: the full table
-    large = nearest_distances(np.repeat(points, 20, axis=0), targets, spacing)[::20]  # 24000 pairs: the tree
+    small = NearestCorner(targets, spacing).distances(points)  # 1200 pairs: the full table
+    large = NearestCorner(targets, spacing).distances(np.repeat(points, 20, axis=0))[::20]  # 24000 pairs: the tree
     assert np.array_equal(small, large)
     steps = (targets[None] - points[:, None]) * np.asarray(spacing)
     np.testing.assert_allclose(small, np.sqrt((steps**2).sum(axis=2)).min(axis=1), rtol=1e-15)
@@ -112,6 +113,57 @@ def test_hd95_needs_the_far_distances_only_when_its_rank_reaches_them():
     open_top[95:] = np.inf
     assert hd95_needs_all(open_top)
     assert hd95_needs_all(np.array([np.inf])) and not hd95_needs_all(np.array([1.0]))
+
+
+def _border(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
+
+
+def _hd95_and_nsd_by_distance_transform(ref, pred, spacing, tolerance):
+    """HD95 and NSD from every border voxel's distance, taken from a distance transform as the package does."""
+    ref_border, pred_border = _border(ref), _border(pred)
+    to_pred = ndimage.distance_transform_edt(~pred_border, sampling=spacing)[ref_border]
+    to_ref = ndimage.distance_transform_edt(~ref_border, sampling=spacing)[pred_border]
+    return hd95(to_pred, to_ref), normalized_surface_dice(to_pred, to_ref, tolerance)
+
+
+def _balls(shape, centres_and_radii, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    mask = np.zeros(shape, dtype=bool)
+    for centre, radius in centres_and_radii:
+        mask |= sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing)) <= radius**2
+    return np.asfortranarray(mask)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hd95_from_a_few_searched_far_voxels_equals_the_distance_transform_s(seed, monkeypatch):
+    """Missed lesions leave thousands of border voxels beyond the grid's reach; only those the 95th percentile
+    reads are searched (`settle_for_hd95`), and the global and lesion-wise HD95 and NSD stay exactly the
+    distance transform's."""
+    bounded = []
+    bounds = border._Opened.bounds
+    monkeypatch.setattr(border._Opened, "bounds", lambda self: bounded.append(len(self.points)) or bounds(self))
+    rng = np.random.default_rng(seed)
+    shape = (96, 84, 72)
+    spacing = (1.0, 1.0, 1.0) if seed % 2 else (0.9, 1.1, 1.6)
+    centres = [tuple(int(rng.integers(14, n - 14)) for n in shape) for _ in range(5)]
+    radii = rng.uniform(6.0, 12.0, size=5)
+    ref = _balls(shape, list(zip(centres[:4], radii[:4])))
+    pred = _balls(shape, [(tuple(c + 1 for c in centres[0]), radii[0] * 0.8),  # found, smaller and shifted
+                          (centres[4], radii[4])])  # a false positive; the other three are missed
+    scores = score_region_2025(pred, ref, spacing)
+    q = scores.quantities
+    expected_hd95, expected_nsd = _hd95_and_nsd_by_distance_transform(ref, pred, (1.0, 1.0, 1.0), 0.5)
+    assert (q["global_hd95"], q["global_nsd"]) == (expected_hd95, expected_nsd)
+    ref_labels, _ = components(ref)
+    pred_labels, _ = components(pred)
+    for lesion_row in scores.lesions:
+        if lesion_row.matched:
+            expected = _hd95_and_nsd_by_distance_transform(
+                ref_labels == lesion_row.label, pred_labels == lesion_row.matched[0], spacing[::-1],
+                min(spacing))
+            assert (lesion_row.hd95, lesion_row.nsd) == expected
+    assert max(bounded) > border._SEARCH_ALL  # the sampled bounds were used, not only the search of everything
 
 
 def lesion(volume, dice=None, nsd=0.0, hd=0.0):

@@ -16,13 +16,11 @@ import functools
 import itertools
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from transunet3d.evaluation.surface import NearestCorner
-
-_ALL_AGAINST_ALL = 20_000  # pairs of points below which a full distance table beats building a k-d tree
 
 
 def border_voxels(mask: np.ndarray, pad: int = 1) -> np.ndarray:
@@ -52,7 +50,6 @@ class ComponentBorders:
     points: list[np.ndarray]  # per component (list index = label; index 0 is empty), its border voxels (N, 3)
     flat: list[np.ndarray]  # the same voxels, flat in the padded grid
     owner: np.ndarray  # the padded grid: a border voxel's component, 0 elsewhere
-    _whole: dict = field(default_factory=dict)  # spacing -> search over every component's border, made once
 
     @classmethod
     def of(cls, labels: np.ndarray, mask: np.ndarray, count: int) -> ComponentBorders:
@@ -89,23 +86,6 @@ class ComponentBorders:
         result, far = self._near(np.concatenate(flat), targets, spacing)
         result[far] = np.inf
         return np.split(result, np.cumsum(sizes)[:-1])
-
-    def search(self, points: np.ndarray, distances: np.ndarray, label: int | None,
-               spacing: tuple[float, float, float], bound: float | None = None) -> np.ndarray:
-        """`distances` (from `nearby`) with its inf entries replaced by the distance (mm) of those `points` (N, 3)
-        to the border of component `label` (None: of every component). `bound`, when given, must be at least every
-        answer (it speeds up the search)."""
-        far = np.isinf(distances)
-        if not far.any():
-            return distances
-        distances = distances.copy()
-        if label is not None:
-            distances[far] = nearest_distances(points[far], self.points[label], spacing, bound)
-        else:
-            if spacing not in self._whole:
-                self._whole[spacing] = NearestCorner(np.concatenate(self.points), spacing)
-            distances[far] = self._whole[spacing].distances(points[far], bound)
-        return distances
 
     def _near(self, flat: np.ndarray, targets: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
         """The distances to the `targets` components (0: any) found within the neighbourhood, and the indices
@@ -152,20 +132,6 @@ def _neighbourhood(spacing: tuple[float, float, float], shape: tuple[int, int, i
     return offsets, lengths[keep][order], [g for g in groups if g.start < g.stop]
 
 
-def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: tuple[float, float, float],
-                      bound: float | None = None) -> np.ndarray:
-    """Distance (mm) of each of `points` (N, 3) to the nearest of `targets` (M, 3), both voxel indices.
-
-    Small sets are compared all against all, larger ones through a k-d tree; either way each distance is computed
-    from the integer index difference as SciPy's distance transform computes it. `bound`, when given, must be at
-    least every answer (it speeds up the tree search).
-    """
-    if len(points) * len(targets) > _ALL_AGAINST_ALL or len(targets) == 0 or len(points) == 0:
-        return NearestCorner(targets, spacing).distances(points, bound)
-    steps = (targets[None, :, :] - points[:, None, :]).astype(np.float64) * np.asarray(spacing, dtype=np.float64)
-    return np.sqrt(np.add.reduce(steps * steps, axis=2)).min(axis=1, initial=np.inf)
-
-
 def hd95(reference_to_prediction: np.ndarray, prediction_to_reference: np.ndarray) -> float:
     """The 95th percentile (linear interpolation) of both directions' distances pooled: the package's HD95.
 
@@ -180,7 +146,108 @@ def hd95_needs_all(*distances: np.ndarray) -> bool:
     which sort last: the two values it interpolates between are at ranks floor(0.95 (n - 1)) and the next one."""
     count = sum(len(d) for d in distances)
     unknown = sum(int(np.isinf(d).sum()) for d in distances)
-    return unknown > 0 and math.floor(0.95 * (count - 1) + 1e-9) + 1 >= count - unknown
+    return unknown > 0 and _hd95_ranks(count)[1] >= count - unknown
+
+
+def _hd95_ranks(count: int) -> tuple[int, int]:
+    """The ranks (0-based, inclusive, with a margin for the float product) that numpy's 95th percentile of `count`
+    values can read: floor(0.95 (count - 1)) and the next one."""
+    position = 0.95 * (count - 1)
+    return max(0, math.floor(position - 1e-9)), min(count - 1, math.floor(position + 1e-9) + 1)
+
+
+@dataclass
+class OpenBorder:
+    """Groups of border voxels with their distances as far as `ComponentBorders.nearby` found them (inf where the
+    grid left them open), and the search that finds the others: one direction of an HD95."""
+
+    points: list[np.ndarray]  # per group, its voxels (N, 3)
+    nearby: list[np.ndarray]  # per group, their distances from `nearby`
+    target: np.ndarray  # the border voxels (M, 3) they are measured against
+    spacing: tuple[float, float, float]  # the voxel size of the distances
+
+
+def settle_for_hd95(*sides: OpenBorder) -> list[list[np.ndarray]]:
+    """Each side's `nearby` distances with just enough of their open entries worked out for the 95th percentile
+    of all of them pooled (`hd95`) to be exact, and the NSD unchanged.
+
+    A few open voxels are all searched. Of many, only the two values at the percentile's ranks matter: one open
+    voxel per small cube of the grid is searched exactly, and as the distance to a set changes by at most the step
+    taken, every other voxel's distance lies within its step to its cube's sample of that value. Voxels whose
+    upper bound lies under the lowest value the first rank can hold are certainly below it and get their lower
+    bound (which keeps them in place and beyond any NSD tolerance); voxels whose lower bound lies over the highest
+    value the second rank can hold stay inf; only the voxels in between are searched, their largest upper bound
+    limiting the search. The percentile then reads two exact distances, as if every voxel had been searched.
+    """
+    opened = [_Opened.of(side) for side in sides]
+    open_count = sum(len(side.points) for side in opened)
+    if open_count <= _SEARCH_ALL:
+        return [side.filled(side.search.distances(side.points)) for side in opened]
+    bounds = [side.bounds() for side in opened]
+    low, high = np.concatenate([b[0] for b in bounds]), np.concatenate([b[1] for b in bounds])
+    known = sum(len(d) for side in sides for d in side.nearby) - open_count
+    first, last = (max(0, rank - known) for rank in _hd95_ranks(known + open_count))
+    lowest, highest = np.partition(low, first)[first], np.partition(high, last)[last]
+    return [side.filled(side.needed(*side_bounds, lowest, highest)) for side, side_bounds in zip(opened, bounds)]
+
+
+_SEARCH_ALL = 2_000  # open voxels below which they are all searched, without bounds
+_SAMPLE_CELL = 3  # one open voxel per cube of this many voxels a side is searched exactly to bound the others
+
+
+@dataclass
+class _Opened:
+    """One side's open voxels: where they are among its groups, where they are in the grid, the search."""
+
+    side: OpenBorder
+    open: list[np.ndarray]  # per group, the indices of its open voxels
+    points: np.ndarray  # (N, 3) the open voxels, group after group
+    search: NearestCorner
+
+    @classmethod
+    def of(cls, side: OpenBorder) -> _Opened:
+        open_ = [np.flatnonzero(np.isinf(d)) for d in side.nearby]
+        points = [group[indices] for group, indices in zip(side.points, open_)]
+        return cls(side, open_, np.concatenate(points) if points else np.zeros((0, 3), dtype=np.int64),
+                   NearestCorner(side.target, side.spacing))
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds (mm) on the open voxels' distances, exact at one sample voxel per cube."""
+        if not len(self.points):
+            return np.zeros(0), np.zeros(0)
+        cells = self.points // _SAMPLE_CELL
+        keys = np.ravel_multi_index(tuple((cells - cells.min(axis=0)).T), tuple(np.ptp(cells, axis=0) + 1))
+        _, samples, cell = np.unique(keys, return_index=True, return_inverse=True)
+        sampled = self.search.distances(self.points[samples])
+        offsets = (self.points - self.points[samples][cell]).astype(np.float64) * self.search.scale
+        steps = np.sqrt(np.add.reduce(offsets * offsets, axis=1))
+        margin = 1e-6 * (1.0 + float(sampled.max()))  # the bounds' own rounding
+        low = np.maximum(FAR * float(self.search.scale.min()), sampled[cell] - steps - margin)
+        high = sampled[cell] + steps + margin
+        low[samples], high[samples] = sampled, sampled
+        return low, high
+
+    def needed(self, low: np.ndarray, high: np.ndarray, lowest: float, highest: float) -> np.ndarray:
+        """The open voxels' values for the percentile: exact between `lowest` and `highest` (and where known),
+        the lower bound where certainly below, inf where certainly above."""
+        values = np.where(high < lowest, low, np.inf)
+        exact = low == high
+        values[exact] = low[exact]
+        between = ~exact & (high >= lowest) & (low <= highest)
+        if between.any():
+            values[between] = self.search.distances(self.points[between], float(high[between].max()))
+        return values
+
+    def filled(self, values: np.ndarray) -> list[np.ndarray]:
+        """The side's `nearby` distances with `values` in place of their open entries."""
+        settled, offset = [], 0
+        for distances, indices in zip(self.side.nearby, self.open):
+            if len(indices):
+                distances = distances.copy()
+                distances[indices] = values[offset:offset + len(indices)]
+                offset += len(indices)
+            settled.append(distances)
+        return settled
 
 
 def normalized_surface_dice(reference_to_prediction: np.ndarray, prediction_to_reference: np.ndarray,

@@ -29,7 +29,14 @@ import numpy as np
 
 from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.labels import label_scheme
-from transunet3d.evaluation.border import ComponentBorders, hd95, hd95_needs_all, normalized_surface_dice
+from transunet3d.evaluation.border import (
+    ComponentBorders,
+    OpenBorder,
+    hd95,
+    hd95_needs_all,
+    normalized_surface_dice,
+    settle_for_hd95,
+)
 from transunet3d.evaluation.matching import InstanceMatching, components, match_components
 
 VOLUME_THRESHOLD_MM3 = 27.0  # --vol_threshold 27: smaller lesions are scored by detection only
@@ -125,9 +132,9 @@ def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
     matching = match_components(ref_labels, n_ref, pred_labels, n_pred)
     ref_borders = ComponentBorders.of(ref_labels, ref, n_ref)
     pred_borders = ComponentBorders.of(pred_labels, pred, n_pred)
-    lesions, distances = _reference_lesions(matching, ref_borders, pred_borders, spacing)
+    lesions = _reference_lesions(matching, ref_borders, pred_borders, spacing)
     quantities = {**parse_lesions(lesions, n_ref, n_pred),
-                  **_global_scores(ref, pred, ref_borders, pred_borders, matching, distances, spacing)}
+                  **_global_scores(ref, pred, ref_borders, pred_borders, matching)}
     return Brats2025Scores({name: quantities[name] for name in QUANTITIES}, lesions, matching.false_positives,
                            pred_labels, ref_labels)
 
@@ -135,9 +142,7 @@ def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
 def _reference_lesions(matching: InstanceMatching, ref_borders: ComponentBorders, pred_borders: ComponentBorders,
                        spacing):
     """Every reference lesion with its volume and, when matched, its Dice, NSD and HD95, in the package's row
-    order (matched lesions first, then missed ones, each by label); and each matched lesion's border distances
-    (inf where the grid left them open and neither HD95 nor NSD needed them).
-    """
+    order (matched lesions first, then missed ones, each by label)."""
     distance_spacing = spacing[::-1]  # the package's SimpleITK axis order (module docstring)
     voxel_volume = float(np.prod(spacing))
     lesions, components = list(matching.pairs), list(matching.pairs.values())
@@ -146,8 +151,10 @@ def _reference_lesions(matching: InstanceMatching, ref_borders: ComponentBorders
     distances, matched, missed = {}, [], []
     for label, component, lesion_to_pred, lesion_to_ref in zip(lesions, components, to_pred, to_ref):
         if hd95_needs_all(lesion_to_pred, lesion_to_ref):
-            lesion_to_pred = pred_borders.search(ref_borders.points[label], lesion_to_pred, component, distance_spacing)
-            lesion_to_ref = ref_borders.search(pred_borders.points[component], lesion_to_ref, label, distance_spacing)
+            lesion, partner = ref_borders.points[label], pred_borders.points[component]
+            (lesion_to_pred,), (lesion_to_ref,) = settle_for_hd95(
+                OpenBorder([lesion], [lesion_to_pred], partner, distance_spacing),
+                OpenBorder([partner], [lesion_to_ref], lesion, distance_spacing))
         distances[label] = (lesion_to_pred, lesion_to_ref)
     for label in range(1, len(matching.reference_sizes)):
         volume = float(matching.reference_sizes[label]) * voxel_volume
@@ -158,11 +165,11 @@ def _reference_lesions(matching: InstanceMatching, ref_borders: ComponentBorders
         matched.append(ReferenceLesion(label, volume, (matching.pairs[label],), matching.dice[label],
                                        normalized_surface_dice(lesion_to_pred, lesion_to_ref, min(distance_spacing)),
                                        hd95(lesion_to_pred, lesion_to_ref)))
-    return matched + missed, distances
+    return matched + missed
 
 
 def _global_scores(ref, pred, ref_borders: ComponentBorders, pred_borders: ComponentBorders,
-                   matching: InstanceMatching, distances, spacing) -> dict[str, float]:
+                   matching: InstanceMatching) -> dict[str, float]:
     """Dice, NSD and HD95 of the whole region (in voxels); without overlap, the package's edge-case values."""
     overlap = int(np.count_nonzero(ref & pred))
     if overlap == 0:
@@ -174,42 +181,13 @@ def _global_scores(ref, pred, ref_borders: ComponentBorders, pred_borders: Compo
     ref_to_pred = pred_borders.nearby(ref_borders.flat[1:], [None] * (len(ref_borders.flat) - 1), unit)
     pred_to_ref = ref_borders.nearby(pred_borders.flat[1:], [None] * (len(pred_borders.flat) - 1), unit)
     if hd95_needs_all(*ref_to_pred, *pred_to_ref):
-        lesion_spacing = spacing[::-1]
-        ref_to_pred = _search_whole_border(ref_borders, pred_borders, ref_to_pred, matching.pairs,
-                                           {label: d[0] for label, d in distances.items()}, lesion_spacing)
-        pred_to_ref = _search_whole_border(pred_borders, ref_borders, pred_to_ref,
-                                           {c: r for r, c in matching.pairs.items()},
-                                           {matching.pairs[label]: d[1] for label, d in distances.items()},
-                                           lesion_spacing)
+        ref_to_pred, pred_to_ref = settle_for_hd95(
+            OpenBorder(ref_borders.points[1:], ref_to_pred, np.concatenate(pred_borders.points), unit),
+            OpenBorder(pred_borders.points[1:], pred_to_ref, np.concatenate(ref_borders.points), unit))
     ref_to_pred, pred_to_ref = _joined(ref_to_pred), _joined(pred_to_ref)
     return {"global_dsc": float(dice),
             "global_nsd": normalized_surface_dice(ref_to_pred, pred_to_ref, GLOBAL_NSD_TOLERANCE),
             "global_hd95": hd95(ref_to_pred, pred_to_ref)}
-
-
-def _search_whole_border(side: ComponentBorders, other: ComponentBorders, nearby: list[np.ndarray],
-                         partners: dict[int, int], partner_distances: dict[int, np.ndarray],
-                         lesion_spacing) -> list[np.ndarray]:
-    """`nearby` (per component of `side`, its border voxels' distances to the other side's whole border, in
-    voxels) completed by one search of every voxel that the grid left open.
-
-    When every such voxel belongs to a matched component, the distances to the partners (mm, with
-    `lesion_spacing`) bound the answers, which speeds up the search.
-    """
-    open_voxels = [label for label, distances in enumerate(nearby, 1) if np.isinf(distances).any()]
-    if not open_voxels:
-        return nearby
-    in_voxels = 1.0 / min(lesion_spacing)  # d mm between voxel centres are at most d / (smallest voxel) voxels
-    known = [partner_distances.get(label) if label in partners else None for label in open_voxels]
-    bound = (max(float(d.max()) for d in known) * in_voxels
-             if all(d is not None and np.isfinite(d).all() for d in known) else None)
-    searched = other.search(np.concatenate([side.points[label] for label in open_voxels]),
-                            np.concatenate([nearby[label - 1] for label in open_voxels]), None, (1.0, 1.0, 1.0), bound)
-    complete = list(nearby)
-    for label, distances in zip(open_voxels, np.split(searched, np.cumsum([len(nearby[lb - 1])
-                                                                              for lb in open_voxels])[:-1])):
-        complete[label - 1] = distances
-    return complete
 
 
 def _joined(pieces: list[np.ndarray]) -> np.ndarray:

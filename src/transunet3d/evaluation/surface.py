@@ -68,19 +68,18 @@ def component_surfaces(
 
 
 class NearestCorner:
-    """Nearest-surface-element search over a set of corners, with exact distances.
+    """Nearest-point search over a set of voxel corners (or voxel indices), with exact distances.
 
-    A k-d tree finds the nearest corner; the distance is then computed from the integer index difference the way
-    SciPy's distance transform computes it, sqrt(sum((di * si)^2)), so that it is the same float to the last bit
-    and does not depend on where a crop starts.
+    Small problems are compared all against all; larger ones go through a k-d tree, built on the first of them.
+    Either way the distance is computed from the integer index difference the way SciPy's distance transform
+    computes it, sqrt(sum((di * si)^2)), so that it is the same float to the last bit and does not depend on where
+    a crop starts.
     """
 
     def __init__(self, corners: np.ndarray, spacing: tuple[float, float, float]):
         self.corners = corners
         self.scale = np.asarray(spacing, dtype=np.float64)
-        # An unbalanced tree with larger leaves builds and queries faster on voxel-grid points than the default.
-        self.tree = (cKDTree(corners * self.scale, leafsize=32, balanced_tree=False, compact_nodes=False)
-                     if len(corners) else None)
+        self._tree: cKDTree | None = None
 
     def distances(self, corners: np.ndarray, bound: float | None = None) -> np.ndarray:
         """Distance (mm) of each corner to the nearest one in the set; inf when the set is empty.
@@ -89,16 +88,28 @@ class NearestCorner:
         """
         if len(corners) == 0:
             return np.zeros(0)
-        if self.tree is None:
+        if len(self.corners) == 0:
             return np.full(len(corners), np.inf)
+        if len(corners) * len(self.corners) <= _ALL_AGAINST_ALL:
+            steps = (self.corners[None, :, :] - corners[:, None, :]).astype(np.float64) * self.scale
+            return np.sqrt(np.add.reduce(steps * steps, axis=2)).min(axis=1)
         points = corners * self.scale
         limit = np.inf if bound is None else bound + 1e-6  # margin for the tree's own rounding
-        nearest = self.tree.query(points, distance_upper_bound=limit)[1]
+        nearest = self._search_tree().query(points, distance_upper_bound=limit)[1]
         missing = nearest == len(self.corners)
         if missing.any():
-            nearest[missing] = self.tree.query(points[missing])[1]
+            nearest[missing] = self._search_tree().query(points[missing])[1]
         steps = (self.corners[nearest] - corners).astype(np.float64) * self.scale
         return np.sqrt(np.add.reduce(steps * steps, axis=1))
+
+    def _search_tree(self) -> cKDTree:
+        if self._tree is None:
+            # An unbalanced tree with larger leaves builds and queries faster on voxel-grid points than the default.
+            self._tree = cKDTree(self.corners * self.scale, leafsize=32, balanced_tree=False, compact_nodes=False)
+        return self._tree
+
+
+_ALL_AGAINST_ALL = 20_000  # pairs of points below which a full distance table beats building a k-d tree
 
 
 def hausdorff95(gt: Surface, pred: Surface, spacing: tuple[float, float, float], percent: float = 95.0) -> float:
