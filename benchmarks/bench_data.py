@@ -47,7 +47,7 @@ def main() -> None:
         cases = discover_cases(raw)
         read = [timed(lambda c=c: [np.asarray(nib.load(p).dataobj) for p in [*c.image_paths(), c.seg]])
                 for c in cases]
-        prep = [timed(lambda c=c: preprocess_case(c, pre, 10000)) for c in cases]
+        prep = [timed(lambda c=c: preprocess_case(c, pre, spec.resolved_spacing(), 10000)) for c in cases]
     mean = lambda values: sum(values) / len(values)  # noqa: E731
     print(f"{args.cases} cases of 240x240x155 at 1 mm, one core")
     print("| step | seconds per case |")
