@@ -6,6 +6,7 @@ from safetensors.torch import load_file, save_file
 
 from transunet3d.config import build_config
 from transunet3d.models import create_model, list_models, model_from_config, model_info
+from transunet3d.models.cnn import Decoder, Encoder
 from transunet3d.models.network import ModelOutput
 
 MODELS = list_models()
@@ -195,3 +196,19 @@ def test_torch_compile_matches_eager(name):
         eager = model(x).logits.sigmoid()
         compiled = torch.compile(model)(x).logits.sigmoid()
     torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4)
+
+
+def test_the_decoder_frees_as_it_goes_and_computes_what_stage_calls_compute():
+    torch.manual_seed(0)
+    features = (4, 8, 16)
+    encoder, decoder = Encoder(2, features).eval(), Decoder(features).eval()
+    with torch.inference_mode():
+        skips = encoder(torch.randn(1, 2, 16, 16, 16))
+        expected, x = [], skips[-1]
+        for upsample, block, skip in zip(decoder.upsample, decoder.stages, reversed(skips[:-1])):
+            x = block(torch.cat([upsample(x), skip], dim=1))
+            expected.append(x)
+        consumed = list(skips)
+        outputs = decoder(consumed)
+    assert consumed == []  # every skip dropped once used
+    assert all(torch.equal(a, b) for a, b in zip(outputs, expected, strict=True))

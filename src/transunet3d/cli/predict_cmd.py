@@ -17,6 +17,7 @@ from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, ensemble_scheme, load_models
 from transunet3d.inference.tta import TTA_MODES
+from transunet3d.inference.window_batch import WindowBatch
 from transunet3d.jobs.tuning import run_postprocessing
 from transunet3d.postprocessing.rules import PostprocessSettings
 from transunet3d.postprocessing.tune import read_postprocessing
@@ -51,7 +52,11 @@ BACKENDS = ("torch", "onnxruntime")
 @click.option("--step", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Window stride as a fraction of the patch (0.5 = 50% overlap).  [default: the run's config]")
 @click.option("--batch-windows", type=click.IntRange(min=1), default=None,
-              help="Network inputs (window x view) per forward pass.  [default: the run's config]")
+              help="Network inputs (window x view) per forward pass.  [default: the run's config; if it sets "
+                   "none, sized from the memory there is and the network]")
+@click.option("--max-memory", "max_memory_gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="GB the windows in flight may take when the batch is sized from memory.  [default: the run's "
+                   "config; if it sets none, 80% of the memory available]")
 @click.option("--postprocessing", "postprocessing_choice", default="run", show_default=True,
               help="'run': the post-processing tuned on the run's cross-validation (RUN/postprocessing.json, see "
                    "`transunet3d tune`) when it has one, else the config's; 'none': the config's (threshold 0.5, "
@@ -69,7 +74,7 @@ BACKENDS = ("torch", "onnxruntime")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ...  [default: cuda when available]")
 def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: str | None, draw: int | None,
                     seed: int, checkpoint: str | None, backend: str, tta: str | None, step: float | None,
-                    batch_windows: int | None,
+                    batch_windows: int | None, max_memory_gb: float | None,
                     postprocessing_choice: str, min_lesion_mm3: float | None, require_core: bool | None,
                     save_probabilities: bool,
                     skip_existing: bool, case_list: Path | None, device: str | None) -> None:
@@ -91,12 +96,13 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     if rank == 0:
         click.echo(f"models: {', '.join(str(model.folder.path) for model in trained)}")
     options = _options(trained[0].config.infer, tta=tta, step=step, batch_windows=batch_windows,
-                       min_lesion_mm3=min_lesion_mm3, require_core=require_core)
+                       max_memory_gb=max_memory_gb, min_lesion_mm3=min_lesion_mm3, require_core=require_core)
     tuned, source = _postprocessing(postprocessing_choice, models, ensemble_scheme(trained),
                                     by_hand=min_lesion_mm3 is not None or require_core is not None)
     predictor = Predictor(trained, options, target, postprocessing=tuned)
     if rank == 0:
         click.echo(f"post-processing: {source}: {_describe(predictor.postprocessing)}")
+        click.echo(_describe_batch(predictor.window_batches[0], options))
     report = predict_folder(input_dir, out, predictor, skip_existing=skip_existing,
                             save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0,
                             only=_case_ids(case_list) if case_list else None)
@@ -129,6 +135,16 @@ def _describe(settings: PostprocessSettings) -> str:
                         for region, threshold, size in zip(settings.scheme.region_names, settings.thresholds,
                                                            settings.min_lesion_mm3))
     return regions + ("; WT needs a core" if settings.require_core else "")
+
+
+def _describe_batch(batch: WindowBatch, options: InferConfig) -> str:
+    """One line on the window batch: its size, where it came from, and the memory it is expected to take."""
+    source = "set" if options.batch_windows is not None else "sized from memory"
+    line = (f"sliding window: {batch.size} input(s) per pass ({source}; about {batch.window_bytes / 2**30:.2f} GB "
+            f"each, {batch.budget_bytes / 2**30:.1f} GB for them)")
+    if batch.over_budget:
+        line += "; warning: that is more than the memory for them"
+    return line
 
 
 def _case_ids(path: Path) -> set[str]:

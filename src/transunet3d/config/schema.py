@@ -181,7 +181,10 @@ class InferConfig:
 
     step: float = ranged(0.5, Range(0, 1, low_open=True))
     gaussian_sigma_scale: float = ranged(1 / 8, POSITIVE)
-    batch_windows: int = ranged(4, COUNT)
+    # Network inputs (window x view) per forward pass; None sizes it from the memory there is and the network
+    # (inference/window_batch.py). max_memory_gb: what the windows in flight may take (None: 80% of what is free).
+    batch_windows: int | None = ranged(None, COUNT)
+    max_memory_gb: float | None = ranged(None, POSITIVE)
     tta: Literal["none", "flip", "flip+rot"] = "flip+rot"
     threshold: float = ranged(0.5, OPEN_FRACTION)
     min_lesion_mm3: float = ranged(0.0, NON_NEGATIVE)

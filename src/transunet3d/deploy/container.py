@@ -200,6 +200,6 @@ PARAMETERS_TEMPLATE = """\
 # checkpoint: latest # latest or best
 # tta: flip+rot      # none, flip or flip+rot
 # step: 0.5          # window stride as a fraction of the patch
-# batch_windows: 4   # network inputs per forward pass
+# batch_windows: 1   # network inputs per forward pass (default: sized from the memory there is)
 # postprocessing: run  # run (the tuned one) or none (the config's)
 """

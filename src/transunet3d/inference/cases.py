@@ -48,11 +48,11 @@ def ensemble_record(predictor: Predictor) -> dict:
     """The models (run folder, fold, checkpoint, epochs), the settings and the post-processing that shape the
     predictions, as JSON data.
 
-    The windows per forward pass change the speed, not the result, so a run continued with fewer (after running out
-    of memory, say) still matches its record.
+    The windows per forward pass, and the memory they may take, change the speed, not the result, so a run
+    continued with fewer (after running out of memory, say) still matches its record.
     """
     settings = dataclasses.asdict(predictor.options)
-    del settings["batch_windows"]
+    del settings["batch_windows"], settings["max_memory_gb"]
     record = {"models": [model.record() for model in predictor.models], "settings": settings,
               "postprocessing": predictor.postprocessing.to_json()}
     return json.loads(json.dumps(record))  # tuples as lists, as they read back

@@ -20,7 +20,9 @@ from transunet3d.errors import UserError
 from transunet3d.inference.sliding_window import PatchPredictor, sliding_window_probabilities
 from transunet3d.inference.trained import TrainedModel, ensemble_scheme
 from transunet3d.inference.tta import tta_views
+from transunet3d.inference.window_batch import WindowBatch, choose_window_batch, network_layout
 from transunet3d.models.precision import autocast, resolve_precision
+from transunet3d.models.registry import spec_from_config
 from transunet3d.postprocessing.rules import PostprocessSettings
 
 
@@ -56,9 +58,9 @@ class Predictor:
         self.device = torch.device(device)
         self.models = models
         self.scheme = ensemble_scheme(models)
-        for model in models:  # channels-last: the fastest layout for 3D convolutions on CPUs and GPUs
+        for model in models:
             if isinstance(model, TrainedModel):
-                model.network.to(self.device, memory_format=torch.channels_last_3d)
+                model.network.to(self.device, memory_format=network_layout(self.device))
         self.options = options
         self.postprocessing = postprocessing or PostprocessSettings.uniform(
             options.threshold, options.min_lesion_mm3, options.require_core, self.scheme)
@@ -66,6 +68,7 @@ class Predictor:
             raise UserError(f"post-processing settings for the labels {self.postprocessing.scheme.name} cannot "
                             f"apply to models trained with {self.scheme.name}")
         self.views = tta_views(options.tta)
+        self.window_batches = [self._window_batch(model) for model in models]
         self.groups = _grouped(models)
         self.on_stage: Callable[[str], None] = _quiet  # told the step each case is at, for progress displays
 
@@ -109,10 +112,25 @@ class Predictor:
         for model in models:
             probabilities = sliding_window_probabilities(
                 _patch_predictor(model, self.device), tensor, tuple(model.config.train.patch_size),
-                step=self.options.step, views=self.views, batch_windows=self.options.batch_windows,
+                step=self.options.step, views=self.views,
+                batch_windows=self.window_batches[self.models.index(model)].size,
                 sigma_scale=self.options.gaussian_sigma_scale, device=self.device).cpu()
             total = probabilities if total is None else total.add_(probabilities)
         return total
+
+    def _window_batch(self, model: TrainedModel) -> WindowBatch:
+        """The inputs per forward pass for `model`: the options' number, else sized from memory and the network
+        (`inference.window_batch`)."""
+        patch = tuple(model.config.train.patch_size)
+        precision = resolve_precision(model.config.loop.precision, self.device) \
+            if isinstance(model, TrainedModel) else "fp32"  # an exported network runs in fp32
+        budget = None if self.options.max_memory_gb is None else int(self.options.max_memory_gb * 2**30)
+        chosen = choose_window_batch(spec_from_config(model.config), patch, 4 if precision == "fp32" else 2,
+                                     self.device, budget)
+        if self.options.batch_windows is not None:
+            return WindowBatch(self.options.batch_windows, chosen.window_bytes, chosen.budget_bytes,
+                               chosen.window_bytes * self.options.batch_windows > chosen.budget_bytes)
+        return chosen
 
     def _original_grid(self, probabilities: torch.Tensor, properties: dict) -> torch.Tensor:
         """Probabilities on the training grid resampled to the case's cropped original grid (on the predictor's
@@ -171,7 +189,7 @@ def _patch_predictor(model: TrainedModel, device: torch.device) -> PatchPredicto
 
     def predict(patches: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(precision, device):
-            output = model.network(patches.contiguous(memory_format=torch.channels_last_3d))
+            output = model.network(patches.contiguous(memory_format=network_layout(device)))
         return torch.sigmoid(output.logits.float())
 
     return predict
