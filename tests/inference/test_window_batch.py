@@ -25,7 +25,7 @@ def test_contiguous_inputs_on_the_cpu_and_channels_last_on_cuda():
 def test_a_full_size_window_runs_alone_on_the_cpu_and_small_ones_in_batches():
     full = model_spec("unet", "full", patch_size=(128, 128, 128))
     # One full-resolution feature map of a 128^3 window is 32 x 128^3 x 4 B = 256 MiB: batching stops paying.
-    assert 32 * 128**3 * 4 == CPU_BATCH_FEATURES
+    assert CPU_BATCH_FEATURES == 32 * 128**3 * 4
     assert choose_window_batch(full, (128,) * 3, 4, CPU, PLENTY).size == 1
     assert choose_window_batch(full, (64,) * 3, 4, CPU, PLENTY).size == 8
     tiny = model_spec("encoder", "tiny", patch_size=(64, 64, 64))
