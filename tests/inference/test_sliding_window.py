@@ -101,3 +101,20 @@ def test_accumulation_falls_back_to_the_cpu_when_the_device_is_full(monkeypatch)
     with pytest.warns(UserWarning, match="accumulating on the CPU"):
         accumulator = _zeros((3, 4, 5, 6), torch.device("meta"))
     assert accumulator.device.type == "cpu" and accumulator.shape == (3, 4, 5, 6)
+
+
+def test_nnunet_weighting_weighs_each_window_after_mapping_its_views_back(conv_model):
+    """nnU-Net's loop, restated: per window, the mean of the views mapped back, times its (off-centre) Gaussian
+    in the volume's coordinates; then the sum over windows divided by the summed Gaussians."""
+    from transunet3d.inference.windows import window_grid
+
+    image, views = volume(), tta_views("flip")
+    weight = gaussian_importance(PATCH, weighting="nnunet")
+    total, coverage = torch.zeros(3, *image.shape[1:]), torch.zeros(image.shape[1:])
+    for window in window_grid(tuple(image.shape[1:]), PATCH, 0.5):
+        crop = image[(slice(None), *window)][None]
+        mean = torch.stack([view.invert(conv_model(view.apply(crop))[0]) for view in views]).mean(0)
+        total[(slice(None), *window)] += mean * weight
+        coverage[window] += weight
+    ours = sliding_window_probabilities(conv_model, image, PATCH, views=views, batch_windows=5, weighting="nnunet")
+    torch.testing.assert_close(ours, total / coverage, rtol=0, atol=1e-5)

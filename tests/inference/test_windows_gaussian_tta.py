@@ -3,8 +3,10 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from transunet3d.inference.gaussian import MIN_WEIGHT, gaussian_importance
 from transunet3d.inference.tta import View, tta_views
@@ -89,3 +91,18 @@ def test_views_are_distinct_and_contain_the_axial_rotations():
 def test_each_view_is_inverted_exactly(view: View):
     volume = torch.randn(2, 3, 6, 6, 5)
     assert torch.equal(view.invert(view.apply(volume)), volume)
+
+
+def test_the_nnunet_weighting_is_nnunet_s_filtered_delta():
+    """nnU-Net v2's compute_gaussian, restated: a delta at side // 2 blurred by scipy with sigma = side / 8, scaled
+    to 1 at its peak (nnU-Net then only replaces weights that underflow to 0)."""
+    patch = (32, 24, 40)
+    delta = np.zeros(patch)
+    delta[tuple(side // 2 for side in patch)] = 1
+    expected = ndimage.gaussian_filter(delta, [side / 8 for side in patch], mode="constant", cval=0)
+    expected /= expected.max()
+    weights = gaussian_importance(patch, weighting="nnunet").double().numpy()
+    np.testing.assert_allclose(weights, expected, rtol=1e-5)
+    assert weights.min() < MIN_WEIGHT / 100  # no floor
+    with pytest.raises(ValueError, match="unknown Gaussian weighting"):
+        gaussian_importance(patch, weighting="flat")

@@ -181,6 +181,9 @@ class InferConfig:
 
     step: float = ranged(0.5, Range(0, 1, low_open=True))
     gaussian_sigma_scale: float = ranged(1 / 8, POSITIVE)
+    # floored: MONAI's map, at least 1e-3 everywhere; nnunet: nnU-Net v2's, off-centre by half a voxel and without
+    # a floor, for parity with it (inference/gaussian.py)
+    gaussian_weighting: Literal["floored", "nnunet"] = "floored"
     # Network inputs (window x view) per forward pass; None sizes it from the memory there is and the network
     # (inference/window_batch.py). max_memory_gb: what the windows in flight may take (None: 80% of what is free).
     batch_windows: int | None = ranged(None, COUNT)

@@ -120,6 +120,7 @@ def export_record(config: ExperimentConfig, scheme: LabelScheme, tuned: Postproc
             "normalization": "z-score per modality over the nonzero (brain) voxels, background 0",
         },
         "inference": {"step": infer.step, "gaussian_sigma_scale": infer.gaussian_sigma_scale,
+                      "gaussian_weighting": infer.gaussian_weighting,
                       "batch_windows": infer.batch_windows, "tta": infer.tta, "tta_views": len(tta_views(infer.tta))},
         "postprocessing": {"source": "tuned on the run's cross-validation (postprocessing.json)" if tuned
                            else "the config's infer section", "settings": postprocessing.to_json()},

@@ -114,7 +114,8 @@ class Predictor:
                 _patch_predictor(model, self.device), tensor, tuple(model.config.train.patch_size),
                 step=self.options.step, views=self.views,
                 batch_windows=self.window_batches[self.models.index(model)].size,
-                sigma_scale=self.options.gaussian_sigma_scale, device=self.device).cpu()
+                sigma_scale=self.options.gaussian_sigma_scale, device=self.device,
+                weighting=self.options.gaussian_weighting).cpu()
             total = probabilities if total is None else total.add_(probabilities)
         return total
 

@@ -24,6 +24,7 @@ def sliding_window_probabilities(
     batch_windows: int = 2,
     sigma_scale: float = 1 / 8,
     device: torch.device | str | None = None,
+    weighting: str = "floored",
 ) -> torch.Tensor:
     """Probabilities (R, X, Y, Z) for an image (C, X, Y, Z) of any size, averaged over windows and views.
 
@@ -32,6 +33,7 @@ def sliding_window_probabilities(
     All views share one window grid (the grid and the Gaussian are mirror-symmetric), so the result equals the
     mean over views of a separate sliding window on each viewed volume. Volumes smaller than the patch are
     zero-padded around. Accumulation is float32 on `device`, or on the CPU when the device has no room for it.
+    `weighting` names the Gaussian (`gaussian.gaussian_importance`).
     """
     device = torch.device(device) if device is not None else image.device
     if any(view.rotates for view in views) and patch[0] != patch[1]:
@@ -39,7 +41,7 @@ def sliding_window_probabilities(
     padding = padding_to_patch(tuple(image.shape[1:]), patch)
     padded = F.pad(image.to(device), [side for pair in reversed(padding) for side in pair])
     windows = window_grid(tuple(padded.shape[1:]), patch, step)
-    weight = gaussian_importance(patch, sigma_scale, device)
+    weight = gaussian_importance(patch, sigma_scale, device, weighting)
     pairs = [(window, view) for window in windows for view in views]
     total = None
     for start in range(0, len(pairs), batch_windows):
