@@ -9,9 +9,10 @@ their dependencies (those of nnU-Net's predictor that it needs are already insta
 MONAI and ours get the same network weights, window size, overlap (50%), Gaussian blending (sigma = patch/8) and TTA
 views. MONAI is used as its documentation shows: `sliding_window_inference(..., mode="gaussian")` under
 `torch.no_grad()` on each viewed volume in turn, each prediction mapped back and averaged; its `sw_batch_size`
-equals our `batch_windows`. Ours is `Predictor.probabilities` as `transunet3d predict` runs it. The volume size is
-chosen so that MONAI's window grid equals ours (size - patch a multiple of the stride), so the outputs must agree:
-the max abs difference is printed.
+is `--batch-windows` (by default MONAI's own, 1; ours is then sized from memory, as `predict` sizes it).
+Ours is `Predictor.probabilities` as `transunet3d predict` runs it. The volume size is chosen so that MONAI's
+window grid equals ours (size - patch a multiple of the stride), so the outputs must agree: the max abs difference
+is printed.
 
 Each measurement runs in a fresh process, because our predictor changes a process-wide setting on the CPU (it
 keeps freed large blocks in the heap, see transunet3d/memory.py). MONAI is measured twice: as a user runs it, and
@@ -111,7 +112,8 @@ def predicted(models: list, args: argparse.Namespace, image: torch.Tensor, mode:
     from transunet3d.config.schema import InferConfig
     from transunet3d.inference.predictor import Predictor
 
-    options = InferConfig(tta=mode, step=0.5, batch_windows=args.batch_windows)
+    options = InferConfig(tta=mode, step=0.5, batch_windows=args.batch_windows,
+                          gaussian_weighting=args.gaussian_weighting)
     return torch.from_numpy(Predictor(models, options, args.device).probabilities(image.numpy()))
 
 
@@ -125,7 +127,7 @@ def monai(args: argparse.Namespace, image: torch.Tensor, mode: str) -> torch.Ten
     with torch.no_grad():
         for view in views:
             probabilities = sliding_window_inference(
-                view.apply(image[None].to(args.device)), (args.patch,) * 3, args.batch_windows,
+                view.apply(image[None].to(args.device)), (args.patch,) * 3, args.batch_windows or 1,
                 lambda x: torch.sigmoid(network(x).logits.float()), overlap=0.5, mode="gaussian", sigma_scale=0.125)
             probabilities = view.invert(probabilities[0]).cpu()
             total = probabilities if total is None else total + probabilities
@@ -224,7 +226,11 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 96))
     parser.add_argument("--tta", nargs="+", default=["none", "flip", "flip+rot"])
-    parser.add_argument("--batch-windows", type=int, default=4)
+    parser.add_argument("--gaussian-weighting", default="floored", choices=["floored", "nnunet"],
+                        help="ours: the Gaussian (nnunet: nnU-Net's, for parity with --against nnunet)")
+    parser.add_argument("--batch-windows", type=int, default=None,
+                        help="ours: inputs per forward pass (default: sized from memory, as predict does); MONAI's "
+                             "sw_batch_size (default: MONAI's own, 1)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -235,7 +241,7 @@ def main() -> None:
         return
     args.model = args.model[0]
     print(f"{args.model} ({args.width}), {args.patch}^3 windows, volume {tuple(args.shape)}, "
-          f"batch {args.batch_windows}, {name}")
+          f"batch {args.batch_windows or 'sized from memory'}, {name}")
     if args.against == "nnunet":
         compare_nnunet(args)
     else:
@@ -286,7 +292,8 @@ def compare_onnx(args: argparse.Namespace, name: str) -> None:
 
     models = args.model
     print(f"{args.width} models, {args.patch}^3 windows, phantom {tuple(args.shape)} at 1 mm cropped to "
-          f"{tuple(phantom_image(args.shape).shape[1:])}, batch {args.batch_windows}, torch {args.precision}, {name}")
+          f"{tuple(phantom_image(args.shape).shape[1:])}, batch {args.batch_windows or 'sized from memory'}, "
+          f"torch {args.precision}, {name}")
     print("| model | TTA | views | torch (s) | torch peak (GB) | ONNX Runtime (s) | ONNX Runtime peak (GB) | "
           "ONNX / torch | max abs difference |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -16,8 +16,8 @@ import torch
 from scipy import ndimage
 
 from transunet3d.config.schema import MODALITIES
+from transunet3d.data.labels import label_scheme
 from transunet3d.data.phantom import PhantomSpec, generate_phantom
-from transunet3d.data.regions import labels_to_regions
 from transunet3d.data.resample import resample_image, resample_labels, resample_probabilities, resampled_shape
 
 try:
@@ -45,7 +45,8 @@ def nnunet(data, shape, spacing, target, is_seg, order):
 def agreement(ours: np.ndarray, theirs: np.ndarray) -> str:
     """Dice per region and 26-connected lesion counts (ours/nnU-Net's) of two label maps."""
     parts = []
-    for name, a, b in zip(("WT", "TC", "ET"), labels_to_regions(ours), labels_to_regions(theirs)):
+    regions = label_scheme().labels_to_regions
+    for name, a, b in zip(("WT", "TC", "ET"), regions(ours), regions(theirs)):
         dice = 2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
         count = [ndimage.label(m, np.ones((3, 3, 3)))[1] for m in (a, b)]
         parts.append(f"{name} {dice:.4f} ({count[0]}/{count[1]})")
@@ -57,7 +58,8 @@ def main() -> None:
     images = np.stack([phantom.images[m] for m in MODALITIES]).astype(np.float32)
     seg = phantom.seg
     print(f"torch threads {torch.get_num_threads()}; case {images.shape}; "
-          f"lesions per region {[ndimage.label(m, np.ones((3, 3, 3)))[1] for m in labels_to_regions(seg)]}")
+          f"lesions per region "
+          f"{[ndimage.label(m, np.ones((3, 3, 3)))[1] for m in label_scheme().labels_to_regions(seg)]}")
     print("| target | step | ours (s) | nnU-Net v2 (s) | agreement |")
     print("| --- | --- | --- | --- | --- |")
     for target in TARGETS:
@@ -81,7 +83,7 @@ def main() -> None:
         else:
             row += [MISSING, ""]
         print(f"| {label} | " + " | ".join(row) + " |")
-        probabilities = torch.from_numpy(labels_to_regions(labels).astype(np.float32))
+        probabilities = torch.from_numpy(label_scheme().labels_to_regions(labels).astype(np.float32))
         _, seconds = timed(resample_probabilities, probabilities, seg.shape, "cpu")
         row = ["3 probabilities back to 1 mm", f"{seconds:.2f}"]
         if resample_data_or_seg_to_shape is not None:
