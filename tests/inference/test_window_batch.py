@@ -27,9 +27,9 @@ def test_a_full_size_window_runs_alone_on_the_cpu_and_small_ones_in_batches():
     # One full-resolution feature map of a 128^3 window is 32 x 128^3 x 4 B = 256 MiB: batching stops paying.
     assert CPU_BATCH_FEATURES == 32 * 128**3 * 4
     assert choose_window_batch(full, (128,) * 3, 4, CPU, PLENTY).size == 1
-    assert choose_window_batch(full, (64,) * 3, 4, CPU, PLENTY).size == 8
+    assert choose_window_batch(full, (64,) * 3, 4, CPU, PLENTY).size == 4
     tiny = model_spec("encoder", "tiny", patch_size=(64, 64, 64))
-    assert choose_window_batch(tiny, (64,) * 3, 4, CPU, PLENTY).size == 8
+    assert choose_window_batch(tiny, (64,) * 3, 4, CPU, PLENTY).size == 4
 
 
 def test_the_budget_caps_the_batch_and_one_window_runs_even_over_it():
@@ -48,7 +48,7 @@ def test_half_precision_halves_the_estimate_and_query_masks_raise_it():
     assert window_bytes(decoder, (128,) * 3, 4) > 2 * window_bytes(unet, (128,) * 3, 4)
 
 
-@pytest.mark.parametrize("given, expected", [(None, 8), (3, 3)])
+@pytest.mark.parametrize("given, expected", [(None, 4), (3, 3)])
 def test_the_predictor_takes_a_set_batch_or_sizes_one(given, expected):
     from transunet3d.config import build_config
     from transunet3d.config.schema import InferConfig

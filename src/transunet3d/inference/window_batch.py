@@ -28,7 +28,9 @@ from transunet3d.models.spec import ArchitectureSpec
 # variants 17-21 (its masks are full-resolution, one per query).
 ACTIVATION_FACTOR = {False: 9.0, True: 22.0}  # by whether the network has the query decoder
 CPU_BATCH_FEATURES = 256 * 2**20  # on the CPU, batching pays while a batch's full-resolution features stay under this
-MOST_WINDOWS = 8  # the largest batch measured to pay (CPU); a GPU is given no more until measured (issue: GPU)
+# Beyond 4 windows a batch no longer paid on the CPU (tiny encoder at 64^3: 90 ms per window in batches of 2 and
+# 4, 97 in 8; full U-Net at 64^3: 570 and 564 ms in 4 and 8) and held more memory; a GPU gets no more until measured.
+MOST_WINDOWS = 4
 AVAILABLE_SHARE = 0.8  # of the memory available, what the windows in flight may take by default
 
 
