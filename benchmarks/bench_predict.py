@@ -20,6 +20,9 @@ in a process with the same allocator setting, which shows how much of the gap th
 process's peak resident memory (ru_maxrss, host memory only, in GB of 10^9 bytes; imports, the input volume and
 the warm-up included) is printed beside its time.
 
+`--background-load N` runs N busy processes beside every measurement: a machine shared with other jobs. Ours is
+started as the `transunet3d` command starts it (GOMP_SPINCOUNT, cli/launch.py), the references as their users do.
+
     python benchmarks/bench_predict.py                     # tiny encoder, 64^3 windows, CPU
     python benchmarks/bench_predict.py --width full --patch 128 --shape 256 256 192 --device cuda
 
@@ -62,6 +65,7 @@ import argparse
 import contextlib
 import io
 import multiprocessing
+import os
 import resource
 import tempfile
 import time
@@ -69,6 +73,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from transunet3d.cli.launch import OPENMP_SPIN_ROUNDS
 
 
 def network_for(args: argparse.Namespace):
@@ -208,12 +214,27 @@ def run(method: str, tuned: bool, args: argparse.Namespace, mode: str,
     """`measure` in a fresh process: its best seconds, peak resident memory (GB) and result."""
     out = str(folder / f"{method}_{tuned}_{mode}.pt")
     process = multiprocessing.get_context("spawn").Process(target=measure, args=(method, tuned, args, mode, out))
-    process.start()
+    # Ours as the `transunet3d` command starts it (cli/launch.py); the references as their users start them.
+    spin = os.environ.pop("GOMP_SPINCOUNT", None)
+    if method in ("ours", "onnx"):
+        os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_ROUNDS
+    try:
+        process.start()
+    finally:
+        os.environ.pop("GOMP_SPINCOUNT", None)
+        if spin is not None:
+            os.environ["GOMP_SPINCOUNT"] = spin
     process.join()
     if process.exitcode != 0:
         raise SystemExit(f"{method} failed with exit code {process.exitcode}")
     saved = torch.load(out)
     return saved["seconds"], saved["peak"], saved["result"]
+
+
+def busy() -> None:
+    """A background job that keeps one core busy."""
+    while True:
+        pass
 
 
 def main() -> None:
@@ -223,6 +244,8 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "auto"],
                         help="of our torch path (auto: bf16 on CUDA and CPUs with bf16 units); ONNX is fp32")
     parser.add_argument("--width", default="tiny", choices=["tiny", "full"])
+    parser.add_argument("--background-load", type=int, default=0, metavar="N",
+                        help="run N busy processes beside every measurement (a machine shared with other jobs)")
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 96))
     parser.add_argument("--tta", nargs="+", default=["none", "flip", "flip+rot"])
@@ -236,6 +259,20 @@ def main() -> None:
     args = parser.parse_args()
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \
         f"CPU, {torch.get_num_threads()} threads"
+    if args.background_load:
+        name += f", {args.background_load} busy background process(es)"
+    load = [multiprocessing.get_context("spawn").Process(target=busy, daemon=True)
+            for _ in range(args.background_load)]
+    for job in load:
+        job.start()
+    try:
+        compare(args, name)
+    finally:
+        for job in load:
+            job.terminate()
+
+
+def compare(args: argparse.Namespace, name: str) -> None:
     if args.against == "onnx":
         compare_onnx(args, name)
         return
