@@ -1,5 +1,5 @@
 """`python -m transunet3d` (also what `torchrun -m transunet3d` runs)."""
 
-from transunet3d.cli.launch import main
+from transunet3d.cli.main import main
 
 main()
