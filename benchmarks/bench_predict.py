@@ -20,8 +20,7 @@ in a process with the same allocator setting, which shows how much of the gap th
 process's peak resident memory (ru_maxrss, host memory only, in GB of 10^9 bytes; imports, the input volume and
 the warm-up included) is printed beside its time.
 
-`--background-load N` runs N busy processes beside every measurement: a machine shared with other jobs. Ours is
-started as the `transunet3d` command starts it (GOMP_SPINCOUNT, cli/launch.py), the references as their users do.
+`--background-load N` runs N busy processes beside every measurement: a machine shared with other jobs.
 
     python benchmarks/bench_predict.py                     # tiny encoder, 64^3 windows, CPU
     python benchmarks/bench_predict.py --width full --patch 128 --shape 256 256 192 --device cuda
@@ -65,7 +64,6 @@ import argparse
 import contextlib
 import io
 import multiprocessing
-import os
 import resource
 import tempfile
 import time
@@ -73,8 +71,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from transunet3d.cli.launch import OPENMP_SPIN_ROUNDS
 
 
 def network_for(args: argparse.Namespace):
@@ -214,16 +210,7 @@ def run(method: str, tuned: bool, args: argparse.Namespace, mode: str,
     """`measure` in a fresh process: its best seconds, peak resident memory (GB) and result."""
     out = str(folder / f"{method}_{tuned}_{mode}.pt")
     process = multiprocessing.get_context("spawn").Process(target=measure, args=(method, tuned, args, mode, out))
-    # Ours as the `transunet3d` command starts it (cli/launch.py); the references as their users start them.
-    spin = os.environ.pop("GOMP_SPINCOUNT", None)
-    if method in ("ours", "onnx"):
-        os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_ROUNDS
-    try:
-        process.start()
-    finally:
-        os.environ.pop("GOMP_SPINCOUNT", None)
-        if spin is not None:
-            os.environ["GOMP_SPINCOUNT"] = spin
+    process.start()
     process.join()
     if process.exitcode != 0:
         raise SystemExit(f"{method} failed with exit code {process.exitcode}")
