@@ -173,11 +173,15 @@ def _declared_size(data: bytes) -> float:
         try:
             with _nibabel_quiet():
                 header = header_class.from_fileobj(io.BytesIO(data[:NIFTI2_HEADER_BYTES]), check=False)
-            shape = header.get_data_shape()
-            return header.get_data_offset() + header.get_data_dtype().itemsize * int(np.prod(shape, dtype=np.int64))
+            return _stored_size(header.get_data_offset(), header.get_data_dtype(), header.get_data_shape())
         except Exception:  # not this header class, or nonsense: ISA-L and nibabel decide
             continue
     return float("inf")
+
+
+def _stored_size(offset: int, dtype: Any, shape: tuple[int, ...]) -> int:
+    """Bytes of a file up to the end of its voxels: the voxel offset plus the voxel data."""
+    return int(offset) + np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
 
 
 def _check_header_length(size: int) -> None:
@@ -264,10 +268,9 @@ def _voxels(image: nib.Nifti1Image) -> Any:
     file_like = getattr(proxy, "file_like", None)
     if not isinstance(file_like, _BytesFile) or (proxy.slope, proxy.inter) != (1.0, 0.0):
         return proxy
-    dtype = np.dtype(proxy.dtype)
-    if len(file_like.data) < proxy.offset + dtype.itemsize * int(np.prod(proxy.shape, dtype=np.int64)):
+    if len(file_like.data) < _stored_size(proxy.offset, proxy.dtype, proxy.shape):
         return proxy  # truncated: nibabel's read names the problem
-    view = np.ndarray(proxy.shape, dtype, buffer=file_like.data, offset=proxy.offset, order=proxy.order)
+    view = np.ndarray(proxy.shape, proxy.dtype, buffer=file_like.data, offset=proxy.offset, order=proxy.order)
     view.flags.writeable = False  # every read of the image shares these bytes (a bytearray from libdeflate)
     return view
 
