@@ -12,8 +12,15 @@ from transunet3d.evaluation.border import (
     hd95,
     hd95_needs_all,
     normalized_surface_dice,
+    percentile95,
 )
-from transunet3d.evaluation.brats2025 import MISSED_HD95, ReferenceLesion, parse_lesions, score_region_2025
+from transunet3d.evaluation.brats2025 import (
+    MISSED_HD95,
+    ReferenceLesion,
+    _region_mask,
+    parse_lesions,
+    score_region_2025,
+)
 from transunet3d.evaluation.matching import components, match_components
 from transunet3d.evaluation.surface import NearestCorner
 
@@ -103,6 +110,23 @@ def test_hd95_interpolates_the_pooled_distances_and_nsd_weighs_each_side_by_its_
     assert hd95(to_pred, to_ref) == pytest.approx(3.0 - 0.2 * 2.0)  # sorted 0 0 0 1 3, position 3.8
     # Within 1 mm: 2 of 3 reference voxels, 2 of 2 predicted ones.
     assert normalized_surface_dice(to_pred, to_ref, 1.0) == pytest.approx((2 / 3 + 1) / (2 / 3 + 1 + 1 / 3))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 20, 21, 39, 40, 41, 199, 1000, 4321])
+def test_percentile95_is_numpy_s_to_the_bit(count):
+    rng = np.random.default_rng(count)
+    for values in (rng.random(count) * 40, np.sqrt(rng.integers(0, 30, count).astype(np.float64)),
+                   np.full(count, 2.5), np.r_[rng.random(count) * 9, np.full(count // 25, np.inf)]):
+        expected = float(np.percentile(values, 95))
+        assert percentile95(values) == expected or (math.isnan(expected) and math.isnan(percentile95(values)))
+
+
+@pytest.mark.parametrize("values", [(1, 2, 3), (1, 3), (3,), (4,), (0,), (0, 1), (2, 3, 5), (254, 255), (1, 2, 4, 5)])
+def test_region_masks_by_runs_of_labels_equal_isin(values):
+    labels = np.asfortranarray(np.random.default_rng(3).integers(0, 256, (9, 10, 11)).astype(np.uint8) % 7)
+    labels[0, 0, :2] = 254, 255
+    mask = _region_mask(labels, values)
+    assert mask.dtype == bool and mask.flags.f_contiguous and np.array_equal(mask, np.isin(labels, values))
 
 
 def test_hd95_needs_the_far_distances_only_when_its_rank_reaches_them():

@@ -72,13 +72,18 @@ def test_missing_prediction_scores_as_empty_and_is_flagged(tmp_path: Path):
         (0, 2, 0.0, 374.0), (0, 2, 0.0, 374.0), (0, 2, 0.0, 374.0)]
 
 
-def test_a_float_label_map_scores_like_its_integer_twin(tmp_path: Path):
-    ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels())
-    as_float = save(tmp_path / "float.nii.gz", lesion_labels(), dtype=np.float32)
-    as_int = save(tmp_path / "int.nii.gz", lesion_labels())
-    scored = evaluate_pair(CasePair("00001-000", ref, as_float))
-    expected = evaluate_pair(CasePair("00001-000", ref, as_int))
-    assert scored.error is None and scored.regions == expected.regions
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.uint16, np.int32])
+@pytest.mark.parametrize("rules", ["brats2023", "brats2025"])
+def test_a_label_map_of_any_stored_type_scores_like_its_uint8_twin(tmp_path: Path, dtype, rules):
+    """Evaluation reads the labels as stored and converts only the crop around the lesions, on either side."""
+    ref_labels, pred_labels = lesion_labels(), np.roll(lesion_labels(), 1, axis=0)
+    expected = evaluate_pair(CasePair("00001-000", save(tmp_path / "ref-seg.nii.gz", ref_labels),
+                                      save(tmp_path / "pred.nii.gz", pred_labels)), rules=rules)
+    for typed in ("reference", "prediction"):
+        ref = save(tmp_path / typed / "ref-seg.nii.gz", ref_labels, dtype=dtype if typed == "reference" else np.uint8)
+        pred = save(tmp_path / typed / "pred.nii.gz", pred_labels, dtype=dtype if typed == "prediction" else np.uint8)
+        scored = evaluate_pair(CasePair("00001-000", ref, pred), rules=rules)
+        assert scored.error is None and scored.regions == expected.regions
 
 
 @pytest.mark.parametrize("stray, problem", [

@@ -64,10 +64,24 @@ def _finite(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
 
 def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
                    labels: tuple[int, ...] | None = None) -> np.ndarray:
-    """The labels of a segmentation as uint8, checked to be integers of the scheme.
+    """The labels of a segmentation as a writable uint8 array, checked to be integers of the scheme.
 
-    Training, tuning and evaluation all read label maps here: a label no region holds would otherwise count as
-    background without a word.
+    Training, tuning and evaluation all read label maps here (or through `read_label_values`): a label no region
+    holds would otherwise count as background without a word.
+
+    Args:
+        labels: the labels allowed (background included); by default those of the default label scheme.
+    """
+    values = read_label_values(image, path, case_id, labels)
+    labels_map = values.astype(np.uint8, copy=False)
+    return labels_map if labels_map.flags.writeable else labels_map.copy(order="K")
+
+
+def read_label_values(image: nib.Nifti1Image, path: Path, case_id: str | None,
+                      labels: tuple[int, ...] | None = None) -> np.ndarray:
+    """The labels of a segmentation, checked like `read_label_map`'s, in the integer type they are stored in
+    (uint8 for a float map) and possibly a read-only view of the file's bytes: for a reader that only looks, and
+    converts no more of the map to uint8 than it needs (evaluation converts the crop around the lesions).
 
     Args:
         labels: the labels allowed (background included); by default those of the default label scheme.
@@ -87,9 +101,8 @@ def read_label_map(image: nib.Nifti1Image, path: Path, case_id: str | None,
     bad = _labels_outside(raw, labels)
     if bad:
         raise InputError(case_id, path, f"labels must be in {{{','.join(map(str, labels))}}}, "
-                         f"found {', '.join(f'{value:.6g}' for value in bad)}")
-    labels_map = raw.astype(np.uint8, copy=False)
-    return labels_map if labels_map.flags.writeable else labels_map.copy(order="K")
+                                        f"found {', '.join(f'{value:.6g}' for value in bad)}")
+    return raw
 
 
 def _labels_outside(values: np.ndarray, labels: tuple[int, ...], shown: int = 5) -> list[float]:

@@ -138,7 +138,24 @@ def hd95(reference_to_prediction: np.ndarray, prediction_to_reference: np.ndarra
     Distances not yet searched for (inf) may be among them as long as `hd95_needs_all` is False: the percentile
     only reads the two values around its rank, and those are then finite.
     """
-    return float(np.percentile(np.hstack((reference_to_prediction, prediction_to_reference)), 95))
+    return percentile95(np.concatenate((reference_to_prediction, prediction_to_reference)))
+
+
+def percentile95(values: np.ndarray) -> float:
+    """`np.percentile(values, 95)` (linear interpolation) of a 1-D float64 array, to the bit: the two values it
+    interpolates between come from one partition, without numpy's general machinery, which costs more than the
+    partition itself for the few hundred distances of one lesion."""
+    count = len(values)
+    if count == 0:
+        return float(np.percentile(values, 95))  # numpy's own answer (and warning) for no values
+    position = (count - 1) * 0.95
+    below = -1 if position >= count - 1 else math.floor(position)  # numpy's indices; -1 is the largest value
+    above = -1 if below == -1 else below + 1
+    partitioned = np.partition(values, (below % count, above % count))
+    low, high = float(partitioned[below]), float(partitioned[above])
+    gamma = position - below
+    difference = high - low
+    return high - difference * (1 - gamma) if gamma >= 0.5 else low + difference * gamma
 
 
 def hd95_needs_all(*distances: np.ndarray) -> bool:

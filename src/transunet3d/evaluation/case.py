@@ -12,7 +12,7 @@ import numpy as np
 
 from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.nifti import load_header_3d, voxel_size
-from transunet3d.data.validate import read_label_map
+from transunet3d.data.validate import read_label_values
 from transunet3d.errors import InputError
 from transunet3d.evaluation.lesions import LesionRow, lesion_rows
 from transunet3d.evaluation.pairing import CasePair
@@ -38,17 +38,19 @@ def evaluate_labels(
     """Scores per region of two label maps of one shape, and the offset of the crop they were computed on.
 
     The crop is the bounding box of every nonzero voxel of either map: everything outside it is background in
-    all regions, so no score changes, and the work shrinks from the head to the tumours.
+    all regions, so no score changes, and the work shrinks from the head to the tumours. The maps may be of any
+    integer type holding labels up to 255 (`read_label_values`); only the crop becomes uint8.
     """
     bounds = union_bounds(mask_bounds(pred), mask_bounds(ref)) or tuple((0, 1) for _ in pred.shape)
     box = tuple(slice(lo, hi) for lo, hi in bounds)
-    scores = rule_set(rules).score_labels(pred[box], ref[box], spacing, pred.size)
+    pred_crop, ref_crop = (labels[box].astype(np.uint8, copy=False) for labels in (pred, ref))
+    scores = rule_set(rules).score_labels(pred_crop, ref_crop, spacing, pred.size)
     return scores, tuple(lo for lo, _ in bounds)
 
 
 def _read_labels(path: Path, case: str, labels: tuple[int, ...]) -> tuple[np.ndarray, nib.Nifti1Image]:
     header = load_header_3d(path, case)
-    return read_label_map(header, path, case, labels), header
+    return read_label_values(header, path, case, labels), header
 
 
 def evaluate_pair(pair: CasePair, with_lesions: bool = False, rules: str = DEFAULT_RULES) -> CaseResult:
