@@ -143,7 +143,7 @@ def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
     spacing = tuple(float(s) for s in spacing)
     ref_labels, n_ref = components(ref)
     pred_labels, n_pred = components(pred)
-    matching = match_components(ref_labels, n_ref, pred_labels, n_pred)
+    matching = match_components(ref_labels, n_ref, pred_labels, n_pred, ref | pred)
     ref_borders = ComponentBorders.of(ref_labels, ref, n_ref)
     pred_borders = ComponentBorders.of(pred_labels, pred, n_pred)
     lesions = _reference_lesions(matching, ref_borders, pred_borders, spacing)

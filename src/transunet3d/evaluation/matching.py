@@ -45,13 +45,19 @@ class InstanceMatching:
         return tuple(p for p in range(1, len(self.prediction_sizes)) if p not in matched)
 
 
-def match_components(reference: np.ndarray, n_reference: int, prediction: np.ndarray,
-                     n_prediction: int) -> InstanceMatching:
+def match_components(reference: np.ndarray, n_reference: int, prediction: np.ndarray, n_prediction: int,
+                     foreground: np.ndarray | None = None) -> InstanceMatching:
     """Match labelled components of one shape (0 is background) one to one by maximum summed Dice.
 
     Only voxels in either mask are looked at, so the work follows the lesions, not the volume.
+
+    Args:
+        foreground: where either side has a component (boolean, the same shape), when the caller has it at hand:
+            finding those voxels in a boolean array costs a fifth of finding them in the labels.
     """
-    voxels = np.flatnonzero(reference.ravel(order="F") | prediction.ravel(order="F"))
+    if foreground is None:
+        foreground = (reference != 0) | (prediction != 0)
+    voxels = np.flatnonzero(foreground.ravel(order="F"))
     ref_at, pred_at = reference.ravel(order="F")[voxels], prediction.ravel(order="F")[voxels]
     reference_sizes = np.bincount(ref_at, minlength=n_reference + 1)
     prediction_sizes = np.bincount(pred_at, minlength=n_prediction + 1)
