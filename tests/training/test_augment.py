@@ -230,3 +230,34 @@ def test_bias_field_is_smooth_per_channel_and_off_by_default():
     with_zero = augment_batch(*batch, identity, AugmentConfig(bias_p=0.0, bias_strength=5.0),
                               torch.Generator().manual_seed(3))
     assert torch.equal(plain[0], with_zero[0])
+
+
+def test_thick_slices_average_slabs_along_one_axis_and_repeat_them():
+    """Every chosen channel becomes, along one axis, slabs of `factor` voxels each holding their mean (a box
+    slice profile, then nearest neighbour back), and keeps its detail along the other two."""
+    images = torch.randn(3, 2, 12, 12, 12, generator=generator(7))
+    out = aug.thick_slices(images, only(slices_p=1.0, slices_channel_p=1.0, slices_factor=(3.0, 3.0)), generator(1))
+    assert out.shape == images.shape
+    blocky_axes = []
+    for b in range(3):
+        for c in range(2):
+            for axis in range(3):
+                slabs = images[b, c].unflatten(axis, (4, 3)).mean(axis + 1, keepdim=True)
+                expected = slabs.expand(*slabs.shape[:axis + 1], 3, *slabs.shape[axis + 2:]).flatten(axis, axis + 1)
+                if torch.allclose(out[b, c], expected, atol=1e-6):
+                    blocky_axes.append(axis)
+    assert len(blocky_axes) == 6  # each of the 6 channels along exactly one axis
+    assert len(set(blocky_axes)) > 1  # the axis is drawn, not fixed
+    # A 1-voxel speck inside one slab keeps a third of its contrast (partial volume), spread over the slab.
+    speck = torch.zeros(1, 1, 12, 12, 12)
+    speck[0, 0, 6, 6, 7] = 3.0
+    thick = aug.thick_slices(speck, only(slices_p=1.0, slices_channel_p=1.0, slices_factor=(3.0, 3.0)), generator(2))
+    assert thick.max().item() == pytest.approx(1.0) and thick.sum().item() == pytest.approx(3.0)
+
+
+def test_thick_slices_off_draws_nothing():
+    batch = torch.randn((2, 4, 8, 8, 8)), torch.zeros((2, 3, 8, 8, 8), dtype=torch.uint8)
+    identity = torch.tensor([aug.SPATIAL_IDENTITY] * 2, dtype=torch.float64)
+    plain = aug.augment_batch(*batch, identity, AugmentConfig(), generator(3))
+    with_zero = aug.augment_batch(*batch, identity, AugmentConfig(slices_p=0.0, slices_factor=(2.0, 5.0)), generator(3))
+    assert torch.equal(plain[0], with_zero[0])

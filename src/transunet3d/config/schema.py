@@ -125,6 +125,11 @@ class AugmentConfig:
     lowres_p: float = ranged(0.25, PROBABILITY)
     lowres_channel_p: float = ranged(0.5, PROBABILITY)
     lowres_zoom: tuple[float, float] = ranged((0.5, 1.0), Range(0, 1, low_open=True, ordered=True))
+    # Not in nnU-Net's set: a scan of thicker slices along one axis, as prediction resamples it
+    # (training/augment.py: thick_slices); 0 turns it off.
+    slices_p: float = ranged(0.0, PROBABILITY)
+    slices_channel_p: float = ranged(0.5, PROBABILITY)
+    slices_factor: tuple[float, float] = ranged((1.5, 4.0), Range(1, None, ordered=True))
     # Not in nnU-Net's set: a smooth additive field per channel (training/augment.py: bias_field); 0 turns it off.
     bias_p: float = ranged(0.0, PROBABILITY)
     bias_channel_p: float = ranged(0.5, PROBABILITY)

@@ -262,6 +262,32 @@ def low_resolution(images, config: AugmentConfig, generator):
     return out
 
 
+def thick_slices(images, config: AugmentConfig, generator):
+    """A scan acquired with thicker slices along one axis, as prediction brings it back to the training grid: per
+    chosen sample and channel, an axis drawn uniformly is averaged over slabs `slices_factor` voxels thick (a box
+    slice profile, so that a lesion thinner than a slice stays at partial-volume contrast, as `transunet3d phantom
+    --resample-to` acquires it) and each slab's mean is repeated over its voxels (nearest neighbour, which is how
+    preprocessing resamples a strongly anisotropic axis, docs/data.md).
+
+    `lowres_*` zooms all three axes alike and interpolates back trilinearly; this one simulates the 3-5 mm slices
+    of clinical 2D sequences.
+    """
+    if config.slices_p == 0:  # off: no draws, so the other transforms see the random stream they always saw
+        return images
+    chosen, factor = _channel_choices(images, config.slices_p, config.slices_channel_p, config.slices_factor,
+                                      generator)
+    if not chosen:
+        return images
+    axes = torch.randint(0, 3, (len(chosen),), generator=generator, device=images.device).tolist()
+    out = images.clone()
+    for (b, c), axis in zip(chosen, axes):
+        size = list(images.shape[2:])
+        size[axis] = max(1, round(size[axis] / float(factor[b, c])))
+        slabs = F.adaptive_avg_pool3d(images[b:b + 1, c:c + 1], size)
+        out[b, c] = F.interpolate(slabs, size=images.shape[2:], mode="nearest")[0, 0]
+    return out
+
+
 def bias_field(images, config: AugmentConfig, generator):
     """Add a smooth random field to each chosen sample and channel: local, channel-independent brightness, as coil
     inhomogeneity leaves it, which the global brightness, contrast and gamma transforms cannot mimic.
@@ -344,6 +370,7 @@ def augment_batch(
     images = brightness(images, config, generator)
     images = contrast(images, config, generator)
     images = low_resolution(images, config, generator)
+    images = thick_slices(images, config, generator)
     images = bias_field(images, config, generator)
     images = gamma(images, config, generator, config.gamma_inverted_p, invert=True)
     images = gamma(images, config, generator, config.gamma_p, invert=False)
