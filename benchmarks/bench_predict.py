@@ -50,6 +50,12 @@ with its mirror views in turn, and on CUDA runs the network under autocast (floa
 
     python benchmarks/bench_predict.py --against nnunet --tta none flip
 
+At full size a warm-up with every mirror view would double a quarter-hour measurement; `--warm-up none` warms
+both sides with one pass over the same windows (the kernels and, for ours, the heap are then in place):
+
+    python benchmarks/bench_predict.py --against nnunet --model unet --width full --patch 128 \
+        --shape 140 170 140 --tta flip --warm-up none --gaussian-weighting nnunet
+
 `--against onnx` measures instead the same predictor with the network exported to ONNX and run by ONNX Runtime
 (`transunet3d export`, `predict --backend onnxruntime`; the onnx extra), on a phantom cropped to its brain as
 prediction crops it (a zero background, which is where ONNX Runtime's own norms lose precision), for each
@@ -177,7 +183,7 @@ def measure(method: str, tuned: bool, args: argparse.Namespace, mode: str, out: 
     function = {"ours": ours, "monai": monai, "nnunet": nnunet, "onnx": onnx}[method]
     image = phantom_image(args.shape) if args.against == "onnx" else \
         torch.randn(4, *args.shape, generator=torch.Generator().manual_seed(1))
-    function(args, image, mode)  # warm-up: allocator, oneDNN/cuDNN kernel choice
+    function(args, image, args.warm_up or mode)  # warm-up: allocator, oneDNN/cuDNN kernel choice
     best = float("inf")
     for _ in range(args.repeats):
         if args.device.startswith("cuda"):
@@ -242,6 +248,9 @@ def main() -> None:
                         help="ours: inputs per forward pass (default: sized from memory, as predict does); MONAI's "
                              "sw_batch_size (default: MONAI's own, 1)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--warm-up", default=None, choices=list(VIEWS),
+                        help="the TTA of the untimed warm-up call (default: the measured one); at full size, 'none' "
+                             "runs the same windows once instead of 8 or 16 times")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from transunet3d.models.conv import Conv3d
+from transunet3d.models.upsample import Upsample2x
 
 
 class ConvNormAct(nn.Sequential):
@@ -50,10 +51,7 @@ class Decoder(nn.Module):
     def __init__(self, features: tuple[int, ...]):
         super().__init__()
         coarse_to_fine = list(reversed(features))
-        self.upsample = nn.ModuleList(
-            nn.ConvTranspose3d(c_in, c_out, kernel_size=2, stride=2, bias=False)
-            for c_in, c_out in itertools.pairwise(coarse_to_fine)
-        )
+        self.upsample = nn.ModuleList(Upsample2x(c_in, c_out) for c_in, c_out in itertools.pairwise(coarse_to_fine))
         self.stages = nn.ModuleList(stage(2 * c, c) for c in coarse_to_fine[1:])
 
     def forward(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
