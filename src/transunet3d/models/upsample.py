@@ -4,9 +4,9 @@ With kernel = stride = 2 the 2x2x2 output blocks do not overlap: each output vox
 channels, `out[:, o, 2d+i, 2h+j, 2w+k] = sum_c x[:, c, d, h, w] * weight[c, o, i, j, k]`. In inference on the CPU
 that is one matrix product per sample, (8 * out_channels, in_channels) x (in_channels, voxels), and one strided
 copy into the output. Each output is the same single sum as in oneDNN's transposed convolution (bit for bit on
-the shapes measured; tests hold it to 1e-6), at about a third of its time for the full U-Net's last upsampling (64 -> 32 channels, 64^3 -> 128^3:
-130 against 440 ms) and less memory (docs/benchmarks.md). Training, CUDA, channels-last inputs and export keep
-torch's own kernel.
+the shapes measured; tests hold it to 1e-6), at about a third of its time for the full U-Net's last upsampling
+(64 -> 32 channels, 64^3 -> 128^3: 130 against 440 ms) and with less memory (docs/benchmarks.md). Training, CUDA,
+channels-last inputs and export keep torch's own kernel.
 """
 
 from __future__ import annotations
