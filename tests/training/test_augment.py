@@ -233,20 +233,21 @@ def test_bias_field_is_smooth_per_channel_and_off_by_default():
 
 
 def test_thick_slices_average_slabs_along_one_axis_and_repeat_them():
-    """Every chosen channel becomes, along one axis, slabs of `factor` voxels each holding their mean (a box
-    slice profile, then nearest neighbour back), and keeps its detail along the other two."""
-    images = torch.randn(3, 2, 12, 12, 12, generator=generator(7))
+    """Every chosen channel becomes, along its sample's axis, slabs of `factor` voxels each holding their mean (a
+    box slice profile, then nearest neighbour back), and keeps its detail along the other two."""
+    images = torch.randn(6, 2, 12, 12, 12, generator=generator(7))
     out = aug.thick_slices(images, only(slices_p=1.0, slices_channel_p=1.0, slices_factor=(3.0, 3.0)), generator(1))
     assert out.shape == images.shape
     blocky_axes = []
-    for b in range(3):
+    for b in range(6):
         for c in range(2):
             for axis in range(3):
                 slabs = images[b, c].unflatten(axis, (4, 3)).mean(axis + 1, keepdim=True)
                 expected = slabs.expand(*slabs.shape[:axis + 1], 3, *slabs.shape[axis + 2:]).flatten(axis, axis + 1)
                 if torch.allclose(out[b, c], expected, atol=1e-6):
                     blocky_axes.append(axis)
-    assert len(blocky_axes) == 6  # each of the 6 channels along exactly one axis
+    assert len(blocky_axes) == 12  # each of the 12 channels along exactly one axis
+    assert blocky_axes[0::2] == blocky_axes[1::2]  # the channels of one sample share their slice direction
     assert len(set(blocky_axes)) > 1  # the axis is drawn, not fixed
     # A 1-voxel speck inside one slab keeps a third of its contrast (partial volume), spread over the slab.
     speck = torch.zeros(1, 1, 12, 12, 12)

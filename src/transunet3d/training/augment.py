@@ -264,10 +264,13 @@ def low_resolution(images, config: AugmentConfig, generator):
 
 def thick_slices(images, config: AugmentConfig, generator):
     """A scan acquired with thicker slices along one axis, as prediction brings it back to the training grid: per
-    chosen sample and channel, an axis drawn uniformly is averaged over slabs `slices_factor` voxels thick (a box
-    slice profile, so that a lesion thinner than a slice stays at partial-volume contrast, as `transunet3d phantom
+    chosen sample and channel, the sample's axis is averaged over slabs `slices_factor` voxels thick (a box slice
+    profile, so that a lesion thinner than a slice stays at partial-volume contrast, as `transunet3d phantom
     --resample-to` acquires it) and each slab's mean is repeated over its voxels (nearest neighbour, which is how
     preprocessing resamples a strongly anisotropic axis, docs/data.md).
+
+    The axis is drawn once per sample, because the thick sequences of one examination share their slice direction
+    (all axial, say); each channel draws its own thickness, as sequences do.
 
     `lowres_*` zooms all three axes alike and interpolates back trilinearly; this one simulates the 3-5 mm slices
     of clinical 2D sequences.
@@ -278,9 +281,10 @@ def thick_slices(images, config: AugmentConfig, generator):
                                       generator)
     if not chosen:
         return images
-    axes = torch.randint(0, 3, (len(chosen),), generator=generator, device=images.device).tolist()
+    axes = torch.randint(0, 3, (images.shape[0],), generator=generator, device=images.device).tolist()
     out = images.clone()
-    for (b, c), axis in zip(chosen, axes):
+    for b, c in chosen:
+        axis = axes[b]
         size = list(images.shape[2:])
         size[axis] = max(1, round(size[axis] / float(factor[b, c])))
         slabs = F.adaptive_avg_pool3d(images[b:b + 1, c:c + 1], size)
