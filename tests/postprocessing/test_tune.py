@@ -75,6 +75,25 @@ def test_specks_go_with_the_smallest_minimum_size_rather_than_another_threshold(
     assert score_of(result, "WT", 0.6, 0.0) == 1.0  # a tie that the simpler setting won
 
 
+def test_the_held_out_score_scores_each_case_with_the_settings_tuned_on_the_others(tmp_path: Path):
+    clean = confident(two_lesions())
+    result = tune(tmp_path, [with_specks(clean), clean])
+    # Tuned on the clean case alone nothing calls for a minimum size, so the specked case keeps its 3 false
+    # positives (WT 2/5); tuned on the specked case, the clean case loses nothing to the 5 mm^3 minimum.
+    assert result.score_after == 1.0
+    assert result.score_held_out == pytest.approx(((2 / 5 + 1 + 1) / 3 + 1) / 2)
+    assert tune(tmp_path / "one", [clean]).score_held_out is None  # no other case to tune on
+
+
+def test_beyond_ten_cases_the_held_out_score_holds_out_groups_of_cases(tmp_path: Path):
+    clean = confident(two_lesions())
+    # Cases 0 and 10 share a group (i mod 10): held out together, the tuning on the 10 clean cases keeps every
+    # speck in both. One case out at a time, the other specked case would call for the minimum size.
+    result = tune(tmp_path, [with_specks(clean) if index in (0, 10) else clean for index in range(12)])
+    assert result.settings == PostprocessSettings((0.5, 0.5, 0.5), (5.0, 0.0, 0.0), False)
+    assert result.score_held_out == pytest.approx((2 * (2 / 5 + 1 + 1) / 3 + 10) / 12)
+
+
 def test_lesions_whose_true_extent_is_above_035_get_a_lower_threshold(tmp_path: Path):
     probabilities = confident(two_lesions())
     probabilities[0][(probabilities[0] > 0) & (probabilities[1] == 0)] = 0.45  # the edema around each core
@@ -131,7 +150,9 @@ def test_the_written_file_holds_the_result_and_reads_back_as_settings(tmp_path: 
     path = tmp_path / "postprocessing.json"
     write_postprocessing(path, result)
     data = json.loads(path.read_text())
-    assert list(data) == ["settings", "cases", "score_before", "score_after", "regions", "tried", "seconds"]
+    assert list(data) == ["settings", "cases", "score_before", "score_after", "score_held_out", "regions", "tried",
+                          "seconds"]
+    assert data["score_held_out"] is None  # one case
     assert data["regions"]["WT"] == {"before": result.regions_before["WT"], "after": 1.0, "threshold": 0.5,
                                      "min_lesion_mm3": 5.0}
     assert len(data["tried"]) == len(result.tried)

@@ -98,6 +98,8 @@ def test_tune_writes_postprocessing_json_and_predict_applies_it(trained_run: Pat
     written = json.loads(run.postprocessing.read_text())
     assert written["cases"] == 4 and written["score_after"] >= written["score_before"]
     assert set(written["regions"]) == {"WT", "TC", "ET"} and written["tried"]
+    assert 0 <= written["score_held_out"] <= 1 and f"held out (each case with the settings tuned on the others): " \
+        f"{written['score_held_out']:.4f}" in tuned.output
     # The default settings re-scored from the stored float16 probabilities: the cross-validation score up to the
     # voxels whose probability rounds across 0.5.
     assert written["score_before"] == pytest.approx(
@@ -131,6 +133,8 @@ def test_report_shows_the_cross_validation_and_the_tuning(trained_run: Path):
     page = (trained_run / "report.html").read_text()
     assert "Evaluation: cv" in page and "Evaluation: fold_0/validation" in page
     assert "Post-processing tuned on cross-validation" in page
+    held_out = json.loads(RunFolder(trained_run).postprocessing.read_text())["score_held_out"]
+    assert f"tuned on the other cases: <b>{held_out:.4f}" in page
 
 
 def test_resume_trains_a_missing_fold_with_the_runs_config(trained_run: Path, raw_and_cache, tmp_path: Path):

@@ -30,3 +30,6 @@ def tune_command(run_dir: Path, workers: int) -> None:
                    f"-> {result.regions_after[region]:.4f}")
     click.echo(f"WT without a core dropped: {'yes' if settings.require_core else 'no'}")
     click.echo(f"mean lesion-wise Dice {result.score_before:.4f} -> {result.score_after:.4f} -> {run.postprocessing}")
+    if result.score_held_out is not None:
+        click.echo(f"held out (each case with the settings tuned on the others): {result.score_held_out:.4f}, "
+                   "what tuning is worth on new cases")

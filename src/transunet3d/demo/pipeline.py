@@ -77,7 +77,9 @@ class DemoResult:
     report: Path
     mean_lesionwise_dice: float
     seconds: dict[str, float]
-    out_of_fold: tuple[float, float]  # mean lesion-wise Dice of the validation cases: default and tuned
+    # Mean lesion-wise Dice of the validation cases: default, tuned, and held out (each case with the settings
+    # tuned on the others; None for a single case)
+    out_of_fold: tuple[float, float, float | None]
     out_of_fold_cases: int
 
 
@@ -101,7 +103,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callab
     summary = json.loads(EvaluationFiles(out / "evaluation").summary.read_text())
     tuned = json.loads(RunFolder(out / "run").postprocessing.read_text())
     return DemoResult(out / REPORT_FILE, summary["overall"]["mean_lesionwise_dice"], seconds,
-                      (tuned["score_before"], tuned["score_after"]), tuned["cases"])
+                      (tuned["score_before"], tuned["score_after"], tuned["score_held_out"]), tuned["cases"])
 
 
 def _stages(out: Path, settings: DemoSettings, device: str) -> list[tuple[str, Callable[[], None]]]:

@@ -3,6 +3,11 @@
 The objective is what `transunet3d evaluate` reports as the overall mean lesion-wise Dice: the mean over cases of
 the mean over the label scheme's regions (WT, TC and ET; RC too in brats-mets-2025), a region with nothing in
 either map scoring 1 as the evaluator scores it.
+
+The score of the chosen settings on the cases that chose them flatters them, the more so the fewer the cases. The
+held-out score says what tuning is worth on new cases: each case scored with the settings tuned on the others
+(leave one case out; beyond HELD_OUT_GROUPS cases, one group of cases out), reusing the table of scores that the
+tuning itself filled.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from transunet3d.postprocessing.rules import PostprocessSettings
 CORE_STEP = "require_core"
 MAX_PASSES = 5  # passes stop as soon as one changes nothing; this bounds the search where they keep changing
 TIE = 1e-9  # a setting must beat a simpler one by more than this to be chosen over it
+HELD_OUT_GROUPS = 10  # the held-out score leaves one case out up to this many cases, then this many groups
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class TuningResult:
     cases: int
     score_before: float
     score_after: float
+    score_held_out: float | None  # each case with the settings tuned on the others; None for a single case
     regions_before: dict[str, float]
     regions_after: dict[str, float]
     tried: list[Trial]
@@ -71,17 +78,20 @@ class _Scores:
         self.cases, self.workers, self.progress, self.region_names = list(cases), workers, progress, regions
         self.table: dict[PostprocessSettings, np.ndarray] = {}  # settings -> (cases, regions)
 
-    def add(self, candidates: Sequence[PostprocessSettings], desc: str) -> None:
+    def add(self, candidates: Sequence[PostprocessSettings], desc: str, progress: bool = True) -> None:
         new = [settings for settings in candidates if settings not in self.table]
         if new:
             jobs = [(case, new) for case in self.cases]
-            per_case = np.stack(list(map_cases(score_candidates, jobs, self.workers, desc, self.progress)))
+            shown = self.progress and progress
+            per_case = np.stack(list(map_cases(score_candidates, jobs, self.workers, desc, shown)))
             for index, settings in enumerate(new):
                 self.table[settings] = np.ascontiguousarray(per_case[:, index])
 
-    def mean(self, settings: PostprocessSettings) -> float:
-        """The objective: the mean over cases and regions, in the evaluator's order (case by case)."""
-        return float(np.mean(self.table[settings]))
+    def mean(self, settings: PostprocessSettings, cases: np.ndarray | None = None) -> float:
+        """The objective: the mean over cases (all, or the indices `cases`) and regions, in the evaluator's order
+        (case by case)."""
+        table = self.table[settings]
+        return float(np.mean(table if cases is None else table[cases]))
 
     def regions(self, settings: PostprocessSettings) -> dict[str, float]:
         return {region: float(value) for region, value in zip(self.region_names, self.table[settings].mean(axis=0))}
@@ -95,7 +105,8 @@ def tune_postprocessing(cases: Sequence[TuningCase], workers: int = 1, grid: Tun
     size of one region (WT, then TC, then ET, then RC in brats-mets-2025), the others fixed, then require_core off
     and on; each candidate is scored on the full label map, since the nesting and the writing order couple the
     regions. Passes repeat until one changes nothing (at most MAX_PASSES). Within TIE of the best score the
-    simpler settings win: the threshold nearest 0.5, then the smaller minimum size, then require_core off.
+    simpler settings win: the threshold nearest 0.5, then the smaller minimum size, then require_core off. The
+    same descent without each case in turn (or group of cases, `_held_out_score`) gives the held-out score.
 
     Args:
         cases: the cases' saved probabilities and reference label maps.
@@ -107,20 +118,46 @@ def tune_postprocessing(cases: Sequence[TuningCase], workers: int = 1, grid: Tun
     if not cases:
         raise UserError("no cases to tune the post-processing on")
     start = time.perf_counter()
-    regions = scheme.region_names
     default = PostprocessSettings.uniform(scheme=scheme)
-    scores, settings, tried = _Scores(cases, workers, progress, regions), default, []
+    scores = _Scores(cases, workers, progress, scheme.region_names)
+    settings, tried = _descend(scores, default, grid, np.arange(len(cases)), progress=True)
+    held_out = _held_out_score(scores, default, grid) if len(cases) > 1 else None
+    return TuningResult(settings, len(cases), scores.mean(default), scores.mean(settings), held_out,
+                        scores.regions(default), scores.regions(settings), tried, time.perf_counter() - start)
+
+
+def _descend(scores: _Scores, start: PostprocessSettings, grid: TuningGrid, cases: np.ndarray,
+             progress: bool) -> tuple[PostprocessSettings, list[Trial]]:
+    """Coordinate descent from `start` on the cases with the indices `cases`: the chosen settings and every trial.
+
+    Candidates are scored on every case (each read once for all of them), so that later descents on other subsets
+    find them in the table.
+    """
+    settings, tried = start, []
     for pass_number in range(1, MAX_PASSES + 1):
         at_start = settings
-        for step in (*regions, CORE_STEP):
+        for step in (*start.scheme.region_names, CORE_STEP):
             candidates = _candidates(settings, step, grid)
-            scores.add(candidates, f"tune {step}, pass {pass_number}")
-            tried += [Trial(pass_number, step, candidate, scores.mean(candidate)) for candidate in candidates]
-            settings = _choose(candidates, [scores.mean(candidate) for candidate in candidates], step)
+            scores.add(candidates, f"tune {step}, pass {pass_number}", progress)
+            means = [scores.mean(candidate, cases) for candidate in candidates]
+            tried += [Trial(pass_number, step, candidate, mean) for candidate, mean in zip(candidates, means)]
+            settings = _choose(candidates, means, step)
         if settings == at_start:
             break
-    return TuningResult(settings, len(cases), scores.mean(default), scores.mean(settings), scores.regions(default),
-                        scores.regions(settings), tried, time.perf_counter() - start)
+    return settings, tried
+
+
+def _held_out_score(scores: _Scores, start: PostprocessSettings, grid: TuningGrid) -> float:
+    """The mean over cases of each case's objective under the settings tuned without it: leave one case out up to
+    HELD_OUT_GROUPS cases, otherwise that many groups of cases (case i in group i mod HELD_OUT_GROUPS), each held
+    out in turn, which bounds the extra descents."""
+    count = len(scores.cases)
+    groups = np.arange(count) % min(count, HELD_OUT_GROUPS)
+    held_out = np.zeros(count)
+    for group in np.unique(groups):
+        settings, _ = _descend(scores, start, grid, np.flatnonzero(groups != group), progress=False)
+        held_out[groups == group] = scores.table[settings][groups == group].mean(axis=1)
+    return float(np.mean(held_out))
 
 
 def _candidates(current: PostprocessSettings, step: str, grid: TuningGrid) -> list[PostprocessSettings]:
@@ -151,13 +188,15 @@ def _choose(candidates: list[PostprocessSettings], scores: list[float], step: st
 
 
 def write_postprocessing(path: str | Path, result: TuningResult) -> None:
-    """The result as JSON (atomically): settings, objective before and after, per region, every trial, time."""
+    """The result as JSON (atomically): settings, objective before and after (and held out), per region, every
+    trial, time."""
     settings = result.settings
     write_json(path, {
         "settings": settings.to_json(),
         "cases": result.cases,
         "score_before": result.score_before,
         "score_after": result.score_after,
+        "score_held_out": result.score_held_out,
         "regions": {region: {"before": result.regions_before[region], "after": result.regions_after[region],
                              "threshold": settings.thresholds[index],
                              "min_lesion_mm3": settings.min_lesion_mm3[index]}

@@ -112,8 +112,17 @@ def tuning_section(run: RunFolder, root: Path) -> str:
             f"<p>{tuned['cases']} out-of-fold cases, {len(tuned['tried'])} settings scored. Mean lesion-wise Dice "
             f"<b>{html.number(tuned['score_before'])}</b> with the default (threshold 0.5, no minimum size) and "
             f"<b>{html.number(tuned['score_after'])}</b> with the chosen settings; whole-tumour components without "
-            f"a core are {core}.</p>"
+            f"a core are {core}.{_held_out_sentence(tuned)}</p>"
             + html.table(["region", "threshold", "minimum lesion (mm^3)", "lesion-wise Dice before", "after"], rows))
+
+
+def _held_out_sentence(tuned: dict) -> str:
+    """The held-out score of a tuning, where the file has one (files of earlier versions do not)."""
+    held_out = tuned.get("score_held_out")
+    if held_out is None:
+        return ""
+    return (f" Each case scored with the settings tuned on the other cases: <b>{html.number(held_out)}</b>, what "
+            f"the tuning is worth on new cases (the chosen settings' own score flatters them).")
 
 
 def _lesion_tables(lesions: list[dict[str, str]]) -> str:
