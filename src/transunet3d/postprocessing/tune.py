@@ -78,12 +78,11 @@ class _Scores:
         self.cases, self.workers, self.progress, self.region_names = list(cases), workers, progress, regions
         self.table: dict[PostprocessSettings, np.ndarray] = {}  # settings -> (cases, regions)
 
-    def add(self, candidates: Sequence[PostprocessSettings], desc: str, progress: bool = True) -> None:
+    def add(self, candidates: Sequence[PostprocessSettings], desc: str) -> None:
         new = [settings for settings in candidates if settings not in self.table]
         if new:
             jobs = [(case, new) for case in self.cases]
-            shown = self.progress and progress
-            per_case = np.stack(list(map_cases(score_candidates, jobs, self.workers, desc, shown)))
+            per_case = np.stack(list(map_cases(score_candidates, jobs, self.workers, desc, self.progress)))
             for index, settings in enumerate(new):
                 self.table[settings] = np.ascontiguousarray(per_case[:, index])
 
@@ -120,25 +119,25 @@ def tune_postprocessing(cases: Sequence[TuningCase], workers: int = 1, grid: Tun
     start = time.perf_counter()
     default = PostprocessSettings.uniform(scheme=scheme)
     scores = _Scores(cases, workers, progress, scheme.region_names)
-    settings, tried = _descend(scores, default, grid, np.arange(len(cases)), progress=True)
+    settings, tried = _descend(scores, default, grid, np.arange(len(cases)), "tune")
     held_out = _held_out_score(scores, default, grid) if len(cases) > 1 else None
     return TuningResult(settings, len(cases), scores.mean(default), scores.mean(settings), held_out,
                         scores.regions(default), scores.regions(settings), tried, time.perf_counter() - start)
 
 
 def _descend(scores: _Scores, start: PostprocessSettings, grid: TuningGrid, cases: np.ndarray,
-             progress: bool) -> tuple[PostprocessSettings, list[Trial]]:
+             name: str) -> tuple[PostprocessSettings, list[Trial]]:
     """Coordinate descent from `start` on the cases with the indices `cases`: the chosen settings and every trial.
 
     Candidates are scored on every case (each read once for all of them), so that later descents on other subsets
-    find them in the table.
+    find them in the table; the progress bars of the scoring start with `name`.
     """
     settings, tried = start, []
     for pass_number in range(1, MAX_PASSES + 1):
         at_start = settings
         for step in (*start.scheme.region_names, CORE_STEP):
             candidates = _candidates(settings, step, grid)
-            scores.add(candidates, f"tune {step}, pass {pass_number}", progress)
+            scores.add(candidates, f"{name} {step}, pass {pass_number}")
             means = [scores.mean(candidate, cases) for candidate in candidates]
             tried += [Trial(pass_number, step, candidate, mean) for candidate, mean in zip(candidates, means)]
             settings = _choose(candidates, means, step)
@@ -155,7 +154,8 @@ def _held_out_score(scores: _Scores, start: PostprocessSettings, grid: TuningGri
     groups = np.arange(count) % min(count, HELD_OUT_GROUPS)
     held_out = np.zeros(count)
     for group in np.unique(groups):
-        settings, _ = _descend(scores, start, grid, np.flatnonzero(groups != group), progress=False)
+        name = f"tune without case group {group + 1} of {groups.max() + 1}:"
+        settings, _ = _descend(scores, start, grid, np.flatnonzero(groups != group), name)
         held_out[groups == group] = scores.table[settings][groups == group].mean(axis=1)
     return float(np.mean(held_out))
 
