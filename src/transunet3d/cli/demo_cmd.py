@@ -40,10 +40,9 @@ def demo_command(out: Path, mae: bool, train_cases: int, test_cases: int, shape:
     result = run_demo(out, settings, device=device)
     timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
     before, after, held_out = result.out_of_fold
-    cases = result.out_of_fold_cases
     held_out_text = "" if held_out is None else (
-        f", {held_out:.3f} held out (each case with the settings tuned on the other {cases - 1})")
-    click.echo(f"out-of-fold mean lesion-wise Dice on the {cases} validation cases: {before:.3f}, "
+        f", {held_out:.3f} held out (each case with the settings tuned without it)")
+    click.echo(f"out-of-fold mean lesion-wise Dice on the {result.out_of_fold_cases} validation cases: {before:.3f}, "
                f"{after:.3f} with the post-processing tuned on them{held_out_text}")
     click.echo(f"mean lesion-wise Dice on the {test_cases} test phantoms (WT, TC, ET): "
                f"{result.mean_lesionwise_dice:.3f}")
