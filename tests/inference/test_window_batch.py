@@ -17,9 +17,11 @@ CPU = torch.device("cpu")
 PLENTY = 1 << 40
 
 
-def test_contiguous_inputs_on_the_cpu_and_channels_last_on_cuda():
-    assert network_layout(CPU) == torch.contiguous_format
-    assert network_layout(torch.device("cuda")) == torch.channels_last_3d
+def test_channels_last_except_reduced_precision_on_the_cpu():
+    assert network_layout(CPU, "fp32") == torch.channels_last_3d
+    assert network_layout(CPU, "bf16") == torch.contiguous_format
+    assert network_layout(torch.device("cuda"), "bf16") == torch.channels_last_3d
+    assert network_layout(torch.device("cuda"), "fp32") == torch.channels_last_3d
 
 
 def test_a_full_size_window_runs_alone_on_the_cpu_and_small_ones_in_batches():

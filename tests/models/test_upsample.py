@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from transunet3d.models import upsample
+from transunet3d.models.cnn import Decoder
 from transunet3d.models.precision import cpu_computes_bf16
 from transunet3d.models.upsample import Upsample2x, runs_as_matrix_product
 
@@ -50,9 +52,20 @@ def test_training_keeps_torch_kernel_and_its_gradients():
     torch.testing.assert_close(grad_w, reference.weight.grad)
 
 
-def test_channels_last_inputs_keep_torch_kernel():
+@pytest.mark.parametrize("shape", [(1, 8, 3, 4, 5), (2, 5, 2, 3, 2)])
+def test_channels_last_inputs_give_the_same_sums_channels_last(shape):
+    ours, reference = pair(shape[1], 4)
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        assert runs_as_matrix_product(x)
+        out, expected = ours(x), reference(x.contiguous())
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_other_strides_keep_torch_kernel():
     ours, reference = pair(8, 4)
-    x = torch.randn(2, 8, 4, 4, 4).contiguous(memory_format=torch.channels_last_3d)
+    x = torch.randn(2, 8, 4, 4, 6)[..., ::2]  # neither contiguous nor channels-last
     with torch.no_grad():
         assert not runs_as_matrix_product(x)
         torch.testing.assert_close(ours(x), reference(x))
@@ -66,3 +79,31 @@ def test_bf16_autocast_gives_bf16_like_torch():
         out, expected = ours(x), reference(x)
     assert out.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expected.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_write_fills_a_view_slices_at_a_time(layout, monkeypatch):
+    monkeypatch.setattr(upsample, "VOXELS_PER_PRODUCT", 24)  # two slices of 3x4 per product: 5 = 2 + 2 + 1
+    ours, reference = pair(6, 3)
+    x = torch.randn(2, 6, 5, 3, 4).contiguous(memory_format=layout)
+    buffer = torch.full((2, 7, 10, 6, 8), -1.0).contiguous(memory_format=layout)
+    with torch.no_grad():
+        ours.write(x, buffer[:, 2:5])
+        expected = reference(x.contiguous())
+    torch.testing.assert_close(buffer[:, 2:5], expected, rtol=1e-6, atol=1e-6)
+    assert (buffer[:, :2] == -1).all() and (buffer[:, 5:] == -1).all()  # nothing written outside the view
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_decoder_inference_equals_its_training_path(layout):
+    torch.manual_seed(0)
+    features = (4, 8, 16)
+    decoder = Decoder(features).eval()
+    skips = [torch.randn(2, c, 16 // 2**i, 12 // 2**i, 8 // 2**i).contiguous(memory_format=layout)
+             for i, c in enumerate(features)]
+    with torch.no_grad():
+        fast = decoder(list(skips))
+    with torch.enable_grad():  # torch.cat and torch's transposed convolution
+        expected = decoder(list(skips))
+    for out, reference in zip(fast, expected):
+        torch.testing.assert_close(out, reference.detach(), rtol=1e-5, atol=1e-5)

@@ -60,7 +60,7 @@ class Predictor:
         self.scheme = ensemble_scheme(models)
         for model in models:
             if isinstance(model, TrainedModel):
-                model.network.to(self.device, memory_format=network_layout(self.device))
+                model.network.to(self.device, memory_format=network_layout(self.device, _precision(model, self.device)))
         self.options = options
         self.postprocessing = postprocessing or PostprocessSettings.uniform(
             options.threshold, options.min_lesion_mm3, options.require_core, self.scheme)
@@ -123,8 +123,7 @@ class Predictor:
         """The inputs per forward pass for `model`: the options' number, else sized from memory and the network
         (`inference.window_batch`)."""
         patch = tuple(model.config.train.patch_size)
-        precision = resolve_precision(model.config.loop.precision, self.device) \
-            if isinstance(model, TrainedModel) else "fp32"  # an exported network runs in fp32
+        precision = _precision(model, self.device)
         budget = None if self.options.max_memory_gb is None else int(self.options.max_memory_gb * 2**30)
         chosen = choose_window_batch(spec_from_config(model.config), patch, 4 if precision == "fp32" else 2,
                                      self.device, budget)
@@ -178,6 +177,11 @@ def _grouped(models: list[TrainedModel]) -> dict[tuple[float, float, float] | No
     return groups
 
 
+def _precision(model: TrainedModel, device: torch.device) -> str:
+    """The precision `model` runs in on `device`: its run's; an exported network runs in fp32."""
+    return resolve_precision(model.config.loop.precision, device) if isinstance(model, TrainedModel) else "fp32"
+
+
 def _patch_predictor(model: TrainedModel, device: torch.device) -> PatchPredictor:
     """A batch of patches -> region probabilities, in inference mode and the run's precision.
 
@@ -187,10 +191,11 @@ def _patch_predictor(model: TrainedModel, device: torch.device) -> PatchPredicto
     if not isinstance(model, TrainedModel):
         return model.patch_predictor(device)
     precision = resolve_precision(model.config.loop.precision, device)
+    layout = network_layout(device, precision)
 
     def predict(patches: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(precision, device):
-            output = model.network(patches.contiguous(memory_format=network_layout(device)))
+            output = model.network(patches.contiguous(memory_format=layout))
         return torch.sigmoid(output.logits.float())
 
     return predict

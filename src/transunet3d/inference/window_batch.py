@@ -3,9 +3,11 @@
 Both are choices per device and network size, made from measurements (docs/benchmarks.md, "Prediction at paper
 scale"), not constants:
 
-- Layout. On the CPU, contiguous (N, C, X, Y, Z) tensors ran every measured network faster than channels-last
-  (full U-Net, one 128^3 window: 5.1 s against 6.4 s; tiny encoder, 64^3: 90 against 93 ms), and channels-last
-  took more memory. On CUDA, channels-last is what cuDNN's fastest 3D kernels read.
+- Layout. Channels-last: on CUDA it is what cuDNN's fastest 3D kernels read; on the CPU in fp32 oneDNN then
+  convolves every layer without reordering its input and output, given norms and upsampling that keep the layout
+  (models/norm.py, models/upsample.py): full U-Net, one 128^3 window, 4.8-5.5 s against 5.8-6.9 s contiguous;
+  tiny variants at 64^3 in batches of 4, 15-25% faster. In bf16 on the CPU the norms use torch's kernel, which
+  copies a channels-last input, and the two layouts ran alike, so contiguous stays.
 - Batch. Batching pays while a batch is small: on the CPU it amortises per-call costs for small windows (tiny
   encoder at 64^3: 151 ms per window alone, 90 ms in pairs) and costs time for large ones (full U-Net at 128^3:
   5.1 s alone, 6.0 s per window in pairs), as the batch's full-resolution features outgrow the caches. And every
@@ -44,9 +46,12 @@ class WindowBatch:
     over_budget: bool  # even one window needs more than the budget (it runs anyway)
 
 
-def network_layout(device: torch.device) -> torch.memory_format:
-    """The memory format for the network's inputs and weights on `device` (see the module docstring)."""
-    return torch.channels_last_3d if device.type == "cuda" else torch.contiguous_format
+def network_layout(device: torch.device, precision: str) -> torch.memory_format:
+    """The memory format for the network's inputs and weights on `device` in `precision` ("fp32", "bf16", ...;
+    see the module docstring)."""
+    if device.type == "cpu" and precision != "fp32":
+        return torch.contiguous_format
+    return torch.channels_last_3d
 
 
 def window_bytes(spec: ArchitectureSpec, patch: tuple[int, int, int], element_bytes: int) -> int:
