@@ -5,9 +5,9 @@ scale"), not constants:
 
 - Layout. Channels-last: on CUDA it is what cuDNN's fastest 3D kernels read; on the CPU in fp32 oneDNN then
   convolves every layer without reordering its input and output, given norms and upsampling that keep the layout
-  (models/norm.py, models/upsample.py): full U-Net, one 128^3 window, 4.8-5.5 s against 5.8-6.9 s contiguous;
-  tiny variants at 64^3 in batches of 4, 15-25% faster. In bf16 on the CPU the norms use torch's kernel, which
-  copies a channels-last input, and the two layouts ran alike, so contiguous stays.
+  (models/norm.py, models/upsample.py): full U-Net, one 128^3 window, 4.4-5.5 s at 1.5 GB peak against 4.9-6.5 s
+  at 2.2 GB contiguous; tiny variants at 64^3 in batches of 4, 15-25% faster. In bf16 on the CPU the norms use
+  torch's kernel, which copies a channels-last input, and the two layouts ran alike, so contiguous stays.
 - Batch. Batching pays while a batch is small: on the CPU it amortises per-call costs for small windows (tiny
   encoder at 64^3: 151 ms per window alone, 90 ms in pairs) and costs time for large ones (full U-Net at 128^3:
   5.1 s alone, 6.0 s per window in pairs), as the batch's full-resolution features outgrow the caches. And every
