@@ -13,6 +13,7 @@ from transunet3d.config import InferConfig
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.validate import LoadedCase
 from transunet3d.errors import UserError
+from transunet3d.inference import predictor as predictor_module
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import fold_folders, load_models, load_trained_model
 from transunet3d.runs.layout import ModelFolder
@@ -102,3 +103,24 @@ def test_a_2025_model_predicts_four_regions_and_cannot_join_a_2023_ensemble(cros
     assert set(np.unique(prediction.labels)) <= {0, 1, 2, 3, 4}
     with pytest.raises(UserError, match="an ensemble needs models of one label scheme"):
         Predictor([load_trained_model(cross_validation / "fold_0"), cavity], NO_TTA)
+
+
+def _first_convolution_weight(model) -> torch.Tensor:
+    return next(p for p in model.network.parameters() if p.dim() == 5)
+
+
+def test_fp32_runs_channels_last_on_the_cpu_with_the_contiguous_probabilities(tmp_path: Path, monkeypatch):
+    image = brain_case_arrays((64, 64, 64))[0]
+    fp32 = load_trained_model(write_run(tmp_path / "fp32", overrides=("loop.precision=fp32",)))
+    fast = Predictor([fp32], NO_TTA).probabilities(image)
+    assert _first_convolution_weight(fp32).is_contiguous(memory_format=torch.channels_last_3d)
+    monkeypatch.setattr(predictor_module, "network_layout", lambda device, precision: torch.contiguous_format)
+    contiguous = Predictor([fp32], NO_TTA).probabilities(image)
+    assert _first_convolution_weight(fp32).is_contiguous()
+    np.testing.assert_allclose(fast, contiguous, atol=1e-5)
+
+
+def test_bf16_stays_contiguous_on_the_cpu(tmp_path: Path):
+    bf16 = load_trained_model(write_run(tmp_path / "bf16", overrides=("loop.precision=bf16",)))
+    Predictor([bf16], NO_TTA)
+    assert _first_convolution_weight(bf16).is_contiguous()
