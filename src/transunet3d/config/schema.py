@@ -173,6 +173,9 @@ class TrainConfig:
     # Of the tumour-centred patches, the share centred on a lesion chosen uniformly (then a voxel of it) instead of
     # a tumour voxel chosen uniformly (nnU-Net), which rarely centres the smallest metastases (training/sampling.py).
     lesion_sampling: float = ranged(0.0, PROBABILITY)
+    # Weight of the blob loss, a soft Dice per ground-truth lesion that makes every lesion count alike, as the
+    # lesion-wise metric does (losses/blob.py); 0: off, as in nnU-Net and the official code.
+    blob_loss_weight: float = ranged(0.0, NON_NEGATIVE)
     cnn_deep_supervision: bool = True  # CNN head losses next to the set loss (off for the decoder-only variant)
     mask_loss_weight: float = ranged(0.7, NON_NEGATIVE)  # lambda_0 of the set loss
     class_loss_weight: float = ranged(0.3, NON_NEGATIVE)  # lambda_1 of the set loss

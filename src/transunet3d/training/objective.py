@@ -5,11 +5,27 @@ from __future__ import annotations
 import torch
 
 from transunet3d.config.schema import TrainConfig
-from transunet3d.losses import SetLossWeights, deep_set_loss, deep_supervision_loss, deep_supervision_weights
+from transunet3d.losses import (
+    SetLossWeights,
+    blob_dice_loss,
+    deep_set_loss,
+    deep_supervision_loss,
+    deep_supervision_weights,
+    lesion_labels,
+)
 from transunet3d.models.network import ModelOutput
 
 
 def training_loss(output: ModelOutput, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The segmentation loss, plus `train.blob_loss_weight` times the blob loss of the full-resolution prediction
+    (losses/blob.py) when that weight is not 0."""
+    loss = segmentation_loss(output, targets, config)
+    if config.blob_loss_weight:
+        loss = loss + config.blob_loss_weight * blob_dice_loss(output.logits, *lesion_labels(targets))
+    return loss
+
+
+def segmentation_loss(output: ModelOutput, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     """The region loss over the CNN heads; for query decoders, the set loss, with the CNN heads below full
     resolution beside it when `train.cnn_deep_supervision` is on (see `query_model_loss`)."""
     heads = output.deep_supervision or [output.logits]

@@ -1,0 +1,77 @@
+"""Blob loss against values computed by hand, and its place in the training loss."""
+
+import pytest
+import torch
+
+from transunet3d.config import build_config
+from transunet3d.losses import blob_dice_loss, lesion_labels, soft_dice_loss
+from transunet3d.models.network import ModelOutput
+from transunet3d.training.objective import segmentation_loss, training_loss
+
+SURE = 30.0  # a logit whose sigmoid is 1 to float precision
+
+
+def two_lesions() -> torch.Tensor:
+    """One region of one sample: a 2x2x2 lesion and, apart from it, a single-voxel lesion."""
+    target = torch.zeros(1, 1, 6, 6, 6)
+    target[0, 0, :2, :2, :2] = 1
+    target[0, 0, 5, 5, 5] = 1
+    return target
+
+
+def test_lesions_are_26_connected_components_per_sample_and_region():
+    target = torch.zeros(2, 2, 4, 4, 4)
+    target[0, 0, 0, 0, 0] = target[0, 0, 1, 1, 1] = 1  # diagonal neighbours: one lesion
+    target[0, 1, 0, 0, 0] = target[0, 1, 2, 2, 2] = 1  # apart: two
+    labels, lesions = lesion_labels(target)
+    assert lesions == 2
+    assert labels[0, 0].max() == 1 and labels[0, 1].max() == 2 and labels[1].max() == 0
+    assert labels.dtype == torch.int64 and labels.shape == target.shape
+
+
+def test_each_lesion_counts_alike_whatever_its_size():
+    target = two_lesions()
+    logits = torch.full_like(target, -SURE)
+    logits[0, 0, :2, :2, :2] = SURE  # the large lesion found, the single voxel missed
+    loss = blob_dice_loss(logits, *lesion_labels(target))
+    assert loss.item() == pytest.approx(0.5, abs=1e-6)  # 1 - (1 + 0) / 2
+    # The batch Dice barely notices the missed voxel: 1 - 16 / 17.
+    assert soft_dice_loss(logits, target).item() == pytest.approx(1 / 17, abs=1e-4)
+
+
+def test_other_lesions_are_masked_out_and_false_positives_count_for_every_lesion():
+    target = two_lesions()
+    logits = torch.full_like(target, -SURE)
+    logits[target.bool()] = SURE
+    logits[0, 0, 3, 0, 0] = SURE  # one false-positive voxel
+    loss = blob_dice_loss(logits, *lesion_labels(target))
+    # lesion of 8: 2*8 / (1 + 8 + 8); lesion of 1: 2*1 / (1 + 1 + 1); the other lesion is not a false positive
+    expected = 1 - (16 / 17 + 2 / 3) / 2
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_no_lesion_gives_zero_with_a_gradient_path():
+    logits = torch.randn(2, 3, 4, 4, 4, requires_grad=True)
+    loss = blob_dice_loss(logits, *lesion_labels(torch.zeros(2, 3, 4, 4, 4)))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_gradient_raises_a_missed_lesion():
+    target = two_lesions()
+    logits = torch.zeros_like(target, requires_grad=True)
+    blob_dice_loss(logits, *lesion_labels(target)).backward()
+    assert logits.grad[0, 0, 5, 5, 5] < 0  # descending raises the lesion's probability
+    assert logits.grad[0, 0, 3, 3, 0] > 0  # and lowers the background's
+
+
+def test_training_loss_adds_the_weighted_blob_loss_of_the_full_resolution_output():
+    target = two_lesions().repeat(1, 3, 1, 1, 1)
+    logits = torch.randn_like(target)
+    output = ModelOutput(logits=logits, deep_supervision=[logits, torch.randn(1, 3, 3, 3, 3)])
+    off = build_config("tiny-unet", [])
+    on = build_config("tiny-unet", ["train.blob_loss_weight=2"])
+    base = segmentation_loss(output, target, off.train)
+    assert training_loss(output, target, off.train).item() == base.item()
+    blob = blob_dice_loss(logits, *lesion_labels(target))
+    assert training_loss(output, target, on.train).item() == pytest.approx((base + 2 * blob).item(), rel=1e-6)
