@@ -4,10 +4,12 @@ For each preset: "model only" times train_step on one batch that is already on t
 reads the patches from a phantom cache and augments them on the device, as training does. Model FLOPs per
 iteration = 3 x forward GFLOPs (from model-info) x batch; MFU divides the achieved rate by the GPU's dense bf16
 peak. On a CPU no peak is stated, so only the achieved GFLOP/s is shown. Each precision is measured in the same
-run; the last column is the speed-up of the model-only rate over the first precision listed.
+run; the last column is the speed-up of the model-only rate over the first precision listed. `--compare`
+adds a row per preset and precision with those config overrides, against the row without them.
 
     python benchmarks/bench_train.py                      # tiny presets, CPU, fp32 and bf16
     python benchmarks/bench_train.py --presets paper-encoder paper-decoder paper-both unet --device cuda
+    python benchmarks/bench_train.py --presets tiny --precision fp32 --compare train.blob_loss_weight=1
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--compare", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides measured beside each preset and precision")
     args = parser.parse_args()
     device = torch.device(args.device)
     keep_freed_memory()  # as the command line does
@@ -68,23 +72,28 @@ def main() -> None:
         write_phantoms(Path(tmp) / "raw", cases=4, seed=0, spec=PhantomSpec(shape=(160, 192, 160)), progress=False)
         preprocess_dataset(Path(tmp) / "raw", Path(tmp) / "pre", progress=False)
         print(f"device: {name}")
-        print("| preset | precision | patch | batch | model only: it/s | with data: it/s | samples/s | GFLOP/s | MFU "
-              f"| vs {args.precision[0]} |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| preset | overrides | precision | patch | batch | model only: it/s | with data: it/s | samples/s "
+              f"| GFLOP/s | MFU | vs {args.precision[0]} or without |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for preset in args.presets:
-            baseline = None
+            first = None
             for precision in args.precision:
-                rate, row = measure(preset, precision, Path(tmp), device, args.iterations, args.warmup, peak)
-                baseline = baseline or rate
-                print(f"{row} {rate / baseline:.2f}x |")
+                rate, row = measure(preset, [], precision, Path(tmp), device, args.iterations, args.warmup, peak)
+                first = first or rate
+                print(f"{row} {rate / first:.2f}x |")
+                if args.compare:
+                    compared, row = measure(preset, args.compare, precision, Path(tmp), device, args.iterations,
+                                            args.warmup, peak)
+                    print(f"{row} {compared / rate:.2f}x |")
 
 
-def measure(preset: str, precision: str, root: Path, device: torch.device, iterations: int, warmup: int,
-            peak: float | None) -> tuple[float, str]:
-    """The model-only iterations/s of `preset` in `precision`, and its table row (less the last column)."""
-    overrides = [f"loop.epochs={iterations + warmup}", "data.num_folds=2", f"loop.precision={precision}"]
+def measure(preset: str, extra: list[str], precision: str, root: Path, device: torch.device, iterations: int,
+            warmup: int, peak: float | None) -> tuple[float, str]:
+    """The model-only iterations/s of `preset` with the `extra` overrides in `precision`, and its table row (less
+    the last column)."""
+    overrides = [f"loop.epochs={iterations + warmup}", "data.num_folds=2", f"loop.precision={precision}", *extra]
     config = build_config(preset, overrides)
-    run_dir = root / "runs" / f"{preset}-{precision}"
+    run_dir = root / "runs" / f"{preset}-{precision}-{len(extra)}"
     trainer = Trainer(SegmentationTask(config, root / "pre", 0), ModelFolder(run_dir), device=str(device))
     trainer.model.train()
     images, targets = trainer.batch(0)
@@ -94,7 +103,8 @@ def measure(preset: str, precision: str, root: Path, device: torch.device, itera
     info = model_info(config.model.name, config.model.width, patch[0])
     gflops = 3 * info.gflops * batch / model_only
     mfu = f"{gflops / 1000 / peak:.1%}" if peak else "-"
-    row = (f"| {preset} | {precision} | {patch[0]}^3 | {batch} | {1 / model_only:.2f} | {1 / with_data:.2f} | "
+    row = (f"| {preset} | {' '.join(extra) or '-'} | {precision} | {patch[0]}^3 | {batch} | {1 / model_only:.2f} "
+           f"| {1 / with_data:.2f} | "
            f"{batch / with_data:.2f} | {gflops:.0f} | {mfu} |")
     return 1 / model_only, row
 

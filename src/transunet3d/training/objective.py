@@ -21,7 +21,7 @@ def training_loss(output: ModelOutput, targets: torch.Tensor, config: TrainConfi
     (losses/blob.py) when that weight is not 0."""
     loss = segmentation_loss(output, targets, config)
     if config.blob_loss_weight:
-        loss = loss + config.blob_loss_weight * blob_dice_loss(output.logits, *lesion_labels(targets))
+        loss = loss + config.blob_loss_weight * blob_dice_loss(output.logits, lesion_labels(targets))
     return loss
 
 
