@@ -25,10 +25,11 @@ def raw_and_cache(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def trained_run(raw_and_cache, tmp_path_factory) -> Path:
-    """`train --fold all` of tiny-unet on the two-fold cache: both folds trained, validated and pooled."""
+    """`train --fold all` of tiny-unet on the two-fold cache: both folds trained, validated (two cases scored at
+    a time) and pooled."""
     _, cache = raw_and_cache
     run = tmp_path_factory.mktemp("trained") / "run"
     result = CliRunner().invoke(cli, ["train", str(cache), "--preset", "tiny-unet", "--fold", "all", "--out",
-                                      str(run), "--device", "cpu", *SHORT])
+                                      str(run), "--device", "cpu", "--workers", "2", *SHORT])
     assert result.exit_code == 0, result.output
     return run

@@ -81,7 +81,8 @@ def test_an_interrupted_validation_continues_with_the_missing_cases(trained_run:
     before = kept.stat().st_mtime_ns
     for path in (submission_path(validation.predictions, lost), validation.evaluation.metrics):
         path.unlink()
-    result = CliRunner().invoke(cli, ["crossval", str(trained_run), "--fold", "1", "--device", "cpu"])
+    result = CliRunner().invoke(cli, ["crossval", str(trained_run), "--fold", "1", "--device", "cpu",
+                                      "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert kept.stat().st_mtime_ns == before  # not predicted again
     assert submission_path(validation.predictions, lost).is_file()
@@ -93,7 +94,7 @@ def test_an_interrupted_validation_continues_with_the_missing_cases(trained_run:
 def test_tune_writes_postprocessing_json_and_predict_applies_it(trained_run: Path, raw_and_cache, tmp_path: Path):
     raw, _ = raw_and_cache
     run = RunFolder(trained_run)
-    tuned = CliRunner().invoke(cli, ["tune", str(trained_run)])
+    tuned = CliRunner().invoke(cli, ["tune", str(trained_run), "--workers", "2"])
     assert tuned.exit_code == 0, tuned.output
     written = json.loads(run.postprocessing.read_text())
     assert written["cases"] == 4 and written["score_after"] >= written["score_before"]
@@ -127,7 +128,7 @@ def test_tune_without_a_validated_fold_is_one_error_line(tmp_path: Path):
 
 
 def test_report_shows_the_cross_validation_and_the_tuning(trained_run: Path):
-    assert CliRunner().invoke(cli, ["tune", str(trained_run)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["tune", str(trained_run), "--workers", "2"]).exit_code == 0
     result = CliRunner().invoke(cli, ["report", str(trained_run)])
     assert result.exit_code == 0, result.output
     page = (trained_run / "report.html").read_text()
