@@ -54,13 +54,15 @@ def reference_blob_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return torch.stack(losses).mean()
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_values_and_gradients_equal_the_lesion_by_lesion_definition(seed):
+def test_values_and_gradients_equal_the_lesion_by_lesion_definition(seed, layout):
+    """Also with channels-last tensors, as CPU training hands them over: indices follow the logical layout."""
     generator = torch.Generator().manual_seed(seed)
     target = (torch.rand(2, 3, 9, 8, 7, generator=generator) < 0.15).float()
-    logits = torch.randn(target.shape, generator=generator, requires_grad=True)
+    logits = torch.randn(target.shape, generator=generator).requires_grad_(True)
     reference = logits.detach().clone().requires_grad_(True)
-    loss = blob_dice_loss(logits, lesion_labels(target))
+    loss = blob_dice_loss(logits.to(memory_format=layout), lesion_labels(target.to(memory_format=layout)))
     expected = reference_blob_loss(reference, target)
     loss.backward()
     expected.backward()
