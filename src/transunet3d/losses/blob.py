@@ -40,7 +40,8 @@ def lesion_labels(targets: torch.Tensor) -> Lesions:
     masks = targets.detach().to("cpu", torch.uint8).numpy()
     maps = masks.reshape(-1, *masks.shape[2:])
     map_voxels = int(np.prod(masks.shape[2:]))
-    voxels, lesions, map_of_lesion = [], [], []
+    empty = np.zeros(0, dtype=np.int64)  # so that a batch without lesions concatenates too
+    voxels, lesions, map_of_lesion = [empty], [empty], [empty]
     found = 0
     for index, mask in enumerate(maps):
         if not mask.any():
@@ -51,15 +52,13 @@ def lesion_labels(targets: torch.Tensor) -> Lesions:
         lesions.append(labels.ravel()[flat].astype(np.int64) - 1 + found)
         map_of_lesion.append(np.full(count, index, dtype=np.int64))
         found += count
-    lesion_of_voxel = np.concatenate(lesions) if lesions else np.zeros(0, dtype=np.int64)
+    lesion_of_voxel = np.concatenate(lesions)
 
     def to_device(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(targets.device, non_blocking=True)
 
-    return Lesions(voxels=to_device(np.concatenate(voxels) if voxels else np.zeros(0, dtype=np.int64)),
-                   lesion_of_voxel=to_device(lesion_of_voxel),
-                   map_of_lesion=to_device(np.concatenate(map_of_lesion) if map_of_lesion
-                                           else np.zeros(0, dtype=np.int64)),
+    return Lesions(voxels=to_device(np.concatenate(voxels)), lesion_of_voxel=to_device(lesion_of_voxel),
+                   map_of_lesion=to_device(np.concatenate(map_of_lesion)),
                    sizes=to_device(np.bincount(lesion_of_voxel, minlength=found).astype(np.float64)))
 
 
