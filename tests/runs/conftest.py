@@ -10,7 +10,9 @@ from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
 
-SHORT = ["--set", "loop.epochs=2", "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1"]
+# Validation without TTA: 8x fewer forward passes; the default (flip) is validated by the miniature demo.
+SHORT = ["--set", "loop.epochs=2", "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1",
+         "--set", "infer.validation_tta=none"]
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +27,8 @@ def raw_and_cache(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def trained_run(raw_and_cache, tmp_path_factory) -> Path:
-    """`train --fold all` of tiny-unet on the two-fold cache: both folds trained, validated (two cases scored at
-    a time) and pooled."""
+    """`train --fold all` of tiny-unet on the two-fold cache: both folds trained, validated (without TTA, two
+    cases scored at a time) and pooled."""
     _, cache = raw_and_cache
     run = tmp_path_factory.mktemp("trained") / "run"
     result = CliRunner().invoke(cli, ["train", str(cache), "--preset", "tiny-unet", "--fold", "all", "--out",

@@ -56,7 +56,8 @@ def test_the_runs_config_records_the_caches_grid(trained_run: Path, raw_and_cach
 
 def test_references_are_the_raw_label_maps_and_predictions_those_of_predict(trained_run: Path, raw_and_cache,
                                                                             tmp_path: Path):
-    """Validation runs the real predictor on the cached case: the same labels as `predict` on the raw files."""
+    """Validation runs the real predictor on the cached case with the run's `infer.validation_tta` (none here):
+    the same labels as `predict` with that TTA on the raw files."""
     raw, _ = raw_and_cache
     validation = RunFolder(trained_run).fold(0).validation
     case = sorted(json.loads(RunFolder(trained_run).cv.summary.read_text())["folds"]["0"])[0]
@@ -66,7 +67,7 @@ def test_references_are_the_raw_label_maps_and_predictions_those_of_predict(trai
     assert np.allclose(reference.affine, original.affine)
     (tmp_path / "cases.txt").write_text(case)
     result = CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / "out"), "--model", str(trained_run),
-                                      "--fold", "0", "--tta", "flip", "--postprocessing", "none", "--case-list",
+                                      "--fold", "0", "--tta", "none", "--postprocessing", "none", "--case-list",
                                       str(tmp_path / "cases.txt"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     expected = np.asarray(nib.load(submission_path(tmp_path / "out", case)).dataobj)
