@@ -112,11 +112,47 @@ def test_a_label_outside_the_scheme_fails_its_case_and_the_others_are_scored(tmp
     assert {row["case"] for row in csv.DictReader((tmp_path / "m.csv").open())} == {"00002-000"}
 
 
-def test_voxel_size_is_read_from_the_prediction(tmp_path: Path):
-    ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels(), zooms=(1.0, 1.0, 1.0))
-    pred = save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(1.0, 1.0, 1.5))
+def _reoriented(path: Path, codes: str) -> nib.Nifti1Image:
+    """The image of `path` stored in the axis order `codes`: the same voxels at the same places."""
+    image = nib.load(path)
+    return image.as_reoriented(nib.orientations.ornt_transform(nib.io_orientation(image.affine),
+                                                               nib.orientations.axcodes2ornt(codes)))
+
+
+def test_a_prediction_in_another_axis_order_scores_as_in_the_reference_s(tmp_path: Path):
+    labels = lesion_labels((20, 22, 18))
+    labels[0:2, 15:20, 10:14] = 2  # not symmetric: any mistaken flip or transpose changes the scores
+    ref = save(tmp_path / "ref-seg.nii.gz", labels, zooms=(1.0, 1.2, 1.5))
+    pred = tmp_path / "pred.nii.gz"
+    nib.save(_reoriented(ref, "PIL"), pred)
+    assert nib.load(pred).shape == (22, 18, 20)
+    result = evaluate_pair(CasePair("00001-000", ref, pred), with_lesions=True)
+    same = evaluate_pair(CasePair("00001-000", ref, ref), with_lesions=True)
+    assert result.error is None and result.regions == same.regions and result.lesions == same.lesions
+    assert result.regions["WT"].lesionwise_dice == 1.0
+
+
+@pytest.mark.parametrize("change", ["shift 20 mm", "mirrored about x = 0", "voxel size", "shape"])
+def test_a_prediction_on_another_grid_fails_its_case_instead_of_being_scored(tmp_path: Path, change: str):
+    """The voxels of a prediction that lies elsewhere are not compared one to one with the reference's: the
+    official code would score the same array with any affine as a perfect prediction."""
+    ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels())
+    affine, labels = np.eye(4), lesion_labels()
+    if change == "shift 20 mm":
+        affine[0, 3] = 20
+    elif change == "mirrored about x = 0":  # x from -19 to 0 mm instead of 0 to 19
+        affine[0, 0] = -1
+    elif change == "voxel size":
+        affine[2, 2] = 1.5
+    else:
+        labels = lesion_labels((20, 20, 21))
+    pred = tmp_path / "pred.nii.gz"
+    nib.save(nib.Nifti1Image(labels, affine), pred)
     result = evaluate_pair(CasePair("00001-000", ref, pred))
-    assert result.regions["ET"].gt_volume == pytest.approx((27 - 1 + 64) * 1.5)
+    assert result.regions == {}
+    expected = ("shape (20, 20, 21) differs from ref-seg.nii.gz (20, 20, 20)" if change == "shape"
+                else "affine differs from ref-seg.nii.gz by more than 0.0001")
+    assert result.error == f"00001-000: pred.nii.gz: {expected}"
 
 
 def test_voxel_size_is_the_affine_s_when_the_header_says_zero(tmp_path: Path):
@@ -173,8 +209,8 @@ def test_shape_mismatch_fails_that_case_only(tmp_path: Path):
                                       "--out", str(tmp_path / "m.csv")])
     assert result.exit_code == EXIT_INCOMPLETE
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: 00001-000: BraTS-MET-00001-000.nii.gz: shape (20, 20, 21) differs from the "
-                      "reference BraTS-MET-00001-000-seg.nii.gz (20, 20, 20)"]
+    assert errors == ["error: 00001-000: BraTS-MET-00001-000.nii.gz: shape (20, 20, 21) differs from "
+                      "BraTS-MET-00001-000-seg.nii.gz (20, 20, 20)"]
     rows = list(csv.DictReader((tmp_path / "m.csv").open()))
     assert [(r["case"], r["region"]) for r in rows] == [("00002-000", "WT"), ("00002-000", "TC"),
                                                         ("00002-000", "ET")]

@@ -1,4 +1,5 @@
-"""Load one case and check it: all four modalities, 3D, same grid everywhere, finite values, labels of the scheme."""
+"""Load one case and check it: all four modalities, 3D, one grid (in any axis order), finite values, labels of the
+scheme."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from transunet3d.data.grid import onto_grid
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme, label_scheme
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d, read_data
 from transunet3d.errors import InputError
 from transunet3d.parallel import map_cases
-
-AFFINE_TOLERANCE = 1e-4
 
 
 @dataclass
@@ -37,22 +37,15 @@ def load_case(case: CaseFiles, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) ->
     paths = case.image_paths()
     headers = [load_header_3d(path, case.case_id) for path in paths]
     reference = headers[0]
-    for path, header in zip(paths[1:], headers[1:]):
-        _check_same_grid(case.case_id, path, header, paths[0], reference)
-    channels = [_finite(read_data(h, p, case.case_id), p, case.case_id) for p, h in zip(paths, headers)]
+    onto = [onto_grid(case.case_id, path, header, paths[0], reference) for path, header in zip(paths, headers)]
+    channels = [_finite(move(read_data(h, p, case.case_id)), p, case.case_id)
+                for p, h, move in zip(paths, headers, onto)]
     seg = None
     if case.seg is not None:
         seg_header = load_header_3d(case.seg, case.case_id)
-        _check_same_grid(case.case_id, case.seg, seg_header, paths[0], reference)
-        seg = read_label_map(seg_header, case.seg, case.case_id, scheme.labels)
+        move = onto_grid(case.case_id, case.seg, seg_header, paths[0], reference)
+        seg = move(read_label_map(seg_header, case.seg, case.case_id, scheme.labels))
     return LoadedCase(case.case_id, np.stack(channels), seg, Geometry.of(reference))
-
-
-def _check_same_grid(case_id: str, path: Path, image: nib.Nifti1Image, ref_path: Path, ref: nib.Nifti1Image) -> None:
-    if image.shape[:3] != ref.shape[:3]:
-        raise InputError(case_id, path, f"shape {image.shape[:3]} differs from {ref_path.name} {ref.shape[:3]}")
-    if not np.allclose(image.affine, ref.affine, rtol=0.0, atol=AFFINE_TOLERANCE):
-        raise InputError(case_id, path, f"affine differs from {ref_path.name} by more than {AFFINE_TOLERANCE}")
 
 
 def _finite(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 
 from transunet3d.data.crop import mask_bounds, union_bounds
+from transunet3d.data.grid import onto_grid
 from transunet3d.data.nifti import load_header_3d, voxel_size
 from transunet3d.data.validate import read_label_values
 from transunet3d.errors import InputError
@@ -60,22 +61,21 @@ def evaluate_pair(pair: CasePair, with_lesions: bool = False, rules: str = DEFAU
     try:
         ref, ref_header = _read_labels(pair.reference, pair.case, rules.scheme.labels)
         if pair.prediction is None:
-            pred, pred_header = np.zeros(ref.shape, dtype=np.uint8), ref_header
+            pred = np.zeros(ref.shape, dtype=np.uint8)
             result.flags.append(MISSING_PREDICTION)
         else:
-            pred, pred_header = _read_labels(pair.prediction, pair.case, rules.scheme.labels)
-            if pred.shape != ref.shape:
-                raise InputError(pair.case, pair.prediction,
-                                 f"shape {pred.shape} differs from the reference {pair.reference.name} {ref.shape}")
+            pred_header = load_header_3d(pair.prediction, pair.case)
+            move = onto_grid(pair.case, pair.prediction, pred_header, pair.reference, ref_header)
+            pred = move(read_label_values(pred_header, pair.prediction, pair.case, rules.scheme.labels))
     except InputError as error:
         result.error = str(error)
         return result
-    # The official code takes the voxel size from the prediction (its header's; we take the one its affine declares).
-    spacing = voxel_size(pred_header)
+    # The official code takes the voxel size from the prediction's header: on one grid, the reference's.
+    spacing = voxel_size(ref_header)
     result.regions, offset = evaluate_labels(pred, ref, spacing, rules)
     if with_lesions:
         for region, scores in result.regions.items():
-            result.lesions += lesion_rows(pair.case, region, scores, spacing, pred_header.affine, offset)
+            result.lesions += lesion_rows(pair.case, region, scores, spacing, ref_header.affine, offset)
     result.regions = {r: dataclasses.replace(s, pred_components=None, gt_lesions=None)
                       for r, s in result.regions.items()}
     return result

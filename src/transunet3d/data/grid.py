@@ -1,0 +1,48 @@
+"""Whether two files hold voxels at the same places: the one rule by which a case's files, and a prediction and
+its reference, must agree before their voxels are compared one to one.
+
+Two files share a grid when their shapes and affines agree (every affine entry within `AFFINE_TOLERANCE`). A file
+that stores the same grid in another axis order (the same voxels, its axes permuted or flipped, its affine
+changed with them) is brought onto the other's order exactly, without interpolation. Anything else (another
+origin, voxel size, rotation or shape) is refused: comparing such voxels one to one would give a wrong number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from transunet3d.data.orientation import AxisOrder
+from transunet3d.errors import InputError
+
+AFFINE_TOLERANCE = 1e-4  # largest difference between two affines' entries that still counts as one grid
+
+
+def onto_grid(case_id: str | None, path: Path, image: nib.Nifti1Image, ref_path: Path,
+              ref: nib.Nifti1Image) -> Callable[[np.ndarray], np.ndarray]:
+    """How to bring arrays (..., X, Y, Z) read from `image` onto the grid of `ref`: the identity when both share
+    shape and affine, an exact reordering of the axes when `image` stores the same grid in another axis order.
+
+    Raises:
+        InputError: naming `path`, when the two grids differ in anything else.
+    """
+    shape, ref_shape = tuple(image.shape[:3]), tuple(ref.shape[:3])
+    if shape == ref_shape and _close(image.affine, ref.affine):
+        return _same
+    order, ref_order = AxisOrder.of(image.affine), AxisOrder.of(ref.affine)
+    if order.shape(shape) != ref_order.shape(ref_shape):
+        raise InputError(case_id, path, f"shape {shape} differs from {ref_path.name} {ref_shape}")
+    if not _close(order.canonical_affine(image.affine, shape), ref_order.canonical_affine(ref.affine, ref_shape)):
+        raise InputError(case_id, path, f"affine differs from {ref_path.name} by more than {AFFINE_TOLERANCE}")
+    return lambda array: ref_order.undo(order.apply(array))
+
+
+def _same(array: np.ndarray) -> np.ndarray:
+    return array
+
+
+def _close(affine: np.ndarray, other: np.ndarray) -> bool:
+    return bool(np.allclose(affine, other, rtol=0.0, atol=AFFINE_TOLERANCE))

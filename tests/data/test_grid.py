@@ -1,0 +1,42 @@
+"""One grid per case: files that store the same voxels in another axis order are read onto the first modality's
+order exactly; files whose voxels lie elsewhere are refused."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.factories import write_case
+from transunet3d.data.layout import discover_cases
+from transunet3d.data.validate import load_case
+from transunet3d.errors import InputError
+
+CASE = "BraTS-MET-00001-000"
+
+
+def _store_in(path: Path, codes: str) -> None:
+    """Rewrite `path` with its voxels in the axis order `codes` (the same grid: the affine changes with them)."""
+    image = nib.load(path)
+    transform = nib.orientations.ornt_transform(nib.io_orientation(image.affine), nib.orientations.axcodes2ornt(codes))
+    nib.save(image.as_reoriented(transform), path)
+
+
+@pytest.mark.parametrize(("kind", "codes"), [("seg", "PIL"), ("t2w", "LPS"), ("seg", "SRA")])
+def test_a_file_in_another_axis_order_is_read_onto_the_case_s_grid(tmp_path: Path, kind: str, codes: str):
+    expected = load_case(discover_cases(write_case(tmp_path / "ras").parent)[0])
+    _store_in(write_case(tmp_path / "mixed").parent / CASE / f"{CASE}-{kind}.nii.gz", codes)
+    found = load_case(discover_cases(tmp_path / "mixed")[0])
+    assert np.array_equal(found.image, expected.image) and np.array_equal(found.seg, expected.seg)
+    assert found.geometry == expected.geometry
+
+
+def test_the_same_array_with_a_mirrored_affine_is_refused(tmp_path: Path):
+    root = write_case(tmp_path / "raw").parent
+    path = root / CASE / f"{CASE}-seg.nii.gz"
+    image = nib.load(path)
+    mirrored = image.affine.copy()
+    mirrored[0, 0] = -1  # the same voxels at x from -11 to 0 mm instead of 0 to 11
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), mirrored), path)
+    with pytest.raises(InputError, match=f"{CASE}-seg.nii.gz: affine differs from {CASE}-t1n.nii.gz"):
+        load_case(discover_cases(root)[0])
