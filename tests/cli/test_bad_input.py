@@ -53,6 +53,44 @@ def _four_d(root):
     _replace(root, "t1n", np.ones((12, 14, 10, 2), dtype=np.float32))
 
 
+def _nan_affine(root):
+    affine = np.eye(4)
+    affine[1, 3] = np.nan
+    _replace(root, "t1c", brain_case_arrays()[0][1], affine)
+
+
+def _voxel_size(size: float):
+    def wrong_units(root):  # every file, so that they agree with each other
+        image, seg = brain_case_arrays()
+        for index, kind in enumerate(("t1n", "t1c", "t2w", "t2f")):
+            _replace(root, kind, image[index], np.diag([size, size, size, 1.0]))
+        _replace(root, "seg", seg, np.diag([size, size, size, 1.0]))
+    wrong_units.__name__ = f"_voxel_size_{size:g}"
+    return wrong_units
+
+
+def _qform_flipped(root):
+    """A qform that mirrors the sform: ITK and nibabel would read different images."""
+    path = root / CASE / f"{CASE}-t2f.nii.gz"
+    image = nib.load(path)
+    flipped = image.affine.copy()
+    flipped[0, 0], flipped[0, 3] = -1.0, 11.0
+    image.set_qform(flipped, code=1)
+    image.set_sform(image.affine, code=1)
+    nib.save(image, path)
+
+
+def _single_slice(root):
+    image, seg = brain_case_arrays()
+    for index, kind in enumerate(("t1n", "t1c", "t2w", "t2f")):
+        _replace(root, kind, image[index][:, :, 4:5])
+    _replace(root, "seg", seg[:, :, 4:5])
+
+
+def _blank_modality(root):
+    _replace(root, "t2w", np.zeros((12, 14, 10), dtype=np.float32))
+
+
 def _cut_in_half(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -113,6 +151,12 @@ CATALOGUE = [
     (_label_four, f"{CASE}: {CASE}-seg.nii.gz: labels must be in {{0,1,2,3}}, found 4"),
     (_non_integer_label, f"{CASE}: {CASE}-seg.nii.gz: label map has non-integer values"),
     (_four_d, f"{CASE}: {CASE}-t1n.nii.gz: expected a 3D image, got shape (12, 14, 10, 2)"),
+    (_nan_affine, f"{CASE}: {CASE}-t1c.nii.gz: the affine (sform, else qform) holds NaN or infinite values"),
+    (_voxel_size(1e-6), f"{CASE}: {CASE}-t1n.nii.gz: voxel size 1e-06 x 1e-06 x 1e-06 mm is outside 0.01-100 mm"),
+    (_voxel_size(1e4), f"{CASE}: {CASE}-t1n.nii.gz: voxel size 10000 x 10000 x 10000 mm is outside 0.01-100 mm"),
+    (_qform_flipped, f"{CASE}: {CASE}-t2f.nii.gz: qform and sform place the voxels up to 11 mm apart"),
+    (_single_slice, f"{CASE}: {CASE}-t1n.nii.gz: expected a 3D image, got a single slice (shape (12, 14, 1))"),
+    (_blank_modality, f"{CASE}: {CASE}-t2w.nii.gz: every voxel is 0: a blank image"),
     (_truncated, f"{CASE}: {CASE}-t2w.nii.gz: image data cannot be read"),
     (_corrupt, f"{CASE}: {CASE}-t1n.nii.gz: cannot be read as NIfTI"),
     (_empty, f"{CASE}: {CASE}-t1c.nii.gz: cannot be read as NIfTI (the file is empty)"),

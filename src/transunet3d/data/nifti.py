@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.I
 HEADER_BYTES = 348  # the NIfTI-1 header; a NIfTI-2 header is longer still
 NIFTI2_HEADER_BYTES = 540
 SINGULAR = 1e-6  # |det| / product of the column lengths below which the voxel axes do not span a volume
+VOXEL_SIZE_MM = (0.01, 100.0)  # voxel sizes outside this range are a wrong header (metres, microns), not a scan
 
 
 @dataclass(frozen=True)
@@ -128,21 +129,45 @@ def _check_header(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, cas
     as stored (before nibabel's fixes)."""
     pixdim = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
     if int(raw["sform_code"]) == 0 and not np.all(np.isfinite(pixdim) & (pixdim != 0)):
-        raise InputError(case_id, path, f"no valid voxel size: pixdim is {_mm(pixdim)} and no sform gives one")
+        raise InputError(case_id, path, f"no valid voxel size: pixdim is {format_mm(pixdim)} and no sform gives one")
+    if not np.all(np.isfinite(image.affine)):
+        raise InputError(case_id, path, "the affine (sform, else qform) holds NaN or infinite values")
     sizes = np.array(voxel_size(image))
     linear = np.asarray(image.affine, dtype=np.float64)[:3, :3]
-    if not (np.all(np.isfinite(linear)) and abs(np.linalg.det(linear)) > SINGULAR * float(np.prod(sizes))):
+    if not abs(np.linalg.det(linear)) > SINGULAR * float(np.prod(sizes)):
         raise InputError(case_id, path, f"no valid voxel size: the affine's 3x3 part is singular (voxel axes of "
-                                        f"{_mm(sizes)} mm)")
+                                        f"{format_mm(sizes)} mm)")
+    low, high = VOXEL_SIZE_MM
+    if np.any(sizes < low) or np.any(sizes > high):
+        raise InputError(case_id, path, f"voxel size {format_mm(sizes)} mm is outside {low:g}-{high:g} mm: a header in "
+                                        "other units or a wrong affine")
+    _check_qform_agrees(image, raw, path, case_id)
     if np.any(pixdim <= 0):
-        warn_input(case_id, path, f"the voxel size in the header (pixdim) is {_mm(pixdim)} mm; the affine's "
-                                  f"{_mm(sizes)} mm is used")
+        warn_input(case_id, path, f"the voxel size in the header (pixdim) is {format_mm(pixdim)} mm; the affine's "
+                                  f"{format_mm(sizes)} mm is used")
     for report in BatteryRunner(type(raw)._get_checks()).check_only(raw):
         if report.problem_level >= logging.WARNING and "pixdim[1,2,3]" not in report.problem_msg:
             warn_input(case_id, path, f"header: {report.problem_msg}")
 
 
-def _mm(values: np.ndarray) -> str:
+def _check_qform_agrees(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, case_id: str | None) -> None:
+    """Refuse a file whose qform and sform both claim to place the voxels and place them differently (by more than
+    half the smallest voxel at a corner of the grid): ITK-based tools read the qform, nibabel the sform, so the
+    same file would be a different image to each."""
+    if int(raw["qform_code"]) == 0 or int(raw["sform_code"]) == 0:
+        return
+    x, y, z = (*image.shape, 1, 1)[:3]
+    corners = np.array([[i, j, k, 1.0] for i in (0, x - 1) for j in (0, y - 1) for k in (0, z - 1)]).T
+    qform, sform = (np.asarray(raw.get_qform(), np.float64), np.asarray(raw.get_sform(), np.float64))
+    apart = float(np.linalg.norm((qform @ corners - sform @ corners)[:3], axis=0).max())
+    if not apart <= 0.5 * min(voxel_size(image)):
+        raise InputError(case_id, path, f"qform and sform place the voxels up to {apart:.3g} mm apart: tools that "
+                                        "read the qform (ITK) and those that read the sform (nibabel) would see "
+                                        "different images")
+
+
+def format_mm(values: Sequence[float]) -> str:
+    """Voxel sizes or spacings as '1 x 1 x 1.5' (mm)."""
     return " x ".join(f"{float(v):g}" for v in values)
 
 
@@ -236,6 +261,8 @@ def load_header_3d(path: Path, case_id: str | None) -> nib.Nifti1Image:
     shape = image.shape
     if len(shape) != 3 and not (len(shape) > 3 and all(s == 1 for s in shape[3:])):
         raise InputError(case_id, path, f"expected a 3D image, got shape {tuple(shape)}")
+    if min(shape[:3]) < 2:
+        raise InputError(case_id, path, f"expected a 3D image, got a single slice (shape {tuple(shape[:3])})")
     return image
 
 

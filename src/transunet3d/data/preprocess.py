@@ -29,6 +29,7 @@ from transunet3d.data.cache import (
 from transunet3d.data.crop import brain_box, crop
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme, label_scheme
 from transunet3d.data.layout import CaseFiles, discover_cases
+from transunet3d.data.nifti import VOXEL_SIZE_MM, format_mm
 from transunet3d.data.normalize import zscore_brain
 from transunet3d.data.orientation import CANONICAL, AxisOrder
 from transunet3d.data.plan import plan_target_spacing
@@ -44,6 +45,7 @@ LESION_SAMPLES = 50  # voxel locations kept per lesion, for sampling lesions rat
 # lesions; it costs seconds to half a minute per case that needs resampling (docs/benchmarks.md), once in
 # preprocessing and once per prediction, and none for the cases already at the target spacing.
 IMAGE_INTERPOLATION = "spline"
+MAX_GRID_VOXELS = 2**30  # a case resampled to more voxels than this (4 GiB per float32 channel) is refused
 
 
 @dataclass
@@ -94,6 +96,10 @@ def preprocess_loaded(loaded: LoadedCase, target: Sequence[float] | None, foregr
     image = crop(image, box)
     image, stats = zscore_brain(image, np.any(image != 0, axis=0))
     shape = resampled_shape(image.shape[1:], spacing, target)
+    if int(np.prod(shape, dtype=np.int64)) > MAX_GRID_VOXELS:
+        raise InputError(loaded.case_id, None, f"its {format_mm(spacing)} mm voxels at the target spacing "
+                                               f"{format_mm(target)} mm make a grid of {'x'.join(map(str, shape))} "
+                                               f"voxels, more than {MAX_GRID_VOXELS:.3g}")
     seg = crop(order.apply(loaded.seg), box) if loaded.seg is not None else None
     properties: dict[str, Any] = {
         "case_id": loaded.case_id,
@@ -200,7 +206,7 @@ def preprocess_dataset(
     """
     scheme = label_scheme(labels)
     cases = discover_cases(raw)
-    target = tuple(float(t) for t in target_spacing) if target_spacing is not None else plan_target_spacing(cases)
+    target = _checked_target(target_spacing) if target_spacing is not None else plan_target_spacing(cases)
     if target is None:
         raise UserError(f"{raw}: no case has a readable image header to plan the target spacing from")
     out_dir = output_folder(out_dir)
@@ -218,6 +224,16 @@ def preprocess_dataset(
                                         "axis_order": CANONICAL, "target_spacing": list(target),
                                         "cases": complete})
     return report
+
+
+def _checked_target(target_spacing: Sequence[float]) -> tuple[float, float, float]:
+    """A target spacing given by the user, if it is three voxel sizes in the range a file may declare."""
+    target = tuple(float(t) for t in target_spacing)
+    low, high = VOXEL_SIZE_MM
+    if len(target) != 3 or not all(low <= t <= high for t in target):
+        raise UserError(f"target spacing {format_mm(target)} mm: expected three voxel sizes from {low:g} to "
+                        f"{high:g} mm")
+    return target
 
 
 def _cases_at(out_dir: Path, target: tuple[float, float, float], scheme: LabelScheme) -> list[str]:

@@ -3,6 +3,7 @@ scheme."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -38,8 +39,7 @@ def load_case(case: CaseFiles, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) ->
     headers = [load_header_3d(path, case.case_id) for path in paths]
     reference = headers[0]
     onto = [onto_grid(case.case_id, path, header, paths[0], reference) for path, header in zip(paths, headers)]
-    channels = [_finite(move(read_data(h, p, case.case_id)), p, case.case_id)
-                for p, h, move in zip(paths, headers, onto)]
+    channels = [_read_modality(header, path, case.case_id, move) for path, header, move in zip(paths, headers, onto)]
     seg = None
     if case.seg is not None:
         seg_header = load_header_3d(case.seg, case.case_id)
@@ -48,10 +48,24 @@ def load_case(case: CaseFiles, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) ->
     return LoadedCase(case.case_id, np.stack(channels), seg, Geometry.of(reference))
 
 
+def _read_modality(image: nib.Nifti1Image, path: Path, case_id: str, onto: Callable) -> np.ndarray:
+    """One modality's voxels on the case's grid, checked finite and not blank."""
+    return _not_blank(_finite(onto(read_data(image, path, case_id)), path, case_id), path, case_id)
+
+
 def _finite(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
     if not np.isfinite(array).all():
         bad = int(array.size - np.isfinite(array).sum())
         raise InputError(case_id, path, f"{bad} voxels are NaN or infinite")
+    return array
+
+
+def _not_blank(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
+    """`array`, a modality's voxels, unless they are all equal: a blank sequence, which z-scoring would turn into
+    zeros and the model would read as a scan without signal."""
+    low, high = array.min(), array.max()
+    if low == high:
+        raise InputError(case_id, path, f"every voxel is {float(low):g}: a blank image")
     return array
 
 
