@@ -9,8 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from tests.factories import write_run
+from tests.inference.test_trained_and_ensemble import poison_weights
 from transunet3d.cli.main import cli
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
@@ -189,6 +191,7 @@ def test_continue_refuses_a_folder_that_another_ensemble_began(raw: Path, tmp_pa
 
 @pytest.mark.parametrize(("make_args", "message"), [
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", tmp], "not a training run"),
+    (lambda raw, run, tmp: [raw, tmp / "o", "--model", tmp / "nowhere"], "nowhere: training run does not exist"),
     (lambda raw, run, tmp: [tmp / "nothing", tmp / "o", "--model", run], "path does not exist"),
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--fold", "3"], "holds one trained model"),
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--checkpoint", "best"], "checkpoint is missing"),
@@ -223,6 +226,28 @@ def test_case_list_restricts_the_cases(raw: Path, run: Path, tmp_path: Path):
     listed.write_text("BraTS-MET-09999-000\n")
     missing = predict(raw, tmp_path / "out2", "--model", run, "--case-list", listed)
     assert missing.exit_code == 2 and "no case BraTS-MET-09999-000" in missing.output
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_a_case_list_that_names_no_case_is_an_error(raw: Path, run: Path, tmp_path: Path, text: str):
+    listed = tmp_path / "val.txt"
+    listed.write_text(text)
+    out = tmp_path / "out"
+    result = predict(raw, out, "--model", run, "--case-list", listed)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (f"error: {listed}: case list names no case "
+                                              "(it should hold one case id per line)")
+    assert not out.exists()
+
+
+def test_weights_that_hold_nan_are_refused_before_anything_is_written(raw: Path, tmp_path: Path):
+    diverged = poison_weights(write_run(tmp_path / "diverged"))
+    out = tmp_path / "out"
+    result = predict(raw, out, "--model", tmp_path / "diverged")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (f"error: {diverged}: 2 of {len(load_file(str(diverged)))} tensors "
+                                              "hold NaN or infinite values (the training diverged)")
+    assert not out.exists()
 
 
 def test_require_core_leaves_only_whole_tumours_with_a_core(raw: Path, run: Path, tmp_path: Path):

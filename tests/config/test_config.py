@@ -74,6 +74,7 @@ def test_overrides_are_typed():
     ("loop.epochs=1.5", "loop.epochs: must be of type int"),
     ("train.patch_size=[64, 64]", "must have 3 values"),
     ("model.name=resnet", "model.name: must be one of unet, encoder, decoder, both"),
+    ("data.axis_order=XYZ", "data.axis_order: must be one of RAS, or empty, not 'XYZ'"),
     ("model.deep_supervision=maybe", "must be of type bool"),
     ("train.lr", "not of the form section.field=value"),
 ])

@@ -48,6 +48,17 @@ BAD_SETTINGS = [
     "pretrain.betas=[0.9, 1.5]",
     "pretrain.patch_size=[64, 60, 64]",  # not a whole number of tokens
     "pretrain.decoder_dim=50",  # not a multiple of the decoder's heads
+    # infinity passes every range without an upper end unless it is refused as such
+    "train.lr=inf",
+    "train.weight_decay=inf",
+    "train.poly_power=inf",
+    "pretrain.base_lr=inf",
+    "infer.gaussian_sigma_scale=inf",
+    "infer.max_memory_gb=inf",
+    "augment.bias_strength=inf",
+    "augment.noise_variance=[0, inf]",
+    "data.target_spacing=[inf, 1, 1]",
+    "train.lr=nan",
 ]
 
 
@@ -92,6 +103,34 @@ def test_a_bad_setting_stops_config_before_it_writes(tmp_path: Path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("setting, line", [
+    ("train.lr=inf", "error: train.lr: must be a finite number > 0, not inf"),
+    ("train.weight_decay=-inf", "error: train.weight_decay: must be a finite number >= 0, not -inf"),
+    ("infer.max_memory_gb=.inf", "error: infer.max_memory_gb: must be a finite number > 0, not inf"),
+    ("augment.noise_variance=[0, inf]",
+     "error: augment.noise_variance: must be each a finite number >= 0, not [0.0, inf]"),
+    ("data.target_spacing=[inf, 1, 1]",
+     "error: data.target_spacing: must be each a finite number > 0, not [inf, 1.0, 1.0]"),
+    ("data.axis_order=XYZ", "error: data.axis_order: must be one of RAS, or empty, not 'XYZ'"),
+])
+def test_the_config_command_refuses_infinity_and_names_the_real_choices(setting: str, line: str, tmp_path: Path):
+    out = tmp_path / "config.yaml"
+    result = CliRunner().invoke(cli, ["config", "--preset", "tiny-unet", "--set", setting, "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == f"{line}\n"
+    assert not out.exists()
+
+
+def test_more_folds_than_patients_names_the_fold_setting(cache: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(cache), "--out", str(run), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == ("error: data.num_folds: cannot make 5 folds from 2 patients "
+                                              "(each fold needs a patient of its own)")
+    assert "Traceback" not in result.output
+    assert not run.exists()
+
+
 def test_a_bad_value_in_a_config_file_names_the_file_and_the_field(tmp_path: Path):
     data = config_to_dict(build_config("tiny"))
     data["loop"]["batch_size"] = 0
@@ -128,6 +167,9 @@ def test_every_number_of_the_config_has_a_range():
     (Range(1), 0, "must be >= 1, not 0"),
     (Range(0, low_open=True), (1.0, -1.0), "must be each > 0, not [1.0, -1.0]"),
     (Range(0, ordered=True), (2.0, 1.0), "must be a (low, high) pair with low <= high, not [2.0, 1.0]"),
+    (Range(0, low_open=True), float("inf"), "must be a finite number > 0, not inf"),
+    (Range(0, 1), float("nan"), "must be a finite number in [0, 1], not nan"),
+    (Range(0, ordered=True), (0.0, float("inf")), "must be each a finite number >= 0, not [0.0, inf]"),
     (Range(1), None, None),
     (Range(0, 1), 0.5, None),
 ])

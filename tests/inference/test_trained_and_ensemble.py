@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from tests.factories import brain_case_arrays, write_run
 from transunet3d.config import InferConfig
@@ -19,6 +19,18 @@ from transunet3d.inference.trained import fold_folders, load_models, load_traine
 from transunet3d.runs.layout import ModelFolder
 
 NO_TTA = InferConfig(tta="none")
+
+
+def poison_weights(model: Path) -> Path:
+    """Put NaN into one tensor and inf into another of `model`'s latest weights, as a diverged training leaves
+    them; returns the weights file."""
+    path = ModelFolder(model).latest_checkpoint() / "weights.safetensors"
+    weights = load_file(str(path))
+    first, second = [name for name, tensor in weights.items() if tensor.is_floating_point()][:2]
+    weights[first].view(-1)[0] = float("nan")
+    weights[second].view(-1)[-1] = float("inf")
+    save_file(weights, str(path))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +66,20 @@ def test_loaded_weights_are_the_checkpoints_bitwise(cross_validation: Path):
     assert saved.keys() == loaded.keys()
     assert all(torch.equal(saved[name], loaded[name]) for name in saved)
     assert not model.network.training and model.finished and model.epoch == model.config.loop.epochs
+
+
+def test_fold_folders_say_when_the_run_does_not_exist(tmp_path: Path):
+    with pytest.raises(UserError) as raised:
+        fold_folders(tmp_path / "nowhere")
+    assert str(raised.value) == f"{tmp_path / 'nowhere'}: training run does not exist"
+
+
+def test_weights_that_hold_nan_or_inf_are_refused(tmp_path: Path):
+    path = poison_weights(write_run(tmp_path / "diverged"))
+    with pytest.raises(UserError) as raised:
+        load_trained_model(tmp_path / "diverged")
+    total = len(load_file(str(path)))
+    assert str(raised.value) == f"{path}: 2 of {total} tensors hold NaN or infinite values (the training diverged)"
 
 
 def test_unfinished_and_missing_and_mismatched_checkpoints(tmp_path: Path):

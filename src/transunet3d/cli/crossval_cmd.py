@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import torch
 
+from transunet3d.cli.devices import parse_device
 from transunet3d.config.io import load_config
 from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.errors import UserError
@@ -29,6 +29,7 @@ def crossval_command(run_dir: Path, fold: str | None, preprocessed: Path | None,
     """Predict and score each fold's validation cases with its final model (RUN/fold_K/validation), then pool
     every validated fold into RUN/cv. `train` does this after each fold; this command does it for existing runs,
     and continues an interrupted validation where it stopped."""
+    target = parse_device(device)
     run = RunFolder(run_dir)
     folds = run.numbered_folds()
     if not folds:
@@ -37,7 +38,6 @@ def crossval_command(run_dir: Path, fold: str | None, preprocessed: Path | None,
     missing = [str(f) for f in chosen if f not in folds]
     if missing:
         raise UserError(f"{run_dir}: no fold {', '.join(missing)}; it has folds {', '.join(map(str, folds))}")
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     for number in chosen:
         summary = validate_fold(folds[number], _cache(folds[number], preprocessed), target, workers)
         click.echo(f"fold {number}: mean lesion-wise Dice "

@@ -115,5 +115,5 @@ def preprocess_command(raw: Path, out: Path, workers: int, foreground_samples: i
 @click.option("--seed", type=int, default=DataConfig.split_seed, show_default=True, help="Shuffling seed.")
 def splits_command(preprocessed: Path, folds: int, seed: int) -> None:
     """Write PREPROCESSED/splits.json: deterministic k-fold splits, time points of a patient kept together."""
-    path = write_splits(preprocessed, folds, seed)
+    path = write_splits(preprocessed, folds, seed, setting="--folds")
     click.echo(f"wrote {folds} folds to {path}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from transunet3d.cli.devices import parse_device
 from transunet3d.demo.pipeline import DemoSettings, run_demo
 from transunet3d.report.build import write_report
 
@@ -35,9 +36,10 @@ def demo_command(out: Path, mae: bool, train_cases: int, test_cases: int, shape:
     cases with TTA -> lesion-wise evaluation -> report. About 11 minutes on 2 CPU cores with the defaults; a rerun
     continues where it stopped.
     """
+    target = parse_device(device)
     settings = DemoSettings(train_cases=train_cases, test_cases=test_cases, shape=tuple(shape), epochs=epochs,
                             iterations_per_epoch=iterations, mae=mae, workers=workers)
-    result = run_demo(out, settings, device=device)
+    result = run_demo(out, settings, device=str(target))
     timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
     before, after, held_out = result.out_of_fold
     held_out_text = "" if held_out is None else (

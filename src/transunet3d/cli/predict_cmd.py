@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-import torch
 
+from transunet3d.cli.devices import parse_device
 from transunet3d.config.schema import InferConfig
 from transunet3d.data.labels import LabelScheme
 from transunet3d.deploy.onnx_backend import load_exported_models
@@ -85,9 +85,9 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     """
     if fold is not None and draw is not None:
         raise UserError("give --fold or --random-folds, not both")
-    rank, world, local_rank = (int(os.environ.get(k, d)) for k, d in
-                               (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")))
-    target = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    rank, world = (int(os.environ.get(k, d)) for k, d in (("RANK", "0"), ("WORLD_SIZE", "1")))
+    target = parse_device(device)
+    only = _case_ids(case_list) if case_list else None
     if backend == "onnxruntime":
         trained = load_exported_models(list(models), fold, checkpoint, target, draw=draw, seed=seed)
     else:
@@ -105,7 +105,7 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
         click.echo(_describe_batch(predictor.window_batches[0], options))
     report = predict_folder(input_dir, out, predictor, skip_existing=skip_existing,
                             save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0,
-                            only=_case_ids(case_list) if case_list else None)
+                            only=only)
     click.echo(f"predicted {len(report.written)}, already done {len(report.skipped)}, "
                f"failed {len(report.failed)} with {len(trained)} model(s), TTA {options.tta} -> {out}")
     if report.failed:
@@ -148,9 +148,13 @@ def _describe_batch(batch: WindowBatch, options: InferConfig) -> str:
 
 
 def _case_ids(path: Path) -> set[str]:
+    """The case ids of `--case-list`, one per line; a list naming none would predict nothing and exit 0."""
     if not path.is_file():
         raise UserError(f"{path}: case list does not exist")
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    ids = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    if not ids:
+        raise UserError(f"{path}: case list names no case (it should hold one case id per line)")
+    return ids
 
 
 def _options(infer: InferConfig, **given: object) -> InferConfig:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import torch
 
 from transunet3d.cli.config_cmd import set_option
+from transunet3d.cli.devices import parse_device
 from transunet3d.config import PRESETS, build_config
 from transunet3d.jobs.training import pretrain_model
 from transunet3d.runs.layout import ModelFolder
@@ -31,10 +31,11 @@ def pretrain_command(preprocessed: Path, run_dir: Path, preset: str, overrides: 
 
     Use the result with `transunet3d train ... --init-encoder RUN_DIR`.
     """
-    processes = Distributed.from_environment(use_cuda=torch.cuda.is_available() and device != "cpu")
+    target = parse_device(device)
+    config = build_config(preset, overrides)
+    processes = Distributed.from_environment(use_cuda=target.type == "cuda")
     try:
-        trainer = pretrain_model(preprocessed, ModelFolder(run_dir), build_config(preset, overrides), resume, device,
-                                 processes)
+        trainer = pretrain_model(preprocessed, ModelFolder(run_dir), config, resume, str(target), processes)
     finally:
         processes.close()
     if processes.is_main:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import torch
 
 from transunet3d.cli.config_cmd import set_option
+from transunet3d.cli.devices import parse_device
 from transunet3d.config import PRESETS, build_config
 from transunet3d.jobs.training import TrainingJob, cache_defaults, folds_to_train, train_folds
 from transunet3d.runs.layout import RunFolder
@@ -38,12 +38,13 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
                   resume: bool, pretrain_run: Path | None, validate: bool, workers: int, device: str | None) -> None:
     """Train on the cases of PREPROCESSED (see `transunet3d preprocess`) with the given preset, one output per
     region of the cache's label scheme (recorded as data.labels)."""
+    target = parse_device(device)
     config = build_config(preset, [*cache_defaults(preprocessed), *overrides])
     if pretrain_run is not None:
         config.model.init_encoder = str(pretrain_run)
     job = TrainingJob(preprocessed, RunFolder(run_dir), config, folds_to_train(fold, preprocessed, config),
-                      resume=resume, device=device, validate=validate, workers=workers)
-    processes = Distributed.from_environment(use_cuda=torch.cuda.is_available() and device != "cpu")
+                      resume=resume, device=str(target), validate=validate, workers=workers)
+    processes = Distributed.from_environment(use_cuda=target.type == "cuda")
     try:
         summary = train_folds(job, processes, echo=click.echo)
     finally:

@@ -99,11 +99,18 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         return coerce(value, next(a for a in args if a is not type(None)), key)
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(str, args))}, not {value!r}")
+            raise ConfigError(f"{key}: must be one of {_choices(args)}, not {value!r}")
         return value
     if origin is tuple:
         return _coerce_tuple(value, args, key)
     return _coerce_scalar(value, hint, key)
+
+
+def _choices(args: tuple) -> str:
+    """The values of a Literal in words; the empty string ("not recorded", e.g. data.axis_order) as "or empty",
+    which a plain join would show as nothing."""
+    named = ", ".join(str(arg) for arg in args if arg != "")
+    return f"{named}, or empty" if "" in args else named
 
 
 def _coerce_tuple(value: Any, args: tuple, key: str) -> tuple:

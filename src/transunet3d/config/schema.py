@@ -8,6 +8,7 @@ that a bad setting is reported before a command writes anything.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,10 +28,17 @@ class Range:
     ordered: bool = False
 
     def problem(self, value: Any) -> str | None:
-        """What is wrong with `value` (a number, a tuple of them, or None for an unset optional), or None."""
+        """What is wrong with `value` (a number, a tuple of them, or None for an unset optional), or None.
+
+        Infinity is refused even where the range has no upper end: a learning rate or a spacing of inf trains or
+        predicts nothing but NaN.
+        """
         values = value if isinstance(value, tuple) else () if value is None else (value,)
+        each = "each " if isinstance(value, tuple) else ""
+        if not all(map(math.isfinite, values)):
+            return f"must be {each}a finite number {self.describe()}, not {_shown(value)}"
         if not all(map(self._holds, values)):
-            return f"must be {'each ' if isinstance(value, tuple) else ''}{self.describe()}, not {_shown(value)}"
+            return f"must be {each}{self.describe()}, not {_shown(value)}"
         if self.ordered and values[0] > values[1]:
             return f"must be a (low, high) pair with low <= high, not {_shown(value)}"
         return None

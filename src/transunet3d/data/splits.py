@@ -14,16 +14,24 @@ from transunet3d.files import read_json, write_json
 Split = dict[str, list[str]]
 
 
-def make_splits(case_ids: list[str], folds: int, seed: int) -> list[Split]:
+def make_splits(case_ids: list[str], folds: int, seed: int, setting: str = "data.num_folds") -> list[Split]:
     """`folds` train/val splits: patients shuffled with `seed`, dealt into folds of near-equal size.
 
     Every case is in exactly one validation fold; all cases of one patient share that fold.
+
+    Args:
+        setting: where the fold count came from (the config's `data.num_folds`, or `splits --folds`), named in
+            the error so that the user knows what to change.
+
+    Raises:
+        UserError: fewer than 2 folds, or more folds than patients.
     """
     patients = sorted({patient_id(case_id) for case_id in case_ids})
     if folds < 2:
-        raise UserError(f"--folds must be at least 2, got {folds}")
+        raise UserError(f"{setting}: must be at least 2, not {folds}")
     if folds > len(patients):
-        raise UserError(f"cannot make {folds} folds from {len(patients)} patients")
+        raise UserError(f"{setting}: cannot make {folds} folds from {len(patients)} patients "
+                        "(each fold needs a patient of its own)")
     order = np.random.default_rng(seed).permutation(len(patients))
     fold_of = {patients[index]: fold for fold, chunk in enumerate(np.array_split(order, folds)) for index in chunk}
     return [
@@ -50,10 +58,11 @@ def preprocessed_case_ids(preprocessed: str | Path) -> list[str]:
     return case_ids
 
 
-def write_splits(preprocessed: str | Path, folds: int, seed: int) -> Path:
-    """Make splits for the complete cases of a preprocessed folder and save them as its `splits.json`."""
+def write_splits(preprocessed: str | Path, folds: int, seed: int, setting: str = "data.num_folds") -> Path:
+    """Make splits for the complete cases of a preprocessed folder and save them as its `splits.json`
+    (`setting`: as for `make_splits`)."""
     path = Path(preprocessed) / SPLITS_FILE
-    write_json(path, make_splits(preprocessed_case_ids(preprocessed), folds, seed))
+    write_json(path, make_splits(preprocessed_case_ids(preprocessed), folds, seed, setting))
     return path
 
 

@@ -60,8 +60,10 @@ def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None 
         draw: instead of `fold`, this many cross-validation folds drawn at random with `seed`.
 
     Raises:
-        UserError: `run_dir` is not a run, or has no such fold.
+        UserError: `run_dir` does not exist, is not a run, or has no such fold.
     """
+    if not Path(run_dir).exists():
+        raise UserError(f"{run_dir}: training run does not exist")
     single = ModelFolder(run_dir)
     if single.is_model():
         if fold not in (None, "all") or draw is not None:
@@ -91,6 +93,7 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
     folder, epoch = checkpoint_folder(model, which)
     network = model_from_config(config)
     weights = read_weights(folder)
+    _check_finite(weights, folder / WEIGHTS)
     try:
         network.load_state_dict(weights)
     except RuntimeError as error:
@@ -98,6 +101,16 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
         raise UserError(f"{folder / WEIGHTS}: does not fit the model of {model.config.name} ({first_line})") from None
     network = network.to(device).eval()
     return TrainedModel(network, config, folder, epoch, model)
+
+
+def _check_finite(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights that hold NaN or inf (a diverged training): they would predict nothing, and without an error
+    the all-zero segmentations they give pass as results."""
+    broken = [name for name, tensor in weights.items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise UserError(f"{path}: {len(broken)} of {len(weights)} tensors hold NaN or infinite values "
+                        "(the training diverged)")
 
 
 def ensemble_scheme(models: list[TrainedModel]) -> LabelScheme:

@@ -1,0 +1,89 @@
+"""`--device`: every command checks it before it writes anything; a bad one is one `error:` line and exit code 2."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.factories import write_case, write_run
+from transunet3d.cli.devices import parse_device
+from transunet3d.cli.main import cli
+from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.errors import UserError
+
+NO_CUDA = "CUDA is not available on this machine (or torch was installed without it)"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """raw/ (two cases), pre/ (their cache) and run/fold_0 (a trained model)."""
+    root = tmp_path_factory.mktemp("devices")
+    for number in (1, 2):
+        write_case(root / "raw", f"BraTS-MET-0000{number}-000", seed=number)
+    preprocess_dataset(root / "raw", root / "pre", progress=False)
+    write_run(root / "run" / "fold_0")
+    return root
+
+
+def _gpus(monkeypatch, count: int) -> None:
+    """Make this machine look as if it had `count` GPUs (0: torch without CUDA)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_parse_device_reads_what_torch_reads_and_defaults_as_before(monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    _gpus(monkeypatch, 0)
+    assert parse_device("cpu") == torch.device("cpu")
+    assert parse_device(None) == torch.device("cpu")
+    _gpus(monkeypatch, 2)
+    assert parse_device("cuda:1") == torch.device("cuda:1")
+    assert parse_device(None) == torch.device("cuda:0")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # torchrun's second process on this node
+    assert parse_device(None) == torch.device("cuda:1")
+
+
+@pytest.mark.parametrize("name, gpus, problem", [
+    ("bogus", 0, "not a device; give cpu, cuda, cuda:N or mps"),
+    ("cuda:x", 2, "not a device; give cpu, cuda, cuda:N or mps"),
+    ("meta", 0, "not a device the commands run on; give cpu, cuda, cuda:N or mps"),
+    ("cuda", 0, NO_CUDA),
+    ("cuda:7", 0, NO_CUDA),
+    ("cuda:2", 2, "no such GPU; this machine has 2 (cuda:0 to cuda:1)"),
+])
+def test_parse_device_names_the_option_and_the_problem(monkeypatch, name: str, gpus: int, problem: str):
+    _gpus(monkeypatch, gpus)
+    with pytest.raises(UserError) as raised:
+        parse_device(name)
+    assert str(raised.value) == f"--device {name}: {problem}"
+
+
+def _commands(root: Path, out: Path) -> dict[str, list[str]]:
+    return {
+        "train": ["train", str(root / "pre"), "--out", str(out)],
+        "pretrain": ["pretrain", str(root / "pre"), "--out", str(out)],
+        "predict": ["predict", str(root / "raw"), str(out), "--model", str(root / "run")],
+        "crossval": ["crossval", str(root / "run"), "--preprocessed", str(root / "pre")],
+        "demo": ["demo", str(out)],
+    }
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain", "predict", "crossval", "demo"])
+@pytest.mark.parametrize("name, gpus, problem", [
+    ("bogus", 0, "not a device; give cpu, cuda, cuda:N or mps"),
+    ("cuda:7", 0, NO_CUDA),
+    ("cuda:7", 1, "no such GPU; this machine has 1 (cuda:0 to cuda:0)"),
+])
+def test_every_command_checks_the_device_before_it_writes(inputs: Path, tmp_path: Path, monkeypatch, command: str,
+                                                           name: str, gpus: int, problem: str):
+    _gpus(monkeypatch, gpus)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [*_commands(inputs, out)[command], "--device", name])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == f"error: --device {name}: {problem}"
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert sorted(path.name for path in (inputs / "run").iterdir()) == ["fold_0"]
+    assert sorted(path.name for path in (inputs / "run" / "fold_0").iterdir()) == ["checkpoints", "config.yaml"]
+    assert not (inputs / "pre" / "splits.json").exists()
