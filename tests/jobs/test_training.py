@@ -1,4 +1,6 @@
-"""A run records the target spacing and axis order of its cache; another target spacing is one error line."""
+"""A run records the target spacing and axis order of its cache; another target spacing is one error line. What
+training refuses before it writes into the run folder: unlabelled cases, a --resume with nothing to resume, a
+missing --init-encoder run."""
 
 from pathlib import Path
 
@@ -9,8 +11,16 @@ from tests.factories import add_cavities, write_case
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config
 from transunet3d.data.preprocess import preprocess_dataset
-from transunet3d.errors import ConfigError
+from transunet3d.errors import ConfigError, UserError
+from transunet3d.files import write_json
 from transunet3d.jobs.training import cache_defaults, with_cache_grid
+from transunet3d.runs.layout import RunFolder
+from transunet3d.training.segmentation import fold_cases
+
+LABELLED = ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
+UNLABELLED = [f"BraTS-MET-0000{number}-000" for number in range(3, 7)]
+SHORT = ["--device", "cpu", "--no-validate", "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1",
+         "--set", "loop.val_batches=1"]
 
 
 @pytest.fixture
@@ -18,6 +28,21 @@ def cache(tmp_path: Path) -> Path:
     write_case(tmp_path / "raw")
     preprocess_dataset(tmp_path / "raw", tmp_path / "pre", target_spacing=(1.0, 1.0, 1.5), progress=False)
     return tmp_path / "pre"
+
+
+@pytest.fixture
+def partly_labelled(tmp_path: Path) -> Path:
+    """A cache of two labelled cases and four without a label map, fold 0 of the labelled ones only."""
+    for number, case in enumerate(LABELLED + UNLABELLED):
+        write_case(tmp_path / "raw", case, seed=number, with_seg=case in LABELLED)
+    preprocess_dataset(tmp_path / "raw", tmp_path / "pre", progress=False)
+    write_json(tmp_path / "pre" / "splits.json", [{"train": LABELLED[:1], "val": LABELLED[1:]},
+                                                  {"train": LABELLED + UNLABELLED[:2], "val": UNLABELLED[2:]}])
+    return tmp_path / "pre"
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 def test_the_config_records_the_caches_target_spacing_and_axis_order(cache: Path):
@@ -53,3 +78,50 @@ def test_the_run_takes_the_caches_label_scheme_and_another_one_is_an_error(tmp_p
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2 and len(errors) == 1 and not (tmp_path / "run").exists()
     assert errors[0].startswith(f"error: data.labels: brats-mets-2023 differs from the brats-mets-2025 of {cache}")
+
+
+def test_a_fold_with_an_unlabelled_training_or_validation_case_is_refused(partly_labelled: Path):
+    config = build_config("tiny-unet")
+    assert fold_cases(partly_labelled, 0, config)[1:] == (LABELLED[:1], LABELLED[1:])
+    with pytest.raises(UserError, match=r"2 case\(s\) of all-data have no label map"):
+        fold_cases(partly_labelled, "all-data", config)
+    for split in ({"train": LABELLED, "val": UNLABELLED[:1]}, {"train": UNLABELLED[:1], "val": LABELLED}):
+        write_json(partly_labelled / "splits.json", [split, split])
+        with pytest.raises(UserError, match=rf"1 case\(s\) of fold 1 have no label map \({UNLABELLED[0]}\)"):
+            fold_cases(partly_labelled, 1, config)
+
+
+def test_train_refuses_unlabelled_cases_of_any_chosen_fold_before_writing(partly_labelled: Path, tmp_path: Path):
+    """Fold 0 is labelled, fold 1 is not: `--fold all` trains neither."""
+    result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny-unet", "--fold", "all",
+                                      "--out", str(tmp_path / "run"), *SHORT])
+    errors = _error_lines(result)
+    assert result.exit_code == 2 and len(errors) == 1 and not (tmp_path / "run").exists(), result.output
+    shown = ", ".join(UNLABELLED[:3])
+    assert errors[0].startswith(f"error: {partly_labelled}: 4 case(s) of fold 1 have no label map ({shown}, ...)")
+
+
+@pytest.mark.parametrize("content", ["no folder", "a fold folder without a config"])
+def test_resume_with_nothing_to_resume_says_so_and_trains_from_the_start(content: str, partly_labelled: Path,
+                                                                          tmp_path: Path):
+    """Resuming is idempotent (a rerun of a job killed before its first config, a requeued job), but a mistyped
+    --out must not start a training unnoticed."""
+    run = tmp_path / "run"
+    if content != "no folder":
+        (run / "fold_0").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny-unet", "--fold", "0",
+                                      "--out", str(run), "--resume", *SHORT])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {run}: no started fold to resume (no fold_*/config.yaml): training from the "
+                        "start"]
+    assert RunFolder(run).fold(0).config.is_file()
+
+
+def test_a_missing_init_encoder_run_is_named_once(partly_labelled: Path, tmp_path: Path):
+    missing = tmp_path / "nothere"
+    result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out",
+                                      str(tmp_path / "run"), "--init-encoder", str(missing), *SHORT])
+    errors = _error_lines(result)
+    assert result.exit_code == 2 and len(errors) == 1 and not (tmp_path / "run").exists(), result.output
+    assert errors[0].startswith(f"error: {missing}: does not exist") and errors[0].count(str(missing)) == 1

@@ -150,8 +150,8 @@ def _train(pre: Path, run: RunFolder, settings: DemoSettings, device: str) -> No
                  *DEMO_AUGMENTATION, *settings.train_overrides]
     if settings.mae:
         overrides.append(f"model.init_encoder={run.path.parent / 'pretrain'}")
-    job = TrainingJob(pre, run, build_config("tiny", overrides), folds=[0], resume=True, device=device,
-                      workers=settings.workers)
+    job = TrainingJob(pre, run, build_config("tiny", overrides), folds=[0], resume=bool(run.folds()),
+                      device=device, workers=settings.workers)
     train_folds(job)
 
 

@@ -19,14 +19,14 @@ from transunet3d.config.schema import ExperimentConfig
 from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE, read_dataset
 from transunet3d.data.splits import read_splits
-from transunet3d.errors import ConfigError, UserError
+from transunet3d.errors import ConfigError, UserError, warn_input
 from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.pretrained import load_pretrained_encoder
 from transunet3d.training.pretraining import PretrainTask
-from transunet3d.training.segmentation import SegmentationTask
+from transunet3d.training.segmentation import SegmentationTask, fold_cases
 from transunet3d.training.task import Task
 from transunet3d.training.trainer import Trainer, TrainerState, training_device
 
@@ -41,8 +41,9 @@ def _silent(_: str) -> None:
 class TrainingJob:
     """What to train: folds of `config` on the cases of `preprocessed`, into `run`.
 
-    `resume`: continue models that have a checkpoint (with the config saved beside them) and start the others;
-    without it, a model folder that already holds a checkpoint is an error. `validate`: out-of-fold validation of
+    `resume`: continue models that have a checkpoint (with the config saved beside them) and start the others
+    (with the config of the run's started folds; a warning when no fold has started); without it, a model folder
+    that already holds a checkpoint is an error. `validate`: out-of-fold validation of
     every finished cross-validation fold, then RUN/cv/.
     """
 
@@ -75,14 +76,13 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     if not Path(job.preprocessed).is_dir():
         raise UserError(f"{job.preprocessed}: not a folder")
     if processes.is_main:
+        if job.resume:
+            _warn_if_nothing_to_resume(job.run)
         remove_stale_temporaries(job.run.path, recursive=True)
-    for fold in job.folds:
+    # Every fold is checked (its config, the cache, its cases) before the first one writes into the run folder.
+    configs = [_fold_config(job, fold) for fold in job.folds]
+    for fold, (config, started) in zip(job.folds, configs):
         folder = job.run.fold(fold)
-        config, started = _model_config(folder, job.config, job.resume, job.run)
-        if not started:
-            config = with_cache_grid(config, job.preprocessed)
-        elif config.data.target_spacing is not None:
-            with_cache_grid(config, job.preprocessed)  # a resumed run's cache must still be as it was
         task = SegmentationTask(config, job.preprocessed, fold, processes)
         if not started and config.model.init_encoder:
             _transfer_encoder(task, config, folder, processes, echo)
@@ -92,6 +92,27 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
         if job.validate and fold != ALL_DATA:
             _validate(job, folder, processes, echo)
     return pool_folds(job.run) if job.validate and processes.is_main else None
+
+
+def _warn_if_nothing_to_resume(run: RunFolder) -> None:
+    """`--resume` on a run folder without a started fold trains from the start, as a rerun of a job killed before
+    its first config (or a requeued cluster job that always resumes) must; said on one `warning:` line, so that a
+    mistyped --out does not start a long training unnoticed."""
+    if not run.folds():
+        warn_input(None, None, f"{run.path}: no started fold to resume (no fold_*/config.yaml): training from the "
+                               "start")
+
+
+def _fold_config(job: TrainingJob, fold: Fold) -> tuple[ExperimentConfig, bool]:
+    """The config `fold` trains with and whether it has started, once the cache and the fold's cases are checked
+    against it (a resumed run's cache must still be as it was)."""
+    config, started = _model_config(job.run.fold(fold), job.config, job.resume, job.run)
+    if not started:
+        config = with_cache_grid(config, job.preprocessed)
+    elif config.data.target_spacing is not None:
+        with_cache_grid(config, job.preprocessed)
+    fold_cases(Path(job.preprocessed), fold, config)
+    return config, started
 
 
 def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentConfig:

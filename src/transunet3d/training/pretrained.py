@@ -13,16 +13,27 @@ from transunet3d.training.checkpoint import read_weights
 
 
 def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    """The latest checkpoint weights of a pretraining run folder."""
-    folder = ModelFolder(run_dir).latest_checkpoint()
-    if folder is None:
+    """The latest checkpoint weights of a pretraining run folder.
+
+    Raises:
+        ConfigError: naming `run_dir`, which does not exist or holds no checkpoint.
+    """
+    if not Path(run_dir).exists():
+        raise ConfigError(f"{run_dir}: does not exist (model.init_encoder names a `transunet3d pretrain` run)")
+    checkpoint = ModelFolder(run_dir).latest_checkpoint()
+    if checkpoint is None:
         raise ConfigError(f"{run_dir}: not a pretraining run with a checkpoint yet")
-    return read_weights(folder)
+    return read_weights(checkpoint)
 
 
 def load_pretrained_encoder(network: torch.nn.Module, run_dir: Path) -> list[str]:
-    """Initialise `network`'s ViT from the MAE of `run_dir`; returns the names of the tensors it loaded."""
+    """Initialise `network`'s ViT from the MAE of `run_dir`; returns the names of the tensors it loaded.
+
+    Raises:
+        ConfigError: naming `run_dir` once: no pretraining run there, or its encoder does not fit `network`.
+    """
+    weights = pretrained_weights(run_dir)
     try:
-        return transfer_encoder(network, pretrained_weights(run_dir))
+        return transfer_encoder(network, weights)
     except ConfigError as error:
         raise ConfigError(f"{run_dir}: {error}") from None

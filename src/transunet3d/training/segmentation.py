@@ -11,13 +11,13 @@ import torch
 
 from transunet3d.config.io import save_config
 from transunet3d.config.schema import ExperimentConfig
-from transunet3d.data.cache import SPLITS_FILE
+from transunet3d.data.cache import SPLITS_FILE, read_properties
 from transunet3d.data.labels import label_scheme
 from transunet3d.data.splits import make_splits, preprocessed_case_ids, read_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models import model_from_config
-from transunet3d.runs.folds import ALL_DATA, Fold
+from transunet3d.runs.folds import ALL_DATA, Fold, fold_label
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.augment import augment_batch
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
@@ -32,6 +32,9 @@ def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tupl
     """(all splits, train ids, validation ids) of `fold`, from PREPROCESSED/splits.json or made from the config.
 
     The all-data model trains on every case of the splits and has no validation cases.
+
+    Raises:
+        UserError: the fold does not exist, or some of its cases have no label map.
     """
     splits_path = preprocessed / SPLITS_FILE
     if splits_path.exists():
@@ -39,10 +42,34 @@ def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tupl
     else:
         splits = make_splits(preprocessed_case_ids(preprocessed), config.data.num_folds, config.data.split_seed)
     if fold == ALL_DATA:
-        return splits, sorted({case for split in splits for case in split["val"]}), []
-    if not 0 <= fold < len(splits):
+        train, val = sorted({case for split in splits for case in split["val"]}), []
+    elif 0 <= fold < len(splits):
+        train, val = splits[fold]["train"], splits[fold]["val"]
+    else:
         raise UserError(f"fold {fold} does not exist: the splits have folds 0..{len(splits) - 1}")
-    return splits, splits[fold]["train"], splits[fold]["val"]
+    check_labelled(preprocessed, fold, [*train, *val])
+    return splits, train, val
+
+
+def check_labelled(preprocessed: Path, fold: Fold, case_ids: list[str]) -> None:
+    """Refuse cases cached without a label map (preprocessed for prediction): training would take them for cases
+    without tumour, and out-of-fold validation would have no reference to score them against.
+
+    Raises:
+        UserError: naming the cache, the fold, how many cases and the first few.
+    """
+    unlabelled = [case for case in case_ids if _has_no_label_map(preprocessed, case)]
+    if unlabelled:
+        shown = ", ".join(unlabelled[:3]) + (", ..." if len(unlabelled) > 3 else "")
+        raise UserError(f"{preprocessed}: {len(unlabelled)} case(s) of {fold_label(fold)} have no label map "
+                        f"({shown}); training and validation need one for every case: preprocess them again with "
+                        f"their -seg.nii.gz, or leave them out of {preprocessed / SPLITS_FILE}")
+
+
+def _has_no_label_map(preprocessed: Path, case_id: str) -> bool:
+    """Whether the cache holds the case without a label map (a case missing from it is reported when opened)."""
+    properties = read_properties(preprocessed, case_id)
+    return properties is not None and not properties.get("has_seg")
 
 
 class SegmentationTask(Task):
