@@ -46,3 +46,21 @@ def test_bad_roots(tmp_path: Path, make, message):
 
 def test_patient_id_groups_time_points():
     assert patient_id("BraTS-MET-00132-000") == patient_id("BraTS-MET-00132-001") == "BraTS-MET-00132"
+
+
+def test_an_empty_case_folder_is_a_case_missing_every_modality(tmp_path: Path):
+    write_case(tmp_path, "BraTS-MET-00001-000")
+    (tmp_path / "BraTS-MET-00002-000").mkdir()
+    cases = discover_cases(tmp_path)
+    assert [c.case_id for c in cases] == ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
+    with pytest.raises(InputError) as error:
+        cases[1].image_paths()
+    assert str(error.value) == "BraTS-MET-00002-000: BraTS-MET-00002-000-t1n.nii.gz: missing modality t1n"
+
+
+def test_a_file_in_the_folder_of_another_case_is_an_error(tmp_path: Path):
+    write_case(tmp_path / "BraTS-MET-00001-000", "BraTS-MET-00009-000", folder=False)
+    with pytest.raises(InputError) as error:
+        discover_cases(tmp_path)
+    assert str(error.value) == ("BraTS-MET-00009-000: BraTS-MET-00009-000-seg.nii.gz: lies in the folder of case "
+                                "BraTS-MET-00001-000")  # the first file in sorted order

@@ -46,8 +46,12 @@ def patient_id(case_id: str) -> str:
 def discover_cases(root: str | Path) -> list[CaseFiles]:
     """All cases under `root` (searched recursively), sorted by case id.
 
+    A case folder without any case file is a case with every modality missing (reported as such by whoever
+    reads it), not nothing.
+
     Raises:
-        InputError: the path does not exist, is not a folder, holds no BraTS case, or holds one file twice.
+        InputError: the path does not exist, is not a folder, holds no BraTS case, holds one file twice, or a
+            case folder holds a file of another case.
     """
     root = Path(root)
     if not root.exists():
@@ -59,10 +63,15 @@ def discover_cases(root: str | Path) -> list[CaseFiles]:
         match = CASE_FILE.match(path.name)
         if match is None or not path.is_file() or is_temporary(path):
             continue
+        if CASE_ID.fullmatch(path.parent.name) and path.parent.name != match["case"]:
+            raise InputError(match["case"], path, f"lies in the folder of case {path.parent.name}")
         kinds = found.setdefault(match["case"], {})
         if match["kind"] in kinds:
             raise InputError(match["case"], path, f"duplicate of {kinds[match['kind']]}")
         kinds[match["kind"]] = path
+    for folder in root.rglob("*"):
+        if folder.is_dir() and CASE_ID.fullmatch(folder.name):
+            found.setdefault(folder.name, {})
     if not found:
         example = "BraTS-MET-00001-000-t1c.nii.gz"
         raise InputError(None, None, f"{root}: no BraTS cases found (expected files like {example})")
