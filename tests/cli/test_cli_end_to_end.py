@@ -9,6 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from click.testing import CliRunner
+
+from transunet3d.cli.main import cli
 
 EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
 
@@ -73,3 +76,14 @@ def test_output_path_that_is_a_file_is_a_user_error(tmp_path: Path):
     blocker.write_text("")
     result = run("phantom", str(blocker), "--cases", "1", "--shape", "32", "32", "32")
     assert result.returncode == 2 and result.stderr.strip() == f"error: {blocker}: exists and is not a folder"
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--lesions", "3", "1"], "error: --lesions 3 1: give MIN MAX with MIN <= MAX"),
+    (["--workers", "0"], "error: Invalid value for '--workers': 0 is not in the range x>=1. "
+                         "(see `transunet3d phantom --help`)"),
+    (["--no-such-option"], "error: No such option '--no-such-option'. (see `transunet3d phantom --help`)"),
+])
+def test_a_bad_option_is_one_error_line(tmp_path: Path, args: list[str], line: str):
+    result = CliRunner().invoke(cli, ["phantom", str(tmp_path / "out"), *args], prog_name="transunet3d")
+    assert result.exit_code == 2 and result.stderr.splitlines() == [line] and not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
 from transunet3d.data.preprocess import DEFAULT_FOREGROUND_SAMPLES, preprocess_dataset
 from transunet3d.data.splits import write_splits
 from transunet3d.data.validate import validate_cases
-from transunet3d.errors import IncompleteBatch
+from transunet3d.errors import IncompleteBatch, UserError
 
 _FOLDER = click.Path(path_type=Path)
 _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -49,8 +49,10 @@ _labels = click.option("--labels", type=click.Choice(list(SCHEMES)), default=DEF
 def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, diameter, cavities: float,
                     cavity_diameter, resample_to, axis_order, workers: int) -> None:
     """Generate BraTS-like synthetic cases (four contrasts + labels) in OUT, in the BraTS layout."""
-    if any(low > high for low, high in (lesions, diameter, cavity_diameter)):
-        raise click.BadParameter("ranges must be given as MIN MAX with MIN <= MAX")
+    for option, (low, high) in (("--lesions", lesions), ("--diameter", diameter),
+                                ("--cavity-diameter", cavity_diameter)):
+        if low > high:
+            raise UserError(f"{option} {low:g} {high:g}: give MIN MAX with MIN <= MAX")
     if axis_order is not None:
         try:
             axis_order = AxisOrder.from_codes(axis_order).codes

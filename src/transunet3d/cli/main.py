@@ -37,6 +37,10 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:  # a command's options: one line too, not click's usage block
+            command = error.ctx.command_path if error.ctx is not None else ctx.command_path
+            click.echo(f"error: {error.format_message()} (see `{command} --help`)", err=True)
+            ctx.exit(EXIT_USER_ERROR)
         except UserError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(EXIT_USER_ERROR)
