@@ -86,6 +86,16 @@ def write_case(root: Path, case_id: str = "BraTS-MET-00001-000", seed: int = 0, 
     return directory
 
 
+def write_two_case_cache(root: Path) -> Path:
+    """root/raw with two hand-made cases (`write_case`, seeds 1 and 2) and root/pre, their preprocessed cache."""
+    from transunet3d.data.preprocess import preprocess_dataset
+
+    for number in (1, 2):
+        write_case(root / "raw", f"BraTS-MET-0000{number}-000", seed=number)
+    preprocess_dataset(root / "raw", root / "pre", progress=False)
+    return root / "pre"
+
+
 def write_run(folder: Path, preset: str = "tiny", seed: int = 0, epoch: int | None = None,
               overrides: tuple[str, ...] = ()) -> Path:
     """A model folder as `transunet3d train` leaves it (config with `--set`-style `overrides`, latest checkpoint),

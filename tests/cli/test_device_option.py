@@ -6,10 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.factories import write_case, write_run
+from tests.factories import write_run, write_two_case_cache
 from transunet3d.cli.devices import parse_device
 from transunet3d.cli.main import cli
-from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.errors import UserError
 
 NO_CUDA = "CUDA is not available on this machine (or torch was installed without it)"
@@ -19,9 +18,7 @@ NO_CUDA = "CUDA is not available on this machine (or torch was installed without
 def inputs(tmp_path_factory) -> Path:
     """raw/ (two cases), pre/ (their cache) and run/fold_0 (a trained model)."""
     root = tmp_path_factory.mktemp("devices")
-    for number in (1, 2):
-        write_case(root / "raw", f"BraTS-MET-0000{number}-000", seed=number)
-    preprocess_dataset(root / "raw", root / "pre", progress=False)
+    write_two_case_cache(root)
     write_run(root / "run" / "fold_0")
     return root
 

@@ -8,12 +8,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.factories import write_case
+from tests.factories import write_two_case_cache
 from transunet3d.cli.main import cli
 from transunet3d.config import PRESETS, build_config, config_to_dict, load_config
 from transunet3d.config.io import validate_config
 from transunet3d.config.schema import ExperimentConfig, Range
-from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.errors import ConfigError
 
 # The settings of issue 15, then one of each remaining kind of range.
@@ -68,11 +67,7 @@ def _field(setting: str) -> str:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ranges")
-    for number in (1, 2):
-        write_case(root / "raw", f"BraTS-MET-0000{number}-000", seed=number)
-    preprocess_dataset(root / "raw", root / "pre", progress=False)
-    return root / "pre"
+    return write_two_case_cache(tmp_path_factory.mktemp("ranges"))
 
 
 @pytest.mark.parametrize("setting", BAD_SETTINGS)

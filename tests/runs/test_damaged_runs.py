@@ -10,9 +10,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.factories import write_case, write_run
+from tests.factories import write_run, write_two_case_cache
 from transunet3d.cli.main import cli
-from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
 from transunet3d.errors import UserError
 from transunet3d.runs.layout import ModelFolder
@@ -45,9 +44,7 @@ def _damaged_file(model: ModelFolder, name: str) -> Path:
 @pytest.fixture(scope="module")
 def raw_and_cache(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("damaged")
-    for number in (1, 2):
-        write_case(root / "raw", f"BraTS-MET-0000{number}-000", seed=number)
-    preprocess_dataset(root / "raw", root / "pre", progress=False)
+    write_two_case_cache(root)
     write_splits(root / "pre", folds=2, seed=0)
     return root / "raw", root / "pre"
 
