@@ -38,6 +38,7 @@ def test_the_command_line_applies_it_says_so_and_can_be_told_not_to(tmp_path: Pa
     released = runner.invoke(cli, ["--release-freed-memory", "crossval", str(tmp_path)])
     assert "memory:" not in released.stderr and released.exit_code == 2
     assert "memory:" not in runner.invoke(cli, ["config", "--preset", "tiny"]).stderr  # no networks, no setting
+    assert "memory:" not in runner.invoke(cli, ["crossval", "--help"]).stderr  # help runs nothing
 
 
 @pytest.fixture(scope="module")

@@ -52,10 +52,30 @@ def test_same_seed_gives_identical_files(tmp_path: Path):
         np.testing.assert_array_equal(a.get_fdata(), b.get_fdata())
 
 
-@pytest.mark.parametrize("command", ["phantom", "validate", "preprocess", "splits", "config"])
-def test_every_command_explains_itself(command):
-    result = run(command, "--help")
-    assert result.returncode == 0 and "Usage: transunet3d" in result.stdout
+COMMANDS = ["challenge-entry", "config", "container", "crossval", "demo", "evaluate", "export", "model-info",
+            "phantom", "predict", "preprocess", "pretrain", "report", "splits", "train", "tune", "validate"]
+
+
+def test_the_command_lists_every_command():
+    result = CliRunner().invoke(cli, ["--help"], prog_name="transunet3d")
+    assert result.exit_code == 0
+    listed = [line.split()[0] for line in result.output.split("Commands:\n")[1].splitlines() if line[2:3] != " "]
+    assert listed == COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command: str):
+    result = CliRunner().invoke(cli, [command, "--help"], prog_name="transunet3d")
+    assert result.exit_code == 0 and result.output.startswith(f"Usage: transunet3d {command} ")  # nothing else
+
+
+def test_starting_the_command_and_evaluating_do_not_import_torch():
+    """`--version`, `--help` of a command and `evaluate` start in about a second: torch (3-5 s to import) loads
+    only with the commands that run networks or resample."""
+    script = ("import sys; import transunet3d.cli.main, transunet3d.cli.evaluate_cmd, transunet3d.cli.config_cmd; "
+              "assert 'torch' not in sys.modules, 'torch imported'")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_user_mistakes_exit_2_without_traceback(tmp_path: Path):

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from transunet3d import __version__
-from transunet3d.cli.config_cmd import config_command
-from transunet3d.cli.crossval_cmd import crossval_command
-from transunet3d.cli.data_cmds import phantom_command, preprocess_command, splits_command, validate_command
-from transunet3d.cli.demo_cmd import demo_command, report_command
-from transunet3d.cli.deploy_cmds import challenge_entry_command, container_command, export_command
-from transunet3d.cli.evaluate_cmd import evaluate_command
-from transunet3d.cli.model_cmd import model_info_command
-from transunet3d.cli.predict_cmd import predict_command
-from transunet3d.cli.pretrain_cmd import pretrain_command
-from transunet3d.cli.train_cmd import train_command
-from transunet3d.cli.tune_cmd import tune_command
 from transunet3d.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INCOMPLETE,
@@ -27,12 +18,49 @@ from transunet3d.errors import (
 )
 from transunet3d.memory import keep_freed_memory
 
+# Each command's module, imported only when the command runs (or `--help` lists them all): `transunet3d evaluate`
+# and `--version` do not pay for torch, matplotlib and the models at start-up.
+_COMMANDS = {
+    "phantom": "data_cmds:phantom_command",
+    "validate": "data_cmds:validate_command",
+    "preprocess": "data_cmds:preprocess_command",
+    "splits": "data_cmds:splits_command",
+    "evaluate": "evaluate_cmd:evaluate_command",
+    "model-info": "model_cmd:model_info_command",
+    "train": "train_cmd:train_command",
+    "pretrain": "pretrain_cmd:pretrain_command",
+    "crossval": "crossval_cmd:crossval_command",
+    "tune": "tune_cmd:tune_command",
+    "predict": "predict_cmd:predict_command",
+    "demo": "demo_cmd:demo_command",
+    "report": "demo_cmd:report_command",
+    "config": "config_cmd:config_command",
+    "export": "deploy_cmds:export_command",
+    "container": "deploy_cmds:container_command",
+    "challenge-entry": "deploy_cmds:challenge_entry_command",
+}
+
 # Commands that run networks on large CPU tensors, for which glibc's heap is tuned (memory.py).
 _TENSOR_COMMANDS = {"train", "pretrain", "predict", "crossval", "demo", "challenge-entry"}
 
 
 class _Commands(click.Group):
-    """A click group that applies the error policy of `transunet3d.errors` to every command."""
+    """A click group that applies the error policy of `transunet3d.errors` to every command and imports each
+    command's module when it is first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attribute = _COMMANDS[name].split(":")
+        return getattr(importlib.import_module(f"transunet3d.cli.{module}"), attribute)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """Also note whether the command is only asked for its help, which runs nothing (see `cli`)."""
+        ctx.meta["help_only"] = any(arg in ctx.help_option_names for arg in args[1:])
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -65,16 +93,10 @@ class _Commands(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, release_freed_memory: bool) -> None:
     """3D-TransUNet for brain metastases segmentation in multi-parametric MRI (BraTS-METS)."""
-    if ctx.invoked_subcommand in _TENSOR_COMMANDS and not release_freed_memory and keep_freed_memory():
+    runs_networks = ctx.invoked_subcommand in _TENSOR_COMMANDS and not ctx.meta.get("help_only")
+    if runs_networks and not release_freed_memory and keep_freed_memory():
         click.echo("memory: freed blocks are kept for reuse (glibc mallopt; --release-freed-memory turns it off)",
                    err=True)
-
-
-for command in (phantom_command, validate_command, preprocess_command, splits_command, evaluate_command,
-                model_info_command, train_command, pretrain_command, crossval_command, tune_command, predict_command,
-                demo_command, report_command, config_command, export_command, container_command,
-                challenge_entry_command):
-    cli.add_command(command)
 
 
 def main() -> None:

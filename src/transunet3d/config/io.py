@@ -15,8 +15,8 @@ from transunet3d.config.presets import preset_overrides
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.errors import ConfigError
 from transunet3d.files import atomic_path
-from transunet3d.models.mae import token_shape
 from transunet3d.models.registry import spec_from_config
+from transunet3d.models.spec import token_shape
 
 _SECTIONS = [f.name for f in dataclasses.fields(ExperimentConfig) if dataclasses.is_dataclass(f.default_factory)]
 

@@ -1,33 +1,38 @@
-"""BraTS-METS data: discover and validate cases, phantoms, preprocessing cache, k-fold splits."""
+"""BraTS-METS data: discover and validate cases, phantoms, preprocessing cache, k-fold splits.
 
-from transunet3d.data.cache import CachedCase, cached_case_ids, open_case
-from transunet3d.data.crop import brain_box, crop, uncrop
-from transunet3d.data.labels import SCHEMES, LabelScheme, label_scheme
-from transunet3d.data.layout import CaseFiles, discover_cases
-from transunet3d.data.nifti import Geometry, write_nifti
-from transunet3d.data.preprocess import PreprocessReport, preprocess_dataset
-from transunet3d.data.splits import make_splits, write_splits
-from transunet3d.data.validate import LoadedCase, load_case, validate_cases
+The names below are imported from their modules when first used: reading and checking files (`layout`, `nifti`,
+`crop`) does not import torch, which only resampling needs.
+"""
 
-__all__ = [
-    "SCHEMES",
-    "CachedCase",
-    "CaseFiles",
-    "Geometry",
-    "LabelScheme",
-    "LoadedCase",
-    "PreprocessReport",
-    "brain_box",
-    "cached_case_ids",
-    "crop",
-    "discover_cases",
-    "label_scheme",
-    "load_case",
-    "make_splits",
-    "open_case",
-    "preprocess_dataset",
-    "uncrop",
-    "validate_cases",
-    "write_nifti",
-    "write_splits",
-]
+import importlib
+
+_EXPORTS = {
+    "CachedCase": "cache",
+    "CaseFiles": "layout",
+    "Geometry": "nifti",
+    "LabelScheme": "labels",
+    "LoadedCase": "validate",
+    "PreprocessReport": "preprocess",
+    "SCHEMES": "labels",
+    "brain_box": "crop",
+    "cached_case_ids": "cache",
+    "crop": "crop",
+    "discover_cases": "layout",
+    "label_scheme": "labels",
+    "load_case": "validate",
+    "make_splits": "splits",
+    "open_case": "cache",
+    "preprocess_dataset": "preprocess",
+    "uncrop": "crop",
+    "validate_cases": "validate",
+    "write_nifti": "nifti",
+    "write_splits": "splits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

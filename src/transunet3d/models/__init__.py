@@ -1,19 +1,28 @@
-"""The 3D-TransUNet model family (unet, encoder, decoder, both) behind one registry."""
+"""The 3D-TransUNet model family (unet, encoder, decoder, both) behind one registry.
 
-from transunet3d.models.info import ModelInfo, model_info
-from transunet3d.models.network import ModelOutput, TransUNet3D
-from transunet3d.models.registry import create_model, list_models, model_from_config, model_spec, register_model
-from transunet3d.models.spec import ArchitectureSpec
+The names below are imported from their modules when first used, so that the torch-free modules (`spec`,
+`registry`), which the config layer checks every config with, import without torch.
+"""
 
-__all__ = [
-    "ArchitectureSpec",
-    "ModelInfo",
-    "ModelOutput",
-    "TransUNet3D",
-    "create_model",
-    "list_models",
-    "model_from_config",
-    "model_info",
-    "model_spec",
-    "register_model",
-]
+import importlib
+
+_EXPORTS = {
+    "ArchitectureSpec": "spec",
+    "ModelInfo": "info",
+    "ModelOutput": "network",
+    "TransUNet3D": "network",
+    "create_model": "network",
+    "list_models": "registry",
+    "model_from_config": "network",
+    "model_info": "info",
+    "model_spec": "registry",
+    "register_model": "registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

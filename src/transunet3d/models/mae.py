@@ -19,21 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from transunet3d.models.spec import ArchitectureSpec
+from transunet3d.models.spec import ArchitectureSpec, token_shape
 from transunet3d.models.vit import Block
 
-TOKENIZERS = ("slice2d", "cube3d")
 NORMALIZATION_EPS = 1e-6
-
-
-def token_shape(tokenizer: str, crop: tuple[int, int, int], side: int = 16) -> tuple[int, int, int]:
-    """The voxels (x, y, z) one token covers: side x side x whole depth, or a cube."""
-    if tokenizer not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
-    shape = (side, side, crop[2]) if tokenizer == "slice2d" else (side, side, side)
-    if any(c % t for c, t in zip(crop, shape)):
-        raise ValueError(f"crop {tuple(crop)} is not a whole number of {shape} tokens")
-    return shape
 
 
 def patchify(images: torch.Tensor, token: tuple[int, int, int]) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -10,8 +11,12 @@ from torch import nn
 from transunet3d.models.cnn import Decoder, Encoder
 from transunet3d.models.conv import Conv3d
 from transunet3d.models.query_decoder import QueryDecoder, region_probabilities
+from transunet3d.models.registry import model_spec, spec_from_config
 from transunet3d.models.spec import ArchitectureSpec
 from transunet3d.models.vit import BottleneckViT
+
+if TYPE_CHECKING:
+    from transunet3d.config.schema import ExperimentConfig
 
 _PROBABILITY_EPS = 1e-6
 
@@ -77,3 +82,13 @@ def _he_init(module: nn.Module) -> None:
         nn.init.kaiming_normal_(module.weight, a=0.01)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def create_model(name: str, width: str = "full", **overrides: Any) -> TransUNet3D:
+    """Build variant `name` ("unet", "encoder", "decoder", "both")."""
+    return TransUNet3D(model_spec(name, width, **overrides))
+
+
+def model_from_config(config: ExperimentConfig) -> TransUNet3D:
+    """The network an experiment config describes (see `spec_from_config`)."""
+    return TransUNet3D(spec_from_config(config))

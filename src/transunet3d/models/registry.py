@@ -1,4 +1,6 @@
-"""Named model variants, timm style: `create_model("encoder", width="tiny", vit_dropout=0.0)`."""
+"""Named model variants, timm style (`model_spec("encoder", width="tiny", vit_dropout=0.0)`), and the spec an
+experiment config describes. Free of torch, so that building and checking a config does not import it;
+`network.create_model` and `network.model_from_config` build the networks."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from transunet3d.errors import ConfigError
-from transunet3d.models.network import TransUNet3D
 from transunet3d.models.spec import TINY, ArchitectureSpec
 
 if TYPE_CHECKING:  # only a type here: the config layer checks its patch sizes against these specs
@@ -64,11 +65,6 @@ def model_spec(name: str, width: str = "full", **overrides: Any) -> Architecture
         raise ConfigError(f"bad model override: {error}") from None
 
 
-def create_model(name: str, width: str = "full", **overrides: Any) -> TransUNet3D:
-    """Build variant `name` ("unet", "encoder", "decoder", "both")."""
-    return TransUNet3D(model_spec(name, width, **overrides))
-
-
 def spec_from_config(config: ExperimentConfig, patch_size: tuple[int, int, int] | None = None) -> ArchitectureSpec:
     """The architecture an experiment describes: its model section, one output per region of its label scheme
     (`data.labels`), for patches of `patch_size` (default its training patches, `train.patch_size`)."""
@@ -83,8 +79,3 @@ def spec_from_config(config: ExperimentConfig, patch_size: tuple[int, int, int] 
                       deep_supervision=model.deep_supervision, vit_dropout=model.vit_dropout,
                       masked_attention=model.masked_attention, num_queries=model.num_queries,
                       decoder_attention_fp32=model.decoder_attention_fp32, **depth)
-
-
-def model_from_config(config: ExperimentConfig) -> TransUNet3D:
-    """The network an experiment config describes (see `spec_from_config`)."""
-    return TransUNet3D(spec_from_config(config))

@@ -74,3 +74,16 @@ TINY = {
 def group_count(channels: int, preferred: int = 32) -> int:
     """GroupNorm groups: the preferred 32 where they divide the channels, else the largest common divisor."""
     return preferred if channels % preferred == 0 else math.gcd(channels, preferred)
+
+
+TOKENIZERS = ("slice2d", "cube3d")  # the MAE's: 2D columns through the crop (the paper's), or 3D cubes
+
+
+def token_shape(tokenizer: str, crop: tuple[int, int, int], side: int = 16) -> tuple[int, int, int]:
+    """The voxels (x, y, z) one token covers: side x side x whole depth, or a cube."""
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
+    shape = (side, side, crop[2]) if tokenizer == "slice2d" else (side, side, side)
+    if any(c % t for c, t in zip(crop, shape)):
+        raise ValueError(f"crop {tuple(crop)} is not a whole number of {shape} tokens")
+    return shape
