@@ -1,4 +1,5 @@
-"""`--device`: the one place where a command turns the option into a torch device and checks it on this machine."""
+"""The device a command or a trainer runs on: the one place where `--device` (or a library caller's device) is read,
+defaulted and checked on this machine."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from transunet3d.errors import UserError
 _CHOICES = "give cpu, cuda, cuda:N or mps"
 
 
-def parse_device(name: str | None) -> torch.device:
+def parse_device(name: str | torch.device | None) -> torch.device:
     """The device that `--device NAME` names, checked against this machine.
 
     Commands call it before they write anything, so that a typo or a GPU the machine lacks is one error line
     rather than a torch traceback after a half-made run folder.
 
     Args:
-        name: a torch device string ("cpu", "cuda", "cuda:1", "mps"), or None for the default: this process's
-            GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU.
+        name: a torch device or its string ("cpu", "cuda", "cuda:1", "mps"), or None for the default: this
+            process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU.
 
     Raises:
         UserError: "--device NAME: problem" for a string torch does not read, or a device this machine lacks.
@@ -27,7 +28,7 @@ def parse_device(name: str | None) -> torch.device:
     if name is None:
         return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
+        device = torch.device(name)  # a device passes through
     except RuntimeError:
         raise UserError(f"--device {name}: not a device; {_CHOICES}") from None
     problem = _device_problem(device)

@@ -7,8 +7,8 @@ import torch
 from click.testing import CliRunner
 
 from tests.factories import write_run, write_two_case_cache
-from transunet3d.cli.devices import parse_device
 from transunet3d.cli.main import cli
+from transunet3d.devices import parse_device
 from transunet3d.errors import UserError
 
 NO_CUDA = "CUDA is not available on this machine (or torch was installed without it)"

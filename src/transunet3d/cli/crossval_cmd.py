@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.devices import parse_device
 from transunet3d.config.io import load_config
 from transunet3d.crossval import pool_folds, validate_fold
+from transunet3d.devices import parse_device
 from transunet3d.errors import UserError
 from transunet3d.runs.folds import parse_fold_list
 from transunet3d.runs.layout import ModelFolder, RunFolder

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.devices import parse_device
 from transunet3d.demo.pipeline import DemoSettings, run_demo
+from transunet3d.devices import parse_device
 from transunet3d.report.build import write_report
 
 _PATH = click.Path(path_type=Path)
@@ -39,7 +39,7 @@ def demo_command(out: Path, mae: bool, train_cases: int, test_cases: int, shape:
     target = parse_device(device)
     settings = DemoSettings(train_cases=train_cases, test_cases=test_cases, shape=tuple(shape), epochs=epochs,
                             iterations_per_epoch=iterations, mae=mae, workers=workers)
-    result = run_demo(out, settings, device=str(target))
+    result = run_demo(out, settings, device=target)
     timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
     before, after, held_out = result.out_of_fold
     held_out_text = "" if held_out is None else (

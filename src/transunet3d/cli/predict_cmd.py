@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.devices import parse_device
 from transunet3d.config.schema import InferConfig
 from transunet3d.data.labels import LabelScheme
 from transunet3d.deploy.onnx_backend import load_exported_models
+from transunet3d.devices import parse_device
 from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor

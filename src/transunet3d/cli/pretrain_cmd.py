@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.config_cmd import set_option
-from transunet3d.cli.devices import parse_device
 from transunet3d.config import PRESETS, build_config
+from transunet3d.devices import parse_device
 from transunet3d.jobs.training import pretrain_model
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.distributed import Distributed
@@ -35,7 +35,7 @@ def pretrain_command(preprocessed: Path, run_dir: Path, preset: str, overrides: 
     config = build_config(preset, overrides)
     processes = Distributed.from_environment(use_cuda=target.type == "cuda")
     try:
-        trainer = pretrain_model(preprocessed, ModelFolder(run_dir), config, resume, str(target), processes)
+        trainer = pretrain_model(preprocessed, ModelFolder(run_dir), config, resume, target, processes)
     finally:
         processes.close()
     if processes.is_main:

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.config_cmd import set_option
-from transunet3d.cli.devices import parse_device
 from transunet3d.config import PRESETS, build_config
+from transunet3d.devices import parse_device
 from transunet3d.jobs.training import TrainingJob, cache_defaults, folds_to_train, train_folds
 from transunet3d.runs.layout import RunFolder
 from transunet3d.training.distributed import Distributed
@@ -43,7 +43,7 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
     if pretrain_run is not None:
         config.model.init_encoder = str(pretrain_run)
     job = TrainingJob(preprocessed, RunFolder(run_dir), config, folds_to_train(fold, preprocessed, config),
-                      resume=resume, device=str(target), validate=validate, workers=workers)
+                      resume=resume, device=target, validate=validate, workers=workers)
     processes = Distributed.from_environment(use_cuda=target.type == "cuda")
     try:
         summary = train_folds(job, processes, echo=click.echo)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
+import torch
 
 from transunet3d.config import build_config
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
@@ -84,7 +85,7 @@ class DemoResult:
 
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callable[[str], None] = click.echo,
-             device: str = "cpu") -> DemoResult:
+             device: torch.device | str = "cpu") -> DemoResult:
     """Run every stage into `out`; returns the report's path, the test score and the seconds per stage."""
     settings = settings or DemoSettings()
     out = output_folder(out)
@@ -106,7 +107,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callab
                       (tuned["score_before"], tuned["score_after"], tuned["score_held_out"]), tuned["cases"])
 
 
-def _stages(out: Path, settings: DemoSettings, device: str) -> list[tuple[str, Callable[[], None]]]:
+def _stages(out: Path, settings: DemoSettings, device: torch.device | str) -> list[tuple[str, Callable[[], None]]]:
     raw, pre = out / "raw", out / "preprocessed"
     stages = [
         ("phantoms", lambda: _phantoms(raw, settings)),
@@ -135,13 +136,13 @@ def _phantoms(raw: Path, settings: DemoSettings) -> None:
             write_phantoms(raw / folder, count, settings.seed, spec, settings.workers, first=first)
 
 
-def _pretrain(pre: Path, folder: ModelFolder, settings: DemoSettings, device: str) -> None:
+def _pretrain(pre: Path, folder: ModelFolder, settings: DemoSettings, device: torch.device | str) -> None:
     """MAE pre-training, continued when an earlier demo was interrupted."""
     pretrain_model(pre, folder, build_config("mae-tiny", [f"loop.epochs={settings.mae_epochs}"]), resume=True,
                    device=device)
 
 
-def _train(pre: Path, run: RunFolder, settings: DemoSettings, device: str) -> None:
+def _train(pre: Path, run: RunFolder, settings: DemoSettings, device: torch.device | str) -> None:
     """Fold 0 (the budget holds one fold), validated on its own validation cases; continued when interrupted."""
     overrides = [f"loop.epochs={settings.epochs}", f"loop.iterations_per_epoch={settings.iterations_per_epoch}",
                  f"train.foreground_fraction={settings.foreground_fraction}",
@@ -159,7 +160,7 @@ def _tune(run: RunFolder, settings: DemoSettings) -> None:
     tune_run(run, workers=settings.workers)
 
 
-def _predict(test: Path, predictions: Path, run: RunFolder, device: str) -> None:
+def _predict(test: Path, predictions: Path, run: RunFolder, device: torch.device | str) -> None:
     models = load_models([run.path], device=device)
     tuned = read_postprocessing(run.postprocessing, models[0].scheme)
     predict_folder(test, predictions, Predictor(models, models[0].config.infer, device, postprocessing=tuned),

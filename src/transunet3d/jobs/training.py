@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from transunet3d.config.io import load_config
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE, read_dataset
 from transunet3d.data.splits import read_splits
+from transunet3d.devices import parse_device
 from transunet3d.errors import ConfigError, UserError, warn_input
 from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
@@ -28,7 +30,7 @@ from transunet3d.training.pretrained import load_pretrained_encoder
 from transunet3d.training.pretraining import PretrainTask
 from transunet3d.training.segmentation import SegmentationTask, fold_cases
 from transunet3d.training.task import Task
-from transunet3d.training.trainer import Trainer, TrainerState, training_device
+from transunet3d.training.trainer import Trainer, TrainerState
 
 Echo = Callable[[str], None]
 
@@ -52,7 +54,7 @@ class TrainingJob:
     config: ExperimentConfig
     folds: list[Fold]
     resume: bool = False
-    device: str | None = None
+    device: torch.device | str | None = None  # None: this process's GPU, else the CPU (`devices.parse_device`)
     validate: bool = True
     workers: int = 1  # processes for the evaluation of the validation cases
 
@@ -80,10 +82,10 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
             _warn_if_nothing_to_resume(job.run)
         remove_stale_temporaries(job.run.path, recursive=True)
     # Every fold is checked (its config, the cache, its cases) before the first one writes into the run folder.
-    configs = [_fold_config(job, fold) for fold in job.folds]
-    for fold, (config, started) in zip(job.folds, configs):
+    checked = [_fold_config(job, fold) for fold in job.folds]
+    for fold, (config, started, cases) in zip(job.folds, checked):
         folder = job.run.fold(fold)
-        task = SegmentationTask(config, job.preprocessed, fold, processes)
+        task = SegmentationTask(config, job.preprocessed, fold, processes, cases)
         if not started and config.model.init_encoder:
             _transfer_encoder(task, config, folder, processes, echo)
         state = _fit(task, folder, started, job.device, processes)
@@ -103,16 +105,15 @@ def _warn_if_nothing_to_resume(run: RunFolder) -> None:
                                "start")
 
 
-def _fold_config(job: TrainingJob, fold: Fold) -> tuple[ExperimentConfig, bool]:
-    """The config `fold` trains with and whether it has started, once the cache and the fold's cases are checked
-    against it (a resumed run's cache must still be as it was)."""
+def _fold_config(job: TrainingJob, fold: Fold) -> tuple[ExperimentConfig, bool, tuple[list, list, list]]:
+    """The config `fold` trains with, whether it has started, and its cases (`fold_cases`), once the cache and
+    the cases are checked against the config (a resumed run's cache must still be as it was)."""
     config, started = _model_config(job.run.fold(fold), job.config, job.resume, job.run)
     if not started:
         config = with_cache_grid(config, job.preprocessed)
     elif config.data.target_spacing is not None:
         with_cache_grid(config, job.preprocessed)
-    fold_cases(Path(job.preprocessed), fold, config)
-    return config, started
+    return config, started, fold_cases(Path(job.preprocessed), fold, config)
 
 
 def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentConfig:
@@ -161,7 +162,7 @@ def check_cache_labels(config: ExperimentConfig, preprocessed: Path) -> dict[str
 
 
 def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentConfig, resume: bool = False,
-                   device: str | None = None, processes: Distributed = SINGLE_PROCESS) -> Trainer:
+                   device: torch.device | str | None = None, processes: Distributed = SINGLE_PROCESS) -> Trainer:
     """MAE pre-training into `folder` (started or resumed as `train_folds` does); returns the finished trainer."""
     if not Path(preprocessed).is_dir():
         raise UserError(f"{preprocessed}: not a folder")
@@ -194,7 +195,8 @@ def _model_config(folder: ModelFolder, config: ExperimentConfig, resume: bool,
     return (load_config(siblings[0].config) if siblings else config), started
 
 
-def _fit(task: Task, folder: ModelFolder, started: bool, device: str | None, processes: Distributed) -> TrainerState:
+def _fit(task: Task, folder: ModelFolder, started: bool, device: torch.device | str | None,
+         processes: Distributed) -> TrainerState:
     trainer = Trainer(task, folder, device, processes)
     if started:
         trainer.resume()
@@ -214,7 +216,7 @@ def _transfer_encoder(task: SegmentationTask, config: ExperimentConfig, folder: 
 def _validate(job: TrainingJob, folder: ModelFolder, processes: Distributed, echo: Echo) -> None:
     """Out-of-fold validation in the main process while the others wait."""
     if processes.is_main:
-        summary = validate_fold(folder, job.preprocessed, training_device(job.device, processes),
+        summary = validate_fold(folder, job.preprocessed, parse_device(job.device),
                                 workers=job.workers)
         echo(f"{fold_label(folder.fold)} validation: mean lesion-wise Dice "
              f"{summary['overall'].get('mean_lesionwise_dice', float('nan')):.4f} on {summary['cases_scored']} "

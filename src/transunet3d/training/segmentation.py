@@ -79,12 +79,17 @@ class SegmentationTask(Task):
     score_column = "ema_dice"
 
     def __init__(self, config: ExperimentConfig, preprocessed: Path, fold: Fold,
-                 processes: Distributed = SINGLE_PROCESS):
-        """Without validation cases (the all-data model), the pseudo-Dice is measured on training patches."""
+                 processes: Distributed = SINGLE_PROCESS, cases: tuple[list, list, list] | None = None):
+        """Without validation cases (the all-data model), the pseudo-Dice is measured on training patches.
+
+        Args:
+            cases: the fold's `fold_cases`, when the caller has read and checked them already (a training job
+                checks every fold before the first one starts); by default they are read here.
+        """
         self.config, train, self.loop = config, config.train, config.loop
         scheme = label_scheme(config.data.labels)
         self.metric_columns = tuple(f"dice_{region}" for region in scheme.region_names)
-        self.splits, train_ids, val_ids = fold_cases(Path(preprocessed), fold, config)
+        self.splits, train_ids, val_ids = cases or fold_cases(Path(preprocessed), fold, config)
         # Each process draws its own patches: the batch seeds include the rank.
         self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, self.loop.batch_size,
                                     train.foreground_fraction, train.lesion_sampling, seed=self.loop.seed,

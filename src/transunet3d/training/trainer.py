@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from transunet3d.devices import parse_device
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models.precision import autocast, resolve_precision
@@ -39,21 +40,15 @@ class TrainerState:
     nonfinite_in_row: int = 0
 
 
-def training_device(name: str | None, processes: Distributed) -> torch.device:
-    """The device `name`, or by default this process's GPU when there is one, else the CPU."""
-    if name is None:
-        name = f"cuda:{processes.local_rank}" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 class Trainer:
     """Runs `task` into a model folder: the task's run files, the log, the progress plot and the checkpoints."""
 
-    def __init__(self, task: Task, folder: ModelFolder, device: str | None = None,
+    def __init__(self, task: Task, folder: ModelFolder, device: str | torch.device | None = None,
                  processes: Distributed = SINGLE_PROCESS):
+        """`device`: as `--device` reads it (`devices.parse_device`; None: this process's GPU, else the CPU)."""
         self.task, self.loop = task, task.loop
         self.folder, self.processes = folder, processes
-        self.device = training_device(device, processes)
+        self.device = parse_device(device)
         if processes.is_main:
             task.write_run_files(folder)
         # channels-last: 1.4x faster training steps of the tiny models on the CPU (docs/benchmarks.md)
