@@ -1,6 +1,6 @@
-"""Fault injection: `predict`, `preprocess`, `evaluate` and `train` killed (SIGKILL) at random moments, then run
-again (`--continue`, plain, plain, `--resume`), give exactly the outputs of an uninterrupted run and leave no
-temporary behind."""
+"""Fault injection: `predict`, `preprocess` and `evaluate` killed (SIGKILL) at random moments, then run again
+(`--continue`, plain, plain), give exactly the outputs of an uninterrupted run and leave no temporary behind.
+(`train` killed after a checkpoint and run again with `--resume`: tests/training/test_trainer.py.)"""
 
 import csv
 import json
@@ -17,19 +17,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from safetensors.torch import load_file
 
 from tests.factories import dead_pid, temporary, write_run
 from transunet3d.cli.main import cli
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
-from transunet3d.data.splits import write_splits
 from transunet3d.files import is_temporary
-from transunet3d.runs.layout import RunFolder
 
 EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
 SEEDS = (1, 2)
-TRAIN = ["--preset", "tiny-unet", "--fold", "0", "--device", "cpu", "--no-validate", "--set", "loop.epochs=2",
-         "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1", "--set", "loop.checkpoint_every=1"]
 
 
 def predict_args(raw: Path, model: Path) -> list[str]:
@@ -85,14 +80,6 @@ def data(tmp_path_factory) -> Path:
     invoke("evaluate", root / "pred", root / "raw", "--out", root / "eval" / "metrics.csv",
            "--summary", root / "eval" / "summary.json")
     return root
-
-
-@pytest.fixture(scope="module")
-def trained(data: Path) -> Path:
-    """Fold 0 of a short training on the reference cache, uninterrupted."""
-    write_splits(data / "pre", folds=2, seed=0)
-    invoke("train", data / "pre", "--out", data / "train", *TRAIN)
-    return data / "train"
 
 
 def assert_same_nifti(a: Path, b: Path) -> None:
@@ -153,17 +140,4 @@ def test_evaluate_killed_then_rerun(data: Path, startup_s: float, tmp_path: Path
     with (out / "metrics.csv").open() as rerun, (data / "eval" / "metrics.csv").open() as reference:
         assert list(csv.reader(rerun)) == list(csv.reader(reference))
     assert json.loads((out / "summary.json").read_text()) == json.loads((data / "eval" / "summary.json").read_text())
-    assert temporaries(out) == []
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_train_killed_then_resumed(data: Path, trained: Path, startup_s: float, tmp_path: Path, seed: int):
-    out = tmp_path / "train"
-    killed_then_rerun(["train", str(data / "pre"), "--out", str(out), *TRAIN], seed, ["--resume"],
-                      startup_s + 6)
-    reference, resumed = RunFolder(trained).fold(0), RunFolder(out).fold(0)
-    a = load_file(str(reference.latest_checkpoint() / "weights.safetensors"))
-    b = load_file(str(resumed.latest_checkpoint() / "weights.safetensors"))
-    assert a.keys() == b.keys() and all(a[name].equal(b[name]) for name in a)
-    assert len(resumed.log.read_text().splitlines()) == len(reference.log.read_text().splitlines())
     assert temporaries(out) == []

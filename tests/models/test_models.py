@@ -97,11 +97,11 @@ def test_bf16_autocast_and_channels_last(name):
     x = torch.randn(2, 4, 64, 32, 32)
     with torch.no_grad():
         reference = model(x).logits.sigmoid()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(x).logits.float().sigmoid()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # one sample: 5 s per variant without bf16 units
+            low = model(x[:1]).logits.float().sigmoid()
         fast = model.to(memory_format=torch.channels_last_3d)(x.to(memory_format=torch.channels_last_3d))
     assert torch.isfinite(low).all()
-    assert (low - reference).abs().mean() < 0.02
+    assert (low - reference[:1]).abs().mean() < 0.02
     torch.testing.assert_close(fast.logits.sigmoid(), reference, rtol=0, atol=1e-4)
 
 

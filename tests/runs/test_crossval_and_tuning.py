@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from transunet3d.cli.main import cli
 from transunet3d.config import load_config
@@ -92,10 +92,16 @@ def test_an_interrupted_validation_continues_with_the_missing_cases(trained_run:
     assert "cross-validation (2 fold(s), 4 cases)" in result.output
 
 
-def test_tune_writes_postprocessing_json_and_predict_applies_it(trained_run: Path, raw_and_cache, tmp_path: Path):
+@pytest.fixture(scope="module")
+def tuned(trained_run: Path) -> Result:
+    """`transunet3d tune` of the run, once for the tests that read its output, its file or its report."""
+    return CliRunner().invoke(cli, ["tune", str(trained_run), "--workers", "2"])
+
+
+def test_tune_writes_postprocessing_json_and_predict_applies_it(trained_run: Path, tuned: Result, raw_and_cache,
+                                                                tmp_path: Path):
     raw, _ = raw_and_cache
     run = RunFolder(trained_run)
-    tuned = CliRunner().invoke(cli, ["tune", str(trained_run), "--workers", "2"])
     assert tuned.exit_code == 0, tuned.output
     written = json.loads(run.postprocessing.read_text())
     assert written["cases"] == 4 and written["score_after"] >= written["score_before"]
@@ -128,8 +134,8 @@ def test_tune_without_a_validated_fold_is_one_error_line(tmp_path: Path):
     assert result.exit_code == 2 and result.output.startswith("error:") and "no validated fold" in result.output
 
 
-def test_report_shows_the_cross_validation_and_the_tuning(trained_run: Path):
-    assert CliRunner().invoke(cli, ["tune", str(trained_run), "--workers", "2"]).exit_code == 0
+def test_report_shows_the_cross_validation_and_the_tuning(trained_run: Path, tuned: Result):
+    assert tuned.exit_code == 0
     result = CliRunner().invoke(cli, ["report", str(trained_run)])
     assert result.exit_code == 0, result.output
     page = (trained_run / "report.html").read_text()

@@ -9,8 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from safetensors.torch import load_file
 
+from transunet3d.cli.main import cli
+from transunet3d.files import is_temporary
 from transunet3d.runs.layout import ModelFolder, RunFolder
 
 EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
@@ -18,10 +21,12 @@ SHORT = ["--set", "loop.epochs=3", "--set", "loop.iterations_per_epoch=3", "--se
          "--set", "loop.checkpoint_every=1"]
 
 
+TRAIN = ["train", "--preset", "tiny-unet", "--fold", "0", "--device", "cpu", "--no-validate", *SHORT]
+
+
 def train(cache: Path, out: Path, *extra: str) -> subprocess.Popen:
     """Fold 0 of a short run into `out`/fold_0 (without out-of-fold validation, tested in tests/runs)."""
-    return subprocess.Popen([EXE, "train", str(cache), "--preset", "tiny-unet", "--fold", "0", "--out", str(out),
-                             "--device", "cpu", "--no-validate", *SHORT, *extra], stdout=subprocess.PIPE,
+    return subprocess.Popen([EXE, *TRAIN, str(cache), "--out", str(out), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -29,9 +34,14 @@ def final_weights(model: ModelFolder) -> dict:
     return load_file(str(model.latest_checkpoint() / "weights.safetensors"))
 
 
+def train_here(cache: Path, out: Path, *extra: str) -> Result:
+    """The same command in this process."""
+    return CliRunner().invoke(cli, [*TRAIN, str(cache), "--out", str(out), *extra])
+
+
 def test_run_folder_and_bitwise_exact_resume_after_sigkill(cache: Path, tmp_path: Path):
-    straight = train(cache, tmp_path / "straight")
-    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+    straight = train_here(cache, tmp_path / "straight")  # uninterrupted, in this process
+    assert straight.exit_code == 0, straight.output
     run = RunFolder(tmp_path / "straight").fold(0)
     assert {p.name for p in run.path.iterdir()} >= {"config.yaml", "splits.json", "log.csv", "progress.png",
                                                     "checkpoints"}
@@ -54,15 +64,15 @@ def test_run_folder_and_bitwise_exact_resume_after_sigkill(cache: Path, tmp_path
     for name in a:
         assert a[name].equal(b[name]), name
     assert killed_run.log.read_text().count("\n") == 4
+    assert [path for path in killed_run.path.rglob("*") if is_temporary(path)] == []
 
 
 def test_refuses_to_overwrite_a_run_without_resume(cache: Path, tmp_path: Path):
     model = RunFolder(tmp_path / "run").fold(0)
     model.checkpoints.mkdir(parents=True)
     model.latest_pointer.write_text('{"folder": "epoch_0001", "epoch": 1}')
-    result = train(cache, tmp_path / "run")
-    assert result.wait(timeout=120) == 2
-    assert "already holds a training run" in result.stderr.read()
+    result = train_here(cache, tmp_path / "run")
+    assert result.exit_code == 2 and "already holds a training run" in result.stderr
     assert not model.config.exists()
 
 
