@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from transunet3d.data.crop import crop, mask_bounds, uncrop
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme
 
 ANISOTROPY = 3.0  # nnU-Net's ANISO_THRESHOLD
@@ -166,20 +167,22 @@ def _keep_vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.nda
     """Restore, in `kept`, every 26-connected component of `mask` that `kept` lost, by nearest neighbour: the
     output voxels whose centres fall in it; when none do (it is thinner than the new voxels), the output voxel
     holding the centre of its voxel of highest interpolated `values`."""
-    components, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-    if count == 0:
+    box = mask_bounds(mask)
+    if box is None:
         return
-    voxels = np.nonzero(components)
+    # Labelled inside the mask's bounding box only: a few lesions in a 512x512x176 map take 0.5 s on the whole.
+    components, count = ndimage.label(crop(mask, box), structure=np.ones((3, 3, 3), dtype=bool))
+    found = np.nonzero(components)
+    label, voxels = components[found], tuple(index + lo for index, (lo, _) in zip(found, box))
     # The output voxel holding each source voxel's centre (extent-preserving grids).
     target = np.ravel_multi_index(
         [np.minimum(((v + 0.5) * n / m).astype(np.int64), n - 1) for v, n, m in zip(voxels, kept.shape, mask.shape)],
         kept.shape)
-    label = components[voxels]
     lost = np.bincount(label, weights=kept.ravel()[target], minlength=count + 1) == 0
     lost[0] = False
     if not lost.any():
         return
-    nearest = components
+    nearest = uncrop(components, box, mask.shape)
     for axis, size in enumerate(kept.shape):
         nearest = _nearest_along(nearest, axis, size)
     kept |= lost[nearest]
