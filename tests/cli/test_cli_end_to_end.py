@@ -1,4 +1,5 @@
-"""The installed `transunet3d` command on tiny phantoms: phantom -> validate -> preprocess -> splits."""
+"""The installed `transunet3d` command on tiny phantoms (phantom -> validate -> preprocess -> splits), and the
+command line's help, seeds and mistakes in this process."""
 
 import json
 import shutil
@@ -9,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from transunet3d.cli.main import cli
 
@@ -41,10 +42,15 @@ def test_pipeline_from_phantoms_to_splits(tmp_path: Path):
     assert image.shape[0] == 4 and image.dtype == np.float32
 
 
+def here(*args: str) -> Result:
+    """`transunet3d ARGS` in this process."""
+    return CliRunner().invoke(cli, list(args), prog_name="transunet3d")
+
+
 def test_same_seed_gives_identical_files(tmp_path: Path):
     for name in ("a", "b"):
-        assert run("phantom", str(tmp_path / name), "--cases", "1", "--seed", "9", "--shape", "40", "48", "40",
-                   "--workers", "1").returncode == 0
+        assert here("phantom", str(tmp_path / name), "--cases", "1", "--seed", "9", "--shape", "40", "48", "40",
+                    "--workers", "1").exit_code == 0
     case = "BraTS-MET-00001-000"
     for kind in ("t1c", "seg"):
         file = f"{case}/{case}-{kind}.nii.gz"
@@ -57,7 +63,7 @@ COMMANDS = ["challenge-entry", "config", "container", "crossval", "demo", "evalu
 
 
 def test_the_command_lists_every_command():
-    result = CliRunner().invoke(cli, ["--help"], prog_name="transunet3d")
+    result = here("--help")
     assert result.exit_code == 0
     listed = [line.split()[0] for line in result.output.split("Commands:\n")[1].splitlines() if line[2:3] != " "]
     assert listed == COMMANDS
@@ -65,7 +71,7 @@ def test_the_command_lists_every_command():
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_explains_itself(command: str):
-    result = CliRunner().invoke(cli, [command, "--help"], prog_name="transunet3d")
+    result = here(command, "--help")
     assert result.exit_code == 0 and result.output.startswith(f"Usage: transunet3d {command} ")  # nothing else
 
 
@@ -79,11 +85,11 @@ def test_starting_the_command_and_evaluating_do_not_import_torch():
 
 
 def test_user_mistakes_exit_2_without_traceback(tmp_path: Path):
-    result = run("preprocess", str(tmp_path / "missing"), str(tmp_path / "out"))
-    assert result.returncode == 2
+    result = here("preprocess", str(tmp_path / "missing"), str(tmp_path / "out"))
+    assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing'}: path does not exist"
-    bad_option = run("phantom", str(tmp_path), "--cases", "0")
-    assert bad_option.returncode == 2 and "Traceback" not in bad_option.stderr
+    bad_option = here("phantom", str(tmp_path), "--cases", "0")
+    assert bad_option.exit_code == 2 and "Traceback" not in bad_option.stderr
 
 
 def test_python_dash_m_entry_point():
@@ -94,8 +100,8 @@ def test_python_dash_m_entry_point():
 def test_output_path_that_is_a_file_is_a_user_error(tmp_path: Path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = run("phantom", str(blocker), "--cases", "1", "--shape", "32", "32", "32")
-    assert result.returncode == 2 and result.stderr.strip() == f"error: {blocker}: exists and is not a folder"
+    result = here("phantom", str(blocker), "--cases", "1", "--shape", "32", "32", "32")
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: {blocker}: exists and is not a folder"
 
 
 @pytest.mark.parametrize(("args", "line"), [
@@ -105,5 +111,5 @@ def test_output_path_that_is_a_file_is_a_user_error(tmp_path: Path):
     (["--no-such-option"], "error: No such option '--no-such-option'. (see `transunet3d phantom --help`)"),
 ])
 def test_a_bad_option_is_one_error_line(tmp_path: Path, args: list[str], line: str):
-    result = CliRunner().invoke(cli, ["phantom", str(tmp_path / "out"), *args], prog_name="transunet3d")
+    result = here("phantom", str(tmp_path / "out"), *args)
     assert result.exit_code == 2 and result.stderr.splitlines() == [line] and not (tmp_path / "out").exists()

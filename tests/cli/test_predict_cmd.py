@@ -208,7 +208,8 @@ def test_from_a_trained_run_to_scored_submissions(raw: Path, tmp_path: Path):
     preprocess_dataset(raw, tmp_path / "pre", progress=False)
     write_splits(tmp_path / "pre", folds=2, seed=0)
     trained = CliRunner().invoke(cli, ["train", str(tmp_path / "pre"), "--preset", "tiny", "--out",
-                                       str(tmp_path / "run"), "--device", "cpu", "--set", "loop.epochs=1",
+                                       str(tmp_path / "run"), "--device", "cpu", "--no-validate",
+                                       "--set", "loop.epochs=1",
                                        "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1"])
     assert trained.exit_code == 0, trained.output
     assert predict(raw, tmp_path / "pred", "--model", tmp_path / "run", "--tta", "flip").exit_code == 0
@@ -226,6 +227,7 @@ def test_case_list_restricts_the_cases(raw: Path, run: Path, tmp_path: Path):
     listed.write_text("BraTS-MET-09999-000\n")
     missing = predict(raw, tmp_path / "out2", "--model", run, "--case-list", listed)
     assert missing.exit_code == 2 and "no case BraTS-MET-09999-000" in missing.output
+    assert not (tmp_path / "out2").exists()  # refused before anything is written
 
 
 @pytest.mark.parametrize("text", ["", "\n  \n"])

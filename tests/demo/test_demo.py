@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from transunet3d.cli.main import cli
 from transunet3d.runs.layout import RunFolder
 
 EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
@@ -54,5 +57,5 @@ def test_miniature_demo_from_phantoms_to_report(tmp_path: Path):
     assert f"{score:.3f}" in again.stdout
     assert "phantom:" not in again.stderr  # no phantom was generated again
 
-    other = demo(out, "--mae")
-    assert other.returncode == 2 and "holds a demo with other settings" in other.stderr
+    other = CliRunner().invoke(cli, ["demo", str(out), *MINI, "--mae"])  # refused before any work: in this process
+    assert other.exit_code == 2 and "holds a demo with other settings" in other.stderr

@@ -118,6 +118,18 @@ def test_resume_with_nothing_to_resume_says_so_and_trains_from_the_start(content
     assert RunFolder(run).fold(0).config.is_file()
 
 
+def test_pretrain_resume_with_nothing_to_resume_says_so_and_starts(partly_labelled: Path, tmp_path: Path):
+    out = tmp_path / "mae"
+    args = ["pretrain", str(partly_labelled), "--out", str(out), "--device", "cpu", "--set", "loop.epochs=1",
+            "--set", "loop.iterations_per_epoch=1", "--set", "loop.val_batches=1"]
+    first = CliRunner().invoke(cli, [*args, "--resume"])
+    assert first.exit_code == 0, first.output
+    assert [line for line in first.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {out}: nothing to resume (no config.yaml): pre-training from the start"]
+    again = CliRunner().invoke(cli, [*args, "--resume"])  # now there is: no warning
+    assert again.exit_code == 0 and "warning:" not in again.stderr
+
+
 def test_a_missing_init_encoder_run_is_named_once(partly_labelled: Path, tmp_path: Path):
     missing = tmp_path / "nothere"
     result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out",

@@ -79,14 +79,14 @@ def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predic
     OUT/ensemble.json records the models and settings (see `ensemble_record`).
     """
     rank, world = shard
-    out_dir = output_folder(out_dir)
-    remove_stale_temporaries(out_dir)
     cases = discover_cases(input_dir)
     if only is not None:
         missing = only - {case.case_id for case in cases}
         if missing:
             raise InputError(None, None, f"{input_dir}: no case {', '.join(sorted(missing)[:5])}")
         cases = [case for case in cases if case.case_id in only]
+    out_dir = output_folder(out_dir)  # once the cases are known: a wrong case list writes nothing
+    remove_stale_temporaries(out_dir)
     cases = cases[rank::world]
     _record_ensemble(out_dir, predictor, skip_existing, write=rank == 0)
     report = PredictReport()

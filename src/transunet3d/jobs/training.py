@@ -167,6 +167,8 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
     if not Path(preprocessed).is_dir():
         raise UserError(f"{preprocessed}: not a folder")
     if processes.is_main:
+        if resume and not folder.is_model():  # as `train --resume` on a run without a started fold
+            warn_input(None, None, f"{folder.path}: nothing to resume (no config.yaml): pre-training from the start")
         remove_stale_temporaries(folder.path, recursive=True)
     config, started = _model_config(folder, config, resume)
     trainer = Trainer(PretrainTask(config, preprocessed, processes), folder, device, processes)
