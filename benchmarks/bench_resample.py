@@ -1,8 +1,9 @@
 """Seconds per case to bring a 4x240x240x155 phantom case (1 mm) to 0.5x0.5x1 mm and to 1x1x3 mm and its region
 probabilities back, against nnU-Net v2's `resample_data_or_seg_to_shape` on the same arrays in the same run.
 
-nnU-Net is a benchmark-only reference: `.venv/bin/pip install --no-deps nnunetv2` (its resampling module needs
-only torch, numpy, scipy, pandas, scikit-image and batchgenerators at import). Without it the reference columns say so.
+nnU-Net is a benchmark-only reference: `.venv/bin/pip install --no-deps nnunetv2 batchgenerators` (its resampling
+module needs only torch, numpy, scipy, pandas, scikit-image and batchgenerators at import). Without it the
+reference columns say so.
 
     python benchmarks/bench_resample.py
 """
