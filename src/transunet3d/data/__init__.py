@@ -4,9 +4,9 @@ The names below are imported from their modules when first used: reading and che
 `crop`) does not import torch, which only resampling needs.
 """
 
-import importlib
+from transunet3d.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "CachedCase": "cache",
     "CaseFiles": "layout",
     "Geometry": "nifti",
@@ -27,12 +27,4 @@ _EXPORTS = {
     "validate_cases": "validate",
     "write_nifti": "nifti",
     "write_splits": "splits",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+})

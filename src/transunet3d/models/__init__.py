@@ -4,9 +4,9 @@ The names below are imported from their modules when first used, so that the tor
 `registry`), which the config layer checks every config with, import without torch.
 """
 
-import importlib
+from transunet3d.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "ArchitectureSpec": "spec",
     "ModelInfo": "info",
     "ModelOutput": "network",
@@ -17,12 +17,4 @@ _EXPORTS = {
     "model_info": "info",
     "model_spec": "registry",
     "register_model": "registry",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+})
