@@ -77,8 +77,8 @@ def test_every_command_explains_itself(command: str):
 
 
 def test_starting_the_command_and_evaluating_do_not_import_torch():
-    """`--version`, `--help` of a command and `evaluate` start in about a second: torch (3-5 s to import) loads
-    only with the commands that run networks or resample."""
+    """`--version`, `evaluate` and `config` start in about a second: torch (3-5 s to import) loads only with the
+    commands that run networks or resample (and their `--help`)."""
     script = ("import sys; import transunet3d.cli.main, transunet3d.cli.evaluate_cmd, transunet3d.cli.config_cmd; "
               "assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
