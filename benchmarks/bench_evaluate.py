@@ -10,7 +10,8 @@
 
 Cases: the four real BraTS-METS label maps in ../shared/data/labelmaps (240x240x155, 256x256x106 anisotropic,
 512x512x176) and a generated 240x240x155 phantom case with 40 metastases whose "prediction" misses some lesions,
-shifts the others by a voxel and adds false positives (for brats2025 also a resection cavity, label 4). Both
+shifts the others by a voxel and adds false positives (for brats2025 also a resection cavity, label 4), and for
+brats2023 the same phantom against an untrained model's prediction (huge false-positive regions). Both
 implementations read the files themselves; the script also checks that they agree on every number.
 
     python benchmarks/bench_evaluate.py [--rules brats2023|brats2025|both] [--skip-official] [--repeats 5]
@@ -66,6 +67,23 @@ def generated_case(folder: Path, cavity: bool = False) -> tuple[Path, Path]:
     nib.save(nib.Nifti1Image(ref, affine), folder / "BraTS-MET-99999-000-seg.nii.gz")
     nib.save(nib.Nifti1Image(pred, affine), folder / "BraTS-MET-99999-000.nii.gz")
     return folder / "BraTS-MET-99999-000.nii.gz", folder / "BraTS-MET-99999-000-seg.nii.gz"
+
+
+def untrained_case(folder: Path) -> tuple[Path, Path]:
+    """The 40-lesion phantom against what an untrained model predicts: labels scattered over half the brain in
+    large smooth blobs, so that every lesion is matched to huge components (the out-of-fold validation of a run
+    stopped early, or a broken model)."""
+    from scipy import ndimage
+
+    phantom = generate_phantom(PhantomSpec(lesions=(40, 40), diameter_mm=(3.0, 30.0), edema_p=0.3), seed=2023, index=1)
+    brain = next(iter(phantom.images.values())) > 0
+    field = ndimage.gaussian_filter(np.random.default_rng(1).random(phantom.seg.shape), 4)
+    levels = np.quantile(field[brain], [0.5, 0.7, 0.85])
+    pred = (np.digitize(field, levels) * brain).astype(np.uint8)  # labels 1-3 on the upper half of the field
+    affine = np.array(phantom.geometry.affine)
+    nib.save(nib.Nifti1Image(phantom.seg, affine), folder / "BraTS-MET-99998-000-seg.nii.gz")
+    nib.save(nib.Nifti1Image(pred, affine), folder / "BraTS-MET-99998-000.nii.gz")
+    return folder / "BraTS-MET-99998-000.nii.gz", folder / "BraTS-MET-99998-000-seg.nii.gz"
 
 
 def best_time(function, repeats: int) -> tuple[float, object]:
@@ -191,7 +209,9 @@ def main() -> None:
         if args.rules in ("brats2023", "both"):
             (Path(tmp) / "2023").mkdir()
             print("BraTS 2023 rules (`--rules brats2023`)\n")
-            bench_2023({**real_cases(), "99999-000 (phantom, 40 lesions)": generated_case(Path(tmp) / "2023")}, args)
+            bench_2023({**real_cases(), "99999-000 (phantom, 40 lesions)": generated_case(Path(tmp) / "2023"),
+                        "99998-000 (the phantom, untrained-model prediction)": untrained_case(Path(tmp) / "2023")},
+                       args)
         if args.rules in ("brats2025", "both"):
             (Path(tmp) / "2025").mkdir()
             print("\nBraTS 2025 rules (`--rules brats2025`)\n")

@@ -6,11 +6,14 @@ import pytest
 from scipy import ndimage
 
 from transunet3d.evaluation.surface import (
+    DirectedPercentiles,
+    NearestCorner,
     Surface,
     component_surfaces,
     robust_hausdorff,
     surface_area_table,
     surface_of,
+    weighted_percentile,
 )
 
 
@@ -84,6 +87,57 @@ def test_lesion_and_legacy_hd95_equal_the_library_on_many_lesions(reference_metr
         return 374.0 if np.isinf(value) else value
 
     assert len(scores.lesions) > 3
+    assert scores.legacy_hd95 == library_hd95(gt, pred)
+    for lesion in scores.lesions:
+        matched = np.isin(scores.pred_components, lesion.matched)
+        assert lesion.hd95 == library_hd95(scores.gt_lesions == lesion.label, matched)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.859375, 0.859375, 1.5), (1.0, 1.0, 3.0)])
+def test_the_percentile_of_a_large_surface_equals_the_full_search(spacing):
+    """The sampled search (a surface of more than 20 000 corners), prepared once, gives the percentile of every
+    distance to each of two targets."""
+    rng = np.random.default_rng(7)
+    shape = (90, 90, 70)
+    large = ndimage.gaussian_filter(rng.random(shape), 3) > 0.5  # a big false-positive region, many pieces
+    points = surface_of(large, spacing)
+    assert len(points.corners) > 20_000
+    percentiles = DirectedPercentiles(points, spacing)
+    for box in (np.s_[40:46, 20:27, 30:34], np.s_[2:5, 80:88, 60:69]):
+        small = np.zeros(shape, dtype=bool)
+        small[box] = True
+        search = NearestCorner(surface_of(small, spacing).corners, spacing)
+        full = search.distances(points.corners)
+        for percent in (50.0, 95.0, 99.0):
+            assert percentiles.of(search, percent) == weighted_percentile(full, points.areas, percent)
+
+
+def test_a_percentile_that_rounding_could_move_is_searched_in_full():
+    """Equal areas, 20 000 + 20 points: the cumulative area reaches 0.95 exactly, where the order of summation
+    decides the position, so the sampled answer is not trusted and every point is searched."""
+    points = np.stack(np.unravel_index(np.arange(20_020), (143, 140, 1)), axis=1)
+    areas = np.ones(len(points))
+    search = NearestCorner(np.array([[0, 0, 0], [200, 3, 0]]), (1.0, 1.0, 1.0))
+    percentile = DirectedPercentiles(Surface(points, areas), (1.0, 1.0, 1.0)).of(search)
+    assert percentile == weighted_percentile(search.distances(points), areas)
+
+
+def test_lesion_hd95_of_a_large_false_positive_region_equals_the_library(reference_metrics):
+    from transunet3d.evaluation import score_region
+
+    rng = np.random.default_rng(3)
+    shape = (80, 84, 64)
+    spacing = (1.0, 0.9, 1.2)
+    gt = np.zeros(shape, dtype=bool)
+    gt[10:16, 10:17, 10:15] = gt[60:70, 50:58, 40:49] = gt[30:33, 70:73, 20:23] = True
+    pred = (ndimage.gaussian_filter(rng.random(shape), 2) > 0.5) | ndimage.binary_dilation(gt, iterations=2)
+    scores = score_region(pred, gt, spacing)
+    assert len(surface_of(pred, spacing).corners) > 20_000
+
+    def library_hd95(a, b):
+        return reference_metrics.compute_robust_hausdorff(reference_metrics.compute_surface_distances(a, b, spacing),
+                                                          95)
+
     assert scores.legacy_hd95 == library_hd95(gt, pred)
     for lesion in scores.lesions:
         matched = np.isin(scores.pred_components, lesion.matched)

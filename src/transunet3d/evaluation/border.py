@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transunet3d.evaluation.surface import NearestCorner
+from transunet3d.evaluation.surface import CellSamples, NearestCorner
 
 
 def border_voxels(mask: np.ndarray, pad: int = 1) -> np.ndarray:
@@ -209,7 +209,6 @@ def settle_for_hd95(*sides: OpenBorder) -> list[list[np.ndarray]]:
 
 
 _SEARCH_ALL = 2_000  # open voxels below which they are all searched, without bounds
-_SAMPLE_CELL = 3  # one open voxel per cube of this many voxels a side is searched exactly to bound the others
 
 
 @dataclass
@@ -229,19 +228,11 @@ class _Opened:
                    NearestCorner(side.target, side.spacing))
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds (mm) on the open voxels' distances, exact at one sample voxel per cube."""
-        if not len(self.points):
-            return np.zeros(0), np.zeros(0)
-        cells = self.points // _SAMPLE_CELL
-        keys = np.ravel_multi_index(tuple((cells - cells.min(axis=0)).T), tuple(np.ptp(cells, axis=0) + 1))
-        _, samples, cell = np.unique(keys, return_index=True, return_inverse=True)
-        sampled = self.search.distances(self.points[samples])
-        offsets = (self.points - self.points[samples][cell]).astype(np.float64) * self.search.scale
-        steps = np.sqrt(np.add.reduce(offsets * offsets, axis=1))
-        margin = 1e-6 * (1.0 + float(sampled.max()))  # the bounds' own rounding
-        low = np.maximum(FAR * float(self.search.scale.min()), sampled[cell] - steps - margin)
-        high = sampled[cell] + steps + margin
-        low[samples], high[samples] = sampled, sampled
+        """Lower and upper bounds (mm) on the open voxels' distances, exact at one sample voxel per cube; an open
+        voxel lies at least FAR smallest voxel sizes from its target."""
+        low, high = CellSamples(self.points, self.search.scale).bounds(self.search)
+        inexact = low < high
+        low[inexact] = np.maximum(FAR * float(self.search.scale.min()), low[inexact])
         return low, high
 
     def needed(self, low: np.ndarray, high: np.ndarray, lowest: float, highest: float) -> np.ndarray:

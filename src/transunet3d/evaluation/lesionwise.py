@@ -17,6 +17,7 @@ import numpy as np
 from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.labels import label_scheme
 from transunet3d.evaluation.surface import (
+    DirectedPercentiles,
     NearestCorner,
     Surface,
     component_surfaces,
@@ -243,45 +244,40 @@ def _hausdorff(
 ) -> tuple[dict[int, float], float]:
     """HD95 of every lesion against its matched components, and of the whole region (legacy).
 
-    Each lesion's distances to its matched components are its distances to the whole prediction wherever no other
-    component can be nearer (judged from bounding boxes), and bound the search elsewhere; the same holds the other
-    way round. Only missed lesions and false positives need an unbounded search of the whole surface.
+    A lesion's distances to its matched components are its distances to the whole prediction wherever no other
+    component can be nearer (judged from bounding boxes), and bound the search elsewhere. The prediction's side
+    of each HD95 needs only its percentile (`DirectedPercentiles`), which spares searching most of a large
+    false-positive region's surface against every lesion it touches.
     """
-    whole_gt = NearestCorner(Surface.join(list(gt_parts.values())).corners, spacing)
-    whole_pred = NearestCorner(Surface.join(list(pred_parts.values())).corners, spacing)
-    gt_boxes = {label: corner_box(part) for label, part in gt_parts.items()}
+    whole_gt = Surface.join(list(gt_parts.values()))
+    whole_pred = Surface.join(list(pred_parts.values()))
+    pred_search = NearestCorner(whole_pred.corners, spacing)
     pred_boxes = {label: corner_box(part) for label, part in pred_parts.items()}
+    matched_parts: dict[tuple[int, ...], tuple[NearestCorner, DirectedPercentiles]] = {}
 
-    def others(boxes: dict[int, np.ndarray], excluded) -> np.ndarray:
-        return np.array([box for label, box in boxes.items() if label not in excluded]).reshape(-1, 2, 3)
+    def matched_part(components: tuple[int, ...]) -> tuple[NearestCorner, DirectedPercentiles]:
+        """The search over the union of `components` and its distances to lesions, shared by every lesion they
+        are matched to."""
+        if components not in matched_parts:
+            part = Surface.join([pred_parts[c] for c in components])
+            matched_parts[components] = NearestCorner(part.corners, spacing), DirectedPercentiles(part, spacing)
+        return matched_parts[components]
 
-    lesion_hd95, gt_to_pred, gt_areas, pred_to_gt = {}, [], [], {}
+    lesion_hd95, gt_to_pred, gt_areas = {}, [], []
     for label, gt_part in gt_parts.items():
-        matched = sorted(matches[label])
-        pred_part = Surface.join([pred_parts[c] for c in matched])
-        to_pred = NearestCorner(pred_part.corners, spacing).distances(gt_part.corners)
-        to_gt = NearestCorner(gt_part.corners, spacing).distances(pred_part.corners)
+        matched = tuple(sorted(matches[label]))
+        search, from_pred = matched_part(matched)
+        to_pred = search.distances(gt_part.corners)
         lesion_hd95[label] = max(weighted_percentile(to_pred, gt_part.areas),
-                                 weighted_percentile(to_gt, pred_part.areas))
+                                 from_pred.of(NearestCorner(gt_part.corners, spacing)))
         if matched:
-            gt_to_pred.append(_whole_distances(gt_part.corners, to_pred, whole_pred,
-                                               others(pred_boxes, matched), spacing))
-            whole = _whole_distances(pred_part.corners, to_gt, whole_gt, others(gt_boxes, {label}), spacing)
-            pieces = np.split(whole, np.cumsum([len(pred_parts[c].areas) for c in matched])[:-1])
-            for component, piece in zip(matched, pieces):
-                pred_to_gt.setdefault(component, piece)
+            others = np.array([box for c, box in pred_boxes.items() if c not in matched]).reshape(-1, 2, 3)
+            gt_to_pred.append(_whole_distances(gt_part.corners, to_pred, pred_search, others, spacing))
         else:
-            gt_to_pred.append(whole_pred.distances(gt_part.corners))
+            gt_to_pred.append(pred_search.distances(gt_part.corners))
         gt_areas.append(gt_part.areas)
-    for component, part in pred_parts.items():
-        if component not in pred_to_gt:
-            pred_to_gt[component] = whole_gt.distances(part.corners)
-    components = sorted(pred_parts)
-    legacy = max(
-        weighted_percentile(_concat(gt_to_pred), _concat(gt_areas)),
-        weighted_percentile(_concat([pred_to_gt[c] for c in components]),
-                            _concat([pred_parts[c].areas for c in components])),
-    )
+    legacy = max(weighted_percentile(_concat(gt_to_pred), _concat(gt_areas)),
+                 DirectedPercentiles(whole_pred, spacing).of(NearestCorner(whole_gt.corners, spacing)))
     if not gt_parts and not pred_parts:
         legacy = 0.0  # the challenge scores two empty masks as HD95 0
     return lesion_hd95, MISSED_HD95 if np.isinf(legacy) else legacy
