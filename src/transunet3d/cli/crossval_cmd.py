@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from transunet3d.cli.options import PATH
 from transunet3d.config.io import load_config
 from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.devices import parse_device
@@ -13,13 +14,11 @@ from transunet3d.errors import UserError
 from transunet3d.runs.folds import parse_fold_list
 from transunet3d.runs.layout import ModelFolder, RunFolder
 
-_PATH = click.Path(path_type=Path)
-
 
 @click.command("crossval")
-@click.argument("run_dir", metavar="RUN", type=_PATH)
+@click.argument("run_dir", metavar="RUN", type=PATH)
 @click.option("--fold", default=None, help="Folds to validate: a number or a comma list.  [default: every fold]")
-@click.option("--preprocessed", type=_PATH, default=None,
+@click.option("--preprocessed", type=PATH, default=None,
               help="The training cache.  [default: the one each fold was trained on, from its config]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes for scoring the validation cases.")

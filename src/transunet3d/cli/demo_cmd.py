@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
+from transunet3d.cli.options import PATH
 from transunet3d.demo.pipeline import DemoSettings, run_demo
 from transunet3d.devices import parse_device
 from transunet3d.report.build import write_report
 
-_PATH = click.Path(path_type=Path)
 _DEFAULTS = DemoSettings()
 
 
 @click.command("demo")
-@click.argument("out", type=_PATH)
+@click.argument("out", type=PATH)
 @click.option("--mae", is_flag=True, help="Pre-train the ViT as a masked autoencoder first, then transfer it.")
 @click.option("--train-cases", type=click.IntRange(min=2), default=_DEFAULTS.train_cases, show_default=True)
 @click.option("--test-cases", type=click.IntRange(min=1), default=_DEFAULTS.test_cases, show_default=True)
@@ -53,7 +53,7 @@ def demo_command(out: Path, mae: bool, train_cases: int, test_cases: int, shape:
 
 
 @click.command("report")
-@click.argument("folder", type=_PATH)
+@click.argument("folder", type=PATH)
 def report_command(folder: Path) -> None:
     """Write FOLDER/report.html for the training runs and evaluations in FOLDER (demo, run or evaluation)."""
     click.echo(f"report: {write_report(folder)}")

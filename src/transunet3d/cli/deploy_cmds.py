@@ -7,18 +7,17 @@ from pathlib import Path
 
 import click
 
+from transunet3d.cli.options import PATH
 from transunet3d.deploy.challenge import DEFAULT_INPUT, DEFAULT_OUTPUT, MODEL_IN_IMAGE, read_parameters, run_challenge
 from transunet3d.deploy.container import DEVICES, FORMATS, write_build_context
 from transunet3d.deploy.export import export_run
 from transunet3d.errors import IncompleteBatch
 from transunet3d.inference.trained import CHECKPOINTS
 
-_PATH = click.Path(path_type=Path)
-
 
 @click.command("export")
-@click.argument("run_dir", metavar="RUN", type=_PATH)
-@click.argument("out", type=_PATH)
+@click.argument("run_dir", metavar="RUN", type=PATH)
+@click.argument("out", type=PATH)
 @click.option("--fold", default=None,
               help="Folds to export, as `predict --fold`: 'all', a number, 'all-data', or a comma list.  "
                    "[default: every cross-validation fold; the all-data model when the run has no other]")
@@ -35,14 +34,14 @@ def export_command(run_dir: Path, out: Path, fold: str | None, checkpoint: str) 
 
 @click.command("challenge-entry")
 @click.argument("task", metavar="[TASK]", required=False, type=click.Choice(["infer"]))
-@click.option("--data_path", "--data-path", "data_path", type=_PATH, default=DEFAULT_INPUT, show_default=True,
+@click.option("--data_path", "--data-path", "data_path", type=PATH, default=DEFAULT_INPUT, show_default=True,
               help="The cases, in the BraTS layout (a folder per case, or flat); read only.")
-@click.option("--output_path", "--output-path", "output_path", type=_PATH, default=DEFAULT_OUTPUT,
+@click.option("--output_path", "--output-path", "output_path", type=PATH, default=DEFAULT_OUTPUT,
               show_default=True, help="Where <case-id>.nii.gz go, one per input case.")
-@click.option("--parameters_file", "--parameters-file", "parameters_file", type=_PATH, default=None,
+@click.option("--parameters_file", "--parameters-file", "parameters_file", type=PATH, default=None,
               help="YAML with any of fold, checkpoint, tta, step, batch_windows, postprocessing (run|none).  "
                    "[default: the model's own settings]")
-@click.option("--model", "model_dir", type=_PATH, default=MODEL_IN_IMAGE, show_default=True,
+@click.option("--model", "model_dir", type=PATH, default=MODEL_IN_IMAGE, show_default=True,
               help="A training run (torch) or a folder written by `transunet3d export` (ONNX Runtime).")
 def challenge_entry_command(task: str | None, data_path: Path, output_path: Path, parameters_file: Path | None,
                             model_dir: Path) -> None:
@@ -62,8 +61,8 @@ def challenge_entry_command(task: str | None, data_path: Path, output_path: Path
 
 
 @click.command("container")
-@click.argument("run_dir", metavar="RUN", type=_PATH)
-@click.argument("out", metavar="OUT_DIR", type=_PATH)
+@click.argument("run_dir", metavar="RUN", type=PATH)
+@click.argument("out", metavar="OUT_DIR", type=PATH)
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="The torch (and ONNX Runtime) build the image installs: CPU-only, or CUDA.")
 @click.option("--format", "model_format", type=click.Choice(FORMATS), default=None,
@@ -72,7 +71,7 @@ def challenge_entry_command(task: str | None, data_path: Path, output_path: Path
 @click.option("--fold", default=None, help="Folds of a cross-validation run, as `predict --fold`.  [default: all]")
 @click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="latest", show_default=True,
               help="The final weights, or those with the best validation pseudo-Dice.")
-@click.option("--wheels", type=_PATH, default=None,
+@click.option("--wheels", type=PATH, default=None,
               help="A folder of wheels that pip prefers to its index when the image is built (a local torch "
                    "build, or every wheel for an offline build).")
 @click.option("--tag", default=None,

@@ -21,10 +21,10 @@ from transunet3d.memory import keep_freed_memory
 # Each command's module, imported only when the command runs (or `--help` lists them all): `transunet3d evaluate`
 # and `--version` do not pay for torch, matplotlib and the models at start-up.
 _COMMANDS = {
-    "phantom": "data_cmds:phantom_command",
-    "validate": "data_cmds:validate_command",
-    "preprocess": "data_cmds:preprocess_command",
-    "splits": "data_cmds:splits_command",
+    "phantom": "phantom_cmd:phantom_command",
+    "validate": "validate_cmd:validate_command",
+    "preprocess": "preprocess_cmd:preprocess_command",
+    "splits": "splits_cmd:splits_command",
     "evaluate": "evaluate_cmd:evaluate_command",
     "model-info": "model_cmd:model_info_command",
     "train": "train_cmd:train_command",

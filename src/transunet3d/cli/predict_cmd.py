@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from transunet3d.cli.options import PATH
 from transunet3d.config.schema import InferConfig
 from transunet3d.data.labels import LabelScheme
 from transunet3d.deploy.onnx_backend import load_exported_models
@@ -23,14 +24,13 @@ from transunet3d.postprocessing.rules import PostprocessSettings
 from transunet3d.postprocessing.tune import read_postprocessing
 from transunet3d.runs.layout import RunFolder
 
-_PATH = click.Path(path_type=Path)
 BACKENDS = ("torch", "onnxruntime")
 
 
 @click.command("predict")
-@click.argument("input_dir", metavar="INPUT", type=_PATH)
-@click.argument("out", type=_PATH)
-@click.option("--model", "models", type=_PATH, multiple=True, required=True,
+@click.argument("input_dir", metavar="INPUT", type=PATH)
+@click.argument("out", type=PATH)
+@click.option("--model", "models", type=PATH, multiple=True, required=True,
               help="Training run folder (repeat for an ensemble); a cross-validation run gives all its folds.  "
                    "With --backend onnxruntime: a folder written by `transunet3d export`.")
 @click.option("--fold", default=None,

@@ -7,19 +7,19 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.config_cmd import set_option
+from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, build_config
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import pretrain_model
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.distributed import Distributed
 
-_PATH = click.Path(path_type=Path)
 MAE_PRESETS = [name for name in PRESETS if name.startswith("mae-")]
 
 
 @click.command("pretrain")
-@click.argument("preprocessed", type=_PATH)
-@click.option("--out", "run_dir", type=_PATH, required=True, help="Run folder.")
+@click.argument("preprocessed", type=PATH)
+@click.option("--out", "run_dir", type=PATH, required=True, help="Run folder.")
 @click.option("--preset", type=click.Choice(MAE_PRESETS), default="mae-tiny", show_default=True,
               help="mae-paper: the paper's setting (128^3 crops, slice2d tokens, 4800 epochs); mae-tiny: CPU size.")
 @set_option

@@ -7,26 +7,25 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.config_cmd import set_option
+from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, build_config
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import TrainingJob, cache_defaults, folds_to_train, train_folds
 from transunet3d.runs.layout import RunFolder
 from transunet3d.training.distributed import Distributed
 
-_PATH = click.Path(path_type=Path)
-
 
 @click.command("train")
-@click.argument("preprocessed", type=_PATH)
+@click.argument("preprocessed", type=PATH)
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", show_default=True,
               help="Experiment preset (paper-encoder, paper-decoder, paper-both, unet, tiny, ...).")
 @click.option("--fold", default="0", show_default=True,
               help="Cross-validation fold K (into OUT/fold_K), 'all' (every fold in turn) or 'all-data' (one model "
                    "on every case, into OUT/fold_all).")
-@click.option("--out", "run_dir", type=_PATH, required=True, help="Run folder.")
+@click.option("--out", "run_dir", type=PATH, required=True, help="Run folder.")
 @set_option
 @click.option("--resume", is_flag=True, help="Continue each fold from its latest checkpoint, with its saved config.")
-@click.option("--init-encoder", "pretrain_run", type=_PATH, default=None,
+@click.option("--init-encoder", "pretrain_run", type=PATH, default=None,
               help="A `transunet3d pretrain` run: its MAE encoder blocks initialise the model's ViT.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="After each fold: predict and score its validation cases (OUT/fold_K/validation), then pool "

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import click
 
+from transunet3d.cli.options import PATH
 from transunet3d.jobs.tuning import tune_run
 from transunet3d.runs.layout import RunFolder
 
-_PATH = click.Path(path_type=Path)
-
 
 @click.command("tune")
-@click.argument("run_dir", metavar="RUN", type=_PATH)
+@click.argument("run_dir", metavar="RUN", type=PATH)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cases scored in parallel (one process each).")
 def tune_command(run_dir: Path, workers: int) -> None:

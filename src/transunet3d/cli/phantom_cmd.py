@@ -1,4 +1,4 @@
-"""Data commands: phantom, validate, preprocess, splits."""
+"""`transunet3d phantom`: synthetic BraTS-like cases, also stored at other voxel sizes and axis orders."""
 
 from __future__ import annotations
 
@@ -6,25 +6,14 @@ from pathlib import Path
 
 import click
 
-from transunet3d.config.schema import DataConfig
-from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES
+from transunet3d.cli.options import PATH, case_workers
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
-from transunet3d.data.preprocess import DEFAULT_FOREGROUND_SAMPLES, preprocess_dataset
-from transunet3d.data.splits import write_splits
-from transunet3d.data.validate import validate_cases
-from transunet3d.errors import IncompleteBatch, UserError
-
-_FOLDER = click.Path(path_type=Path)
-_workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-                        help="Cases processed in parallel (one process each).")
-_labels = click.option("--labels", type=click.Choice(list(SCHEMES)), default=DEFAULT_SCHEME, show_default=True,
-                       help="Label scheme of the label maps: brats-mets-2023 (labels 0-3; regions WT, TC, ET) or "
-                            "brats-mets-2025 (adds 4, resection cavity, and its region RC).")
+from transunet3d.errors import UserError
 
 
 @click.command("phantom")
-@click.argument("out", type=_FOLDER)
+@click.argument("out", type=PATH)
 @click.option("--cases", type=click.IntRange(min=1), default=8, show_default=True, help="Number of cases.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Series seed: same seed, same cases.")
 @click.option("--shape", type=click.IntRange(min=16), nargs=3, default=(240, 240, 155), show_default=True,
@@ -45,7 +34,7 @@ _labels = click.option("--labels", type=click.Choice(list(SCHEMES)), default=DEF
                    "spline along finer ones; labels per region).")
 @click.option("--axis-order", default=None, metavar="CODES",
               help="Store the series with its voxel axes in this order, e.g. LPS, PRS, SAR (same world positions).")
-@_workers
+@case_workers
 def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, diameter, cavities: float,
                     cavity_diameter, resample_to, axis_order, workers: int) -> None:
     """Generate BraTS-like synthetic cases (four contrasts + labels) in OUT, in the BraTS layout."""
@@ -71,51 +60,3 @@ def _stored_as(spec: PhantomSpec, variant: Variant | None) -> str:
     size = variant.voxel_size if variant is not None and variant.voxel_size else spec.resolved_spacing()
     words = "voxel size " + ("x".join(f"{s:.3g}" for s in size) if len(set(size)) > 1 else f"{size[0]:.3g}") + " mm"
     return words + (f", axes {variant.axis_codes}" if variant is not None and variant.axis_codes else "")
-
-
-@click.command("validate")
-@click.argument("raw", type=_FOLDER)
-@_workers
-@_labels
-def validate_command(raw: Path, workers: int, labels: str) -> None:
-    """Check every BraTS case under RAW: four modalities, 3D, same grid, finite values, labels of the scheme
-    (--labels: {0,1,2,3}, or {0,1,2,3,4} for brats-mets-2025)."""
-    count, problems = validate_cases(raw, workers=workers, labels=labels)
-    click.echo(f"{count - len(problems)} of {count} cases are valid")
-    if problems:
-        raise IncompleteBatch(problems)
-
-
-@click.command("preprocess")
-@click.argument("raw", type=_FOLDER)
-@click.argument("out", type=_FOLDER)
-@_workers
-@click.option("--foreground-samples", type=click.IntRange(min=1), default=DEFAULT_FOREGROUND_SAMPLES,
-              show_default=True, help="Tumour voxel locations kept per region for oversampling.")
-@click.option("--target-spacing", type=click.FloatRange(min=0, min_open=True), nargs=3, default=None,
-              metavar="X Y Z", help="Voxel size in mm (canonical RAS order) of the training grid "
-                                    "[default: nnU-Net's plan, the median voxel size of the cases].")
-@_labels
-def preprocess_command(raw: Path, out: Path, workers: int, foreground_samples: int, target_spacing,
-                       labels: str) -> None:
-    """Reorient to RAS, crop, z-score, resample to the target spacing and cache every case under RAW into OUT,
-    recording the label scheme (which `train` then uses); complete cases at the same target and with the same
-    scheme are skipped on a rerun."""
-    report = preprocess_dataset(raw, out, workers=workers, foreground_samples=foreground_samples,
-                                target_spacing=target_spacing or None, labels=labels)
-    spacing = " x ".join(f"{s:.4g}" for s in report.target_spacing)
-    click.echo(f"preprocessed {len(report.written)}, already done {len(report.skipped)}, "
-               f"failed {len(report.failed)} -> {out} (target spacing {spacing} mm, labels {report.labels})")
-    if report.failed:
-        raise IncompleteBatch(report.failed)
-
-
-@click.command("splits")
-@click.argument("preprocessed", type=_FOLDER)
-@click.option("--folds", type=int, default=DataConfig.num_folds, show_default=True,
-              help="Number of cross-validation folds.")
-@click.option("--seed", type=int, default=DataConfig.split_seed, show_default=True, help="Shuffling seed.")
-def splits_command(preprocessed: Path, folds: int, seed: int) -> None:
-    """Write PREPROCESSED/splits.json: deterministic k-fold splits, time points of a patient kept together."""
-    path = write_splits(preprocessed, folds, seed, setting="--folds")
-    click.echo(f"wrote {folds} folds to {path}")
