@@ -82,6 +82,26 @@ def test_a_file_in_the_way_of_an_output_folder_is_a_user_error(tmp_path: Path):
     assert sorted(tmp_path.iterdir()) == [blocker]
 
 
+def test_an_unwritable_output_folder_stops_the_command_before_any_output(tmp_path: Path, monkeypatch):
+    """`evaluate --summary` into a folder it cannot write: one error line, exit code 2, and no per-case CSV
+    (written first otherwise). This machine runs as root, which may write anywhere, so the folder's permission
+    is simulated; `os.access` answers as the kernel would for another user."""
+    from click.testing import CliRunner
+
+    from transunet3d.cli.main import cli
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    with pytest.raises(UserError, match=f"^{locked}: folder is not writable$"):
+        check_output_path(locked / "sub" / "summary.json")
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "m.csv"),
+                                      "--summary", str(locked / "summary.json")])
+    assert result.exit_code == 2 and result.stderr == f"error: {locked}: folder is not writable\n"
+    assert sorted(tmp_path.iterdir()) == [locked] and not any(locked.iterdir())
+
+
 def _fail_to_read(path: Path) -> None:
     path.read_bytes()
 

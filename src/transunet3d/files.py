@@ -70,14 +70,18 @@ def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> lis
 
 
 def check_output_path(path: str | Path) -> None:
-    """Raise UserError when a file stands where `path`'s folder, or one above it, should be.
+    """Raise UserError when a file stands where `path`'s folder, or one above it, should be, or when the nearest
+    existing one is not writable (a read-only mount, another user's folder).
 
-    Called before a command works, so that such a mistake stops it with nothing written.
+    Called before a command works, so that such a mistake stops it with nothing written: a command with several
+    outputs checks them all first.
     """
     for folder in Path(path).parents:
         if folder.exists():
             if not folder.is_dir():
                 raise UserError(f"{folder}: exists and is not a folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UserError(f"{folder}: folder is not writable")
             return
 
 
