@@ -190,6 +190,21 @@ def test_hd95_from_a_few_searched_far_voxels_equals_the_distance_transform_s(see
     assert max(bounded) > border._SEARCH_ALL  # the sampled bounds were used, not only the search of everything
 
 
+def test_hd95_when_only_the_reference_has_far_voxels(monkeypatch):
+    """One lesion found exactly and three missed: thousands of the reference's border voxels lie beyond the
+    grid's reach, none of the prediction's; the reference's are bounded, the prediction's side has none."""
+    bounded = []
+    bounds = border._Opened.bounds
+    monkeypatch.setattr(border._Opened, "bounds", lambda self: bounded.append(len(self.points)) or bounds(self))
+    shape = (96, 84, 72)
+    balls = [((20, 20, 20), 10.0), ((70, 60, 50), 11.0), ((25, 62, 48), 9.0), ((72, 22, 24), 8.0)]
+    ref, pred = _balls(shape, balls), _balls(shape, balls[:1])
+    scores = score_region_2025(pred, ref, (1.0, 1.0, 1.0))
+    expected_hd95, expected_nsd = _hd95_and_nsd_by_distance_transform(ref, pred, (1.0, 1.0, 1.0), 0.5)
+    assert (scores.quantities["global_hd95"], scores.quantities["global_nsd"]) == (expected_hd95, expected_nsd)
+    assert sorted(bounded)[0] == 0 and max(bounded) > border._SEARCH_ALL
+
+
 def lesion(volume, dice=None, nsd=0.0, hd=0.0):
     if dice is None:
         return ReferenceLesion(0, volume, (), 0.0, 0.0, MISSED_HD95)

@@ -230,6 +230,8 @@ class _Opened:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds (mm) on the open voxels' distances, exact at one sample voxel per cube; an open
         voxel lies at least FAR smallest voxel sizes from its target."""
+        if not len(self.points):
+            return np.zeros(0), np.zeros(0)
         low, high = CellSamples(self.points, self.search.scale).bounds(self.search)
         inexact = low < high
         low[inexact] = np.maximum(FAR * float(self.search.scale.min()), low[inexact])
