@@ -45,10 +45,15 @@ FIELDS = ["lesionwise_dice", "lesionwise_hd95", "legacy_dice", "legacy_hd95", "s
           "num_tp", "num_fp", "num_fn", "gt_volume"]
 
 
+def forty_lesion_phantom():
+    """The generated case of both rule sets: 240x240x155, 40 metastases of 3-30 mm, edema merging some."""
+    return generate_phantom(PhantomSpec(lesions=(40, 40), diameter_mm=(3.0, 30.0), edema_p=0.3), seed=2023, index=1)
+
+
 def generated_case(folder: Path, cavity: bool = False) -> tuple[Path, Path]:
     """A full-size phantom with 40 lesions and an imperfect prediction of it; with `cavity`, a resection cavity
     (label 4) that the prediction finds one voxel off."""
-    phantom = generate_phantom(PhantomSpec(lesions=(40, 40), diameter_mm=(3.0, 30.0), edema_p=0.3), seed=2023, index=1)
+    phantom = forty_lesion_phantom()
     ref = phantom.seg
     components = cc3d.connected_components(ref > 0, connectivity=26)
     pred = np.roll(ref, 1, axis=0)
@@ -75,7 +80,7 @@ def untrained_case(folder: Path) -> tuple[Path, Path]:
     stopped early, or a broken model)."""
     from scipy import ndimage
 
-    phantom = generate_phantom(PhantomSpec(lesions=(40, 40), diameter_mm=(3.0, 30.0), edema_p=0.3), seed=2023, index=1)
+    phantom = forty_lesion_phantom()
     brain = next(iter(phantom.images.values())) > 0
     field = ndimage.gaussian_filter(np.random.default_rng(1).random(phantom.seg.shape), 4)
     levels = np.quantile(field[brain], [0.5, 0.7, 0.85])

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from transunet3d.evaluation import surface
 from transunet3d.evaluation.surface import (
     DirectedPercentiles,
     NearestCorner,
@@ -94,9 +95,10 @@ def test_lesion_and_legacy_hd95_equal_the_library_on_many_lesions(reference_metr
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.859375, 0.859375, 1.5), (1.0, 1.0, 3.0)])
-def test_the_percentile_of_a_large_surface_equals_the_full_search(spacing):
+def test_the_percentile_of_a_large_surface_equals_the_full_search(spacing, monkeypatch):
     """The sampled search (a surface of more than 20 000 corners), prepared once, gives the percentile of every
-    distance to each of two targets."""
+    distance to each of two targets, and decides it itself (without falling back to searching everything)."""
+    answers = _sampled_answers(monkeypatch)
     rng = np.random.default_rng(7)
     shape = (90, 90, 70)
     large = ndimage.gaussian_filter(rng.random(shape), 3) > 0.5  # a big false-positive region, many pieces
@@ -110,16 +112,27 @@ def test_the_percentile_of_a_large_surface_equals_the_full_search(spacing):
         full = search.distances(points.corners)
         for percent in (50.0, 95.0, 99.0):
             assert percentiles.of(search, percent) == weighted_percentile(full, points.areas, percent)
+    assert len(answers) == 6 and None not in answers
 
 
-def test_a_percentile_that_rounding_could_move_is_searched_in_full():
+def _sampled_answers(monkeypatch) -> list:
+    """What the sampled search decides on each call (None: not trusted, every point searched)."""
+    answers = []
+    decide = surface._decided_percentile
+    monkeypatch.setattr(surface, "_decided_percentile", lambda *args: answers.append(decide(*args)) or answers[-1])
+    return answers
+
+
+def test_a_percentile_that_rounding_could_move_is_searched_in_full(monkeypatch):
     """Equal areas, 20 000 + 20 points: the cumulative area reaches 0.95 exactly, where the order of summation
     decides the position, so the sampled answer is not trusted and every point is searched."""
+    answers = _sampled_answers(monkeypatch)
     points = np.stack(np.unravel_index(np.arange(20_020), (143, 140, 1)), axis=1)
     areas = np.ones(len(points))
     search = NearestCorner(np.array([[0, 0, 0], [200, 3, 0]]), (1.0, 1.0, 1.0))
     percentile = DirectedPercentiles(Surface(points, areas), (1.0, 1.0, 1.0)).of(search)
     assert percentile == weighted_percentile(search.distances(points), areas)
+    assert answers == [None]
 
 
 def test_lesion_hd95_of_a_large_false_positive_region_equals_the_library(reference_metrics):
