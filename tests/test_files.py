@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -80,6 +81,18 @@ def test_a_file_in_the_way_of_an_output_folder_is_a_user_error(tmp_path: Path):
     with pytest.raises(UserError, match=f"^{blocker}: exists and is not a folder$"):
         prepare_output_files(tmp_path / "m.csv", None, blocker / "lesions.csv")
     assert sorted(tmp_path.iterdir()) == [blocker]
+
+
+def test_one_path_for_two_outputs_or_a_folder_for_a_file_is_a_user_error(tmp_path: Path):
+    """`evaluate --out m.csv --summary m.csv` wrote the summary over the per-case table; `--out FOLDER` failed
+    only when the table was written."""
+    again = tmp_path / "sub" / ".." / "m.csv"
+    with pytest.raises(UserError, match=f"^{re.escape(str(again))}: given for two outputs; each needs its own file$"):
+        prepare_output_files(tmp_path / "m.csv", again)
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UserError, match=f"^{tmp_path / 'd'}: is a folder; expected the path of a file to write$"):
+        prepare_output_files(tmp_path / "m.csv", None, tmp_path / "d")
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "d"]
 
 
 def test_an_unwritable_output_folder_stops_the_command_before_any_output(tmp_path: Path, monkeypatch):

@@ -86,11 +86,16 @@ def check_output_path(path: str | Path) -> None:
 
 
 def prepare_output_files(*paths: str | Path | None) -> None:
-    """Before a command works: stop it on a file in the way of an output's folder (UserError, nothing written),
-    and remove the stale temporaries beside each output (`None`: an output not asked for)."""
+    """Before a command works: stop it on a file in the way of an output's folder, a folder where an output file
+    should be, or one path given for two outputs (UserError, nothing written), and remove the stale temporaries
+    beside each output (`None`: an output not asked for)."""
     given = [Path(path) for path in paths if path is not None]
-    for path in given:
+    for index, path in enumerate(given):
         check_output_path(path)
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder; expected the path of a file to write")
+        if any(path.resolve() == other.resolve() for other in given[:index]):
+            raise UserError(f"{path}: given for two outputs; each needs its own file")
     for path in given:
         remove_stale_temporaries(path.parent)
 

@@ -91,6 +91,26 @@ def _blank_modality(root):
     _replace(root, "t2w", np.zeros((12, 14, 10), dtype=np.float32))
 
 
+def _complex_voxels(root):
+    _replace(root, "t1c", brain_case_arrays()[0][1].astype(np.complex64))
+
+
+def _rgb_voxels(root):
+    _replace(root, "t2w", np.zeros((12, 14, 10), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")]))
+
+
+def _without_orientation(root):
+    _without_orientation_file(root / CASE / f"{CASE}-t2f.nii.gz")
+
+
+def _without_orientation_file(path: Path) -> None:
+    """qform and sform codes 0: nibabel's stand-in affine, from pixdim alone, says nothing of where voxels lie."""
+    image = nib.load(path)
+    image.header.set_qform(None, code=0)
+    image.header.set_sform(None, code=0)
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), None, header=image.header), path)
+
+
 def _cut_in_half(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -157,6 +177,10 @@ CATALOGUE = [
     (_qform_flipped, f"{CASE}: {CASE}-t2f.nii.gz: qform and sform place the voxels up to 11 mm apart"),
     (_single_slice, f"{CASE}: {CASE}-t1n.nii.gz: expected a 3D image, got a single slice (shape (12, 14, 1))"),
     (_blank_modality, f"{CASE}: {CASE}-t2w.nii.gz: every voxel is 0: a blank image"),
+    (_complex_voxels, f"{CASE}: {CASE}-t1c.nii.gz: voxels of type complex64: an image must hold one integer"),
+    (_rgb_voxels, f"{CASE}: {CASE}-t2w.nii.gz: voxels of type RGB: an image must hold one integer"),
+    (_without_orientation, f"{CASE}: {CASE}-t2f.nii.gz: has no orientation (qform and sform codes 0) and another "
+                           f"grid than {CASE}-t1n.nii.gz"),
     (_truncated, f"{CASE}: {CASE}-t2w.nii.gz: image data cannot be read"),
     (_corrupt, f"{CASE}: {CASE}-t1n.nii.gz: cannot be read as NIfTI"),
     (_empty, f"{CASE}: {CASE}-t1c.nii.gz: cannot be read as NIfTI (the file is empty)"),
@@ -292,6 +316,20 @@ def test_a_negative_pixdim_is_one_warning_line_naming_the_file(tmp_path: Path, c
     assert [line for line in result.stderr.splitlines() if "pixdim" in line] == [
         f"warning: {CASE}: {CASE}-t1n.nii.gz: the voxel size in the header (pixdim) is -2 x -2 x -2 mm; "
         "the affine's 2 x 2 x 2 mm is used"]
+
+
+def test_evaluate_refuses_a_prediction_without_orientation(tmp_path: Path):
+    """With its grid centred on the origin, nibabel's stand-in affine is the reference's grid mirrored in x: read as
+    another axis order, the prediction was scored mirrored (Dice 0) without a word."""
+    seg = brain_case_arrays()[1]
+    centred = np.eye(4)
+    centred[:3, 3] = -(np.array(seg.shape) - 1) / 2
+    write_volume(tmp_path / "ref" / f"{CASE}-seg.nii.gz", seg, centred)
+    _without_orientation_file(write_volume(tmp_path / "pred" / f"{CASE}.nii.gz", seg, centred))
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"),
+                                      "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == EXIT_INCOMPLETE
+    assert _one_error_line(result).startswith(f"error: 00001-000: {CASE}.nii.gz: has no orientation")
 
 
 def test_valid_folder_passes_validation(case_root: Path):

@@ -195,6 +195,8 @@ def test_continue_refuses_a_folder_that_another_ensemble_began(raw: Path, tmp_pa
     (lambda raw, run, tmp: [tmp / "nothing", tmp / "o", "--model", run], "path does not exist"),
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--fold", "3"], "holds one trained model"),
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--checkpoint", "best"], "checkpoint is missing"),
+    (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--step", "nan"], "'nan' is not a finite number"),
+    (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--min-lesion-mm3", "inf"], "'inf' is not a finite"),
 ])
 def test_user_mistakes_give_one_error_line(raw: Path, run: Path, tmp_path: Path, make_args, message: str):
     result = predict(*make_args(raw, run, tmp_path))

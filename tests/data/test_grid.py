@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.factories import SHAPE as GRID_SHAPE
 from tests.factories import write_case
 from transunet3d.data.layout import discover_cases
 from transunet3d.data.validate import load_case
@@ -40,3 +41,39 @@ def test_the_same_array_with_a_mirrored_affine_is_refused(tmp_path: Path):
     nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), mirrored), path)
     with pytest.raises(InputError, match=f"{CASE}-seg.nii.gz: affine differs from {CASE}-t1n.nii.gz"):
         load_case(discover_cases(root)[0])
+
+
+def _without_orientation(path: Path) -> None:
+    """`path` with qform and sform codes 0: nibabel then stands in an affine from pixdim alone, x mirrored."""
+    image = nib.load(path)
+    image.header.set_qform(None, code=0)
+    image.header.set_sform(None, code=0)
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), None, header=image.header), path)
+
+
+@pytest.mark.parametrize("kind", ["t2w", "seg"])
+def test_a_file_without_orientation_beside_oriented_ones_is_refused(tmp_path: Path, kind: str):
+    """Its stand-in affine is the case's grid mirrored (here centred on the origin): taken for another axis order,
+    it was read mirrored without a word."""
+    root = write_case(tmp_path / "raw", affine=_centred()).parent
+    _without_orientation(root / CASE / f"{CASE}-{kind}.nii.gz")
+    with pytest.raises(InputError, match=f"{CASE}-{kind}.nii.gz: has no orientation \\(qform and sform codes 0\\) "
+                                         f"and another grid than {CASE}-t1n.nii.gz"):
+        load_case(discover_cases(root)[0])
+
+
+def test_files_all_without_orientation_share_their_grid(tmp_path: Path):
+    expected = load_case(discover_cases(write_case(tmp_path / "oriented", affine=_centred()).parent)[0])
+    root = write_case(tmp_path / "raw", affine=_centred()).parent
+    for path in (root / CASE).iterdir():
+        _without_orientation(path)
+    found = load_case(discover_cases(root)[0])
+    assert np.array_equal(found.image, expected.image) and np.array_equal(found.seg, expected.seg)
+
+
+def _centred(spacing: float = 1.0) -> np.ndarray:
+    """An affine that puts the origin at the grid's centre, as nibabel's stand-in for a file without orientation
+    does (with x mirrored)."""
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    affine[:3, 3] = -spacing * (np.array(GRID_SHAPE) - 1) / 2
+    return affine

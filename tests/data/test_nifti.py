@@ -72,6 +72,39 @@ def test_a_negative_pixdim_is_one_warning_line(tmp_path: Path, capfd):
                                   "-3.23 mm; the affine's 3.23 x 3.23 x 3.23 mm is used"]
 
 
+def test_a_negative_pixdim_beside_an_agreeing_sform_is_one_warning_line(tmp_path: Path, capfd):
+    """The qform then exists only with nibabel's fix (pixdim made positive); the stored header has none to compare
+    with the sform, which stopped the whole batch with nibabel's traceback."""
+    path = write_header(tmp_path / "a.nii.gz", -SPACING, sform=scaled(), qform=scaled())
+    assert voxel_size(load_header(path, "c1")) == pytest.approx((SPACING,) * 3)
+    assert warnings_of(capfd) == ["warning: c1: a.nii.gz: the voxel size in the header (pixdim) is -3.23 x -3.23 x "
+                                  "-3.23 mm; the affine's 3.23 x 3.23 x 3.23 mm is used"]
+
+
+RGB = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
+@pytest.mark.parametrize(("dtype", "name"), [(np.complex64, "complex64"), (RGB, "RGB")])
+def test_voxels_that_are_not_one_real_number_are_refused(tmp_path: Path, capfd, dtype, name: str):
+    """A complex image read as float32 kept only its real part (with numpy's raw warning); an RGB one was a
+    traceback."""
+    path = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), dtype=dtype), np.eye(4)), path)
+    with pytest.raises(InputError, match=rf"^c1: a.nii.gz: voxels of type {name}: an image must hold one integer or "
+                                         "floating-point value per voxel$"):
+        load_header(path, "c1")
+    assert capfd.readouterr().err == ""
+
+
+def test_garbage_in_a_gzip_file_is_one_error_without_nibabel_s_warnings(tmp_path: Path, capfd):
+    path = tmp_path / "a.nii.gz"
+    path.write_bytes(gzip.compress(b"x" * 1000))  # nibabel warns about the 'extension' it finds, then fails
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(InputError, match="cannot be read as NIfTI"):
+        warnings.simplefilter("always")
+        load_header(path, "c1")
+    assert [str(w.message) for w in caught] == [] and capfd.readouterr().err == ""
+
+
 def test_a_written_image_declares_the_voxel_size_of_its_affine(tmp_path: Path):
     geometry = Geometry.of(load_header(write_header(tmp_path / "in.nii.gz", 0.0, sform=scaled()), None))
     write_nifti(np.ones((4, 4, 4), np.uint8), geometry, tmp_path / "out.nii.gz")

@@ -3,12 +3,15 @@
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pytest
 
 from tests.factories import write_case
 from transunet3d.data.layout import discover_cases
 from transunet3d.data.plan import header_grid, plan_target_spacing
 from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.errors import UserError
 
 # The third case stores its axes as (S, L, A) with voxel sizes 3, 0.8, 0.9: in RAS order 0.8 x 0.9 x 3.
 SLA = np.array([[0, -0.8, 0, 0], [0, 0, 0.9, 0], [3.0, 0, 0, 0], [0, 0, 0, 1]])
@@ -36,3 +39,31 @@ def test_the_plan_is_the_per_axis_median_and_is_stored_with_the_cache(tmp_path: 
     dataset = json.loads((tmp_path / "pre" / "dataset.json").read_text())
     np.testing.assert_allclose(dataset["target_spacing"], (0.8, 0.9, 1.0))
     assert dataset["axis_order"] == "RAS" and dataset["cases"] == sorted(AFFINES) and report.written == sorted(AFFINES)
+
+
+def test_a_case_whose_affine_spans_no_volume_is_left_to_its_case_pass(tmp_path: Path):
+    """The plan reads only headers, unchecked: an sform with a zero column (and no qform) has no axis order, which
+    stopped the whole preprocessing with a traceback."""
+    raw = _mixed(tmp_path / "raw")
+    flat_case = "BraTS-MET-00004-000"
+    write_case(raw, flat_case, seed=4)
+    for path in (raw / flat_case).iterdir():
+        image = nib.load(path)
+        flat = np.eye(4)
+        flat[2, 2] = 0.0
+        image.header.set_qform(None, code=0)
+        image.header.set_sform(flat, code=1)
+        nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), None, header=image.header), path)
+    np.testing.assert_allclose(plan_target_spacing(discover_cases(raw)), (0.8, 0.9, 1.0))  # the other three's
+    report = preprocess_dataset(raw, tmp_path / "pre", progress=False)
+    assert report.written == sorted(AFFINES) and list(report.failed) == [flat_case]
+    assert "the affine's 3x3 part is singular" in report.failed[flat_case]
+
+
+def test_without_a_case_to_plan_from_the_first_case_s_problem_is_named(tmp_path: Path):
+    case = write_case(tmp_path / "raw")
+    (case / f"{case.name}-t2f.nii.gz").unlink()
+    with pytest.raises(UserError, match=f"no case to plan the target spacing from \\(the first: {case.name}: "
+                                        f"{case.name}-t2f.nii.gz: missing modality t2f\\)$"):
+        preprocess_dataset(tmp_path / "raw", tmp_path / "pre", progress=False)
+    assert not (tmp_path / "pre").exists()

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import click
 
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES
 
 PATH = click.Path(path_type=Path)
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange without NaN and infinity, which its comparisons let through (`--step nan` passed
+    `(0, 1]`, `--min-lesion-mm3 inf` passed `>= 0`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 case_workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
                             help="Cases processed in parallel (one process each).")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.options import PATH
+from transunet3d.cli.options import PATH, FiniteRange
 from transunet3d.config.schema import InferConfig
 from transunet3d.data.labels import LabelScheme
 from transunet3d.deploy.onnx_backend import load_exported_models
@@ -49,19 +49,19 @@ BACKENDS = ("torch", "onnxruntime")
 @click.option("--tta", type=click.Choice(TTA_MODES), default=None,
               help="Test-time augmentation: none, 8 flips, or flips with axial quarter turns (16 views).  "
                    "[default: the run's config, flip+rot]")
-@click.option("--step", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--step", type=FiniteRange(0, 1, min_open=True), default=None,
               help="Window stride as a fraction of the patch (0.5 = 50% overlap).  [default: the run's config]")
 @click.option("--batch-windows", type=click.IntRange(min=1), default=None,
               help="Network inputs (window x view) per forward pass.  [default: the run's config; if it sets "
                    "none, sized from the memory there is and the network]")
-@click.option("--max-memory", "max_memory_gb", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--max-memory", "max_memory_gb", type=FiniteRange(min=0, min_open=True), default=None,
               help="GB the windows in flight may take when the batch is sized from memory.  [default: the run's "
                    "config; if it sets none, 80% of the memory available]")
 @click.option("--postprocessing", "postprocessing_choice", default="run", show_default=True,
               help="'run': the post-processing tuned on the run's cross-validation (RUN/postprocessing.json, see "
                    "`transunet3d tune`) when it has one, else the config's; 'none': the config's (threshold 0.5, "
                    "or what --min-lesion-mm3 and --require-core set); or a postprocessing.json file.")
-@click.option("--min-lesion-mm3", type=click.FloatRange(min=0), default=None,
+@click.option("--min-lesion-mm3", type=FiniteRange(min=0), default=None,
               help="Drop predicted components smaller than this, per region.  [default: the run's config, 0]")
 @click.option("--require-core/--no-require-core", default=None,
               help="Drop whole-tumour components that hold no tumour core.  [default: the run's config, off]")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.options import PATH, case_workers, label_scheme
+from transunet3d.cli.options import PATH, FiniteRange, case_workers, label_scheme
 from transunet3d.data.preprocess import DEFAULT_FOREGROUND_SAMPLES, preprocess_dataset
 from transunet3d.errors import IncompleteBatch
 
@@ -17,7 +17,7 @@ from transunet3d.errors import IncompleteBatch
 @case_workers
 @click.option("--foreground-samples", type=click.IntRange(min=1), default=DEFAULT_FOREGROUND_SAMPLES,
               show_default=True, help="Tumour voxel locations kept per region for oversampling.")
-@click.option("--target-spacing", type=click.FloatRange(min=0, min_open=True), nargs=3, default=None,
+@click.option("--target-spacing", type=FiniteRange(min=0, min_open=True), nargs=3, default=None,
               metavar="X Y Z", help="Voxel size in mm (canonical RAS order) of the training grid "
                                     "[default: nnU-Net's plan, the median voxel size of the cases].")
 @label_scheme

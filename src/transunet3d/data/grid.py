@@ -5,6 +5,8 @@ Two files share a grid when their shapes and affines agree (every affine entry w
 that stores the same grid in another axis order (the same voxels, its axes permuted or flipped, its affine
 changed with them) is brought onto the other's order exactly, without interpolation. Anything else (another
 origin, voxel size, rotation or shape) is refused: comparing such voxels one to one would give a wrong number.
+A file without orientation (qform and sform codes 0) has only nibabel's stand-in affine, which says nothing about
+where its voxels lie: it shares a grid with another file only when their shapes and affines agree as they are.
 """
 
 from __future__ import annotations
@@ -32,12 +34,23 @@ def onto_grid(case_id: str | None, path: Path, image: nib.Nifti1Image, ref_path:
     shape, ref_shape = tuple(image.shape[:3]), tuple(ref.shape[:3])
     if shape == ref_shape and _close(image.affine, ref.affine):
         return _same
+    if not has_orientation(image):
+        raise InputError(case_id, path, f"has no orientation (qform and sform codes 0) and another grid than "
+                                        f"{ref_path.name}: where its voxels lie against it cannot be told")
+    if not has_orientation(ref):
+        raise InputError(case_id, path, f"{ref_path.name} has no orientation (qform and sform codes 0) and another "
+                                        "grid than this file: where its voxels lie against it cannot be told")
     order, ref_order = AxisOrder.of(image.affine), AxisOrder.of(ref.affine)
     if order.shape(shape) != ref_order.shape(ref_shape):
         raise InputError(case_id, path, f"shape {shape} differs from {ref_path.name} {ref_shape}")
     if not _close(order.canonical_affine(image.affine, shape), ref_order.canonical_affine(ref.affine, ref_shape)):
         raise InputError(case_id, path, f"affine differs from {ref_path.name} by more than {AFFINE_TOLERANCE}")
     return lambda array: ref_order.undo(order.apply(array))
+
+
+def has_orientation(image: nib.Nifti1Image) -> bool:
+    """Whether the header places the voxels in the world (a qform or sform code above 0)."""
+    return int(image.header["qform_code"]) > 0 or int(image.header["sform_code"]) > 0
 
 
 def _same(array: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -84,9 +85,11 @@ def voxel_size(image: nib.Nifti1Image) -> tuple[float, float, float]:
 
 
 def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
-    """Open a NIfTI file; unreadable files and files without a voxel size raise InputError.
+    """Open a NIfTI file; unreadable files, files without a voxel size and files whose voxels are not real numbers
+    (complex, RGB) raise InputError.
 
-    Header oddities that nibabel fixes on reading (a negative pixdim, say) become one `warning:` line each.
+    Header oddities that nibabel fixes or warns about on reading (a negative pixdim, say) become one `warning:` line
+    each.
     A `.nii.gz` is decompressed in one go (see `_gunzip`), so its data is then in memory and `read_data` views it
     without a copy; a plain `.nii` stays lazy.
     """
@@ -97,14 +100,23 @@ def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
         data = _gunzip(path) if path.name.endswith(".gz") else None
         head = data[:NIFTI2_HEADER_BYTES] if data is not None else _first_bytes(path, NIFTI2_HEADER_BYTES)
         _check_header_length(len(head))
-        with _nibabel_quiet():
+        with _nibabel_quiet() as caught:
             image = _from_bytes(data) if data is not None else nib.load(path)
     except EOFError:
         raise InputError(case_id, path, "image data cannot be read (the compressed file ends early)") from None
     except _READ_ERRORS as error:
         raise InputError(case_id, path, f"cannot be read as NIfTI ({_reason(error)})") from None
     _check_header(image, type(image.header).from_fileobj(io.BytesIO(head), check=False), path, case_id)
+    for warning in caught:
+        warn_input(case_id, path, f"header: {warning.message}")
     return image
+
+
+def peek_header(path: Path) -> nib.Nifti1Image:
+    """nibabel's lazy image of `path`, for its header only (a `.nii.gz` is not decompressed), with nothing logged
+    or warned. Unchecked: for a quick look at many files (the dataset's plan); `load_header` reads and checks."""
+    with _nibabel_quiet():
+        return nib.load(path)
 
 
 def _first_bytes(path: Path, count: int) -> bytes:
@@ -113,20 +125,26 @@ def _first_bytes(path: Path, count: int) -> bytes:
 
 
 @contextmanager
-def _nibabel_quiet() -> Iterator[None]:
-    """Keep nibabel from logging its header fixes as raw text; `_check_header` reports them as warnings."""
+def _nibabel_quiet() -> Iterator[list[warnings.WarningMessage]]:
+    """Keep nibabel from logging its header fixes or warning in raw text: the fixes are reported by `_check_header`,
+    the warnings are collected in the list yielded, for the caller to report (or drop with a refused file)."""
     logger = nib.imageglobals.logger
     level = logger.level
     logger.setLevel(logging.CRITICAL + 1)
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
     finally:
         logger.setLevel(level)
 
 
 def _check_header(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, case_id: str | None) -> None:
-    """Refuse an image without a valid voxel size; warn once per problem nibabel would log for `raw`, the header
-    as stored (before nibabel's fixes)."""
+    """Refuse an image without a valid voxel size or with voxels that are not real numbers; warn once per problem
+    nibabel would log for `raw`, the header as stored (before nibabel's fixes)."""
+    if image.get_data_dtype().kind not in "iuf":  # complex, RGB and other compound voxels
+        raise InputError(case_id, path, f"voxels of type {image.header.get_value_label('datatype')}: an image must "
+                                        "hold one integer or floating-point value per voxel")
     pixdim = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
     if int(raw["sform_code"]) == 0 and not np.all(np.isfinite(pixdim) & (pixdim != 0)):
         raise InputError(case_id, path, f"no valid voxel size: pixdim is {format_mm(pixdim)} and no sform gives one")
@@ -158,7 +176,8 @@ def _check_qform_agrees(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Pat
         return
     x, y, z = (*image.shape, 1, 1)[:3]
     corners = np.array([[i, j, k, 1.0] for i in (0, x - 1) for j in (0, y - 1) for k in (0, z - 1)]).T
-    qform, sform = (np.asarray(raw.get_qform(), np.float64), np.asarray(raw.get_sform(), np.float64))
+    # nibabel's header (with a negative pixdim made positive, as warned): the stored one has no qform to read then
+    qform, sform = (np.asarray(image.header.get_qform(), np.float64), np.asarray(image.header.get_sform(), np.float64))
     apart = float(np.linalg.norm((qform @ corners - sform @ corners)[:3], axis=0).max())
     if not apart <= 0.5 * min(voxel_size(image)):
         raise InputError(case_id, path, f"qform and sform place the voxels up to {apart:.3g} mm apart: tools that "

@@ -26,8 +26,12 @@ class AxisOrder:
 
     @classmethod
     def of(cls, affine: np.ndarray) -> AxisOrder:
-        """The axis order of a file with this affine; an oblique affine takes each axis's closest world axis."""
-        return cls("".join(nib.aff2axcodes(np.asarray(affine, dtype=np.float64))))
+        """The axis order of a file with this affine; an oblique affine takes each axis's closest world axis.
+        ValueError for an affine whose voxel axes do not span a volume (a zero or NaN column)."""
+        codes = nib.aff2axcodes(np.asarray(affine, dtype=np.float64))
+        if None in codes:
+            raise ValueError(f"the affine's voxel axes do not span a volume (axis codes {codes})")
+        return cls("".join(codes))
 
     @classmethod
     def from_codes(cls, codes: str) -> AxisOrder:

@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 
 from transunet3d.data.layout import CaseFiles
+from transunet3d.data.nifti import peek_header
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.resample import target_spacing
 from transunet3d.errors import InputError
@@ -22,7 +23,7 @@ Spacing = tuple[float, float, float]
 def header_grid(case: CaseFiles) -> tuple[Spacing, tuple[int, int, int]] | None:
     """(voxel size, shape) of a case's first image in the canonical axis order, or None when unreadable."""
     try:
-        image = nib.load(case.image_paths()[0])
+        image = peek_header(case.image_paths()[0])
         affine = np.asarray(image.affine, dtype=np.float64)
         order = AxisOrder.of(affine)
     except (InputError, OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError):

@@ -34,7 +34,7 @@ from transunet3d.data.normalize import zscore_brain
 from transunet3d.data.orientation import CANONICAL, AxisOrder
 from transunet3d.data.plan import plan_target_spacing
 from transunet3d.data.resample import resample_image, resample_labels, resampled_shape
-from transunet3d.data.validate import LoadedCase, load_case
+from transunet3d.data.validate import LoadedCase, case_problem, load_case
 from transunet3d.errors import InputError, UserError
 from transunet3d.files import output_folder, remove_stale_temporaries, write_json
 from transunet3d.parallel import map_cases
@@ -208,7 +208,8 @@ def preprocess_dataset(
     cases = discover_cases(raw)
     target = _checked_target(target_spacing) if target_spacing is not None else plan_target_spacing(cases)
     if target is None:
-        raise UserError(f"{raw}: no case has a readable image header to plan the target spacing from")
+        raise UserError(f"{raw}: no case to plan the target spacing from (the first: "
+                        f"{case_problem(cases[0], scheme) or 'its first image header cannot be read'})")
     out_dir = output_folder(out_dir)
     remove_stale_temporaries(out_dir)
     jobs = [(case, out_dir, target, foreground_samples, scheme) for case in cases]

@@ -125,7 +125,8 @@ def _labels_outside(values: np.ndarray, labels: tuple[int, ...], shown: int = 5)
     return [float(value) for value in np.unique(values[outside])[:shown]] if outside.any() else []
 
 
-def _problem(case: CaseFiles, scheme: LabelScheme) -> str:
+def case_problem(case: CaseFiles, scheme: LabelScheme) -> str:
+    """The first problem `load_case` finds in `case` (naming case and file), or "" when the case is valid."""
     try:
         load_case(case, scheme)
     except InputError as error:
@@ -138,5 +139,5 @@ def validate_cases(root: str | Path, workers: int = 1, progress: bool = True,
     """Check every case under `root`, label maps against the label scheme `labels`; returns (number of cases,
     {case id: message} of the broken ones)."""
     cases = discover_cases(root)
-    messages = map_cases(partial(_problem, scheme=label_scheme(labels)), cases, workers, "validate", progress)
+    messages = map_cases(partial(case_problem, scheme=label_scheme(labels)), cases, workers, "validate", progress)
     return len(cases), {case.case_id: message for case, message in zip(cases, messages) if message}

@@ -96,7 +96,8 @@ def _per_region(data: dict[str, Any], key: str, regions: tuple[str, ...], valid,
                         f"got {values!r}")
     for region in regions:
         value = values[region]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not valid(value):
             raise UserError(f"postprocessing settings: {key}.{region} = {value!r} is not a number {wanted}")
     return tuple(float(values[region]) for region in regions)
 
