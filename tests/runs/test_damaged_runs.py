@@ -149,3 +149,56 @@ def test_any_damage_to_the_state_is_a_user_error(seed, tmp_path: Path):
     state.write_bytes(damaged)
     with pytest.raises(UserError, match="damaged"):
         read_state(folder)
+
+
+def _assert_one_error(result, text: str) -> None:
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and text in errors[0], result.stderr
+    assert "Traceback" not in result.output and "Aborted!" not in result.output
+
+
+def test_train_resume_names_a_damaged_log_and_a_state_of_another_model(raw_and_cache, tmp_path: Path):
+    _, cache = raw_and_cache
+    run = tmp_path / "run"
+    write_run(run / "fold_0", epoch=1)
+    log = run / "fold_0" / "log.csv"
+    log.write_text("epoch,train_loss\n0,abc\n")
+    args = ["train", str(cache), "--fold", "0", "--out", str(run), "--resume", "--device", "cpu"]
+    _assert_one_error(CliRunner().invoke(cli, args), f"{log}: damaged, not the numbers the run logged")
+    log.unlink()
+    other = write_run(tmp_path / "unet", preset="tiny-unet", epoch=1)
+    state = ModelFolder(run / "fold_0").latest_checkpoint() / "state.pt"
+    shutil.copy(ModelFolder(other).latest_checkpoint() / "state.pt", state)
+    _assert_one_error(CliRunner().invoke(cli, args), f"{state}: does not fit this run's model and optimizer")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "spacing"])
+def test_train_names_a_damaged_cache_before_it_starts(damage: str, raw_and_cache, tmp_path: Path):
+    cache = tmp_path / "pre"
+    shutil.copytree(raw_and_cache[1], cache)
+    path = cache / ("dataset.json" if damage == "spacing" else "BraTS-MET-00002-000.npy")
+    if damage == "spacing":
+        path.write_text(json.dumps({**json.loads(path.read_text()), "target_spacing": ["x", 1, 1]}))
+    else:
+        path.write_bytes(path.read_bytes()[:100] if damage == "truncated" else b"")
+    result = CliRunner().invoke(cli, ["train", str(cache), "--preset", "tiny", "--fold", "0",
+                                      "--out", str(tmp_path / "run"), "--device", "cpu"])
+    _assert_one_error(result, f"{path}: damaged")
+    assert not (tmp_path / "run" / "fold_0" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("name", "content", "problem"), [
+    ("metrics.csv", "a,b\n1,2\n", "not a table as transunet3d writes it (no column 'case')"),
+    ("log.csv", "epoch,train_loss\n1,0.5,7\n", "line 2 has more cells than the header"),
+])
+def test_report_names_a_damaged_table(name: str, content: str, problem: str, tmp_path: Path):
+    run = tmp_path / "run"
+    write_run(run / "fold_0")
+    (run / "fold_0" / "log.csv").write_text("epoch,train_loss\n1,0.5\n")
+    (run / "cv").mkdir()
+    (run / "cv" / "summary.json").write_text(json.dumps({"regions": {}}))
+    (run / "cv" / "metrics.csv").write_text("case,region,lesionwise_dice,lesionwise_hd95,num_tp,num_fp,num_fn\n")
+    path = run / "cv" / name if name == "metrics.csv" else run / "fold_0" / name
+    path.write_text(content)
+    _assert_one_error(CliRunner().invoke(cli, ["report", str(run)]), f"{path}: damaged, {problem}")

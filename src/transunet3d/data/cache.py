@@ -13,13 +13,15 @@ never leaves a case that looks complete.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from transunet3d.data.labels import DEFAULT_SCHEME
+from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES
+from transunet3d.data.orientation import CANONICAL
 from transunet3d.errors import UserError
 from transunet3d.files import atomic_path, is_temporary, read_json, write_json
 
@@ -105,15 +107,33 @@ def _has_original_seg(properties: dict[str, Any]) -> bool:
 
 
 def open_case(root: str | Path, case_id: str) -> CachedCase:
-    """Memory-map a complete case for reading."""
+    """Memory-map a complete case for reading.
+
+    Raises:
+        FileNotFoundError: the case is missing from the cache, or incomplete.
+        UserError: one of its arrays is damaged (empty, truncated, not an .npy file).
+    """
     root = Path(root)
     properties = read_properties(root, case_id)
     if properties is None:
         raise FileNotFoundError(f"{root}: case {case_id} is missing or incomplete in the preprocessed cache")
-    image = np.load(image_path(root, case_id), mmap_mode="r")
-    seg = np.load(seg_path(root, case_id), mmap_mode="r") if properties["has_seg"] else None
-    original = np.load(original_seg_path(root, case_id), mmap_mode="r") if _has_original_seg(properties) else seg
+    image = _mapped(image_path(root, case_id))
+    seg = _mapped(seg_path(root, case_id)) if properties["has_seg"] else None
+    original = _mapped(original_seg_path(root, case_id)) if _has_original_seg(properties) else seg
     return CachedCase(case_id, image, seg, properties, original)
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """The array of an .npy file of the cache, memory-mapped; a damaged file is a UserError (an empty one would
+    otherwise raise EOFError, which click reports as a bare 'Aborted!')."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "the file is empty"
+        raise UserError(f"{path}: damaged in the preprocessed cache ({reason}); remove the case's files and "
+                        "preprocess it again") from None
 
 
 def cached_case_ids(root: str | Path) -> list[str]:
@@ -135,6 +155,27 @@ def read_dataset(root: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{root}: no preprocessed cases found (no {DATASET_FILE}; run `transunet3d preprocess` first)")
     dataset = read_json(path)
+    if not isinstance(dataset, dict):
+        raise UserError(f"{path}: damaged: expected a JSON object, got {type(dataset).__name__}")
     if dataset.get("format_version") != FORMAT_VERSION or "target_spacing" not in dataset:
         raise UserError(f"{path}: written by an older version; run `transunet3d preprocess` into it again")
-    return {"labels": DEFAULT_SCHEME, **dataset}
+    dataset = {"labels": DEFAULT_SCHEME, **dataset}
+    _check_dataset(path, dataset)
+    return dataset
+
+
+def _check_dataset(path: Path, dataset: dict[str, Any]) -> None:
+    """Refuse a dataset.json whose grid or case list is not what `preprocess` writes (edited by hand, damaged):
+    the run would record it and predict every input at that spacing."""
+    spacing = dataset["target_spacing"]
+    numbers = isinstance(spacing, list) and all(isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                for value in spacing)
+    if not (numbers and len(spacing) == 3 and all(math.isfinite(value) and value > 0 for value in spacing)):
+        raise UserError(f"{path}: damaged: target_spacing is {spacing!r}, not three voxel sizes in mm")
+    if dataset.get("axis_order") != CANONICAL:
+        raise UserError(f"{path}: damaged: axis_order is {dataset.get('axis_order')!r}, not {CANONICAL!r}")
+    if dataset["labels"] not in SCHEMES:
+        raise UserError(f"{path}: damaged: labels is {dataset['labels']!r}, not one of {', '.join(SCHEMES)}")
+    cases = dataset.get("cases")
+    if not isinstance(cases, list) or not all(isinstance(case, str) for case in cases):
+        raise UserError(f"{path}: damaged: cases is not a list of case ids")

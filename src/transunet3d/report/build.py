@@ -37,6 +37,10 @@ def _folders(root: Path) -> list[Path]:
     return found
 
 
+_METRICS_COLUMNS = ("case", "region", "lesionwise_dice", "lesionwise_hd95", "num_tp", "num_fp", "num_fn")
+_LESION_COLUMNS = ("case", "region", "lesion_id", "volume_mm3", "longest_axial_diameter_mm", "matched", "lesion_dice")
+
+
 def _read_mapping(path: Path) -> dict:
     """A JSON object the package wrote into the folder; a damaged or foreign file is a UserError naming it."""
     content = read_json(path)
@@ -45,12 +49,23 @@ def _read_mapping(path: Path) -> dict:
     return content
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _read_csv(path: Path, columns: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """The rows of a CSV table the package wrote, which must have `columns` and a cell under every header; a
+    damaged or foreign file is a UserError naming it."""
     try:
         with path.open(newline="") as file:
-            return list(csv.DictReader(file))
+            reader = csv.DictReader(file)
+            rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as error:
         raise UserError(f"{path}: damaged, not a readable CSV table ({error})") from None
+    missing = [column for column in columns if column not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path}: damaged, not a table as transunet3d writes it (no column {missing[0]!r})")
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            raise UserError(f"{path}: damaged, line {line} has {'more' if None in row else 'fewer'} cells than "
+                            "the header")
+    return rows
 
 
 def run_section(model: ModelFolder, root: Path) -> str:
@@ -91,13 +106,13 @@ def evaluation_section(files: EvaluationFiles, root: Path) -> str:
              f"<b>{html.number(overall.get('mean_lesionwise_dice', float('nan')))}</b>.</p>",
              html.table(["region", *(label for label, _ in _REGION_COLUMNS)], rows)]
     parts.append(_overlays(summary))
-    per_case = _read_csv(files.metrics)
+    per_case = _read_csv(files.metrics, _METRICS_COLUMNS)
     parts.append("<details><summary>Per case</summary>" + html.table(
         ["case", "region", "lesion-wise Dice", "lesion-wise HD95", "TP", "FP", "FN"],
-        [[r["case"], r["region"], _float(r["lesionwise_dice"]), _float(r["lesionwise_hd95"]), r["num_tp"],
-          r["num_fp"], r["num_fn"]] for r in per_case]) + "</details>")
+        [[r["case"], r["region"], *(_float(r[column]) for column in _METRICS_COLUMNS[2:])] for r in per_case])
+        + "</details>")
     if files.lesions.is_file():
-        parts.append(_lesion_tables(_read_csv(files.lesions)))
+        parts.append(_lesion_tables(_read_csv(files.lesions, ("source", *_LESION_COLUMNS))))
     return "".join(parts)
 
 
@@ -127,7 +142,7 @@ def _held_out_sentence(tuned: dict) -> str:
 
 def _lesion_tables(lesions: list[dict[str, str]]) -> str:
     """Reference lesions with their match and Dice; the predicted components folded away below."""
-    columns = ["case", "region", "lesion_id", "volume_mm3", "longest_axial_diameter_mm", "matched", "lesion_dice"]
+    columns = _LESION_COLUMNS
     parts = []
     for source, title in (("ref", "Reference lesions"), ("pred", "Predicted components")):
         rows = [row for row in lesions if row["source"] == source]

@@ -9,6 +9,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from transunet3d.errors import UserError
 from transunet3d.files import atomic_path
 
 _WHOLE_NUMBERS = ("epoch", "skipped_steps")  # counts: written back as 3, not 3.0, after a resume
@@ -21,6 +22,17 @@ def _cell(column: str, text: str) -> float | int:
     return int(float(text)) if column in _WHOLE_NUMBERS else float(text)
 
 
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The numbers of an existing log.csv (a resumed run appends to them); a damaged one is a UserError."""
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    try:
+        return [{column: _cell(column, text) for column, text in row.items()} for row in rows]
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: damaged, not the numbers the run logged (a cell is missing or not a number); "
+                        "restore it or delete it (the curves start again)") from None
+
+
 class RunLog:
     """Rows of per-epoch numbers: the CSV is rewritten atomically after every epoch, events are appended."""
 
@@ -29,7 +41,7 @@ class RunLog:
         self._writer = None
         self.rows: list[dict[str, Any]] = []
         if path.exists():
-            self.rows = [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(path.open())]
+            self.rows = _read_rows(path)
 
     def truncate(self, epochs: int) -> None:
         """Forget epochs >= `epochs` (written after the checkpoint a resumed run starts from)."""

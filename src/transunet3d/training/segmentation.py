@@ -11,7 +11,7 @@ import torch
 
 from transunet3d.config.io import save_config
 from transunet3d.config.schema import ExperimentConfig
-from transunet3d.data.cache import SPLITS_FILE, read_properties
+from transunet3d.data.cache import SPLITS_FILE, open_case, read_properties
 from transunet3d.data.labels import label_scheme
 from transunet3d.data.splits import make_splits, preprocessed_case_ids, read_splits
 from transunet3d.errors import UserError
@@ -48,7 +48,23 @@ def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tupl
     else:
         raise UserError(f"fold {fold} does not exist: the splits have folds 0..{len(splits) - 1}")
     check_labelled(preprocessed, fold, [*train, *val])
+    check_readable(preprocessed, fold, [*train, *val])
     return splits, train, val
+
+
+def check_readable(preprocessed: Path, fold: Fold, case_ids: list[str]) -> None:
+    """Open every case of a fold before training starts (memory maps: milliseconds each), so that a case missing
+    from the cache or a damaged array stops the job with its name, not a loader process in the first epoch.
+
+    Raises:
+        UserError: naming the first case missing from the cache, or the damaged file (`cache.open_case`).
+    """
+    for case_id in case_ids:
+        try:
+            open_case(preprocessed, case_id)
+        except FileNotFoundError:
+            raise UserError(f"{preprocessed}: case {case_id} of {fold_label(fold)} is missing or incomplete in the "
+                            f"preprocessed cache (see {preprocessed / SPLITS_FILE})") from None
 
 
 def check_labelled(preprocessed: Path, fold: Fold, case_ids: list[str]) -> None:

@@ -20,7 +20,7 @@ from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models.precision import autocast, resolve_precision
 from transunet3d.runs.layout import ModelFolder
-from transunet3d.training.checkpoint import is_complete, load_checkpoint, save_checkpoint
+from transunet3d.training.checkpoint import STATE, is_complete, load_checkpoint, save_checkpoint
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.run_log import RunLog
 from transunet3d.training.sampling import patch_loader
@@ -82,10 +82,15 @@ class Trainer:
         if folder is None:
             return False
         saved = load_checkpoint(folder, self.network)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["torch_rng"])
-        self.state = TrainerState(**saved["trainer"])
+        try:
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scaler.load_state_dict(saved["scaler"])
+            torch.set_rng_state(saved["torch_rng"])
+            self.state = TrainerState(**saved["trainer"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise UserError(f"{folder / STATE}: does not fit this run's model and optimizer ("
+                            f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
+                            ) from None
         return True
 
     def fit(self) -> TrainerState:
