@@ -232,14 +232,16 @@ def test_case_list_restricts_the_cases(raw: Path, run: Path, tmp_path: Path):
     assert not (tmp_path / "out2").exists()  # refused before anything is written
 
 
-@pytest.mark.parametrize("text", ["", "\n  \n"])
-def test_a_case_list_that_names_no_case_is_an_error(raw: Path, run: Path, tmp_path: Path, text: str):
+@pytest.mark.parametrize(("content", "problem"), [(b"", "names no case"), (b"\n  \n", "names no case"),
+                                                  (b"\xea\x00\xff", "is not text")])
+def test_a_case_list_that_names_no_case_is_an_error(raw: Path, run: Path, tmp_path: Path, content: bytes,
+                                                    problem: str):
     listed = tmp_path / "val.txt"
-    listed.write_text(text)
+    listed.write_bytes(content)
     out = tmp_path / "out"
     result = predict(raw, out, "--model", run, "--case-list", listed)
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1] == (f"error: {listed}: case list names no case "
+    assert result.stderr.splitlines()[-1] == (f"error: {listed}: case list {problem} "
                                               "(it should hold one case id per line)")
     assert not out.exists()
 

@@ -11,23 +11,27 @@ from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
 from transunet3d.errors import UserError
 
+MAX_DIAMETER_MM = 100.0  # lesions and cavities: the brain is about 140 x 170 x 140 mm
+
 
 @click.command("phantom")
 @click.argument("out", type=PATH)
 @click.option("--cases", type=click.IntRange(min=1), default=8, show_default=True, help="Number of cases.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Series seed: same seed, same cases.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Series seed: same seed, same cases.")
 @click.option("--shape", type=click.IntRange(min=16), nargs=3, default=(240, 240, 155), show_default=True,
               help="Volume size in voxels (BraTS: 240 240 155).")
 @click.option("--spacing", type=FiniteRange(min=0.1), nargs=3, default=None,
               help="Voxel size in mm [default: smallest isotropic size >= 1 mm at which the brain fits].")
 @click.option("--lesions", type=click.IntRange(min=0), nargs=2, default=(1, 12), show_default=True,
               help="Range of the number of metastases per case.")
-@click.option("--diameter", type=FiniteRange(min=0.5), nargs=2, default=(3.0, 40.0), show_default=True,
+@click.option("--diameter", type=FiniteRange(0.5, MAX_DIAMETER_MM), nargs=2, default=(3.0, 40.0), show_default=True,
               help="Range of lesion diameters in mm (drawn log-uniformly).")
 @click.option("--cavities", type=FiniteRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
               help="Probability that a lesion has a resection cavity (BraTS 2025 label 4, RC) next to it; "
                    "0 gives the BraTS 2023 labels.")
-@click.option("--cavity-diameter", type=FiniteRange(min=0.5), nargs=2, default=(8.0, 30.0), show_default=True,
+@click.option("--cavity-diameter", type=FiniteRange(0.5, MAX_DIAMETER_MM), nargs=2, default=(8.0, 30.0),
+              show_default=True,
               help="Range of resection cavity diameters in mm (drawn log-uniformly).")
 @click.option("--resample-to", type=FiniteRange(min=0.1), nargs=3, default=None, metavar="SX SY SZ",
               help="Store the series as acquired at this voxel size in mm (partial volume along coarser axes, cubic "

@@ -151,7 +151,10 @@ def _case_ids(path: Path) -> set[str]:
     """The case ids of `--case-list`, one per line; a list naming none would predict nothing and exit 0."""
     if not path.is_file():
         raise UserError(f"{path}: case list does not exist")
-    ids = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    try:
+        ids = {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: case list is not text (it should hold one case id per line)") from None
     if not ids:
         raise UserError(f"{path}: case list names no case (it should hold one case id per line)")
     return ids

@@ -139,3 +139,23 @@ def test_default_spacing_fits_the_brain_and_is_1mm_at_brats_size():
     full = anatomy_on_grid((240, 240, 155), (1.0, 1.0, 1.0))
     # The whole brain is on the small grid: its volume in mm^3 matches the full-size one.
     assert anatomy.brain.sum() * small[0] ** 3 == pytest.approx(full.brain.sum(), rel=0.03)
+
+
+@pytest.mark.parametrize(("options", "problem"), [
+    (["--spacing", "20", "1", "1"], "voxel size 20 x 1 x 1 mm: the brain (145 x 181 x 155 mm) would span fewer "
+                                    "than 8 voxels along an axis"),
+    (["--seed", "-1"], "Invalid value for '--seed'"),
+    (["--diameter", "3", "1e6"], "Invalid value for '--diameter'"),
+    (["--cavity-diameter", "3", "inf"], "Invalid value for '--cavity-diameter'"),
+])
+def test_settings_that_leave_no_room_for_lesions_are_one_error_before_any_output(tmp_path: Path, options, problem):
+    """A 20 mm voxel left no brain voxel to place a lesion in (numpy's traceback), a negative seed reached numpy,
+    a lesion of 1 km asked for 39 PiB."""
+    from click.testing import CliRunner
+
+    from transunet3d.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["phantom", str(tmp_path / "out"), "--cases", "1", "--shape", "32", "32", "24",
+                                      *options])
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {problem}"), result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()

@@ -62,6 +62,11 @@ def _brain_extent_mm() -> tuple[np.ndarray, np.ndarray]:
     return (low + high) / 2, np.abs(high - low) + 1
 
 
+def brain_size_mm() -> np.ndarray:
+    """The size (mm) of the MNI brain's bounding box along each world axis."""
+    return _brain_extent_mm()[1]
+
+
 def fitting_spacing(shape: tuple[int, int, int]) -> tuple[float, float, float]:
     """The smallest isotropic voxel size (at least 1 mm) at which the whole MNI brain fits in `shape`."""
     _, size = _brain_extent_mm()

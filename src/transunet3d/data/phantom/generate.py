@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from transunet3d.data.nifti import Geometry, write_nifti
-from transunet3d.data.phantom.anatomy import anatomy_on_grid, fitting_spacing, grid_affine
+from transunet3d.data.nifti import Geometry, format_mm, write_nifti
+from transunet3d.data.phantom.anatomy import anatomy_on_grid, brain_size_mm, fitting_spacing, grid_affine
 from transunet3d.data.phantom.cavities import Cavity, carve_cavities, sample_cavities
 from transunet3d.data.phantom.contrasts import synthesize_contrasts
 from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
 from transunet3d.data.phantom.variants import Variant, apply_variant
+from transunet3d.errors import UserError
 from transunet3d.files import output_folder, write_json
 from transunet3d.parallel import map_cases
 
@@ -95,6 +96,19 @@ def _make_one(args: tuple[PhantomSpec, int, int, Path, Variant | None]) -> tuple
     return phantom.case_id, lesions
 
 
+MIN_BRAIN_VOXELS = 8  # across the brain per axis: fewer leave no room to place and draw lesions
+
+
+def _check_brain_fits(spec: PhantomSpec) -> None:
+    """Refuse a voxel size at which the brain spans fewer than MIN_BRAIN_VOXELS voxels along an axis (before any
+    output: the lesions could not be placed)."""
+    spacing = np.asarray(spec.resolved_spacing())
+    size = brain_size_mm()
+    if np.any(size / spacing < MIN_BRAIN_VOXELS):
+        raise UserError(f"voxel size {format_mm(spacing)} mm: the brain ({format_mm(np.round(size))} mm) would span "
+                        f"fewer than {MIN_BRAIN_VOXELS} voxels along an axis")
+
+
 def write_phantoms(
     out_dir: str | Path, cases: int, seed: int, spec: PhantomSpec = PhantomSpec(), workers: int = 1,
     progress: bool = True, first: int = 1, variant: Variant | None = None,
@@ -103,6 +117,7 @@ def write_phantoms(
     lesions drawn (voxel centres on the generated grid, before any `variant`; a lesion's cavity, if any, under
     its "cavity" key). Cases of one series never repeat, so
     a later range is a held-out test set."""
+    _check_brain_fits(spec)
     out_dir = output_folder(out_dir)
     jobs = [(spec, seed, index, out_dir, variant) for index in range(first, first + cases)]
     results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
