@@ -10,6 +10,7 @@ still running (a parallel run into the same folder) is writing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -169,3 +170,12 @@ def read_json(path: str | Path) -> Any:
         raise UserError(f"{path}: does not exist") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: damaged, not valid JSON ({error})") from None
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

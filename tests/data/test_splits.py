@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,18 @@ def test_ten_folds_from_the_command_line(tmp_path: Path, case_root: Path):
     assert len(saved) == 10 and sorted(case for split in saved for case in split["val"]) == cases
     too_many = runner.invoke(cli, ["splits", str(tmp_path / "pp"), "--folds", "11"])
     assert too_many.exit_code == 2 and "cannot make 11 folds from 10 patients" in too_many.output
+
+
+@pytest.mark.parametrize(("folds", "problem"), [
+    ([{"train": ["a", "b"], "val": ["b"]}, {"train": ["b"], "val": ["a"]}],
+     "fold 0 validates on case(s) it trains on (b)"),
+    ([{"train": [], "val": ["a"]}, {"train": ["a"], "val": ["b"]}], "fold 0 has no training case"),
+])
+def test_splits_that_leak_or_train_on_nothing_are_refused(tmp_path: Path, folds, problem: str):
+    """A validation case that is also trained on made the out-of-fold score count a case the model had seen."""
+    from transunet3d.data.splits import read_splits
+
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps(folds))
+    with pytest.raises(UserError, match=f"^{path}: {re.escape(problem)}$"):
+        read_splits(path)

@@ -2,6 +2,7 @@
 like the run, and mistakes are one error line with the policy's exit code."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -76,6 +77,17 @@ def test_backend_and_model_folder_must_agree(exported: Path, cv_run: Path, phant
     assert run_as_export.exit_code == export_as_run.exit_code == EXIT_USER_ERROR
     assert error_lines(run_as_export)[0].startswith(f"error: {cv_run}: a training run, not an exported folder")
     assert error_lines(export_as_run)[0].startswith(f"error: {exported}: not a training run")
+
+
+def test_a_network_file_other_than_the_one_exported_is_refused(exported: Path, phantoms: Path, tmp_path: Path):
+    """fold_1's network in fold_0's place predicted with the wrong model, exit 0: export.json's SHA-256 is checked."""
+    copy = tmp_path / "exported"
+    shutil.copytree(exported, copy)
+    shutil.copy(copy / "fold_1.onnx", copy / "fold_0.onnx")
+    result = invoke("predict", phantoms, tmp_path / "out", "--model", copy, "--backend", "onnxruntime", "--fold", "0")
+    assert result.exit_code == EXIT_USER_ERROR and not (tmp_path / "out").exists()
+    assert error_lines(result) == [f"error: {copy / 'fold_0.onnx'}: not the network export.json records (its SHA-256 "
+                                   "differs: replaced or damaged); export the run again"]
 
 
 def test_export_refuses_what_is_not_a_run_and_a_folder_in_use(cv_run: Path, phantoms: Path, tmp_path: Path):

@@ -139,6 +139,18 @@ def test_a_broken_case_stops_the_tuning_with_a_user_error_also_from_a_worker(tmp
         tune_postprocessing(cases, workers=2, progress=False)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), 5.0])
+def test_values_that_are_not_probabilities_stop_the_tuning(tmp_path: Path, bad: float):
+    """NaN (a diverged model) or values outside 0-1 were tuned on without a word."""
+    clean = confident(two_lesions())
+    broken = clean.copy()
+    broken[0, 0, 0, 0] = bad
+    cases = [write_tuning_case(tmp_path, "case0", clean, two_lesions()),
+             write_tuning_case(tmp_path, "case1", broken, two_lesions())]
+    with pytest.raises(UserError, match=r"^case1: case1_probabilities\.npz: holds values that are not probabilities"):
+        tune_postprocessing(cases, progress=False)
+
+
 def test_no_cases_is_a_user_error():
     with pytest.raises(UserError, match="no cases"):
         tune_postprocessing([], progress=False)

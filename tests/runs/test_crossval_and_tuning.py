@@ -159,3 +159,7 @@ def test_resume_trains_a_missing_fold_with_the_runs_config(trained_run: Path, ra
     assert result.exit_code == 0, result.output
     assert load_config(run.fold(1).config).loop.epochs == 2  # the run's, not the preset's 20
     assert "fold 1: 2 epochs" in result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "loop.epochs" in warnings[0], result.stderr  # the preset's 20 is not applied
+    assert warnings[0].startswith(f"warning: {run.path}: --resume continues with the run's saved config.yaml; the "
+                                  "given ")

@@ -202,3 +202,31 @@ def test_report_names_a_damaged_table(name: str, content: str, problem: str, tmp
     path = run / "cv" / name if name == "metrics.csv" else run / "fold_0" / name
     path.write_text(content)
     _assert_one_error(CliRunner().invoke(cli, ["report", str(run)]), f"{path}: damaged, {problem}")
+
+
+def test_train_resume_refuses_weights_that_hold_nan(raw_and_cache, tmp_path: Path):
+    """Resuming went on from them: a NaN epoch, skipped steps and a new NaN checkpoint, exit 0."""
+    from tests.inference.test_trained_and_ensemble import poison_weights
+
+    run = tmp_path / "run"
+    poison_weights(write_run(run / "fold_0", epoch=1))
+    weights = ModelFolder(run / "fold_0").latest_checkpoint() / "weights.safetensors"
+    result = CliRunner().invoke(cli, ["train", str(raw_and_cache[1]), "--fold", "0", "--out", str(run), "--resume",
+                                      "--device", "cpu"])
+    _assert_one_error(result, f"{weights}: 2 of ")
+    assert "hold NaN or infinite values (the training diverged)" in result.stderr
+
+
+def test_crossval_refuses_a_cache_of_another_label_scheme(raw_and_cache, tmp_path: Path):
+    """Every case then failed inside the validation and the pooled score was NaN on 0 cases, exit 0."""
+    cache = tmp_path / "pre"
+    shutil.copytree(raw_and_cache[1], cache)
+    dataset = cache / "dataset.json"
+    dataset.write_text(json.dumps({**json.loads(dataset.read_text()), "labels": "brats-mets-2025"}))
+    run = tmp_path / "run"
+    write_run(run / "fold_0")
+    shutil.copy(cache / "splits.json", run / "fold_0" / "splits.json")
+    result = CliRunner().invoke(cli, ["crossval", str(run), "--preprocessed", str(cache), "--device", "cpu"])
+    _assert_one_error(result, f"{cache}: holds brats-mets-2025 label maps, the run trained on brats-mets-2023")
+    assert not (run / "fold_0" / "validation").exists()
+

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import click
 
 from transunet3d.cli.config_cmd import set_option
 from transunet3d.cli.options import PATH
-from transunet3d.config import PRESETS, build_config
+from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import TrainingJob, cache_defaults, folds_to_train, train_folds
 from transunet3d.runs.layout import RunFolder
@@ -41,6 +42,9 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
     config = build_config(preset, [*cache_defaults(preprocessed), *overrides])
     if pretrain_run is not None:
         config.model.init_encoder = str(pretrain_run)
+    given = click.get_current_context().get_parameter_source("preset") == click.core.ParameterSource.COMMANDLINE
+    if resume and (given or overrides):
+        _warn_unapplied(RunFolder(run_dir), config)
     job = TrainingJob(preprocessed, RunFolder(run_dir), config, folds_to_train(fold, preprocessed, config),
                       resume=resume, device=target, validate=validate, workers=workers)
     processes = Distributed.from_environment(use_cuda=target.type == "cuda")
@@ -52,3 +56,21 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
         click.echo(f"cross-validation ({len(summary['folds'])} fold(s), {summary['cases_scored']} cases): mean "
                    f"lesion-wise Dice {summary['overall'].get('mean_lesionwise_dice', float('nan')):.4f} -> "
                    f"{job.run.cv.folder}")
+
+
+_CHOSEN_SECTIONS = ("model", "train", "loop", "augment", "infer", "pretrain")  # `data` records the cache's grid
+
+
+def _warn_unapplied(run: RunFolder, given: ExperimentConfig) -> None:
+    """A `warning:` line for the settings of --preset and --set that differ from a resumed run's saved config.yaml,
+    which every fold continues with (a run without a started fold trains with the given settings)."""
+    started = list(run.folds().values())
+    if not started:
+        return
+    saved = load_config(started[0].config)
+    differing = [f"{name}.{item.name}" for name in _CHOSEN_SECTIONS for item in fields(getattr(saved, name))
+                 if getattr(getattr(saved, name), item.name) != getattr(getattr(given, name), item.name)]
+    if differing:
+        shown = ", ".join(differing[:4]) + (", ..." if len(differing) > 4 else "")
+        click.echo(f"warning: {run.path}: --resume continues with the run's saved config.yaml; the given {shown} "
+                   "are not applied (train into another --out to change them)", err=True)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from transunet3d.data.cache import open_case
+from transunet3d.config.schema import DataConfig
+from transunet3d.data.cache import open_case, read_dataset
 from transunet3d.data.crop import uncrop
 from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.orientation import AxisOrder
@@ -52,6 +53,19 @@ def validation_cases(folder: ModelFolder) -> list[str]:
     return list(splits[fold]["val"])
 
 
+def _check_cache_is_the_runs(preprocessed: Path, data: DataConfig) -> None:
+    """Refuse a cache of another label scheme or grid than the run trained on: its cases would fail one by one
+    (another scheme), or be predicted on a grid the network never saw."""
+    dataset = read_dataset(preprocessed)
+    if dataset["labels"] != data.labels:
+        raise UserError(f"{preprocessed}: holds {dataset['labels']} label maps, the run trained on {data.labels}; "
+                        "validate with the cache the run trained on")
+    cached = tuple(dataset["target_spacing"])
+    if data.target_spacing is not None and not np.allclose(cached, data.target_spacing, rtol=1e-6, atol=0):
+        raise UserError(f"{preprocessed}: its target spacing {list(cached)} is not the run's "
+                        f"{list(data.target_spacing)}; validate with the cache the run trained on")
+
+
 def validate_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.device | str = "cpu",
                   workers: int = 1, progress: bool = True) -> dict[str, Any]:
     """Predict and score the validation cases of a finished fold; returns the evaluation summary.
@@ -68,6 +82,7 @@ def validate_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.d
     if not model.finished:
         raise UserError(f"{folder.path}: trained for {model.epoch} of {model.config.loop.epochs} epochs; "
                         "out-of-fold validation needs the finished model (train --resume)")
+    _check_cache_is_the_runs(Path(preprocessed), model.config.data)
     infer = model.config.infer
     predictor = Predictor([model], replace(infer, tta=infer.validation_tta), device)
     target = folder.validation

@@ -75,6 +75,13 @@ def read_splits(path: str | Path) -> list[Split]:
     splits = read_json(path)
     if not isinstance(splits, list) or not splits or not all(map(_is_split, splits)):
         raise UserError(f"{path}: damaged, not a list of folds with 'train' and 'val' case lists")
+    for fold, split in enumerate(splits):
+        if not split["train"]:
+            raise UserError(f"{path}: fold {fold} has no training case")
+        leaked = sorted(set(split["train"]) & set(split["val"]))
+        if leaked:  # its out-of-fold score would count cases the model trained on
+            raise UserError(f"{path}: fold {fold} validates on case(s) it trains on ({', '.join(leaked[:3])}"
+                            f"{', ...' if len(leaked) > 3 else ''})")
     return splits
 
 

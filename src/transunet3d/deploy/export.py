@@ -10,7 +10,6 @@ and its Hungarian matching belongs to the training loss, never to the network.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import shutil
 import warnings
@@ -29,7 +28,7 @@ from transunet3d.deploy.layout import ExportFolder, network_name
 from transunet3d.deploy.optional import require
 from transunet3d.deploy.precise_norms import precise_norms
 from transunet3d.errors import UserError
-from transunet3d.files import write_json
+from transunet3d.files import sha256_of, write_json
 from transunet3d.inference.trained import TrainedModel, ensemble_scheme, fold_folders, load_trained_model
 from transunet3d.inference.tta import tta_views
 from transunet3d.jobs.tuning import run_postprocessing
@@ -145,7 +144,7 @@ def _export_model(model: TrainedModel, folder: ExportFolder, name: str, scheme: 
     return {"name": name, "fold": model.folder.fold, "onnx": path.name, "config": folder.config(name).name,
             "variant": model.config.model.name, "width": model.config.model.width, "patch_size": list(patch),
             "checkpoint": model.checkpoint.name, "epoch": model.epoch, "epochs": model.config.loop.epochs,
-            "sha256": _sha256(path), "max_difference_to_torch": difference}
+            "sha256": sha256_of(path), "max_difference_to_torch": difference}
 
 
 def export_network(network: nn.Module, patch: tuple[int, int, int], path: Path) -> None:
@@ -185,11 +184,3 @@ def _quiet_exporter() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -22,7 +22,7 @@ from transunet3d.deploy.export import FORMAT, INPUT, OUTPUT
 from transunet3d.deploy.layout import ExportedNetwork, ExportFolder
 from transunet3d.deploy.optional import require
 from transunet3d.errors import MissingPackage, UserError
-from transunet3d.files import read_json
+from transunet3d.files import read_json, sha256_of
 from transunet3d.inference.sliding_window import PatchPredictor
 from transunet3d.runs.folds import ALL_DATA, Fold, select_folds
 from transunet3d.runs.layout import ModelFolder, RunFolder
@@ -135,6 +135,9 @@ def _fold(entry: dict) -> Fold | None:
 def _load(folder: ExportFolder, entry: dict, device: torch.device) -> OnnxModel:
     network = folder.path / entry["onnx"]
     config = load_config(folder.path / entry["config"])
+    if "sha256" in entry and network.is_file() and sha256_of(network) != entry["sha256"]:
+        raise UserError(f"{network}: not the network {folder.record.name} records (its SHA-256 differs: replaced or "
+                        "damaged); export the run again")
     session = open_session(network, device)
     return OnnxModel(session, config, Path(entry["checkpoint"]), int(entry["epoch"]),
                      ExportedNetwork(network, _fold(entry)))

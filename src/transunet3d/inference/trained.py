@@ -15,7 +15,7 @@ from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
 from transunet3d.runs.folds import select_folds
 from transunet3d.runs.layout import ModelFolder, RunFolder
-from transunet3d.training.checkpoint import WEIGHTS, is_complete, read_state, read_weights
+from transunet3d.training.checkpoint import WEIGHTS, check_finite_weights, is_complete, read_state, read_weights
 
 CHECKPOINTS = ("latest", "best")
 
@@ -93,7 +93,7 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
     folder, epoch = checkpoint_folder(model, which)
     network = model_from_config(config)
     weights = read_weights(folder)
-    _check_finite(weights, folder / WEIGHTS)
+    check_finite_weights(weights, folder / WEIGHTS)
     try:
         network.load_state_dict(weights)
     except RuntimeError as error:
@@ -101,16 +101,6 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
         raise UserError(f"{folder / WEIGHTS}: does not fit the model of {model.config.name} ({first_line})") from None
     network = network.to(device).eval()
     return TrainedModel(network, config, folder, epoch, model)
-
-
-def _check_finite(weights: dict[str, torch.Tensor], path: Path) -> None:
-    """Refuse weights that hold NaN or inf (a diverged training): they would predict nothing, and without an error
-    the all-zero segmentations they give pass as results."""
-    broken = [name for name, tensor in weights.items()
-              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
-    if broken:
-        raise UserError(f"{path}: {len(broken)} of {len(weights)} tensors hold NaN or infinite values "
-                        "(the training diverged)")
 
 
 def ensemble_scheme(models: list[TrainedModel]) -> LabelScheme:

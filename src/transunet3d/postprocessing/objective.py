@@ -93,6 +93,9 @@ def _read_probabilities(case: TuningCase, expected: tuple[str, ...]) -> np.ndarr
         raise InputError(case.name, case.probabilities, f"cannot be read as saved probabilities ({error})") from None
     if regions != expected:
         raise InputError(case.name, case.probabilities, f"holds the regions {regions}, not {expected}")
+    if not (probabilities.dtype.kind == "f" and np.all((probabilities >= 0) & (probabilities <= 1))):  # NaN fails
+        raise InputError(case.name, case.probabilities, "holds values that are not probabilities (NaN, or outside "
+                                                        "0-1)")
     return probabilities
 
 

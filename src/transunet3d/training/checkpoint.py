@@ -32,11 +32,22 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any])
 def load_checkpoint(folder: Path, model: torch.nn.Module) -> dict[str, Any]:
     """Load the weights into `model` and return the trainer state (loaded with weights_only=True)."""
     weights = read_weights(folder)
+    check_finite_weights(weights, folder / WEIGHTS)
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
         raise UserError(f"{folder / WEIGHTS}: does not fit the model ({str(error).strip().splitlines()[0]})") from None
     return read_state(folder)
+
+
+def check_finite_weights(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights that hold NaN or inf (a diverged training): predictions from them would be empty, and a
+    resumed training would go on from them, both without an error."""
+    broken = [name for name, tensor in weights.items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise UserError(f"{path}: {len(broken)} of {len(weights)} tensors hold NaN or infinite values "
+                        "(the training diverged)")
 
 
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
