@@ -105,6 +105,11 @@ def test_continue_skips_finished_cases(raw: Path, run: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "predicted 1, already done 1, failed 0" in result.output
     assert first.stat().st_mtime_ns == stamp and (out / f"{CASES[1]}.nii.gz").exists()
+    first.write_bytes(first.read_bytes()[:300])  # cut short from outside (ours are written atomically)
+    again = predict(raw, out, "--model", run, "--tta", "none", "--continue")
+    assert again.exit_code == 0 and "predicted 1, already done 1, failed 0" in again.output
+    assert f"warning: {first.name}: damaged; predicted again" in again.stderr
+    assert nib.load(first).get_fdata().shape == nib.load(out / f"{CASES[1]}.nii.gz").get_fdata().shape
 
 
 def test_a_broken_case_is_reported_and_the_others_are_written(raw: Path, run: Path, tmp_path: Path):

@@ -96,6 +96,9 @@ def test_config_cli_prints_and_saves(tmp_path: Path):
     assert result.exit_code == 0 and load_config(tmp_path / "c.yaml") == build_config("tiny")
     result = runner.invoke(cli, ["config", "--set", "train.nope=1"])
     assert result.exit_code == 2 and result.stderr.startswith("error: unknown config field")
+    result = runner.invoke(cli, ["config", "--preset", "tiny", "--out", str(tmp_path)])  # was exit 1
+    assert result.exit_code == 2 and result.stderr == f"error: {tmp_path}: is a folder; expected the path of a file " \
+                                                      "to write\n"
 
 
 def test_the_label_scheme_field_offers_exactly_the_known_schemes():

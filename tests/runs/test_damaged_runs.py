@@ -230,3 +230,15 @@ def test_crossval_refuses_a_cache_of_another_label_scheme(raw_and_cache, tmp_pat
     _assert_one_error(result, f"{cache}: holds brats-mets-2025 label maps, the run trained on brats-mets-2023")
     assert not (run / "fold_0" / "validation").exists()
 
+
+
+def test_predict_refuses_a_fold_whose_config_is_missing(raw_and_cache, tmp_path: Path):
+    """It was left out of the default folds: 'with 1 model(s)' instead of 2, exit 0."""
+    run = tmp_path / "run"
+    for fold in (0, 1):
+        write_run(run / f"fold_{fold}")
+    (run / "fold_0" / "config.yaml").unlink()
+    result = CliRunner().invoke(cli, ["predict", str(raw_and_cache[0]), str(tmp_path / "out"), "--model", str(run),
+                                      "--device", "cpu"])
+    _assert_one_error(result, f"{run / 'fold_0' / 'config.yaml'}: missing beside fold_0's checkpoints")
+    assert not (tmp_path / "out").exists()

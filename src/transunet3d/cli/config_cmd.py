@@ -8,6 +8,7 @@ import click
 import yaml
 
 from transunet3d.config import PRESETS, build_config, config_to_dict, save_config
+from transunet3d.files import prepare_output_files
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
                           help="Override one config field, e.g. --set train.lr=1e-3 (repeatable).")
@@ -23,5 +24,6 @@ def config_command(preset: str | None, overrides: tuple[str, ...], out: Path | N
     if out is None:
         click.echo(yaml.safe_dump(config_to_dict(config), sort_keys=False), nl=False)
     else:
+        prepare_output_files(out)
         save_config(config, out)
         click.echo(f"wrote {out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,9 +15,9 @@ import numpy as np
 from tqdm import tqdm
 
 from transunet3d.data.layout import CaseFiles, discover_cases
-from transunet3d.data.nifti import Geometry, write_nifti
+from transunet3d.data.nifti import Geometry, load_header, read_data, write_nifti
 from transunet3d.data.validate import LoadedCase, load_case
-from transunet3d.errors import InputError, UserError
+from transunet3d.errors import InputError, UserError, warn_input
 from transunet3d.files import atomic_path, output_folder, read_json, remove_stale_temporaries, write_json
 from transunet3d.inference.predictor import CasePrediction, Predictor
 
@@ -92,7 +93,7 @@ def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predic
     report = PredictReport()
     todo = []
     for case in cases:
-        if skip_existing and all(path.exists() for path in _outputs(out_dir, case.case_id, save_probabilities)):
+        if skip_existing and all(map(_reads_whole, _outputs(out_dir, case.case_id, save_probabilities))):
             report.skipped.append(case.case_id)
         else:
             todo.append(case)
@@ -123,6 +124,23 @@ def _predict_showing_steps(predictor: Predictor, case: LoadedCase, keep_probabil
         return predictor.predict(case, keep_probabilities=keep_probabilities)
     finally:
         predictor.on_stage = quiet
+
+
+def _reads_whole(path: Path) -> bool:
+    """Whether an output kept by --continue is there and reads whole. Ours are written atomically, so a truncated
+    or empty one came from outside (a copy cut short, a full disk elsewhere): it is predicted again, with a word."""
+    if not path.is_file():
+        return False
+    try:
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                archive.infolist()
+        else:
+            read_data(load_header(path, None), path, None, dtype=None, read_only_ok=True)
+    except (InputError, zipfile.BadZipFile, OSError):
+        warn_input(None, path, "damaged; predicted again")
+        return False
+    return True
 
 
 def _outputs(out_dir: Path, case_id: str, save_probabilities: bool) -> list[Path]:

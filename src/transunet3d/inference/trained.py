@@ -72,7 +72,18 @@ def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None 
     folds = RunFolder(run_dir).folds()
     if not folds:
         raise UserError(f"{run_dir}: not a training run (no config.yaml and no fold_K folders)")
+    _refuse_folds_without_config(Path(run_dir))
     return [folds[f] for f in select_folds(list(folds), run_dir, fold, draw, seed)]
+
+
+def _refuse_folds_without_config(run_dir: Path) -> None:
+    """A fold folder with checkpoints but no config.yaml is a damaged model, not an absent one: leaving it out of
+    the default folds would make the ensemble smaller without a word."""
+    for path in sorted(run_dir.glob("fold_*")):
+        model = ModelFolder(path)
+        if model.fold is not None and not model.is_model() and model.checkpoints.is_dir():
+            raise UserError(f"{model.config}: missing beside {path.name}'s checkpoints, so the fold cannot be loaded; "
+                            "restore it, or remove the folder to leave the fold out")
 
 
 def checkpoint_folder(model: ModelFolder, which: str = "latest") -> tuple[Path, int]:

@@ -144,6 +144,7 @@ def test_default_spacing_fits_the_brain_and_is_1mm_at_brats_size():
 @pytest.mark.parametrize(("options", "problem"), [
     (["--spacing", "20", "1", "1"], "voxel size 20 x 1 x 1 mm: the brain (145 x 181 x 155 mm) would span fewer "
                                     "than 8 voxels along an axis"),
+    (["--resample-to", "1e6", "1e6", "1e6"], "voxel size 1e+06 x 1e+06 x 1e+06 mm: the brain"),
     (["--seed", "-1"], "Invalid value for '--seed'"),
     (["--diameter", "3", "1e6"], "Invalid value for '--diameter'"),
     (["--cavity-diameter", "3", "inf"], "Invalid value for '--cavity-diameter'"),

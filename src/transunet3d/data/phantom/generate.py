@@ -99,14 +99,14 @@ def _make_one(args: tuple[PhantomSpec, int, int, Path, Variant | None]) -> tuple
 MIN_BRAIN_VOXELS = 8  # across the brain per axis: fewer leave no room to place and draw lesions
 
 
-def _check_brain_fits(spec: PhantomSpec) -> None:
-    """Refuse a voxel size at which the brain spans fewer than MIN_BRAIN_VOXELS voxels along an axis (before any
-    output: the lesions could not be placed)."""
-    spacing = np.asarray(spec.resolved_spacing())
+def _check_brain_fits(spec: PhantomSpec, variant: Variant | None) -> None:
+    """Refuse a voxel size, generated or stored (`variant`), at which the brain spans fewer than MIN_BRAIN_VOXELS
+    voxels along an axis (before any output: lesions could not be placed, or would vanish in the stored copy)."""
     size = brain_size_mm()
-    if np.any(size / spacing < MIN_BRAIN_VOXELS):
-        raise UserError(f"voxel size {format_mm(spacing)} mm: the brain ({format_mm(np.round(size))} mm) would span "
-                        f"fewer than {MIN_BRAIN_VOXELS} voxels along an axis")
+    for spacing in (spec.resolved_spacing(), variant.voxel_size if variant is not None else None):
+        if spacing is not None and np.any(size / np.asarray(spacing) < MIN_BRAIN_VOXELS):
+            raise UserError(f"voxel size {format_mm(spacing)} mm: the brain ({format_mm(np.round(size))} mm) would "
+                            f"span fewer than {MIN_BRAIN_VOXELS} voxels along an axis")
 
 
 def write_phantoms(
@@ -117,7 +117,7 @@ def write_phantoms(
     lesions drawn (voxel centres on the generated grid, before any `variant`; a lesion's cavity, if any, under
     its "cavity" key). Cases of one series never repeat, so
     a later range is a held-out test set."""
-    _check_brain_fits(spec)
+    _check_brain_fits(spec, variant)
     out_dir = output_folder(out_dir)
     jobs = [(spec, seed, index, out_dir, variant) for index in range(first, first + cases)]
     results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
