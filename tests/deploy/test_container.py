@@ -1,6 +1,7 @@
 """`transunet3d container`: a Docker build context whose model and source run as the image would run them."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,11 @@ import torch
 import yaml
 
 from tests.deploy.conftest import CASES, error_lines, invoke
+from tests.factories import write_run
+from tests.inference.test_trained_and_ensemble import poison_weights
+from transunet3d.config import load_config
 from transunet3d.errors import EXIT_USER_ERROR
+from transunet3d.runs.layout import ModelFolder
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 TORCH = torch.__version__.split("+")[0]
@@ -74,3 +79,35 @@ def test_container_mistakes_are_one_error_line_and_write_nothing(cv_run: Path, e
         assert result.exit_code == EXIT_USER_ERROR, result.output
         assert len(error_lines(result)) == 1 and error_lines(result)[0].startswith(message)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["used"]
+
+
+def test_a_damaged_run_or_export_is_refused_before_anything_is_written(cv_run: Path, exported: Path, tmp_path: Path):
+    """Packaged with exit 0, such a run failed only inside the image; the checks are prediction's."""
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(cv_run, poisoned)
+    weights = poison_weights(poisoned / "fold_1")
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(cv_run, incomplete)
+    (ModelFolder(incomplete / "fold_0").latest_checkpoint() / "weights.safetensors").unlink()
+    swapped = tmp_path / "swapped"
+    shutil.copytree(exported, swapped)
+    shutil.copy(swapped / "fold_1.onnx", swapped / "fold_0.onnx")
+    calls = [(poisoned, f"error: {weights}: 2 of "),
+             (incomplete, f"error: {ModelFolder(incomplete / 'fold_0').latest_checkpoint()}: checkpoint is missing"),
+             (swapped, f"error: {swapped / 'fold_0.onnx'}: not the network export.json records")]
+    for run, message in calls:
+        result = invoke("container", run, tmp_path / "context")
+        assert result.exit_code == EXIT_USER_ERROR, result.output
+        assert len(error_lines(result)) == 1 and error_lines(result)[0].startswith(message), result.stderr
+    assert not (tmp_path / "context").exists()
+
+
+def test_a_run_whose_training_had_not_finished_is_packaged_with_a_warning(tmp_path: Path):
+    run = tmp_path / "run"
+    write_run(run / "fold_0", preset="tiny-unet", epoch=3)
+    result = invoke("container", run, tmp_path / "context")
+    assert result.exit_code == 0, result.output
+    checkpoint = ModelFolder(run / "fold_0").latest_checkpoint()
+    epochs = load_config(run / "fold_0" / "config.yaml").loop.epochs
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {checkpoint}: trained for 3 of {epochs} epochs"]

@@ -10,6 +10,8 @@ import nibabel as nib
 import numpy as np
 
 from tests.deploy.conftest import CASES, TUNED, error_lines, invoke
+from tests.factories import write_run
+from transunet3d.config import load_config
 from transunet3d.errors import EXIT_ENVIRONMENT, EXIT_USER_ERROR
 
 
@@ -115,3 +117,13 @@ def test_a_missing_onnx_package_is_the_environments_error(exported: Path, cv_run
                                                          "installed; ")
         assert "pip install 'transunet3d[onnx]'" in result.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_exporting_a_run_whose_training_had_not_finished_warns(tmp_path: Path):
+    run = tmp_path / "run"
+    write_run(run / "fold_0", preset="tiny-unet", epoch=3)
+    result = invoke("export", run, tmp_path / "exported")
+    assert result.exit_code == 0, result.output
+    epochs = load_config(run / "fold_0" / "config.yaml").loop.epochs
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {tmp_path / 'exported' / 'fold_0.onnx'} (epoch_0003): trained for 3 of {epochs} epochs"]

@@ -12,7 +12,7 @@ from transunet3d.deploy.challenge import DEFAULT_INPUT, DEFAULT_OUTPUT, MODEL_IN
 from transunet3d.deploy.container import DEVICES, FORMATS, write_build_context
 from transunet3d.deploy.export import export_run
 from transunet3d.errors import IncompleteBatch
-from transunet3d.inference.trained import CHECKPOINTS
+from transunet3d.inference.trained import CHECKPOINTS, unfinished_warning
 
 
 @click.command("export")
@@ -27,6 +27,10 @@ def export_command(run_dir: Path, out: Path, fold: str | None, checkpoint: str) 
     """Export every fold's network of RUN to ONNX in OUT (a new or empty folder), with export.json: what
     `predict --model OUT --backend onnxruntime` needs to predict exactly as `predict --model RUN`."""
     record = export_run(run_dir, out, fold, checkpoint, on_model=lambda name: click.echo(f"exporting {name}"))
+    for model in record["models"]:
+        warning = unfinished_warning(f"{out / model['onnx']} ({model['checkpoint']})", model["epoch"], model["epochs"])
+        if warning:
+            click.echo(warning, err=True)
     worst = max(model["max_difference_to_torch"] for model in record["models"])
     click.echo(f"exported {len(record['models'])} network(s) (ONNX opset {record['onnx']['opset']}, largest "
                f"difference to torch {worst:.1e}) -> {out}")
@@ -82,6 +86,8 @@ def container_command(run_dir: Path, out: Path, device: str, model_format: str |
     pinned requirements, the package's source and the model; its entry point is `transunet3d challenge-entry`."""
     record = write_build_context(run_dir, out, device, model_format, fold, checkpoint, wheels, tag,
                                  on_step=lambda step: click.echo(f"container: {step}"))
+    for warning in record["warnings"]:
+        click.echo(warning, err=True)
     click.echo(f"build context for {record['tag']} ({record['format']} model, {record['device']}, "
                f"{len(record['requirements'])} pinned requirements) -> {out}")
     click.echo(f"build it with: docker build -t {record['tag']} {out}")

@@ -16,7 +16,7 @@ from transunet3d.devices import parse_device
 from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
-from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, ensemble_scheme, load_models
+from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, ensemble_scheme, load_models, unfinished_warning
 from transunet3d.inference.tta import TTA_MODES
 from transunet3d.inference.window_batch import WindowBatch
 from transunet3d.jobs.tuning import run_postprocessing
@@ -167,6 +167,6 @@ def _options(infer: InferConfig, **given: object) -> InferConfig:
 
 def _warn_unfinished(models: list[TrainedModel]) -> None:
     for model in models:
-        if not model.finished:
-            click.echo(f"warning: {model.checkpoint}: trained for {model.epoch} of {model.config.loop.epochs} "
-                       "epochs", err=True)
+        warning = unfinished_warning(str(model.checkpoint), model.epoch, model.config.loop.epochs)
+        if warning:
+            click.echo(warning, err=True)

@@ -40,10 +40,6 @@ class OnnxModel:
     epoch: int
     folder: ExportedNetwork
 
-    @property
-    def finished(self) -> bool:
-        return self.epoch >= self.config.loop.epochs
-
     def record(self) -> dict:
         """Which model this is, for the record of an ensemble, as `TrainedModel.record` plus the backend."""
         return {"folder": str(self.folder.path.parent.resolve()), "fold": self.folder.fold,
@@ -132,22 +128,40 @@ def _fold(entry: dict) -> Fold | None:
     return fold if fold is None or fold == ALL_DATA else int(fold)
 
 
+def checked_export(path: str | Path) -> list[tuple[Path, int, int]]:
+    """Each network of the exported folder at `path` with the epochs it was trained for and those its config asks
+    for, once every network is present and the one export.json records and every config reads; without ONNX
+    Runtime (what `transunet3d container` checks before it copies the folder)."""
+    folder = _export_folder(path)
+    networks = []
+    for entry in read_record(folder)["models"]:
+        network, config = _checked_files(folder, entry)
+        networks.append((network, int(entry["epoch"]), config.loop.epochs))
+    return networks
+
+
 def _load(folder: ExportFolder, entry: dict, device: torch.device) -> OnnxModel:
-    network = folder.path / entry["onnx"]
-    config = load_config(folder.path / entry["config"])
-    if "sha256" in entry and network.is_file() and sha256_of(network) != entry["sha256"]:
-        raise UserError(f"{network}: not the network {folder.record.name} records (its SHA-256 differs: replaced or "
-                        "damaged); export the run again")
+    network, config = _checked_files(folder, entry)
     session = open_session(network, device)
     return OnnxModel(session, config, Path(entry["checkpoint"]), int(entry["epoch"]),
                      ExportedNetwork(network, _fold(entry)))
 
 
+def _checked_files(folder: ExportFolder, entry: dict) -> tuple[Path, ExperimentConfig]:
+    """The network file and the config of one model entry, the network checked against its recorded SHA-256."""
+    network = folder.path / entry["onnx"]
+    config = load_config(folder.path / entry["config"])
+    if not network.is_file():
+        raise UserError(f"{network}: exported network is missing")
+    if "sha256" in entry and sha256_of(network) != entry["sha256"]:
+        raise UserError(f"{network}: not the network {folder.record.name} records (its SHA-256 differs: replaced or "
+                        "damaged); export the run again")
+    return network, config
+
+
 def open_session(path: Path, device: torch.device) -> Any:
     """An ONNX Runtime session of the network at `path` on `device`, with as many CPU threads as torch uses."""
     onnxruntime = require("onnxruntime", PURPOSE)
-    if not path.is_file():
-        raise UserError(f"{path}: exported network is missing")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1

@@ -114,6 +114,18 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
     return TrainedModel(network, config, folder, epoch, model)
 
 
+def unfinished_warning(model: str, epoch: int, epochs: int) -> str | None:
+    """The `warning:` line for a model whose weights were saved before its training finished; None once finished.
+
+    Args:
+        model: how the line names the model (its checkpoint folder, or an exported network).
+        epoch, epochs: the epochs it was trained for, and those its config asks for.
+    """
+    if epoch >= epochs:
+        return None
+    return f"warning: {model}: trained for {epoch} of {epochs} epochs"
+
+
 def ensemble_scheme(models: list[TrainedModel]) -> LabelScheme:
     """The label scheme that every model of an ensemble was trained with.
 
