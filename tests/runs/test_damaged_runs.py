@@ -231,6 +231,19 @@ def test_crossval_refuses_a_cache_of_another_label_scheme(raw_and_cache, tmp_pat
     assert not (run / "fold_0" / "validation").exists()
 
 
+def test_crossval_checks_every_validation_case_before_it_writes(raw_and_cache, tmp_path: Path):
+    """A case missing from the cache stopped the validation halfway, with its record already written."""
+    cache = tmp_path / "pre"
+    shutil.copytree(raw_and_cache[1], cache)
+    run = tmp_path / "run"
+    write_run(run / "fold_0")
+    shutil.copy(cache / "splits.json", run / "fold_0" / "splits.json")
+    (case,) = json.loads((cache / "splits.json").read_text())[0]["val"]
+    (cache / f"{case}.npy").unlink()
+    result = CliRunner().invoke(cli, ["crossval", str(run), "--preprocessed", str(cache), "--device", "cpu"])
+    _assert_one_error(result, f"{cache}: case {case} of fold 0 is missing or incomplete in the preprocessed cache")
+    assert not (run / "fold_0" / "validation").exists()
+
 
 def test_predict_refuses_a_fold_whose_config_is_missing(raw_and_cache, tmp_path: Path):
     """It was left out of the default folds: 'with 1 model(s)' instead of 2, exit 0."""

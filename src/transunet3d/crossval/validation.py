@@ -40,6 +40,7 @@ from transunet3d.inference.cases import (
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import load_trained_model
 from transunet3d.runs.layout import ModelFolder, ValidationFolder
+from transunet3d.training.segmentation import check_labelled, check_readable
 
 
 def validation_cases(folder: ModelFolder) -> list[str]:
@@ -76,19 +77,23 @@ def validate_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.d
         workers: processes for the evaluation.
 
     Raises:
-        UserError: the fold has not finished training, or a case is missing from the cache.
+        UserError: the fold has not finished training, the cache is not the run's, or a validation case is missing
+            from it, damaged or without its label map (all checked before anything is written).
     """
     model = load_trained_model(folder.path, "latest", device)
     if not model.finished:
         raise UserError(f"{folder.path}: trained for {model.epoch} of {model.config.loop.epochs} epochs; "
                         "out-of-fold validation needs the finished model (train --resume)")
     _check_cache_is_the_runs(Path(preprocessed), model.config.data)
+    cases = validation_cases(folder)
+    # every case is checked before the first file is written: a stop on a case halfway would leave a validation
+    check_labelled(Path(preprocessed), folder.fold, cases)
+    check_readable(Path(preprocessed), folder.fold, cases)
     infer = model.config.infer
     predictor = Predictor([model], replace(infer, tta=infer.validation_tta), device)
     target = folder.validation
     remove_stale_temporaries(target.folder, recursive=True)
     _start(target, ensemble_record(predictor))
-    cases = validation_cases(folder)
     todo = [case for case in cases if not _done(target, case)]
     for case_id in tqdm(todo, desc=f"validate {folder.path.name}", unit="case", disable=not progress):
         _validate_case(predictor, Path(preprocessed), case_id, target)
@@ -124,12 +129,7 @@ def _done(target: ValidationFolder, case_id: str) -> bool:
 
 def _validate_case(predictor: Predictor, preprocessed: Path, case_id: str, target: ValidationFolder) -> None:
     """The reference first, then the prediction: a case counts as done only when both are complete."""
-    try:
-        case = open_case(preprocessed, case_id)
-    except FileNotFoundError:
-        raise UserError(f"{preprocessed}: validation case {case_id} is not in the preprocessed cache") from None
-    if case.seg is None:
-        raise UserError(f"{preprocessed}: validation case {case_id} has no label map")
+    case = open_case(preprocessed, case_id)
     properties = case.properties
     geometry = Geometry.from_dict(properties["geometry"])
     box = tuple(tuple(bounds) for bounds in properties["crop_box"])
