@@ -74,6 +74,33 @@ def test_ten_folds_from_the_command_line(tmp_path: Path, case_root: Path):
     assert too_many.exit_code == 2 and "cannot make 11 folds from 10 patients" in too_many.output
 
 
+def test_splits_refuse_a_cache_that_lost_a_case_and_ignore_cases_at_another_grid(tmp_path: Path, case_root: Path):
+    """A case whose files were damaged was left out of the splits without a word; one cached at another target
+    spacing (an earlier preprocessing) was split with the others."""
+    from click.testing import CliRunner
+
+    from tests.factories import write_case
+    from transunet3d.cli.main import cli
+
+    write_case(case_root, "BraTS-MET-00002-000", seed=2)
+    write_case(case_root, "BraTS-MET-00003-000", seed=3)
+    runner = CliRunner()
+    pre = tmp_path / "pp"
+    assert runner.invoke(cli, ["preprocess", str(case_root), str(pre), "--target-spacing", "2", "2", "2"]
+                         ).exit_code == 0
+    (case_root / "BraTS-MET-00003-000").rename(tmp_path / "elsewhere")
+    assert runner.invoke(cli, ["preprocess", str(case_root), str(pre)]).exit_code == 0
+    result = runner.invoke(cli, ["splits", str(pre), "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((pre / "splits.json").read_text())
+    assert sorted(case for split in saved for case in split["val"]) == ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
+    (pre / "BraTS-MET-00002-000.json").write_text("{damaged")
+    damaged = runner.invoke(cli, ["splits", str(pre), "--folds", "2"])
+    assert damaged.exit_code == 2 and damaged.stderr.strip() == (
+        f"error: {pre}: 1 case(s) that dataset.json lists are missing or incomplete (BraTS-MET-00002-000); "
+        "preprocess into the folder again (it redoes only those)")
+
+
 @pytest.mark.parametrize(("folds", "problem"), [
     ([{"train": ["a", "b"], "val": ["b"]}, {"train": ["b"], "val": ["a"]}],
      "fold 0 validates on case(s) it trains on (b)"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transunet3d.data.cache import SPLITS_FILE, cached_case_ids
+from transunet3d.data.cache import DATASET_FILE, SPLITS_FILE, cached_case_ids, read_dataset
 from transunet3d.data.layout import patient_id
 from transunet3d.errors import InputError, UserError
 from transunet3d.files import read_json, write_json
@@ -44,18 +44,27 @@ def make_splits(case_ids: list[str], folds: int, seed: int, setting: str = "data
 
 
 def preprocessed_case_ids(preprocessed: str | Path) -> list[str]:
-    """The complete cases of a preprocessed folder, sorted.
+    """The cases that the cache's dataset.json lists (those preprocessed at its target spacing and label scheme),
+    sorted, each still complete.
 
     Raises:
-        InputError: the folder does not exist or holds no complete case.
+        InputError: the folder does not exist or lists no case.
+        UserError: dataset.json is missing or damaged, or a case it lists is now missing or incomplete: leaving it
+            out would split, train and validate on fewer cases without a word.
     """
     root = Path(preprocessed)
     if not root.is_dir():
         raise InputError(None, None, f"{root}: not a folder")
-    case_ids = cached_case_ids(root)
-    if not case_ids:
+    listed = sorted(read_dataset(root)["cases"])
+    if not listed:
         raise InputError(None, None, f"{root}: no preprocessed cases found (run `transunet3d preprocess` first)")
-    return case_ids
+    complete = set(cached_case_ids(root))
+    lost = [case for case in listed if case not in complete]
+    if lost:
+        shown = ", ".join(lost[:3]) + (", ..." if len(lost) > 3 else "")
+        raise UserError(f"{root}: {len(lost)} case(s) that {DATASET_FILE} lists are missing or incomplete ({shown}); "
+                        "preprocess into the folder again (it redoes only those)")
+    return listed
 
 
 def write_splits(preprocessed: str | Path, folds: int, seed: int, setting: str = "data.num_folds") -> Path:
