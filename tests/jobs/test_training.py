@@ -130,6 +130,28 @@ def test_pretrain_resume_with_nothing_to_resume_says_so_and_starts(partly_labell
     assert again.exit_code == 0 and "warning:" not in again.stderr
 
 
+def test_pretraining_and_training_runs_do_not_share_a_folder(partly_labelled: Path, tmp_path: Path):
+    """Either way the folder was accepted and became one that `predict` took for the wrong kind of run."""
+    from tests.factories import write_run
+
+    training = tmp_path / "run"
+    write_run(training / "fold_0", preset="tiny-unet")
+    pretraining = tmp_path / "mae"
+    write_run(pretraining, preset="mae-tiny")
+    loop = ["--device", "cpu", "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1"]
+    calls = [(["pretrain", str(partly_labelled), "--out", str(training), *loop], training, "a training run"),
+             (["pretrain", str(partly_labelled), "--out", str(training / "fold_0"), "--resume", *loop],
+              training / "fold_0", "a training run or one of its folds"),
+             (["train", str(partly_labelled), "--preset", "tiny-unet", "--fold", "0", "--out", str(pretraining),
+               "--resume", *SHORT], pretraining, "holds one model at its top")]
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    for args, folder, problem in calls:
+        result = CliRunner().invoke(cli, args)
+        errors = _error_lines(result)
+        assert result.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {folder}: ") and problem in errors[0], errors
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before
+
+
 def test_a_missing_init_encoder_run_is_named_once(partly_labelled: Path, tmp_path: Path):
     missing = tmp_path / "nothere"
     result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out",

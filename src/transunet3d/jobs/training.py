@@ -77,6 +77,9 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     """
     if not Path(job.preprocessed).is_dir():
         raise UserError(f"{job.preprocessed}: not a folder")
+    if ModelFolder(job.run.path).is_model():
+        raise UserError(f"{job.run.path}: holds one model at its top (config.yaml, as `pretrain` writes), not a "
+                        "training run's fold folders; train into another --out")
     if processes.is_main:
         if job.resume:
             _warn_if_nothing_to_resume(job.run)
@@ -166,6 +169,9 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
     """MAE pre-training into `folder` (started or resumed as `train_folds` does); returns the finished trainer."""
     if not Path(preprocessed).is_dir():
         raise UserError(f"{preprocessed}: not a folder")
+    if folder.fold is not None or RunFolder(folder.path).folds():
+        raise UserError(f"{folder.path}: a training run or one of its folds, not a pre-training run; pre-train into "
+                        "another --out")
     if processes.is_main:
         if resume and not folder.is_model():  # as `train --resume` on a run without a started fold
             warn_input(None, None, f"{folder.path}: nothing to resume (no config.yaml): pre-training from the start")
