@@ -277,3 +277,17 @@ def test_require_core_leaves_only_whole_tumours_with_a_core(raw: Path, run: Path
         assert set(range(1, count + 1)) == set(with_core[with_core > 0])
         dropped += int((before > 0).sum() - kept.sum())
     assert dropped  # the barely trained model predicts coreless edema, so the option had something to drop
+
+
+def test_a_window_batch_beyond_the_memory_is_a_warning_line_on_stderr(raw: Path, run: Path, tmp_path: Path):
+    """The warning was the tail of the summary line on stdout, where scripts that read stderr did not see it."""
+    chosen = predict(raw, tmp_path / "a", "--model", run, "--tta", "none", "--batch-windows", "4",
+                     "--max-memory", "0.001", "--device", "cpu")
+    sized = predict(raw, tmp_path / "b", "--model", run, "--tta", "none", "--max-memory", "0.001",
+                    "--device", "cpu")
+    for result, start in ((chosen, "warning: batch_windows 4: the windows of a pass need about "),
+                          (sized, "warning: one window of this model needs about ")):
+        assert result.exit_code == 0, result.output
+        assert "warning" not in result.stdout
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and warnings[0].startswith(start) and "more than the 0.0 GB" in warnings[0]

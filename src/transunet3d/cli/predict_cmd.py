@@ -103,6 +103,8 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     if rank == 0:
         click.echo(f"post-processing: {source}: {_describe(predictor.postprocessing)}")
         click.echo(_describe_batch(predictor.window_batches[0], options))
+        if predictor.window_batches[0].over_budget:
+            click.echo(_memory_warning(predictor.window_batches[0], options), err=True)
     report = predict_folder(input_dir, out, predictor, skip_existing=skip_existing,
                             save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0,
                             only=only)
@@ -140,11 +142,19 @@ def _describe(settings: PostprocessSettings) -> str:
 def _describe_batch(batch: WindowBatch, options: InferConfig) -> str:
     """One line on the window batch: its size, where it came from, and the memory it is expected to take."""
     source = "set" if options.batch_windows is not None else "sized from memory"
-    line = (f"sliding window: {batch.size} input(s) per pass ({source}; about {batch.window_bytes / 2**30:.2f} GB "
+    return (f"sliding window: {batch.size} input(s) per pass ({source}; about {batch.window_bytes / 2**30:.2f} GB "
             f"each, {batch.budget_bytes / 2**30:.1f} GB for them)")
-    if batch.over_budget:
-        line += "; warning: that is more than the memory for them"
-    return line
+
+
+def _memory_warning(batch: WindowBatch, options: InferConfig) -> str:
+    """The `warning:` line for a window batch that needs more memory than there is for it (it runs anyway)."""
+    needed = (f"about {batch.size * batch.window_bytes / 2**30:.2f} GB, more than the "
+              f"{batch.budget_bytes / 2**30:.1f} GB")
+    if options.batch_windows is not None:
+        return (f"warning: batch_windows {options.batch_windows}: the windows of a pass need {needed} there is for "
+                "them; prediction may run out of memory (leave it unset to size it from memory)")
+    return (f"warning: one window of this model needs {needed} there is for it (--max-memory, or the memory "
+            "available); prediction may run out of memory")
 
 
 def _case_ids(path: Path) -> set[str]:
