@@ -113,6 +113,8 @@ def test_output_path_that_is_a_file_is_a_user_error(tmp_path: Path):
 
 @pytest.mark.parametrize(("args", "line"), [
     (["--lesions", "3", "1"], "error: --lesions 3 1: give MIN MAX with MIN <= MAX"),
+    (["--lesions", "1", "100000"], "error: Invalid value for '--lesions': 100000 is not in the range 0<=x<=1000. "
+                                   "(see `transunet3d phantom --help`)"),
     (["--workers", "0"], "error: Invalid value for '--workers': 0 is not in the range x>=1. "
                          "(see `transunet3d phantom --help`)"),
     (["--no-such-option"], "error: No such option '--no-such-option'. (see `transunet3d phantom --help`)"),

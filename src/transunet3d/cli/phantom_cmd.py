@@ -12,6 +12,9 @@ from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
 from transunet3d.errors import UserError
 
 MAX_DIAMETER_MM = 100.0  # lesions and cavities: the brain is about 140 x 170 x 140 mm
+# per case: BraTS-METS cases hold up to about a hundred; 1000 take 20-30 s to place and draw, and placing one
+# costs time linear in those already placed, so 100000 ran for hours
+MAX_LESIONS = 1000
 
 
 @click.command("phantom")
@@ -23,7 +26,7 @@ MAX_DIAMETER_MM = 100.0  # lesions and cavities: the brain is about 140 x 170 x 
               help="Volume size in voxels (BraTS: 240 240 155).")
 @click.option("--spacing", type=FiniteRange(min=0.1), nargs=3, default=None,
               help="Voxel size in mm [default: smallest isotropic size >= 1 mm at which the brain fits].")
-@click.option("--lesions", type=click.IntRange(min=0), nargs=2, default=(1, 12), show_default=True,
+@click.option("--lesions", type=click.IntRange(0, MAX_LESIONS), nargs=2, default=(1, 12), show_default=True,
               help="Range of the number of metastases per case.")
 @click.option("--diameter", type=FiniteRange(0.5, MAX_DIAMETER_MM), nargs=2, default=(3.0, 40.0), show_default=True,
               help="Range of lesion diameters in mm (drawn log-uniformly).")
