@@ -75,8 +75,8 @@ def test_ten_folds_from_the_command_line(tmp_path: Path, case_root: Path):
 
 
 def test_splits_refuse_a_cache_that_lost_a_case_and_ignore_cases_at_another_grid(tmp_path: Path, case_root: Path):
-    """A case whose files were damaged was left out of the splits without a word; one cached at another target
-    spacing (an earlier preprocessing) was split with the others."""
+    """A case whose files were damaged was left out of the splits without a word; one left from an earlier
+    preprocessing at another target spacing is not a case of the cache."""
     from click.testing import CliRunner
 
     from tests.factories import write_case

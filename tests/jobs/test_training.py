@@ -148,7 +148,8 @@ def test_pretraining_and_training_runs_do_not_share_a_folder(partly_labelled: Pa
     for args, folder, problem in calls:
         result = CliRunner().invoke(cli, args)
         errors = _error_lines(result)
-        assert result.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {folder}: ") and problem in errors[0], errors
+        assert result.exit_code == 2 and len(errors) == 1, result.output
+        assert errors[0].startswith(f"error: {folder}: ") and problem in errors[0], errors
     assert sorted(str(path) for path in tmp_path.rglob("*")) == before
 
 

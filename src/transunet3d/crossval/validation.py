@@ -22,6 +22,7 @@ from tqdm import tqdm
 from transunet3d.config.schema import DataConfig
 from transunet3d.data.cache import open_case, read_dataset
 from transunet3d.data.crop import uncrop
+from transunet3d.data.grid import same_spacing
 from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.splits import read_splits
@@ -62,7 +63,7 @@ def _check_cache_is_the_runs(preprocessed: Path, data: DataConfig) -> None:
         raise UserError(f"{preprocessed}: holds {dataset['labels']} label maps, the run trained on {data.labels}; "
                         "validate with the cache the run trained on")
     cached = tuple(dataset["target_spacing"])
-    if data.target_spacing is not None and not np.allclose(cached, data.target_spacing, rtol=1e-6, atol=0):
+    if data.target_spacing is not None and not same_spacing(cached, data.target_spacing):
         raise UserError(f"{preprocessed}: its target spacing {list(cached)} is not the run's "
                         f"{list(data.target_spacing)}; validate with the cache the run trained on")
 

@@ -11,7 +11,7 @@ where its voxels lie: it shares a grid with another file only when their shapes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -59,3 +59,9 @@ def _same(array: np.ndarray) -> np.ndarray:
 
 def _close(affine: np.ndarray, other: np.ndarray) -> bool:
     return bool(np.allclose(affine, other, rtol=0.0, atol=AFFINE_TOLERANCE))
+
+
+def same_spacing(spacing: Sequence[float], other: Sequence[float]) -> bool:
+    """Whether two target spacings are one grid: equal to a millionth (as written to and read back from JSON or
+    YAML), so that a run and its cache, or a run and a cache given later, are compared one way everywhere."""
+    return bool(np.allclose(spacing, other, rtol=1e-6, atol=0))

@@ -12,13 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from transunet3d.config.io import load_config
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.crossval import pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE, read_dataset
+from transunet3d.data.grid import same_spacing
 from transunet3d.data.splits import read_splits
 from transunet3d.devices import parse_device
 from transunet3d.errors import ConfigError, UserError, warn_input
@@ -130,7 +130,7 @@ def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentC
     dataset = check_cache_labels(config, preprocessed)
     cached = tuple(float(s) for s in dataset["target_spacing"])
     wanted = config.data.target_spacing
-    if wanted is not None and not np.allclose(wanted, cached, rtol=1e-6, atol=0):
+    if wanted is not None and not same_spacing(wanted, cached):
         shown = " ".join(f"{s:g}" for s in wanted)
         raise ConfigError(f"data.target_spacing: {list(wanted)} differs from the {list(cached)} of {preprocessed}; "
                           f"preprocess with --target-spacing {shown} (into another folder), or leave it unset")
