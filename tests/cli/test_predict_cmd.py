@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import cc3d
@@ -13,11 +14,14 @@ from safetensors.torch import load_file
 
 from tests.factories import write_run
 from tests.inference.test_trained_and_ensemble import poison_weights
+from transunet3d.cli import predict_cmd
 from transunet3d.cli.main import cli
+from transunet3d.config import InferConfig
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
 from transunet3d.errors import EXIT_INCOMPLETE
+from transunet3d.inference.window_batch import WindowBatch
 from transunet3d.runs.folds import draw_folds
 
 CASES = ("BraTS-MET-00001-000", "BraTS-MET-00002-000")
@@ -281,13 +285,16 @@ def test_require_core_leaves_only_whole_tumours_with_a_core(raw: Path, run: Path
 
 def test_a_window_batch_beyond_the_memory_is_a_warning_line_on_stderr(raw: Path, run: Path, tmp_path: Path):
     """The warning was the tail of the summary line on stdout, where scripts that read stderr did not see it."""
-    chosen = predict(raw, tmp_path / "a", "--model", run, "--tta", "none", "--batch-windows", "4",
-                     "--max-memory", "0.001", "--device", "cpu")
-    sized = predict(raw, tmp_path / "b", "--model", run, "--tta", "none", "--max-memory", "0.001",
-                    "--device", "cpu")
-    for result, start in ((chosen, "warning: batch_windows 4: the windows of a pass need about "),
-                          (sized, "warning: one window of this model needs about ")):
-        assert result.exit_code == 0, result.output
-        assert "warning" not in result.stdout
-        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-        assert len(warnings) == 1 and warnings[0].startswith(start) and "more than the 0.0 GB" in warnings[0]
+    (tmp_path / "cases.txt").write_text(f"{CASES[0]}\n")
+    result = predict(raw, tmp_path / "out", "--model", run, "--tta", "none", "--batch-windows", "4",
+                     "--max-memory", "0.001", "--case-list", tmp_path / "cases.txt", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stdout
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert re.fullmatch(r"warning: batch_windows 4: the windows of a pass need about \d+\.\d\d GB, more than the "
+                        r"0\.0 GB there is for them; prediction may run out of memory \(leave it unset to size it "
+                        r"from memory\)", warning), warning
+    sized = WindowBatch(1, window_bytes=3 * 2**30, budget_bytes=2**30, over_budget=True)
+    assert predict_cmd._memory_warning(sized, InferConfig()) == (
+        "warning: one window of this model needs about 3.00 GB, more than the 1.0 GB there is for it "
+        "(--max-memory, or the memory available); prediction may run out of memory")
