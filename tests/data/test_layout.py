@@ -18,6 +18,22 @@ def test_discovers_case_folders_in_channel_order(tmp_path: Path):
     assert cases[0].seg is None and cases[1].seg.name == "BraTS-MET-00002-000-seg.nii.gz"
 
 
+def test_linked_case_folders_are_found_once_and_a_link_loop_ends(tmp_path: Path):
+    """`ln -s /data/BraTS-MET-* input/` assembles a dataset; `Path.rglob` skipped every linked folder."""
+    write_case(tmp_path / "data", "BraTS-MET-00001-000")
+    write_case(tmp_path / "data", "BraTS-MET-00002-000")
+    (tmp_path / "input").mkdir()
+    for case in ("BraTS-MET-00001-000", "BraTS-MET-00002-000"):
+        (tmp_path / "input" / case).symlink_to(tmp_path / "data" / case)
+    (tmp_path / "input" / "loop").symlink_to(tmp_path / "input")
+    (tmp_path / "input" / "BraTS-MET-00001-000" / "BraTS-MET-00001-000-t2f.nii.gz").unlink()
+    (tmp_path / "input" / "BraTS-MET-00001-000" / "BraTS-MET-00001-000-t2f.nii.gz").symlink_to(tmp_path / "gone")
+    cases = discover_cases(tmp_path / "input")
+    assert [case.case_id for case in cases] == ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
+    assert cases[1].images["t1c"] == tmp_path / "input" / "BraTS-MET-00002-000" / "BraTS-MET-00002-000-t1c.nii.gz"
+    assert cases[0].images["t2f"].name == "BraTS-MET-00001-000-t2f.nii.gz"  # dangling: its reader names it
+
+
 def test_discovers_flat_folder_and_plain_nii(tmp_path: Path):
     write_case(tmp_path, "BraTS-MET-00003-000", folder=False)
     (tmp_path / "notes.txt").write_text("ignored")

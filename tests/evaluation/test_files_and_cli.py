@@ -39,10 +39,52 @@ def test_pairing_by_case_id(tmp_path: Path):
     save(tmp_path / "ref" / "BraTS-MET-00002-000-seg.nii", lesion_labels())
     save(tmp_path / "pred" / "model_A_00001-000_final.nii.gz", lesion_labels())
     save(tmp_path / "pred" / "BraTS-MET-00009-000.nii.gz", lesion_labels())
-    pairs, orphans = pair_cases(tmp_path / "pred", tmp_path / "ref")
-    assert [(p.case, p.prediction.name if p.prediction else None) for p in pairs] == [
+    pairing = pair_cases(tmp_path / "pred", tmp_path / "ref")
+    assert [(p.case, p.prediction.name if p.prediction else None) for p in pairing.pairs] == [
         ("00001-000", "model_A_00001-000_final.nii.gz"), ("00002-000", None)]
-    assert [o.name for o in orphans] == ["BraTS-MET-00009-000.nii.gz"]
+    assert [(path.name, reason) for path, reason in pairing.ignored] == [
+        ("BraTS-MET-00009-000.nii.gz", "no reference for this prediction")]
+
+
+def test_pairing_follows_linked_case_folders_and_reads_only_whole_case_ids(tmp_path: Path):
+    """Linked case folders were skipped (the mean over the cases left, exit 0); BraTS-MET-100001-000 was taken for
+    case 00001-000."""
+    for case in ("00001-000", "00002-000"):
+        save(tmp_path / "data" / f"BraTS-MET-{case}" / f"BraTS-MET-{case}-seg.nii.gz", lesion_labels())
+        (tmp_path / "ref").mkdir(exist_ok=True)
+        (tmp_path / "ref" / f"BraTS-MET-{case}").symlink_to(tmp_path / "data" / f"BraTS-MET-{case}")
+    (tmp_path / "ref" / "loop").symlink_to(tmp_path / "ref")
+    (tmp_path / "ref" / "again").symlink_to(tmp_path / "data" / "BraTS-MET-00001-000")
+    save(tmp_path / "elsewhere" / "BraTS-MET-00002-000.nii.gz", lesion_labels())
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "pred" / "linked").symlink_to(tmp_path / "elsewhere")
+    save(tmp_path / "pred" / "BraTS-MET-100001-000.nii.gz", lesion_labels())
+    pairing = pair_cases(tmp_path / "pred", tmp_path / "ref")
+    assert [(p.case, p.prediction and p.prediction.relative_to(tmp_path)) for p in pairing.pairs] == [
+        ("00001-000", None), ("00002-000", Path("pred/linked/BraTS-MET-00002-000.nii.gz"))]
+    assert pairing.ignored == [(tmp_path / "pred" / "BraTS-MET-100001-000.nii.gz",
+                                "no case id (like 00132-000) in its name")]
+
+
+def test_a_prediction_that_is_not_a_readable_file_fails_its_case(tmp_path: Path):
+    """A dangling link or a folder under a prediction's name was left out: the case scored as an empty prediction
+    with exit 0. An upper-case suffix is read (it stopped the batch with a traceback)."""
+    for number in (1, 2, 3):
+        save(tmp_path / "ref" / f"BraTS-MET-0000{number}-000-seg.nii.gz", lesion_labels())
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "pred" / "BraTS-MET-00001-000.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    (tmp_path / "pred" / "BraTS-MET-00002-000.nii.gz").mkdir()
+    save(tmp_path / "pred" / "BraTS-MET-00003-000.NII.GZ", lesion_labels())
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"),
+                                      "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == EXIT_INCOMPLETE, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: 00001-000: BraTS-MET-00001-000.nii.gz: cannot be read as NIfTI ([Errno 2] No such file or "
+        f"directory: '{tmp_path / 'pred' / 'BraTS-MET-00001-000.nii.gz'}')",
+        f"error: 00002-000: BraTS-MET-00002-000.nii.gz: cannot be read as NIfTI ([Errno 21] Is a directory: "
+        f"'{tmp_path / 'pred' / 'BraTS-MET-00002-000.nii.gz'}')"]
+    assert "1 cases scored" in result.stdout and "lesion-wise Dice 1.0000" in result.stdout
 
 
 @pytest.mark.parametrize("setup, message", [

@@ -49,8 +49,8 @@ def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, rules: str, summa
     run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None,
                            allow_empty=allow_empty, rules=rules)
     report = write_evaluation(run, pred_dir, ref_dir, out, summary, lesions)
-    for path in run.orphan_predictions:
-        click.echo(f"warning: {path}: no reference for this prediction, not scored", err=True)
+    for path, reason in run.ignored:
+        click.echo(f"warning: {path}: {reason}, not scored", err=True)
     for case, flags in report["flagged"].items():
         click.echo(f"warning: {case}: {'; '.join(flags)}", err=True)
     click.echo(f"{report['cases_scored']} cases scored ({rules} rules)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,23 @@ class CaseFiles:
         return [self.images[m] for m in MODALITIES]
 
 
+def entries_under(root: str | Path) -> Iterator[Path]:
+    """Every folder and file under `root` (not `root` itself), following symlinked folders: a dataset assembled
+    from links to case folders (`ln -s /data/BraTS-MET-* input/`) is read whole, where `Path.rglob` skips the
+    linked folders without a word. Each real folder is entered once, so a link loop ends and a folder linked twice
+    is read once. A dangling link is yielded as it is, for its reader to name."""
+    seen: set[str] = set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders.sort()
+        for name in [*folders, *files]:
+            yield Path(folder) / name
+
+
 def patient_id(case_id: str) -> str:
     """`BraTS-MET-00001-000` -> `BraTS-MET-00001`: time points of one patient share it."""
     return case_id.rsplit("-", 1)[0]
@@ -59,9 +78,10 @@ def discover_cases(root: str | Path) -> list[CaseFiles]:
     if not root.is_dir():
         raise InputError(None, None, f"{root}: not a folder")
     found: dict[str, dict[str, Path]] = {}
-    for path in sorted(root.rglob("*.nii*")):
+    entries = sorted(entries_under(root))
+    for path in entries:
         match = CASE_FILE.match(path.name)
-        if match is None or not path.is_file() or is_temporary(path):
+        if match is None or path.is_dir() or is_temporary(path):
             continue
         if CASE_ID.fullmatch(path.parent.name) and path.parent.name != match["case"]:
             raise InputError(match["case"], path, f"lies in the folder of case {path.parent.name}")
@@ -69,7 +89,7 @@ def discover_cases(root: str | Path) -> list[CaseFiles]:
         if match["kind"] in kinds:
             raise InputError(match["case"], path, f"duplicate of {kinds[match['kind']]}")
         kinds[match["kind"]] = path
-    for folder in root.rglob("*"):
+    for folder in entries:
         if folder.is_dir() and CASE_ID.fullmatch(folder.name):
             found.setdefault(folder.name, {})
     if not found:

@@ -97,16 +97,17 @@ def load_header(path: Path, case_id: str | None) -> nib.Nifti1Image:
     try:
         if path.stat().st_size == 0:
             raise ValueError("the file is empty")
-        data = _gunzip(path) if path.name.endswith(".gz") else None
+        data = _gunzip(path) if path.name.lower().endswith(".gz") else None
         head = data[:NIFTI2_HEADER_BYTES] if data is not None else _first_bytes(path, NIFTI2_HEADER_BYTES)
         _check_header_length(len(head))
         with _nibabel_quiet() as caught:
             image = _from_bytes(data) if data is not None else nib.load(path)
+        stored = type(image.header).from_fileobj(io.BytesIO(head), check=False)
     except EOFError:
         raise InputError(case_id, path, "image data cannot be read (the compressed file ends early)") from None
     except _READ_ERRORS as error:
         raise InputError(case_id, path, f"cannot be read as NIfTI ({_reason(error)})") from None
-    _check_header(image, type(image.header).from_fileobj(io.BytesIO(head), check=False), path, case_id)
+    _check_header(image, stored, path, case_id)
     for warning in caught:
         warn_input(case_id, path, f"header: {warning.message}")
     return image

@@ -15,10 +15,11 @@ from transunet3d.parallel import map_cases
 
 @dataclass
 class EvaluationRun:
-    """All case results (in case order), the predictions that had no reference, and the rule set scored by."""
+    """All case results (in case order), the files left out with the reason (`pairing.Pairing.ignored`), and the
+    rule set scored by."""
 
     results: list[CaseResult]
-    orphan_predictions: list[Path]
+    ignored: list[tuple[Path, str]]
     rules: str = DEFAULT_RULES
 
     @property
@@ -39,9 +40,10 @@ def evaluate_folders(
         UserError: `rules` names no rule set; no reference has a prediction in `pred_dir`, and `allow_empty` is off.
     """
     rules = rule_set(rules).name
-    pairs, orphans = pair_cases(pred_dir, ref_dir)
+    pairing = pair_cases(pred_dir, ref_dir)
+    pairs = pairing.pairs
     if not allow_empty and all(pair.prediction is None for pair in pairs):
         raise UserError(f"{pred_dir}: nothing was predicted: no prediction for any of the {len(pairs)} references; "
                         "give --allow-empty to score every case as an empty prediction")
     evaluate = functools.partial(evaluate_pair, with_lesions=with_lesions, rules=rules)
-    return EvaluationRun(list(map_cases(evaluate, pairs, workers, "evaluate", progress)), orphans, rules)
+    return EvaluationRun(list(map_cases(evaluate, pairs, workers, "evaluate", progress)), pairing.ignored, rules)

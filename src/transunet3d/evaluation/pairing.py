@@ -6,10 +6,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from transunet3d.data.layout import entries_under
 from transunet3d.errors import InputError
 from transunet3d.files import is_temporary
 
-CASE_ID = re.compile(r"\d{5}-\d{3}")
+# five and three digits, not part of a longer number: BraTS-MET-100001-000 is no name of case 00001-000
+CASE_ID = re.compile(r"(?<!\d)\d{5}-\d{3}(?!\d)")
+NIFTI_NAME = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+REFERENCE_NAME = re.compile(r"-seg\.nii(\.gz)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -21,21 +25,32 @@ class CasePair:
     prediction: Path | None
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """The references with their predictions, and the NIfTI files left out, each with the reason (for warnings)."""
+
+    pairs: list[CasePair]
+    ignored: list[tuple[Path, str]]
+
+
 def _nifti_files(folder: Path, role: str) -> list[Path]:
-    """The NIfTI files under `folder`, without the unfinished outputs that an interrupted writer left."""
+    """Every entry under `folder` named as a NIfTI file, without the unfinished outputs that an interrupted writer
+    left. An entry that is not a readable file (a dangling link, a folder) stays in: reading it names the problem,
+    where leaving it out would score its case as an empty prediction."""
     if not folder.exists():
         raise InputError(None, None, f"{folder}: {role} folder does not exist")
     if not folder.is_dir():
         raise InputError(None, None, f"{folder}: {role} path is not a folder")
-    return sorted(p for p in folder.rglob("*.nii*")
-                  if p.is_file() and p.name.endswith((".nii", ".nii.gz")) and not is_temporary(p))
+    return sorted(path for path in entries_under(folder) if NIFTI_NAME.search(path.name) and not is_temporary(path))
 
 
-def _by_case(files: list[Path]) -> dict[str, Path]:
+def _by_case(files: list[Path], ignored: list[tuple[Path, str]]) -> dict[str, Path]:
+    """The files by case id; those without one go to `ignored`."""
     found: dict[str, Path] = {}
     for path in files:
         ids = CASE_ID.findall(path.name)
         if not ids:
+            ignored.append((path, "no case id (like 00132-000) in its name"))
             continue
         if ids[-1] in found:
             raise InputError(ids[-1], path, f"second file for this case (first: {found[ids[-1]]})")
@@ -43,17 +58,20 @@ def _by_case(files: list[Path]) -> dict[str, Path]:
     return found
 
 
-def pair_cases(pred_dir: str | Path, ref_dir: str | Path) -> tuple[list[CasePair], list[Path]]:
-    """Every reference (`…-seg.nii[.gz]`) with its prediction, and the predictions that have no reference.
+def pair_cases(pred_dir: str | Path, ref_dir: str | Path) -> Pairing:
+    """Every reference (`…-seg.nii[.gz]`) with its prediction, and the files left out: predictions without a
+    reference, and references or predictions without a case id in their name.
 
     Raises:
         InputError: a folder is missing, holds no reference, or holds two files for one case.
     """
-    references = _by_case([p for p in _nifti_files(Path(ref_dir), "reference")
-                           if re.search(r"-seg\.nii(\.gz)?$", p.name)])
+    ignored: list[tuple[Path, str]] = []
+    references = _by_case([p for p in _nifti_files(Path(ref_dir), "reference") if REFERENCE_NAME.search(p.name)],
+                          ignored)
     if not references:
         raise InputError(None, None, f"{ref_dir}: no reference segmentations (…-seg.nii.gz with a case id) found")
-    predictions = _by_case(_nifti_files(Path(pred_dir), "prediction"))
+    predictions = _by_case(_nifti_files(Path(pred_dir), "prediction"), ignored)
     pairs = [CasePair(case, path, predictions.get(case)) for case, path in sorted(references.items())]
-    orphans = [path for case, path in sorted(predictions.items()) if case not in references]
-    return pairs, orphans
+    ignored += [(path, "no reference for this prediction") for case, path in sorted(predictions.items())
+                if case not in references]
+    return Pairing(pairs, ignored)

@@ -162,7 +162,7 @@ def _overlays(summary: dict) -> str:
     folders = summary.get("folders", {})
     if not folders:
         return "<p class='note'>No overlays: the summary does not name its prediction and reference folders.</p>"
-    pairs = [p for p in pair_cases(folders["predictions"], folders["references"])[0] if p.prediction][:OVERLAY_CASES]
+    pairs = [p for p in pair_cases(folders["predictions"], folders["references"]).pairs if p.prediction][:OVERLAY_CASES]
     parts = ["<h3>Reference vs prediction</h3>"]
     for pair in pairs:
         images = {label: pair.reference.with_name(pair.reference.name.replace("-seg.", f"-{kind}."))
