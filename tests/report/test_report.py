@@ -2,11 +2,13 @@
 
 import base64
 import io
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -14,6 +16,7 @@ from matplotlib.image import imread
 
 from tests.factories import write_case
 from transunet3d.cli.main import cli
+from transunet3d.errors import EXIT_INCOMPLETE
 from transunet3d.report import html
 from transunet3d.report.figures import focus_point
 from transunet3d.training.run_log import RunLog
@@ -118,3 +121,77 @@ def test_a_cavity_is_drawn_in_its_own_colour():
     assert len(colours) == 5  # background and four labels, each its own colour
     image = imread(io.BytesIO(overlay_png({"t1c": np.ones((12, 12, 12))}, labels, labels, (1, 1, 1), "case")))
     assert (image[..., 2] - image[..., 0] > 0.2).any()  # blue over the grey underlay
+
+
+def _reordered(source: Path, target: Path) -> None:
+    """The label map at `source` stored with its axes as (z, -y, x): the same voxels at the same world positions."""
+    image = nib.load(source)
+    data = np.asanyarray(image.dataobj)
+    permutation = np.zeros((4, 4))
+    permutation[0, 2] = permutation[2, 0] = permutation[3, 3] = 1
+    permutation[1, 1], permutation[1, 3] = -1, data.shape[1] - 1
+    nib.save(nib.Nifti1Image(np.flip(data.transpose(2, 1, 0), axis=1).copy(), image.affine @ permutation), target)
+
+
+def _evaluate(predictions: Path, references: Path, out: Path, *options: str, code: int = 0) -> Path:
+    result = CliRunner().invoke(cli, ["evaluate", str(predictions), str(references), "--out", str(out / "metrics.csv"),
+                                      "--summary", str(out / "summary.json"), *options])
+    assert result.exit_code == code, result.output
+    return out
+
+
+def _report(folder: Path) -> str:
+    result = CliRunner().invoke(cli, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    return (folder / "report.html").read_text()
+
+
+def test_a_prediction_in_another_axis_order_is_drawn_as_evaluate_reads_it(evaluated: Path, tmp_path: Path):
+    """The overlay read it as stored: an IndexError, or (a cube) a transposed picture without a word."""
+    case = "BraTS-MET-00001-000"
+    reordered = tmp_path / "reordered"
+    shutil.copytree(tmp_path / "predictions", reordered)
+    _reordered(tmp_path / "predictions" / f"{case}.nii.gz", reordered / f"{case}.nii.gz")
+    out = _evaluate(reordered, tmp_path / "raw", tmp_path / "evaluation-reordered")
+    expected, found = embedded_pngs(_report(evaluated)), embedded_pngs(_report(out))
+    assert len(found) == 2 and all(np.array_equal(a, b) for a, b in zip(expected, found))
+
+
+def test_a_brats2025_evaluation_with_a_failed_case_is_reported_as_such(evaluated: Path, tmp_path: Path):
+    """Its metrics.csv was called damaged (exit 2); a failed case stopped the report, or went unmentioned."""
+    flat = tmp_path / "predictions" / "BraTS-MET-00002-000.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8), np.uint8), np.eye(4)), flat)
+    out = _evaluate(tmp_path / "predictions", tmp_path / "raw", tmp_path / "evaluation-2025", "--rules", "brats2025",
+                    code=EXIT_INCOMPLETE)
+    page = _report(out)
+    assert "1 cases scored with the BraTS 2025 metrics" in page and "<th>lesion-wise NSD</th>" in page
+    assert "<b>1 case(s) failed</b>" in page and "<li>00002-000: " in page
+    assert len(embedded_pngs(page)) == 1  # the failed case is not drawn
+
+
+def test_a_moved_evaluation_draws_the_folders_inside_it_and_notes_those_gone(tmp_path: Path):
+    for index, case in enumerate(("BraTS-MET-00001-000", "BraTS-MET-00002-000")):
+        write_case(tmp_path / "old" / "references", case, seed=index)
+        (tmp_path / "old" / "predictions").mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "old" / "references" / case / f"{case}-seg.nii.gz",
+                    tmp_path / "old" / "predictions" / f"{case}.nii.gz")
+    _evaluate(tmp_path / "old" / "predictions", tmp_path / "old" / "references", tmp_path / "old")
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    assert len(embedded_pngs(_report(tmp_path / "new"))) == 2
+    shutil.move(tmp_path / "new" / "metrics.csv", tmp_path / "metrics.csv")
+    shutil.move(tmp_path / "new" / "summary.json", tmp_path / "summary.json")  # the folders are now elsewhere
+    (tmp_path / "summary.json").write_text((tmp_path / "summary.json").read_text().replace("/old", "/gone"))
+    page = _report(tmp_path)
+    assert "No overlays: the folders the evaluation read" in page and "are no longer there" in page
+
+
+def test_a_postprocessing_file_with_settings_alone_is_shown_and_one_without_is_damaged(evaluated: Path):
+    """A file `predict` applies stopped the report with a KeyError."""
+    settings = {"thresholds": {"WT": 0.4, "TC": 0.5, "ET": 0.5}, "min_lesion_mm3": {"WT": 0, "TC": 0, "ET": 0},
+                "require_core": False}
+    (evaluated / "postprocessing.json").write_text(json.dumps({"settings": settings}))
+    assert "holds settings without the record of a tuning" in _report(evaluated)
+    (evaluated / "postprocessing.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["report", str(evaluated)])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: {evaluated / 'postprocessing.json'}: damaged, no settings as `transunet3d tune` writes them")

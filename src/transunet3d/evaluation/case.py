@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -49,9 +48,20 @@ def evaluate_labels(
     return scores, tuple(lo for lo, _ in bounds)
 
 
-def _read_labels(path: Path, case: str, labels: tuple[int, ...]) -> tuple[np.ndarray, nib.Nifti1Image]:
-    header = load_header_3d(path, case)
-    return read_label_values(header, path, case, labels), header
+def read_pair(pair: CasePair, labels: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray, nib.Nifti1Image]:
+    """The prediction (None when missing) and the reference label maps of a case on the reference's grid (a
+    prediction stored in another axis order is reordered onto it), and the reference's header.
+
+    Raises:
+        InputError: a file cannot be read, holds a label outside `labels`, or the grids differ.
+    """
+    ref_header = load_header_3d(pair.reference, pair.case)
+    ref = read_label_values(ref_header, pair.reference, pair.case, labels)
+    if pair.prediction is None:
+        return None, ref, ref_header
+    pred_header = load_header_3d(pair.prediction, pair.case)
+    move = onto_grid(pair.case, pair.prediction, pred_header, pair.reference, ref_header)
+    return move(read_label_values(pred_header, pair.prediction, pair.case, labels)), ref, ref_header
 
 
 def evaluate_pair(pair: CasePair, with_lesions: bool = False, rules: str = DEFAULT_RULES) -> CaseResult:
@@ -59,17 +69,13 @@ def evaluate_pair(pair: CasePair, with_lesions: bool = False, rules: str = DEFAU
     rules = rule_set(rules)
     result = CaseResult(pair.case)
     try:
-        ref, ref_header = _read_labels(pair.reference, pair.case, rules.scheme.labels)
-        if pair.prediction is None:
-            pred = np.zeros(ref.shape, dtype=np.uint8)
-            result.flags.append(MISSING_PREDICTION)
-        else:
-            pred_header = load_header_3d(pair.prediction, pair.case)
-            move = onto_grid(pair.case, pair.prediction, pred_header, pair.reference, ref_header)
-            pred = move(read_label_values(pred_header, pair.prediction, pair.case, rules.scheme.labels))
+        pred, ref, ref_header = read_pair(pair, rules.scheme.labels)
     except InputError as error:
         result.error = str(error)
         return result
+    if pred is None:
+        pred = np.zeros(ref.shape, dtype=np.uint8)
+        result.flags.append(MISSING_PREDICTION)
     # The official code takes the voxel size from the prediction's header: on one grid, the reference's.
     spacing = voxel_size(ref_header)
     result.regions, offset = evaluate_labels(pred, ref, spacing, rules)

@@ -86,10 +86,13 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) 
 def write_evaluation(run: EvaluationRun, pred_dir: Path, ref_dir: Path, metrics: Path, summary: Path | None = None,
                      lesions: Path | None = None) -> dict[str, Any]:
     """Write the per-case CSV and, when asked, the summary JSON (with the two folders, for the report's
-    overlays) and the per-lesion CSV; returns the summary."""
+    overlays, and the summary's own folder, so that a report of a moved or copied folder finds those inside it)
+    and the per-lesion CSV; returns the summary."""
     write_csv(metrics, metric_rows(run.results, run.rules), metric_columns(run.rules))
-    report = {**summarize(run.results, run.rules), "folders": {"predictions": str(Path(pred_dir).resolve()),
-                                                    "references": str(Path(ref_dir).resolve())}}
+    folders = {"predictions": str(Path(pred_dir).resolve()), "references": str(Path(ref_dir).resolve())}
+    if summary is not None:
+        folders["summary"] = str(Path(summary).resolve().parent)
+    report = {**summarize(run.results, run.rules), "folders": folders}
     if summary is not None:
         write_json(summary, report)
     if lesions is not None:

@@ -8,11 +8,20 @@ both, and so does a folder of real-data runs: the report works the same on all o
 from __future__ import annotations
 
 import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+
+from transunet3d.data.grid import onto_grid
 from transunet3d.data.nifti import load_header_3d, read_data, voxel_size
-from transunet3d.errors import UserError
-from transunet3d.evaluation.pairing import pair_cases
+from transunet3d.errors import InputError, UserError
+from transunet3d.evaluation.case import read_pair
+from transunet3d.evaluation.pairing import CasePair, pair_cases
+from transunet3d.evaluation.rules import DEFAULT_RULES, RULE_SETS, rule_set
 from transunet3d.files import atomic_path, read_json, remove_stale_temporaries
 from transunet3d.report import html
 from transunet3d.report.figures import overlay_png
@@ -23,9 +32,44 @@ MAX_DEPTH = 3
 OVERLAY_CASES = 4
 LESION_ROWS = 300
 UNDERLAYS = {"t1c": "t1c", "FLAIR": "t2f"}
-_REGION_COLUMNS = [("lesion-wise Dice", "mean_lesionwise_dice"), ("lesion-wise HD95 (mm)", "mean_lesionwise_hd95"),
-                   ("legacy Dice", "mean_legacy_dice"), ("legacy HD95 (mm)", "mean_legacy_hd95"),
-                   ("TP", "total_num_tp"), ("FP", "total_num_fp"), ("FN", "total_num_fn")]
+
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    """How the report shows an evaluation of one family of rule sets (`evaluation.rules`).
+
+    Args:
+        described: the metrics in words, for the opening sentence.
+        region_columns: (heading, key) of the region table, the keys those of a region's summary.
+        region_summary: a region's entry of summary.json -> the mapping the region columns are read from.
+        case_columns: (heading, column) of the per-case table, the columns those of metrics.csv.
+    """
+
+    described: str
+    region_columns: tuple[tuple[str, str], ...]
+    region_summary: Callable[[dict], dict]
+    case_columns: tuple[tuple[str, str], ...]
+
+
+_METRICS_2023 = _Metrics(
+    "the BraTS 2023 lesion-wise metrics (BraTS-MET settings)",
+    (("lesion-wise Dice", "mean_lesionwise_dice"), ("lesion-wise HD95 (mm)", "mean_lesionwise_hd95"),
+     ("legacy Dice", "mean_legacy_dice"), ("legacy HD95 (mm)", "mean_legacy_hd95"),
+     ("TP", "total_num_tp"), ("FP", "total_num_fp"), ("FN", "total_num_fn")),
+    lambda region: region,
+    (("lesion-wise Dice", "lesionwise_dice"), ("lesion-wise HD95", "lesionwise_hd95"), ("TP", "num_tp"),
+     ("FP", "num_fp"), ("FN", "num_fn")))
+_METRICS_2025 = _Metrics(
+    "the BraTS 2025 metrics (means over cases, as the official evaluation's summary rows)",
+    (("lesion-wise DSC", "lesionwise_dsc_mean"), ("lesion-wise NSD", "lesionwise_nsd_mean"),
+     ("lesion-wise HD95 (mm)", "lesionwise_hd95_mean"), ("F1, all lesions", "all_instance_f1"),
+     ("TP per case", "all_instance_tp"), ("FP per case", "all_instance_fp"), ("FN per case", "all_instance_fn"),
+     ("global DSC", "global_dsc")),
+    lambda region: region.get("mean") or {},
+    (("lesion-wise DSC", "lesionwise_dsc_mean"), ("lesion-wise NSD", "lesionwise_nsd_mean"),
+     ("lesion-wise HD95", "lesionwise_hd95_mean"), ("TP", "all_instance_tp"), ("FP", "all_instance_fp"),
+     ("FN", "all_instance_fn")))
 
 
 def _folders(root: Path) -> list[Path]:
@@ -37,7 +81,7 @@ def _folders(root: Path) -> list[Path]:
     return found
 
 
-_METRICS_COLUMNS = ("case", "region", "lesionwise_dice", "lesionwise_hd95", "num_tp", "num_fp", "num_fn")
+_TUNING_KEYS = {"regions", "settings", "cases", "tried", "score_before", "score_after"}
 _LESION_COLUMNS = ("case", "region", "lesion_id", "volume_mm3", "longest_axial_diameter_mm", "matched", "lesion_dice")
 
 
@@ -92,37 +136,64 @@ def run_section(model: ModelFolder, root: Path) -> str:
 
 
 def evaluation_section(files: EvaluationFiles, root: Path) -> str:
-    """Region means, per-case and per-lesion tables, and overlays of a few cases."""
+    """Region means, the failed cases, per-case and per-lesion tables, and overlays of a few cases."""
     eval_dir = files.folder
     summary = _read_mapping(files.summary)
+    rules = summary.get("rules", DEFAULT_RULES)
+    if rules not in RULE_SETS:
+        raise UserError(f"{files.summary}: damaged, scored by rules {rules!r}, not one of {', '.join(RULE_SETS)}")
+    metrics = _METRICS_2025 if rules == "brats2025" else _METRICS_2023
     name = eval_dir.relative_to(root) if eval_dir != root else eval_dir.name
-    regions = {region: values for region, values in summary.get("regions", {}).items() if values}
-    rows = [[region, *(values.get(key, float("nan")) for _, key in _REGION_COLUMNS)]
+    regions = {region: metrics.region_summary(values)
+               for region, values in summary.get("regions", {}).items() if values}
+    rows = [[region, *(values.get(key, float("nan")) for _, key in metrics.region_columns)]
             for region, values in regions.items()]  # the summary's regions, in its order (its label scheme's)
     overall = summary.get("overall", {})
+    mean = (f" Mean lesion-wise Dice over {html.text(_listed(list(regions)))}: "
+            f"<b>{html.number(overall['mean_lesionwise_dice'])}</b>." if "mean_lesionwise_dice" in overall else "")
     parts = [f"<h2>Evaluation: {html.text(name)}</h2>",
-             f"<p>{summary.get('cases_scored', 0)} cases scored with the BraTS 2023 lesion-wise metrics "
-             f"(BraTS-MET settings). Mean lesion-wise Dice over {html.text(_listed(list(regions)))}: "
-             f"<b>{html.number(overall.get('mean_lesionwise_dice', float('nan')))}</b>.</p>",
-             html.table(["region", *(label for label, _ in _REGION_COLUMNS)], rows)]
-    parts.append(_overlays(summary))
-    per_case = _read_csv(files.metrics, _METRICS_COLUMNS)
+             f"<p>{summary.get('cases_scored', 0)} cases scored with {metrics.described} ({html.text(rules)} "
+             f"rules).{mean}</p>", _failed_note(summary.get("failed") or {}),
+             html.table(["region", *(heading for heading, _ in metrics.region_columns)], rows)]
+    parts.append(_overlays(summary, eval_dir))
+    columns = tuple(column for _, column in metrics.case_columns)
+    per_case = _read_csv(files.metrics, ("case", "region", *columns))
     parts.append("<details><summary>Per case</summary>" + html.table(
-        ["case", "region", "lesion-wise Dice", "lesion-wise HD95", "TP", "FP", "FN"],
-        [[r["case"], r["region"], *(_float(r[column]) for column in _METRICS_COLUMNS[2:])] for r in per_case])
+        ["case", "region", *(heading for heading, _ in metrics.case_columns)],
+        [[r["case"], r["region"], *(_float(r[column]) for column in columns)] for r in per_case])
         + "</details>")
     if files.lesions.is_file():
         parts.append(_lesion_tables(_read_csv(files.lesions, ("source", *_LESION_COLUMNS))))
     return "".join(parts)
 
 
+def _failed_note(failed: dict) -> str:
+    """The cases the evaluation could not score, which none of its numbers include."""
+    if not failed:
+        return ""
+    items = "".join(f"<li>{html.text(case)}: {html.text(error)}</li>" for case, error in sorted(failed.items()))
+    return (f"<p class='note'><b>{len(failed)} case(s) failed</b> and are in none of these numbers:</p>"
+            f"<ul>{items}</ul>")
+
+
 def tuning_section(run: RunFolder, root: Path) -> str:
-    """The post-processing tuned on the run's out-of-fold predictions: per region before and after, the choice."""
+    """The post-processing tuned on the run's out-of-fold predictions: per region before and after, the choice.
+    A file with settings alone (written by hand; `predict` applies it) is shown as such."""
     tuned = _read_mapping(run.postprocessing)
     name = run.path.relative_to(root) if run.path != root else run.path.name
-    rows = [[region, values["threshold"], values["min_lesion_mm3"], values["before"], values["after"]]
-            for region, values in tuned["regions"].items()]
-    core = "dropped" if tuned["settings"]["require_core"] else "kept"
+    if not isinstance(tuned.get("settings"), dict):
+        raise UserError(f"{run.postprocessing}: damaged, no settings as `transunet3d tune` writes them")
+    if not set(tuned) >= _TUNING_KEYS:
+        return (f"<h2>Post-processing: {html.text(name)}</h2><p>{run.postprocessing.name} holds settings without "
+                f"the record of a tuning (written by hand, or by another tool):</p>"
+                f"<pre>{html.text(json.dumps(tuned['settings'], indent=1))}</pre>")
+    try:
+        rows = [[region, values["threshold"], values["min_lesion_mm3"], values["before"], values["after"]]
+                for region, values in tuned["regions"].items()]
+        core = "dropped" if tuned["settings"]["require_core"] else "kept"
+    except (AttributeError, KeyError, TypeError):
+        raise UserError(f"{run.postprocessing}: damaged, its regions or settings are not as `transunet3d tune` "
+                        "writes them") from None
     return (f"<h2>Post-processing tuned on cross-validation: {html.text(name)}</h2>"
             f"<p>{tuned['cases']} out-of-fold cases, {len(tuned['tried'])} settings scored. Mean lesion-wise Dice "
             f"<b>{html.number(tuned['score_before'])}</b> with the default (threshold 0.5, no minimum size) and "
@@ -157,26 +228,52 @@ def _lesion_tables(lesions: list[dict[str, str]]) -> str:
     return "".join(parts)
 
 
-def _overlays(summary: dict) -> str:
-    """Reference vs prediction on t1c and FLAIR for the first cases, when the evaluation recorded its folders."""
+def _overlays(summary: dict, eval_dir: Path) -> str:
+    """Reference vs prediction on t1c and FLAIR for the first scored cases, when the evaluation recorded its
+    folders; a case that cannot be drawn gets a note, never stops the report."""
     folders = summary.get("folders", {})
     if not folders:
         return "<p class='note'>No overlays: the summary does not name its prediction and reference folders.</p>"
-    pairs = [p for p in pair_cases(folders["predictions"], folders["references"]).pairs if p.prediction][:OVERLAY_CASES]
-    parts = ["<h3>Reference vs prediction</h3>"]
-    for pair in pairs:
-        images = {label: pair.reference.with_name(pair.reference.name.replace("-seg.", f"-{kind}."))
-                  for label, kind in UNDERLAYS.items()}
-        if not all(path.is_file() for path in images.values()):
-            parts.append(f"<p class='note'>{html.text(pair.case)}: images not found beside the reference.</p>")
-            continue
-        reference = load_header_3d(pair.reference, pair.case)
-        volumes = {label: read_data(load_header_3d(path, pair.case), path, pair.case) for label, path in images.items()}
-        ref_labels = read_data(reference, pair.reference, pair.case)
-        pred_labels = read_data(load_header_3d(pair.prediction, pair.case), pair.prediction, pair.case)
-        spacing = voxel_size(reference)
-        parts.append(html.image(overlay_png(volumes, ref_labels, pred_labels, spacing, pair.case), pair.case))
-    return "".join(parts)
+    predictions, references = (_recorded_folder(folders, role, eval_dir) for role in ("predictions", "references"))
+    if not (predictions.is_dir() and references.is_dir()):
+        return (f"<p class='note'>No overlays: the folders the evaluation read ({html.text(predictions)}, "
+                f"{html.text(references)}) are no longer there.</p>")
+    failed = summary.get("failed") or {}
+    labels = rule_set(summary.get("rules", DEFAULT_RULES)).scheme.labels
+    try:
+        pairs = pair_cases(predictions, references).pairs
+    except InputError as error:
+        return f"<p class='note'>No overlays: {html.text(error)}.</p>"
+    drawable = [pair for pair in pairs if pair.prediction and pair.case not in failed][:OVERLAY_CASES]
+    return "<h3>Reference vs prediction</h3>" + "".join(_overlay(pair, labels) for pair in drawable)
+
+
+def _recorded_folder(folders: dict, role: str, eval_dir: Path) -> Path:
+    """A folder the evaluation recorded; one that lay inside the summary's folder is found there again after the
+    folder was moved or copied (a run's validation), so the report draws what lies beside its numbers."""
+    recorded = Path(folders[role])
+    if "summary" in folders and recorded.is_relative_to(folders["summary"]):
+        return eval_dir / recorded.relative_to(folders["summary"])
+    return recorded
+
+
+def _overlay(pair: CasePair, labels: tuple[int, ...]) -> str:
+    images = {label: pair.reference.with_name(pair.reference.name.replace("-seg.", f"-{kind}."))
+              for label, kind in UNDERLAYS.items()}
+    if not all(path.is_file() for path in images.values()):
+        return f"<p class='note'>{html.text(pair.case)}: images not found beside the reference.</p>"
+    try:
+        pred_labels, ref_labels, reference = read_pair(pair, labels)
+        volumes = {label: _on_grid_of(reference, pair, path) for label, path in images.items()}
+    except InputError as error:
+        return f"<p class='note'>{html.text(pair.case)}: not drawn ({html.text(error)}).</p>"
+    return html.image(overlay_png(volumes, ref_labels, pred_labels, voxel_size(reference), pair.case), pair.case)
+
+
+def _on_grid_of(reference: nib.Nifti1Image, pair: CasePair, path: Path) -> np.ndarray:
+    """The image at `path` on the reference's grid (stored in another axis order, it is reordered onto it)."""
+    header = load_header_3d(path, pair.case)
+    return onto_grid(pair.case, path, header, pair.reference, reference)(read_data(header, path, pair.case))
 
 
 def _listed(names: list[str]) -> str:
