@@ -17,6 +17,7 @@ from transunet3d.files import (
     is_temporary,
     output_folder,
     prepare_output_files,
+    read_json,
     remove_stale_temporaries,
 )
 from transunet3d.parallel import map_cases
@@ -132,3 +133,12 @@ def test_npy_files_are_those_of_np_save(tmp_path: Path):
     _save_npy(tmp_path / "a.npy", array)
     np.save(tmp_path / "b.npy", np.ascontiguousarray(array))
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+
+
+def test_json_that_names_a_key_twice_is_damaged(tmp_path: Path):
+    """`json` kept the last of two values (a postprocessing.json with two "settings" applied the second)."""
+    path = tmp_path / "postprocessing.json"
+    path.write_text('{"settings": {"a": 1}, "settings": {"a": 2}}')
+    with pytest.raises(UserError, match=re.escape(f"{path}: damaged, not valid JSON (the key 'settings' appears "
+                                                  "twice in one object)")):
+        read_json(path)

@@ -165,11 +165,30 @@ def read_json(path: str | Path) -> Any:
     """
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return parse_json(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: does not exist") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, ValueError) as error:
         raise UserError(f"{path}: damaged, not valid JSON ({error})") from None
+
+
+def parse_json(text: str) -> Any:
+    """JSON text whose objects name each key once: of two values for one key, `json` keeps the last without a word,
+    so a file edited by hand into holding both would be read as whichever came last.
+
+    Raises:
+        ValueError: not valid JSON (json.JSONDecodeError), or a key named twice in one object.
+    """
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        mapping[key] = value
+    return mapping
 
 
 def sha256_of(path: str | Path) -> str:

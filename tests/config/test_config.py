@@ -77,6 +77,8 @@ def test_overrides_are_typed():
     ("data.axis_order=XYZ", "data.axis_order: must be one of RAS, or empty, not 'XYZ'"),
     ("model.deep_supervision=maybe", "must be of type bool"),
     ("train.lr", "not of the form section.field=value"),
+    ("loop.epochs=0x10", "loop.epochs: must be of type int, not '0x10'"),  # YAML 1.1: hexadecimal 16
+    ("loop.seed=1:30", "loop.seed: must be of type int, not '1:30'"),  # YAML 1.1: base 60, 90
 ])
 def test_bad_overrides_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
@@ -120,3 +122,32 @@ def test_a_config_saved_before_label_schemes_loads_as_2023(tmp_path: Path):
     path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
                             if not line.strip().startswith("labels:")))
     assert load_config(path).data.labels == "brats-mets-2023"
+
+
+def test_integers_are_decimal_whatever_yaml_1_1_says():
+    """`010` was octal 8 and `[064, 064, 064]` was 52 each, with exit 0."""
+    config = build_config("tiny", ["loop.epochs=010", "train.patch_size=[064, 064, 064]", "train.lr=1e-3"])
+    assert (config.loop.epochs, config.train.patch_size, config.train.lr) == (10, (64, 64, 64), 1e-3)
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (lambda text: text.replace("infer:\n", "infer:\n  tta: none\n", 1), "not valid YAML (the key 'tta' appears twice "
+                                                                          "(line "),
+    (lambda text: text[:text.index("infer:")] + text[text.index("pretrain:"):],
+     "has no infer section(s); a saved config holds every section"),
+    (lambda text: "\x00\xff\xfe" + text, None),
+])
+def test_a_saved_config_that_cannot_be_read_as_written_is_refused(edit, problem, tmp_path: Path):
+    """A key given twice was read as its last value; a missing section as the defaults (flip+rot instead of the
+    run's TTA, no target spacing); a file that is not text was a UnicodeDecodeError traceback."""
+    path = tmp_path / "config.yaml"
+    save_config(build_config("tiny"), path)
+    text = edit(path.read_text())
+    if problem is None:
+        path.write_bytes(text.encode("latin-1"))
+        problem = "not a text file (a config is YAML text)"
+    else:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}: {problem}")

@@ -118,6 +118,8 @@ def test_parameters_files_are_checked():
             EntrySettings(fold="3", step=0.25, checkpoint="best")
         for text, message in (("tta: all\n", "tta must be none or flip or flip+rot, not 'all'"),
                               ("steps: 1\n", "unknown setting(s) steps"), ("- 1\n", "must be a mapping"),
-                              ("batch_windows: 0\n", "batch_windows must be a whole number >= 1")):
+                              ("batch_windows: 0\n", "batch_windows must be a whole number >= 1"),
+                              ("fold: 0\nfold: 1\n", "the key 'fold' appears twice (line 2)"),
+                              ("batch_windows: 0x2\n", "batch_windows must be a whole number >= 1, not '0x2'")):
             with pytest.raises(UserError, match=re.escape(message)):
                 read_parameters(write_parameters(Path(folder), text))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -19,6 +20,53 @@ from transunet3d.models.registry import spec_from_config
 from transunet3d.models.spec import token_shape
 
 _SECTIONS = [f.name for f in dataclasses.fields(ExperimentConfig) if dataclasses.is_dataclass(f.default_factory)]
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+class _SettingsLoader(yaml.SafeLoader):
+    """YAML as a settings file means it: integers in decimal only and each key once per mapping.
+
+    YAML 1.1, which PyYAML reads, takes `010` for octal 8, `0x10` for 16 and `1:30` for 90 (base 60); here they
+    are text, which the config reads as decimal where it can (`010` is 10) and refuses otherwise. Of two values
+    for one key PyYAML keeps the last without a word; here that is an error naming the line.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_SettingsLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SettingsLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+_SettingsLoader.add_implicit_resolver(_FLOAT, re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+
+def read_settings_yaml(text: str) -> Any:
+    """The content of a settings file or value (config.yaml, a parameters file, a `--set` value) read by
+    `_SettingsLoader`.
+
+    Raises:
+        yaml.YAMLError: not valid YAML, or a key twice in one mapping (`yaml_problem` says it in one line).
+    """
+    return yaml.load(text, Loader=_SettingsLoader)
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line, with the line it is on."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
 
 
 def build_config(preset: str | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
@@ -72,7 +120,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r} is not of the form section.field=value")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = read_settings_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
     return key.strip(), value
@@ -185,13 +233,19 @@ def load_config(path: str | Path) -> ExperimentConfig:
     """Read a config written by `save_config` (or by hand)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_settings_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a config is YAML text)") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(error)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of sections")
+    missing = [section for section in _SECTIONS if section not in data]
+    if missing:
+        raise ConfigError(f"{path}: has no {', '.join(missing)} section(s); a saved config holds every section "
+                          f"(its settings would silently be the defaults)")
     try:
         return config_from_dict(data)
     except ConfigError as error:

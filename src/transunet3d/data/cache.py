@@ -12,7 +12,6 @@ never leaves a case that looks complete.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES
 from transunet3d.data.orientation import CANONICAL
 from transunet3d.errors import UserError
-from transunet3d.files import atomic_path, is_temporary, read_json, write_json
+from transunet3d.files import atomic_path, is_temporary, parse_json, read_json, write_json
 
 # 2: lesion_locations; 3: canonical axis order and target spacing. Older: preprocessed again. The label scheme
 # ("labels", in dataset.json and each case's properties) came within version 3: a cache without it is a 2023 one.
@@ -89,8 +88,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def read_properties(root: Path, case_id: str) -> dict[str, Any] | None:
     """The stored properties of a complete case of the current format, else None."""
     try:
-        properties = json.loads(properties_path(root, case_id).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        properties = parse_json(properties_path(root, case_id).read_text())
+    except (FileNotFoundError, ValueError):  # damaged, or a key twice
         return None
     if properties.get("format_version") != FORMAT_VERSION or not image_path(root, case_id).exists():
         return None

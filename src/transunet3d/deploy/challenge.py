@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import yaml
 
+from transunet3d.config.io import read_settings_yaml, yaml_problem
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d
 from transunet3d.deploy.onnx_backend import is_export, load_exported_models
@@ -73,10 +74,12 @@ def read_parameters(path: Path | None) -> EntrySettings:
     if path is None:
         return EntrySettings()
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = read_settings_yaml(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: parameters file does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not a readable YAML file ({yaml_problem(error)})") from None
+    except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not a readable YAML file ({str(error).splitlines()[0]})") from None
     data = {} if data is None else data
     if not isinstance(data, dict):

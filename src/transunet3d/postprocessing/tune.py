@@ -12,7 +12,6 @@ tuning itself filled.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +22,7 @@ import numpy as np
 
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme
 from transunet3d.errors import UserError
-from transunet3d.files import write_json
+from transunet3d.files import parse_json, write_json
 from transunet3d.parallel import map_cases
 from transunet3d.postprocessing.objective import TuningCase, score_candidates
 from transunet3d.postprocessing.rules import PostprocessSettings
@@ -225,10 +224,10 @@ def read_postprocessing(path: str | Path, scheme: LabelScheme = SCHEMES[DEFAULT_
     file, or one for other regions, is a one-line UserError."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: no such post-processing file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         raise UserError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(data, dict) or "settings" not in data:
         raise UserError(f"{path}: holds no post-processing settings (no 'settings' key)")
