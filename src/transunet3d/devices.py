@@ -1,15 +1,51 @@
 """The device a command or a trainer runs on: the one place where `--device` (or a library caller's device) is read,
-defaulted and checked on this machine."""
+defaulted and checked on this machine, and where a launcher's RANK, WORLD_SIZE and LOCAL_RANK are read."""
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 
 import torch
 
 from transunet3d.errors import UserError
 
 _CHOICES = "give cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where a launcher (torchrun, or a job array that sets the same variables) put this process: RANK of
+    WORLD_SIZE processes, LOCAL_RANK on its machine; one process (0 of 1) when none are set."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> Launch:
+        """The launcher's variables, checked: whole numbers with 0 <= RANK < WORLD_SIZE.
+
+        A RANK outside the world made `predict` skip cases or predict none with exit 0, and a torch process group
+        wait for processes that never come.
+
+        Raises:
+            UserError: naming the variables and what is wrong with them.
+        """
+        given = {name: os.environ.get(name) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        for name, text in given.items():
+            if text is not None and not re.fullmatch(r"[0-9]+", text):
+                raise UserError(f"{name}={text!r}: not a whole number >= 0 (launchers such as torchrun set it; unset "
+                                "it to run one process)")
+        rank, world, local = (int(given[name] or default) for name, default in
+                              (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")))
+        if world < 1 or rank >= world:
+            raise UserError(f"RANK={rank}, WORLD_SIZE={world}: a process's RANK must lie in 0 to WORLD_SIZE - 1")
+        if world > 1 and given["RANK"] is None:
+            raise UserError(f"WORLD_SIZE={world} without RANK: which of the processes this is is not set (torchrun "
+                            "sets both)")
+        return cls(rank, world, local)
 
 
 def parse_device(name: str | torch.device | None) -> torch.device:
@@ -26,7 +62,7 @@ def parse_device(name: str | torch.device | None) -> torch.device:
         UserError: "--device NAME: problem" for a string torch does not read, or a device this machine lacks.
     """
     if name is None:
-        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{Launch.from_environment().local_rank}" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)  # a device passes through
     except RuntimeError:

@@ -84,3 +84,30 @@ def test_every_command_checks_the_device_before_it_writes(inputs: Path, tmp_path
     assert sorted(path.name for path in (inputs / "run").iterdir()) == ["fold_0"]
     assert sorted(path.name for path in (inputs / "run" / "fold_0").iterdir()) == ["checkpoints", "config.yaml"]
     assert not (inputs / "pre" / "splits.json").exists()
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"RANK": "abc"}, "RANK='abc': not a whole number >= 0"),
+    ({"RANK": "1.0", "WORLD_SIZE": "2"}, "RANK='1.0': not a whole number >= 0"),
+    ({"WORLD_SIZE": "0"}, "RANK=0, WORLD_SIZE=0: a process's RANK must lie in 0 to WORLD_SIZE - 1"),
+    ({"RANK": "1"}, "RANK=1, WORLD_SIZE=1: a process's RANK must lie in 0 to WORLD_SIZE - 1"),
+    ({"RANK": "3", "WORLD_SIZE": "2"}, "RANK=3, WORLD_SIZE=2: a process's RANK must lie in 0 to WORLD_SIZE - 1"),
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 without RANK: which of the processes this is is not set"),
+])
+def test_launcher_variables_out_of_place_are_one_error_line(variables: dict, message: str, inputs: Path,
+                                                          tmp_path: Path, monkeypatch):
+    """`predict` skipped cases or predicted none with exit 0 (RANK=1 alone, RANK=3 of 2), a traceback for `abc`;
+    `train` waited for a process group that never formed."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    commands = [["predict", str(inputs / "raw"), str(tmp_path / "out"), "--model", str(inputs / "run"),
+                 "--device", "cpu"],
+                ["train", str(inputs / "pre"), "--preset", "tiny", "--fold", "0", "--out", str(tmp_path / "run"),
+                 "--device", "cpu"]]
+    for command in commands:
+        result = CliRunner().invoke(cli, command)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.output
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from transunet3d.cli.options import PATH, FiniteRange
 from transunet3d.config.schema import InferConfig
 from transunet3d.data.labels import LabelScheme
 from transunet3d.deploy.onnx_backend import load_exported_models
-from transunet3d.devices import parse_device
+from transunet3d.devices import Launch, parse_device
 from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
@@ -85,7 +84,8 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     """
     if fold is not None and draw is not None:
         raise UserError("give --fold or --random-folds, not both")
-    rank, world = (int(os.environ.get(k, d)) for k, d in (("RANK", "0"), ("WORLD_SIZE", "1")))
+    launch = Launch.from_environment()
+    rank, world = launch.rank, launch.world
     target = parse_device(device)
     only = _case_ids(case_list) if case_list else None
     if backend == "onnxruntime":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from transunet3d.devices import Launch
 
 
 @dataclass(frozen=True)
@@ -20,12 +21,12 @@ class Distributed:
     @classmethod
     def from_environment(cls, use_cuda: bool) -> Distributed:
         """Join the process group that torchrun describes in the environment (NCCL on GPU, gloo on CPU)."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
+        launch = Launch.from_environment()
+        if launch.world <= 1:
             return cls()
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(dist.get_rank(), launch.world, launch.local_rank)
 
     @property
     def is_main(self) -> bool:
