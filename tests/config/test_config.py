@@ -79,6 +79,7 @@ def test_overrides_are_typed():
     ("train.lr", "not of the form section.field=value"),
     ("loop.epochs=0x10", "loop.epochs: must be of type int, not '0x10'"),  # YAML 1.1: hexadecimal 16
     ("loop.seed=1:30", "loop.seed: must be of type int, not '1:30'"),  # YAML 1.1: base 60, 90
+    ("loop.seed=99999999999999999999", "loop.seed: must be in [0, 4294967295], not 99999999999999999999"),
 ])
 def test_bad_overrides_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):

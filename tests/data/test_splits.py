@@ -114,3 +114,14 @@ def test_splits_that_leak_or_train_on_nothing_are_refused(tmp_path: Path, folds,
     path.write_text(json.dumps(folds))
     with pytest.raises(UserError, match=f"^{path}: {re.escape(problem)}$"):
         read_splits(path)
+
+
+def test_a_seed_numpy_cannot_take_is_one_error_line(tmp_path: Path):
+    """A traceback from numpy's SeedSequence."""
+    from click.testing import CliRunner
+
+    from transunet3d.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["splits", str(tmp_path), "--seed", "-1"])
+    assert result.exit_code == 2 and result.stderr.startswith(
+        "error: Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295.")

@@ -30,7 +30,7 @@ def test_fold_names_and_folders_round_trip(tmp_path: Path):
 def test_fold_lists_parse_in_order():
     assert parse_fold("4") == 4 and parse_fold("all-data") == ALL_DATA
     assert parse_fold_list("0,3, 5,all-data") == [0, 3, 5, ALL_DATA]
-    for bad in ("-1", "x", "3.5", "0,,1", "all"):
+    for bad in ("-1", "x", "3.5", "0,,1", "all", "²"):  # isdigit() takes "²", int() did not (a traceback)
         with pytest.raises(UserError):
             parse_fold_list(bad)
     with pytest.raises(UserError, match="names a fold twice"):

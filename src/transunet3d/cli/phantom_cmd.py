@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.options import PATH, FiniteRange, case_workers
+from transunet3d.config.schema import MAX_SEED
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
 from transunet3d.errors import UserError
@@ -20,7 +21,7 @@ MAX_LESIONS = 1000
 @click.command("phantom")
 @click.argument("out", type=PATH)
 @click.option("--cases", type=click.IntRange(min=1), default=8, show_default=True, help="Number of cases.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Series seed: same seed, same cases.")
 @click.option("--shape", type=click.IntRange(min=16), nargs=3, default=(240, 240, 155), show_default=True,
               help="Volume size in voxels (BraTS: 240 240 155).")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.options import PATH, FiniteRange
-from transunet3d.config.schema import InferConfig
+from transunet3d.config.schema import MAX_SEED, InferConfig
 from transunet3d.data.labels import LabelScheme
 from transunet3d.deploy.onnx_backend import load_exported_models
 from transunet3d.devices import Launch, parse_device
@@ -38,7 +38,8 @@ BACKENDS = ("torch", "onnxruntime")
 @click.option("--random-folds", "draw", type=click.IntRange(min=1), default=None,
               help="Instead of --fold: this many cross-validation folds of each run, drawn at random "
                    "(the paper ensembled 5 of 10).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --random-folds draw.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the --random-folds draw.")
 @click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default=None,
               help="The final weights, or those with the best validation pseudo-Dice.  [default: latest; an "
                    "exported folder: the checkpoints it was exported from]")

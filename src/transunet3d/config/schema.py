@@ -45,16 +45,22 @@ class Range:
 
     def describe(self) -> str:
         """The range in words: "in [0, 1]", "> 0", ">= 1"."""
+        low, high = _number(self.low), _number(self.high)
         if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        return f"{'<' if self.high_open else '<='} {self.high:g}"
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"{'<' if self.high_open else '<='} {high}"
 
     def _holds(self, number: float) -> bool:
         above = self.low is None or (number > self.low if self.low_open else number >= self.low)
         below = self.high is None or (number < self.high if self.high_open else number <= self.high)
         return above and below
+
+
+def _number(bound: float | None) -> str:
+    """A bound in words: whole numbers in full (a seed's 4294967295, not 4.29497e+09), others as %g."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}" if bound is not None else ""
 
 
 def _shown(value: Any) -> str:
@@ -71,6 +77,8 @@ SIDES = Range(1)  # each side of a patch (the model adds the multiples its strid
 POSITIVE_PAIR = Range(0, low_open=True, ordered=True)
 NON_NEGATIVE_PAIR = Range(0, ordered=True)
 TWO_FOLDS = Range(2)
+MAX_SEED = 2**32 - 1  # the largest seed every generator takes (numpy's RandomState, torch, random)
+SEED = Range(0, MAX_SEED)
 
 
 def ranged(default: Any, rule: Range) -> Any:
@@ -83,7 +91,7 @@ class DataConfig:
     """The preprocessed cases a run trains on, and how they are split into cross-validation folds."""
 
     num_folds: int = ranged(5, TWO_FOLDS)
-    split_seed: int = ranged(12345, NON_NEGATIVE)
+    split_seed: int = ranged(12345, SEED)
     preprocessed: str = ""  # the cache of the run's training cases, recorded by `transunet3d train`
     # Voxel size (mm, RAS order) of the training grid: None takes the cache's, recorded by `transunet3d train`.
     # A run without one was trained before target spacings and predicts on each input's own grid.
@@ -162,7 +170,7 @@ class LoopConfig:
     val_batches: int = ranged(10, COUNT)
     max_nonfinite_steps: int = ranged(10, COUNT)
     num_workers: int = ranged(2, NON_NEGATIVE)  # loader processes
-    seed: int = ranged(12345, NON_NEGATIVE)
+    seed: int = ranged(12345, SEED)
 
 
 @dataclass

@@ -22,7 +22,7 @@ def parse_fold(text: str) -> Fold:
     text = text.strip()
     if text == ALL_DATA:
         return ALL_DATA
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # not '²', which isdigit() takes and int() refuses
         raise UserError(f"fold {text!r} is neither a fold number nor {ALL_DATA!r}")
     return int(text)
 
