@@ -50,6 +50,16 @@ def test_fold_folders_of_a_cross_validation_run(cross_validation: Path):
         fold_folders(cross_validation, "1")
 
 
+def test_an_ensemble_that_names_a_model_twice_is_refused(cross_validation: Path, tmp_path: Path):
+    """`--model RUN --model RUN/fold_0` gave fold 0 two thirds of the weight, with exit 0."""
+    (tmp_path / "link").symlink_to(cross_validation / "fold_2")
+    fold_0, fold_2 = cross_validation / "fold_0", cross_validation / "fold_2"
+    for runs, repeated, first in (([cross_validation, fold_0], fold_0, fold_0), ([fold_2, tmp_path / "link"],
+                                                                                tmp_path / "link", fold_2)):
+        with pytest.raises(UserError, match=f"^{repeated}: the same model as {first}; an ensemble that names it"):
+            load_models(runs)
+
+
 def test_fold_folders_of_a_single_run_and_of_something_else(cross_validation: Path, tmp_path: Path):
     single = cross_validation / "fold_0"
     assert fold_folders(single) == [ModelFolder(single)]

@@ -24,6 +24,7 @@ from transunet3d.deploy.optional import require
 from transunet3d.errors import MissingPackage, UserError
 from transunet3d.files import read_json, sha256_of
 from transunet3d.inference.sliding_window import PatchPredictor
+from transunet3d.inference.trained import refuse_repeated_models
 from transunet3d.runs.folds import ALL_DATA, Fold, select_folds
 from transunet3d.runs.layout import ModelFolder, RunFolder
 
@@ -97,6 +98,7 @@ def load_exported_models(paths: list[str | Path], fold: str | None = None, which
         else:
             chosen = select_folds(list(entries), path, fold, draw, seed)
         models += [_load(folder, entries[f], device) for f in chosen]
+    refuse_repeated_models([model.folder.path for model in models])
     return models
 
 

@@ -142,6 +142,23 @@ def ensemble_scheme(models: list[TrainedModel]) -> LabelScheme:
 
 def load_models(run_dirs: list[str | Path], fold: str | None = None, which: str = "latest",
                 device: torch.device | str = "cpu", draw: int | None = None, seed: int = 0) -> list[TrainedModel]:
-    """Every model that `--model RUN_DIR ... --fold` (or `--random-folds`) names, for an ensemble."""
-    return [load_trained_model(folder, which, device)
-            for run in run_dirs for folder in fold_folders(run, fold, draw, seed)]
+    """Every model that `--model RUN_DIR ... --fold` (or `--random-folds`) names, for an ensemble.
+
+    Raises:
+        UserError: as `fold_folders` and `load_trained_model`, or a model named twice (`--model RUN --model
+            RUN/fold_0`): it would count twice in the ensemble's mean.
+    """
+    folders = [folder for run in run_dirs for folder in fold_folders(run, fold, draw, seed)]
+    refuse_repeated_models([folder.path for folder in folders])
+    return [load_trained_model(folder, which, device) for folder in folders]
+
+
+def refuse_repeated_models(paths: list[Path]) -> None:
+    """Refuse an ensemble that names one model twice (through two --model paths, or a link)."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        real = path.resolve()
+        if real in seen:
+            raise UserError(f"{path}: the same model as {seen[real]}; an ensemble that names it twice would weigh "
+                            "it twice")
+        seen[real] = path
