@@ -255,3 +255,17 @@ def test_predict_refuses_a_fold_whose_config_is_missing(raw_and_cache, tmp_path:
                                       "--device", "cpu"])
     _assert_one_error(result, f"{run / 'fold_0' / 'config.yaml'}: missing beside fold_0's checkpoints")
     assert not (tmp_path / "out").exists()
+
+
+def test_crossval_checks_every_fold_before_the_first_writes(raw_and_cache, tmp_path: Path):
+    """Fold 0 was validated (its files written) before fold 1's damaged config.yaml stopped the command."""
+    cache = raw_and_cache[1]
+    run = tmp_path / "run"
+    for fold in (0, 1):
+        write_run(run / f"fold_{fold}")
+        shutil.copy(cache / "splits.json", run / f"fold_{fold}" / "splits.json")
+    config = run / "fold_1" / "config.yaml"
+    config.write_text(config.read_text().replace("loop:\n", "loop:\n  foo: 1\n"))
+    result = CliRunner().invoke(cli, ["crossval", str(run), "--preprocessed", str(cache), "--device", "cpu"])
+    _assert_one_error(result, f"{config}: unknown config field 'loop.foo'")
+    assert not (run / "fold_0" / "validation").exists() and not (run / "cv").exists()

@@ -8,7 +8,7 @@ import click
 
 from transunet3d.cli.options import PATH
 from transunet3d.config.io import load_config
-from transunet3d.crossval import pool_folds, validate_fold
+from transunet3d.crossval import check_fold, pool_folds, validate_fold
 from transunet3d.devices import parse_device
 from transunet3d.errors import UserError
 from transunet3d.runs.folds import parse_fold_list
@@ -37,8 +37,10 @@ def crossval_command(run_dir: Path, fold: str | None, preprocessed: Path | None,
     missing = [str(f) for f in chosen if f not in folds]
     if missing:
         raise UserError(f"{run_dir}: no fold {', '.join(missing)}; it has folds {', '.join(map(str, folds))}")
-    for number in chosen:
-        summary = validate_fold(folds[number], _cache(folds[number], preprocessed), target, workers)
+    # every fold is checked (config, weights, cache, cases) before the first one writes its validation
+    checked = {number: check_fold(folds[number], _cache(folds[number], preprocessed), target) for number in chosen}
+    for number, fold_validation in checked.items():
+        summary = validate_fold(fold_validation, workers)
         click.echo(f"fold {number}: mean lesion-wise Dice "
                    f"{summary['overall'].get('mean_lesionwise_dice', float('nan')):.4f} on "
                    f"{summary['cases_scored']} cases")

@@ -37,13 +37,13 @@ def pool_folds(run: RunFolder) -> dict[str, Any] | None:
         cases[fold] = sorted(validation_cases(run.fold(fold)))
         if evaluation.lesions.is_file():
             lesions += [{"fold": fold, **row} for row in _read_csv(evaluation.lesions)]
+    if len(rules) > 1:
+        raise UserError(f"{run.path}: its folds were validated by different rules ({', '.join(sorted(rules))}); "
+                        "validate them again (transunet3d crossval RUN)")
     target = run.cv
     remove_stale_temporaries(target.folder)
     write_csv(target.metrics, metrics, ["fold", *METRIC_COLUMNS])
     write_csv(target.lesions, lesions, ["fold", *LESION_COLUMNS])
-    if len(rules) > 1:
-        raise UserError(f"{run.path}: its folds were validated by different rules ({', '.join(sorted(rules))}); "
-                        "validate them again (transunet3d crossval RUN)")
     summary = {**summarize_rows(metrics, rules.pop()), "folds": {str(fold): cases[fold] for fold in folds}}
     write_json(target.summary, summary)
     return summary

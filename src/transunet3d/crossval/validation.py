@@ -11,7 +11,7 @@ An interrupted validation continues with the cases it had not written.
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from transunet3d.inference.cases import (
     write_prediction,
 )
 from transunet3d.inference.predictor import Predictor
-from transunet3d.inference.trained import load_trained_model
+from transunet3d.inference.trained import TrainedModel, load_trained_model
 from transunet3d.runs.layout import ModelFolder, ValidationFolder
 from transunet3d.training.segmentation import check_labelled, check_readable
 
@@ -68,38 +68,53 @@ def _check_cache_is_the_runs(preprocessed: Path, data: DataConfig) -> None:
                         f"{list(data.target_spacing)}; validate with the cache the run trained on")
 
 
-def validate_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.device | str = "cpu",
-                  workers: int = 1, progress: bool = True) -> dict[str, Any]:
-    """Predict and score the validation cases of a finished fold; returns the evaluation summary.
+@dataclass
+class FoldValidation:
+    """A finished fold's model and validation cases, checked against its cache (`check_fold`): what
+    `validate_fold` predicts and scores."""
 
-    Args:
-        folder: the fold's model folder (fold_K of a run).
-        preprocessed: the training cache that holds the fold's cases.
-        workers: processes for the evaluation.
+    folder: ModelFolder
+    model: TrainedModel
+    preprocessed: Path
+    cases: list[str]
+    device: torch.device
+
+
+def check_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.device | str = "cpu") -> FoldValidation:
+    """Load a fold's final model and check everything its validation reads, before anything is written.
 
     Raises:
         UserError: the fold has not finished training, the cache is not the run's, or a validation case is missing
-            from it, damaged or without its label map (all checked before anything is written).
+            from it, damaged or without its label map.
     """
     model = load_trained_model(folder.path, "latest", device)
     if not model.finished:
         raise UserError(f"{folder.path}: trained for {model.epoch} of {model.config.loop.epochs} epochs; "
                         "out-of-fold validation needs the finished model (train --resume)")
-    _check_cache_is_the_runs(Path(preprocessed), model.config.data)
+    preprocessed = Path(preprocessed)
+    _check_cache_is_the_runs(preprocessed, model.config.data)
     cases = validation_cases(folder)
-    # every case is checked before the first file is written: a stop on a case halfway would leave a validation
-    check_labelled(Path(preprocessed), folder.fold, cases)
-    check_readable(Path(preprocessed), folder.fold, cases)
-    infer = model.config.infer
-    predictor = Predictor([model], replace(infer, tta=infer.validation_tta), device)
-    target = folder.validation
+    check_labelled(preprocessed, folder.fold, cases)
+    check_readable(preprocessed, folder.fold, cases)
+    return FoldValidation(folder, model, preprocessed, cases, torch.device(device))
+
+
+def validate_fold(fold: FoldValidation, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Predict and score the validation cases of a checked fold (`check_fold`); returns the evaluation summary.
+
+    Args:
+        workers: processes for the evaluation.
+    """
+    infer = fold.model.config.infer
+    predictor = Predictor([fold.model], replace(infer, tta=infer.validation_tta), fold.device)
+    target = fold.folder.validation
     remove_stale_temporaries(target.folder, recursive=True)
     _start(target, ensemble_record(predictor))
-    todo = [case for case in cases if not _done(target, case)]
-    for case_id in tqdm(todo, desc=f"validate {folder.path.name}", unit="case", disable=not progress):
-        _validate_case(predictor, Path(preprocessed), case_id, target)
+    todo = [case for case in fold.cases if not _done(target, case)]
+    for case_id in tqdm(todo, desc=f"validate {fold.folder.path.name}", unit="case", disable=not progress):
+        _validate_case(predictor, fold.preprocessed, case_id, target)
     run = evaluate_folders(target.predictions, target.references, workers=workers, with_lesions=True,
-                           progress=progress, rules=VALIDATION_RULES[model.config.data.labels])
+                           progress=progress, rules=VALIDATION_RULES[fold.model.config.data.labels])
     files = target.evaluation
     return write_evaluation(run, target.predictions, target.references, files.metrics, files.summary, files.lesions)
 

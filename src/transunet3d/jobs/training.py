@@ -16,7 +16,7 @@ import torch
 
 from transunet3d.config.io import load_config
 from transunet3d.config.schema import ExperimentConfig
-from transunet3d.crossval import pool_folds, validate_fold
+from transunet3d.crossval import check_fold, pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE, read_dataset
 from transunet3d.data.grid import same_spacing
 from transunet3d.data.splits import read_splits
@@ -224,8 +224,7 @@ def _transfer_encoder(task: SegmentationTask, config: ExperimentConfig, folder: 
 def _validate(job: TrainingJob, folder: ModelFolder, processes: Distributed, echo: Echo) -> None:
     """Out-of-fold validation in the main process while the others wait."""
     if processes.is_main:
-        summary = validate_fold(folder, job.preprocessed, parse_device(job.device),
-                                workers=job.workers)
+        summary = validate_fold(check_fold(folder, job.preprocessed, parse_device(job.device)), workers=job.workers)
         echo(f"{fold_label(folder.fold)} validation: mean lesion-wise Dice "
              f"{summary['overall'].get('mean_lesionwise_dice', float('nan')):.4f} on {summary['cases_scored']} "
              f"cases -> {folder.validation.folder}")
