@@ -83,12 +83,17 @@ def test_mistakes_are_one_error_line_and_write_nothing(exported: Path, cv_run: P
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
+    fold_5 = write_parameters(tmp_path, "fold: 5\n")  # the models lack it: the output folder was made, empty
     cases = [("--data_path", empty, "--model", exported), ("--data_path", phantoms, "--model", tmp_path / "none"),
              ("--data_path", phantoms, "--model", phantoms),
-             ("--data_path", phantoms, "--model", exported, "--parameters_file", tmp_path / "missing.yaml")]
+             ("--data_path", phantoms, "--model", exported, "--parameters_file", tmp_path / "missing.yaml"),
+             ("--data_path", phantoms, "--model", exported, "--parameters_file", fold_5),
+             ("--data_path", phantoms, "--model", cv_run, "--parameters_file", fold_5)]
     expected = [f"error: {empty}: no BraTS cases found", f"error: {tmp_path / 'none'}: model folder does not exist",
                 f"error: {phantoms}: neither a training run nor an exported model folder",
-                f"error: {tmp_path / 'missing.yaml'}: parameters file does not exist"]
+                f"error: {tmp_path / 'missing.yaml'}: parameters file does not exist",
+                f"error: {exported}: no fold '5'; it has folds 0, 1",
+                f"error: {cv_run}: no fold '5'; it has folds 0, 1"]
     for args, message in zip(cases, expected):
         result = invoke("challenge-entry", *args, "--output_path", out)
         assert result.exit_code == EXIT_USER_ERROR, result.output
@@ -120,6 +125,7 @@ def test_parameters_files_are_checked():
                               ("steps: 1\n", "unknown setting(s) steps"), ("- 1\n", "must be a mapping"),
                               ("batch_windows: 0\n", "batch_windows must be a whole number >= 1"),
                               ("fold: 0\nfold: 1\n", "the key 'fold' appears twice (line 2)"),
-                              ("batch_windows: 0x2\n", "batch_windows must be a whole number >= 1, not '0x2'")):
+                              ("batch_windows: 0x2\n", "batch_windows must be a whole number >= 1, not '0x2'"),
+                              ("fold: 0,0\n", "fold: '0,0' names a fold twice")):
             with pytest.raises(UserError, match=re.escape(message)):
                 read_parameters(write_parameters(Path(folder), text))

@@ -28,15 +28,16 @@ import yaml
 from transunet3d.config.io import read_settings_yaml, yaml_problem
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d
-from transunet3d.deploy.onnx_backend import is_export, load_exported_models
+from transunet3d.deploy.onnx_backend import exported_entries, is_export, load_exported_models
 from transunet3d.deploy.optional import require
 from transunet3d.errors import UserError
 from transunet3d.files import atomic_path, output_folder
 from transunet3d.inference.cases import PredictReport, predict_folder, submission_path
 from transunet3d.inference.predictor import Predictor
-from transunet3d.inference.trained import CHECKPOINTS, ensemble_scheme, fold_folders, load_models
+from transunet3d.inference.trained import CHECKPOINTS, checkpoint_folder, ensemble_scheme, fold_folders, load_models
 from transunet3d.inference.tta import TTA_MODES
 from transunet3d.jobs.tuning import run_postprocessing
+from transunet3d.runs.folds import parse_fold_list
 from transunet3d.runs.layout import ModelFolder, RunFolder
 
 DEFAULT_INPUT, DEFAULT_OUTPUT = Path("/input"), Path("/output")
@@ -92,6 +93,11 @@ def read_parameters(path: Path | None) -> EntrySettings:
             raise UserError(f"{path}: {key} must be {_WANTED[key]}, not {value!r}")
     if "fold" in data:
         data["fold"] = str(data["fold"])
+        if data["fold"] != "all":
+            try:
+                parse_fold_list(data["fold"])
+            except UserError as error:
+                raise UserError(f"{path}: fold: {str(error).removeprefix('--fold ')}") from None
     return EntrySettings(**data)
 
 
@@ -120,6 +126,7 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     settings = settings or EntrySettings()
     cases = discover_cases(input_dir)
     backend = model_backend(model_dir)
+    _check_models(model_dir, backend, settings)
     _check_writable(output_folder(output_dir))
     devices = devices or entry_devices(backend)
     report = ChallengeReport(cases=[case.case_id for case in cases], devices=devices, backend=backend)
@@ -133,6 +140,17 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     report.failed.update(check_outputs(cases, output_dir, skip=set(report.failed)))
     report.written = [case for case in report.cases if submission_path(output_dir, case).is_file()]
     return report
+
+
+def _check_models(model_dir: Path, backend: str, settings: EntrySettings) -> None:
+    """The folds and checkpoint that `settings` choose exist in the model, before the output folder is made (the
+    shards load the networks later, in their own processes)."""
+    if backend == "onnxruntime":
+        exported_entries(model_dir, settings.fold, settings.checkpoint)
+        return
+    which = settings.checkpoint or default_checkpoint(model_dir, settings.fold)
+    for folder in fold_folders(model_dir, settings.fold):
+        checkpoint_folder(folder, which)
 
 
 def model_backend(model_dir: Path) -> str:

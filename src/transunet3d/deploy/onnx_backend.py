@@ -84,22 +84,32 @@ def load_exported_models(paths: list[str | Path], fold: str | None = None, which
     device = torch.device(device)
     models = []
     for path in paths:
-        folder = _export_folder(path)
-        record = read_record(folder)
-        exported = record.get("source", {}).get("checkpoint")
-        if which is not None and exported != which:
-            raise UserError(f"{path}: exported from the {exported} checkpoints, not the {which} ones; "
-                            f"export the run again with --checkpoint {which}")
-        entries = {_fold(entry): entry for entry in record["models"]}
-        if list(entries) == [None]:
-            if fold not in (None, "all") or draw is not None:
-                raise UserError(f"{path}: holds one model, not folds; leave out --fold")
-            chosen = [None]
-        else:
-            chosen = select_folds(list(entries), path, fold, draw, seed)
-        models += [_load(folder, entries[f], device) for f in chosen]
+        folder = ExportFolder(path)
+        models += [_load(folder, entry, device) for entry in exported_entries(path, fold, which, draw, seed)]
     refuse_repeated_models([model.folder.path for model in models])
     return models
+
+
+def exported_entries(path: str | Path, fold: str | None = None, which: str | None = None, draw: int | None = None,
+                     seed: int = 0) -> list[dict]:
+    """The export.json entries of the networks that `--fold` (or `--random-folds`) and `--checkpoint` choose from
+    the exported folder at `path`; without ONNX Runtime.
+
+    Raises:
+        UserError: not an exported folder, no such fold, or exported from another checkpoint.
+    """
+    folder = _export_folder(path)
+    record = read_record(folder)
+    exported = record.get("source", {}).get("checkpoint")
+    if which is not None and exported != which:
+        raise UserError(f"{path}: exported from the {exported} checkpoints, not the {which} ones; "
+                        f"export the run again with --checkpoint {which}")
+    entries = {_fold(entry): entry for entry in record["models"]}
+    if list(entries) == [None]:
+        if fold not in (None, "all") or draw is not None:
+            raise UserError(f"{path}: holds one model, not folds; leave out --fold")
+        return [entries[None]]
+    return [entries[f] for f in select_folds(list(entries), path, fold, draw, seed)]
 
 
 def read_record(folder: ExportFolder) -> dict:
