@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from tests.factories import add_cavities, write_case
 from transunet3d.cli.main import cli
-from transunet3d.config import build_config
+from transunet3d.config import build_config, load_config
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.errors import ConfigError, UserError
 from transunet3d.files import write_json
@@ -160,3 +160,20 @@ def test_a_missing_init_encoder_run_is_named_once(partly_labelled: Path, tmp_pat
     errors = _error_lines(result)
     assert result.exit_code == 2 and len(errors) == 1 and not (tmp_path / "run").exists(), result.output
     assert errors[0].startswith(f"error: {missing}: does not exist") and errors[0].count(str(missing)) == 1
+
+
+def test_a_cache_with_splits_decides_the_folds_and_the_run_records_them(partly_labelled: Path, tmp_path: Path):
+    """`--set data.num_folds=3 data.split_seed=7` trained on the cache's 2 folds and recorded 3 and 7; a run
+    without them recorded the preset's 5 folds."""
+    for setting in ("data.num_folds=3", "data.split_seed=7"):
+        result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny-unet", "--fold", "0",
+                                          "--out", str(tmp_path / "refused"), "--set", setting, *SHORT])
+        errors = _error_lines(result)
+        assert result.exit_code == 2 and len(errors) == 1, result.output
+        assert errors[0].startswith(f"error: {setting.split('=')[0]}: {partly_labelled / 'splits.json'} already "
+                                    "fixes the folds (2 of them)")
+    assert not (tmp_path / "refused").exists()
+    result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny-unet", "--fold", "0",
+                                      "--out", str(tmp_path / "run"), *SHORT])
+    assert result.exit_code == 0, result.output
+    assert load_config(RunFolder(tmp_path / "run").fold(0).config).data.num_folds == 2

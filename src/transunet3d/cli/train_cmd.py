@@ -11,7 +11,13 @@ from transunet3d.cli.config_cmd import set_option
 from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
 from transunet3d.devices import parse_device
-from transunet3d.jobs.training import TrainingJob, cache_defaults, folds_to_train, train_folds
+from transunet3d.jobs.training import (
+    TrainingJob,
+    cache_defaults,
+    check_split_overrides,
+    folds_to_train,
+    train_folds,
+)
 from transunet3d.runs.layout import RunFolder
 from transunet3d.training.distributed import Distributed
 
@@ -39,6 +45,7 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
     """Train on the cases of PREPROCESSED (see `transunet3d preprocess`) with the given preset, one output per
     region of the cache's label scheme (recorded as data.labels)."""
     target = parse_device(device)
+    check_split_overrides(list(overrides), preprocessed)
     config = build_config(preset, [*cache_defaults(preprocessed), *overrides])
     if pretrain_run is not None:
         config.model.init_encoder = str(pretrain_run)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from transunet3d.config.io import load_config
+from transunet3d.config.io import load_config, parse_override
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.crossval import check_fold, pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE, read_dataset
@@ -113,7 +113,7 @@ def _fold_config(job: TrainingJob, fold: Fold) -> tuple[ExperimentConfig, bool, 
     the cases are checked against the config (a resumed run's cache must still be as it was)."""
     config, started = _model_config(job.run.fold(fold), job.config, job.resume, job.run)
     if not started:
-        config = with_cache_grid(config, job.preprocessed)
+        config = with_cache_splits(with_cache_grid(config, job.preprocessed), job.preprocessed)
     elif config.data.target_spacing is not None:
         with_cache_grid(config, job.preprocessed)
     return config, started, fold_cases(Path(job.preprocessed), fold, config)
@@ -137,6 +137,33 @@ def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentC
     return replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve()),
                                         target_spacing=cached, axis_order=dataset["axis_order"],
                                         labels=dataset["labels"]))
+
+
+def with_cache_splits(config: ExperimentConfig, preprocessed: Path) -> ExperimentConfig:
+    """`config` recording the number of folds of the cache's splits.json, which decides the folds when there is
+    one (`data.num_folds` and `data.split_seed` make the splits only for a cache without it)."""
+    splits = Path(preprocessed) / SPLITS_FILE
+    if not splits.exists():
+        return config
+    return replace(config, data=replace(config.data, num_folds=len(read_splits(splits))))
+
+
+def check_split_overrides(overrides: list[str], preprocessed: Path) -> None:
+    """Refuse `--set data.num_folds` or `data.split_seed` for a cache whose splits.json already fixes the folds:
+    training used that file and recorded the settings as if they had been applied.
+
+    Raises:
+        ConfigError: naming the setting, the file and how to make other splits.
+    """
+    splits = Path(preprocessed) / SPLITS_FILE
+    if not splits.exists():
+        return
+    count = len(read_splits(splits))
+    for key, value in (parse_override(item) for item in overrides):
+        if key == "data.split_seed" or (key == "data.num_folds" and value != count):
+            raise ConfigError(f"{key}: {splits} already fixes the folds ({count} of them), so the setting would not "
+                              "be applied; write other splits with `transunet3d splits PRE --folds N --seed S`, or "
+                              "leave it out")
 
 
 def cache_defaults(preprocessed: Path) -> list[str]:
