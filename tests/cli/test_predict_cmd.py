@@ -298,3 +298,13 @@ def test_a_window_batch_beyond_the_memory_is_a_warning_line_on_stderr(raw: Path,
     assert predict_cmd._memory_warning(sized, InferConfig()) == (
         "warning: one window of this model needs about 3.00 GB, more than the 1.0 GB there is for it "
         "(--max-memory, or the memory available); prediction may run out of memory")
+
+
+def test_a_seed_without_random_folds_warns_and_an_empty_postprocessing_is_refused(raw: Path, run: Path,
+                                                                                  tmp_path: Path):
+    """--seed did nothing without a word; `--postprocessing ""` was read as the folder '.'."""
+    result = predict(raw, tmp_path / "out", "--model", run, "--seed", "7", "--postprocessing", "", "--device", "cpu")
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert [line for line in result.stderr.splitlines() if not line.startswith("memory:")] == [
+        "warning: --seed: draws the folds of --random-folds, which is not given; it has no effect",
+        "error: --postprocessing: give run, none or a postprocessing.json file, not an empty value"]

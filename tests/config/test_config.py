@@ -137,6 +137,7 @@ def test_integers_are_decimal_whatever_yaml_1_1_says():
     (lambda text: text[:text.index("infer:")] + text[text.index("pretrain:"):],
      "has no infer section(s); a saved config holds every section"),
     (lambda text: "\x00\xff\xfe" + text, None),
+    (lambda text: text.replace("preset: tiny", "preset: bogus", 1), "preset: 'bogus' is not a preset ("),
 ])
 def test_a_saved_config_that_cannot_be_read_as_written_is_refused(edit, problem, tmp_path: Path):
     """A key given twice was read as its last value; a missing section as the defaults (flip+rot instead of the

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from transunet3d.cli.options import PATH, FiniteRange
 from transunet3d.config.schema import MAX_SEED, InferConfig
@@ -85,6 +86,11 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     """
     if fold is not None and draw is not None:
         raise UserError("give --fold or --random-folds, not both")
+    if draw is None and click.get_current_context().get_parameter_source("seed") == ParameterSource.COMMANDLINE:
+        click.echo("warning: --seed: draws the folds of --random-folds, which is not given; it has no effect",
+                   err=True)
+    if postprocessing_choice.strip() == "":
+        raise UserError("--postprocessing: give run, none or a postprocessing.json file, not an empty value")
     launch = Launch.from_environment()
     rank, world = launch.rank, launch.world
     target = parse_device(device)

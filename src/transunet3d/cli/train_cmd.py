@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -10,6 +9,7 @@ import click
 from transunet3d.cli.config_cmd import set_option
 from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
+from transunet3d.config.io import parse_override
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import (
     TrainingJob,
@@ -51,7 +51,7 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
         config.model.init_encoder = str(pretrain_run)
     given = click.get_current_context().get_parameter_source("preset") == click.core.ParameterSource.COMMANDLINE
     if resume and (given or overrides):
-        _warn_unapplied(RunFolder(run_dir), config)
+        _warn_unapplied(RunFolder(run_dir), config, preset if given else None, overrides)
     job = TrainingJob(preprocessed, RunFolder(run_dir), config, folds_to_train(fold, preprocessed, config),
                       resume=resume, device=target, validate=validate, workers=workers)
     processes = Distributed.from_environment(use_cuda=target.type == "cuda")
@@ -65,19 +65,23 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
                    f"{job.run.cv.folder}")
 
 
-_CHOSEN_SECTIONS = ("model", "train", "loop", "augment", "infer", "pretrain")  # `data` records the cache's grid
-
-
-def _warn_unapplied(run: RunFolder, given: ExperimentConfig) -> None:
-    """A `warning:` line for the settings of --preset and --set that differ from a resumed run's saved config.yaml,
-    which every fold continues with (a run without a started fold trains with the given settings)."""
+def _warn_unapplied(run: RunFolder, given: ExperimentConfig, preset: str | None, overrides: tuple[str, ...]) -> None:
+    """A `warning:` line naming the --preset and the --set settings given that differ from a resumed run's saved
+    config.yaml, which every fold continues with (a run without a started fold trains with the given settings)."""
     started = list(run.folds().values())
     if not started:
         return
     saved = load_config(started[0].config)
-    differing = [f"{name}.{item.name}" for name in _CHOSEN_SECTIONS for item in fields(getattr(saved, name))
-                 if getattr(getattr(saved, name), item.name) != getattr(getattr(given, name), item.name)]
+    keys = dict.fromkeys(parse_override(item)[0] for item in overrides)
+    differing = [key for key in keys if _value(saved, key) != _value(given, key)]
+    if preset is not None and preset != saved.preset:
+        differing.insert(0, f"--preset {preset}")
     if differing:
         shown = ", ".join(differing[:4]) + (", ..." if len(differing) > 4 else "")
         click.echo(f"warning: {run.path}: --resume continues with the run's saved config.yaml; the given {shown} "
                    "are not applied (train into another --out to change them)", err=True)
+
+
+def _value(config: ExperimentConfig, key: str) -> object:
+    section, _, name = key.partition(".")
+    return getattr(getattr(config, section), name)

@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import yaml
 
-from transunet3d.config.presets import preset_overrides
+from transunet3d.config.presets import PRESETS, preset_overrides
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.errors import ConfigError
 from transunet3d.files import atomic_path
@@ -212,7 +212,10 @@ def _plain(value: Any) -> Any:
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Inverse of `config_to_dict`; unknown keys and wrong types are ConfigErrors."""
-    config = ExperimentConfig(preset=data.get("preset"))
+    preset = data.get("preset")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"preset: {preset!r} is not a preset ({', '.join(PRESETS)}), nor empty")
+    config = ExperimentConfig(preset=preset)
     for section_name, section in data.items():
         if section_name == "preset":
             continue
