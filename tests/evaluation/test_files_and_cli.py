@@ -283,3 +283,16 @@ def test_cli_on_the_shared_cases_writes_the_official_numbers(tmp_path: Path, lab
     assert sum(r["matched"] == "True" for r in counted) == official["00132-000"]["WT"]["Num_TP"]
     pred_rows = [r for r in lesion_rows if r["case"] == "00132-000" and r["region"] == "WT" and r["source"] == "pred"]
     assert sum(r["matched"] == "False" for r in pred_rows) == official["00132-000"]["WT"]["Num_FP"]
+
+
+def test_a_table_is_never_written_over_a_label_map(tmp_path: Path):
+    """`--out REF/…-seg.nii.gz` replaced the reference with the CSV, exit 0; every later run failed to read it."""
+    reference = save(tmp_path / "ref" / "BraTS-MET-00001-000-seg.nii.gz", lesion_labels())
+    save(tmp_path / "pred" / "BraTS-MET-00001-000.nii.gz", lesion_labels())
+    content = reference.read_bytes()
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"),
+                                      "--out", str(tmp_path / "m.csv"), "--summary", str(reference)])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: --summary {reference}: names a NIfTI file, which the table would replace (a label map to score, "
+        "perhaps); give a .csv or .json path")
+    assert reference.read_bytes() == content and not (tmp_path / "m.csv").exists()

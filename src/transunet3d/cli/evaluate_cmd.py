@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.options import PATH
-from transunet3d.errors import IncompleteBatch
+from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.evaluation.batch import evaluate_folders
+from transunet3d.evaluation.pairing import NIFTI_NAME
 from transunet3d.evaluation.report import write_evaluation
 from transunet3d.evaluation.rules import DEFAULT_RULES, RULE_SETS, rule_set
 from transunet3d.files import prepare_output_files
@@ -45,6 +46,10 @@ def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, rules: str, summa
     reported and the others go on (exit code 3).
     """
     rules = rule_set(rules).name  # an unknown name is a user error before anything is written
+    for option, path in (("--out", out), ("--summary", summary), ("--lesions", lesions)):
+        if path is not None and NIFTI_NAME.search(path.name):
+            raise UserError(f"{option} {path}: names a NIfTI file, which the table would replace (a label map to "
+                            "score, perhaps); give a .csv or .json path")
     prepare_output_files(out, summary, lesions)
     run = evaluate_folders(pred_dir, ref_dir, workers=workers, with_lesions=lesions is not None,
                            allow_empty=allow_empty, rules=rules)
