@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -9,10 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+from transunet3d.cli import tune_cmd
 from transunet3d.cli.main import cli
 from transunet3d.config import load_config
 from transunet3d.evaluation.pairing import CASE_ID
 from transunet3d.inference.cases import probabilities_path, submission_path
+from transunet3d.postprocessing.rules import PostprocessSettings
+from transunet3d.postprocessing.tune import TuningResult
 from transunet3d.runs.layout import RunFolder
 
 
@@ -132,6 +136,43 @@ def test_tune_writes_postprocessing_json_and_predict_applies_it(trained_run: Pat
 def test_tune_without_a_validated_fold_is_one_error_line(tmp_path: Path):
     result = CliRunner().invoke(cli, ["tune", str(tmp_path)])
     assert result.exit_code == 2 and result.output.startswith("error:") and "no validated fold" in result.output
+
+
+def test_tune_names_what_its_path_is_and_a_folder_in_the_way_before_it_works(trained_run: Path, tmp_path: Path):
+    """Every wrong path was 'no validated fold to tune on'; a folder at postprocessing.json was exit 1 after the
+    whole tuning."""
+    (tmp_path / "file").write_text("")
+    blocked = tmp_path / "blocked"
+    shutil.copytree(trained_run, blocked)
+    RunFolder(blocked).postprocessing.unlink(missing_ok=True)
+    RunFolder(blocked).postprocessing.mkdir()
+    for path, message in ((tmp_path / "none", "training run does not exist"),
+                          (tmp_path / "file", "not a folder (give the training run)"),
+                          (trained_run / "fold_0", f"one fold of a run; tune the run itself ({trained_run}), on all "
+                                                   "its validated folds"),
+                          (blocked / "postprocessing.json", "is a folder; expected the path of a file to write")):
+        result = CliRunner().invoke(cli, ["tune", str(blocked if path.name == "postprocessing.json" else path)])
+        assert result.exit_code == 2 and result.stderr.strip() == f"error: {path}: {message}", result.output
+
+
+def test_tune_says_which_folds_it_left_out_and_when_it_has_no_held_out_score(trained_run: Path, tmp_path: Path,
+                                                                             monkeypatch):
+    """Tuned on 2 of 4 cases, or on one case without a held-out score, it said neither (the tuning itself is
+    tested above: here it is stood in for)."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    shutil.rmtree(run / "fold_0" / "validation")
+    settings = PostprocessSettings.uniform()
+    scores = {"WT": 0.5, "TC": 0.5, "ET": 0.5}
+    result = TuningResult(settings, 1, 0.5, 0.5, None, scores, scores, [], 1.0)
+    monkeypatch.setattr(tune_cmd, "tune_run", lambda *args, **kwargs: result)
+    tuned = CliRunner().invoke(cli, ["tune", str(run)])
+    assert tuned.exit_code == 0, tuned.output
+    assert [line for line in tuned.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {run}: tuned on 1 case(s): no held-out estimate of what the settings are worth on new cases, and "
+        "`predict` applies them by default",
+        f"warning: {run}: fold(s) 0 have no out-of-fold validation and are not in the tuning (`transunet3d "
+        "crossval RUN` validates them)"]
 
 
 def test_report_shows_the_cross_validation_and_the_tuning(trained_run: Path, tuned: Result):

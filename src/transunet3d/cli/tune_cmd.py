@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.options import PATH
-from transunet3d.jobs.tuning import tune_run
+from transunet3d.jobs.tuning import tune_run, unvalidated_folds
 from transunet3d.runs.layout import RunFolder
 
 
@@ -32,3 +32,10 @@ def tune_command(run_dir: Path, workers: int) -> None:
     if result.score_held_out is not None:
         click.echo(f"held out (each case with the settings tuned on the others): {result.score_held_out:.4f}, "
                    "what tuning is worth on new cases")
+    else:
+        click.echo(f"warning: {run.path}: tuned on {result.cases} case(s): no held-out estimate of what the settings "
+                   "are worth on new cases, and `predict` applies them by default", err=True)
+    left_out = unvalidated_folds(run)
+    if left_out:
+        click.echo(f"warning: {run.path}: fold(s) {', '.join(map(str, left_out))} have no out-of-fold validation "
+                   "and are not in the tuning (`transunet3d crossval RUN` validates them)", err=True)

@@ -12,7 +12,7 @@ from transunet3d.config.io import load_config
 from transunet3d.crossval import validated_folds, validation_cases
 from transunet3d.data.labels import LabelScheme, label_scheme
 from transunet3d.errors import UserError
-from transunet3d.files import remove_stale_temporaries
+from transunet3d.files import prepare_output_files
 from transunet3d.inference.cases import probabilities_path
 from transunet3d.postprocessing.objective import TuningCase
 from transunet3d.postprocessing.rules import PostprocessSettings
@@ -24,7 +24,7 @@ from transunet3d.postprocessing.tune import (
     tune_postprocessing,
     write_postprocessing,
 )
-from transunet3d.runs.layout import RunFolder
+from transunet3d.runs.layout import ModelFolder, RunFolder
 
 
 def out_of_fold_cases(run: RunFolder) -> list[TuningCase]:
@@ -57,13 +57,32 @@ def tune_run(run: RunFolder, workers: int = 1, grid: TuningGrid = DEFAULT_GRID,
     Raises:
         UserError: no fold of the run has been validated yet.
     """
+    _check_run_folder(run)
     cases = out_of_fold_cases(run)
     if not cases:
         raise UserError(f"{run.path}: no validated fold to tune on (train the folds, or run `transunet3d crossval`)")
-    remove_stale_temporaries(run.path)
+    prepare_output_files(run.postprocessing)
     result = tune_postprocessing(cases, workers=workers, grid=grid, progress=progress, scheme=run_scheme(run))
     write_postprocessing(run.postprocessing, result)
     return result
+
+
+def unvalidated_folds(run: RunFolder) -> list[int]:
+    """The cross-validation folds of the run that have no out-of-fold validation yet (tuning leaves them out)."""
+    validated = set(validated_folds(run))
+    return [fold for fold in run.numbered_folds() if fold not in validated]
+
+
+def _check_run_folder(run: RunFolder) -> None:
+    """Name what the path is when it is not a run: missing, a file, or one of a run's folds."""
+    if not run.path.exists():
+        raise UserError(f"{run.path}: training run does not exist")
+    if not run.path.is_dir():
+        raise UserError(f"{run.path}: not a folder (give the training run)")
+    folder = ModelFolder(run.path)
+    if folder.fold is not None and folder.is_model():
+        raise UserError(f"{run.path}: one fold of a run; tune the run itself ({run.path.parent}), on all its "
+                        "validated folds")
 
 
 def run_postprocessing(run_dir: str | Path, scheme: LabelScheme | None = None) -> PostprocessSettings | None:
