@@ -308,3 +308,10 @@ def test_a_seed_without_random_folds_warns_and_an_empty_postprocessing_is_refuse
     assert [line for line in result.stderr.splitlines() if not line.startswith("memory:")] == [
         "warning: --seed: draws the folds of --random-folds, which is not given; it has no effect",
         "error: --postprocessing: give run, none or a postprocessing.json file, not an empty value"]
+
+
+def test_a_bad_postprocessing_file_stops_predict_before_its_first_line(raw: Path, run: Path, tmp_path: Path):
+    result = predict(raw, tmp_path / "out", "--model", run, "--postprocessing", tmp_path / "none.json",
+                     "--device", "cpu")
+    assert result.exit_code == 2 and "models:" not in result.stdout and not (tmp_path / "out").exists()
+    assert result.stderr.splitlines()[-1] == f"error: {tmp_path / 'none.json'}: no such post-processing file"

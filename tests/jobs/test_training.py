@@ -177,3 +177,18 @@ def test_a_cache_with_splits_decides_the_folds_and_the_run_records_them(partly_l
                                       "--out", str(tmp_path / "run"), *SHORT])
     assert result.exit_code == 0, result.output
     assert load_config(RunFolder(tmp_path / "run").fold(0).config).data.num_folds == 2
+
+
+def test_settings_a_job_does_not_read_are_named(partly_labelled: Path, tmp_path: Path):
+    """`train --set pretrain.*` and `pretrain --set train.*` were recorded and silently changed nothing (the
+    commands here stop at a bad loop.epochs, after the warning)."""
+    for command, given, job, sections in (
+            (["train", "--preset", "tiny"], "pretrain.mask_ratio=0.5", "training",
+             "data, model, augment, loop, train, infer"),
+            (["pretrain"], "train.lr=1", "MAE pre-training", "model, loop, pretrain")):
+        result = CliRunner().invoke(cli, [command[0], str(partly_labelled), *command[1:], "--out",
+                                          str(tmp_path / "out"), "--set", given, "--set", "loop.epochs=0"])
+        assert result.exit_code == 2 and not (tmp_path / "out").exists()
+        assert result.stderr.splitlines()[-2] == (
+            f"warning: --set {given.split('=')[0]}: {job} does not read these settings (it reads {sections}); they "
+            "are recorded in config.yaml and change nothing")

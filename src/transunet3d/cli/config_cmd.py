@@ -9,9 +9,18 @@ import yaml
 
 from transunet3d.config import PRESETS, build_config, config_to_dict, save_config
 from transunet3d.files import prepare_output_files
+from transunet3d.jobs.training import unread_overrides
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
                           help="Override one config field, e.g. --set train.lr=1e-3 (repeatable).")
+
+
+def warn_unread(overrides: list[str], sections: tuple[str, ...], job: str) -> None:
+    """A `warning:` line naming the --set keys of sections that `job` does not read (recorded, never applied)."""
+    unread = unread_overrides(overrides, sections)
+    if unread:
+        click.echo(f"warning: --set {', '.join(unread)}: {job} does not read these settings (it reads "
+                   f"{', '.join(sections)}); they are recorded in config.yaml and change nothing", err=True)
 
 
 @click.command("config")

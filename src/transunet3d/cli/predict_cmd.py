@@ -100,12 +100,12 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     else:
         trained = load_models(list(models), fold, checkpoint or "latest", target, draw=draw, seed=seed)
     _warn_unfinished(trained)
-    if rank == 0:
-        click.echo(f"models: {', '.join(str(model.folder.path) for model in trained)}")
     options = _options(trained[0].config.infer, tta=tta, step=step, batch_windows=batch_windows,
                        max_memory_gb=max_memory_gb, min_lesion_mm3=min_lesion_mm3, require_core=require_core)
     tuned, source = _postprocessing(postprocessing_choice, models, ensemble_scheme(trained),
                                     by_hand=min_lesion_mm3 is not None or require_core is not None)
+    if rank == 0:  # once every setting is read: a bad postprocessing file stops the command before its first line
+        click.echo(f"models: {', '.join(str(model.folder.path) for model in trained)}")
     predictor = Predictor(trained, options, target, postprocessing=tuned)
     if rank == 0:
         click.echo(f"post-processing: {source}: {_describe(predictor.postprocessing)}")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.config_cmd import set_option
+from transunet3d.cli.config_cmd import set_option, warn_unread
 from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, build_config
 from transunet3d.devices import parse_device
-from transunet3d.jobs.training import pretrain_model
+from transunet3d.jobs.training import PRETRAINING_SECTIONS, pretrain_model
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.distributed import Distributed
 
@@ -32,6 +32,7 @@ def pretrain_command(preprocessed: Path, run_dir: Path, preset: str, overrides: 
     Use the result with `transunet3d train ... --init-encoder RUN_DIR`.
     """
     target = parse_device(device)
+    warn_unread(list(overrides), PRETRAINING_SECTIONS, "MAE pre-training")
     config = build_config(preset, overrides)
     processes = Distributed.from_environment(use_cuda=target.type == "cuda")
     try:

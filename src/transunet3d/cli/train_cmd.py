@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.config_cmd import set_option
+from transunet3d.cli.config_cmd import set_option, warn_unread
 from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
 from transunet3d.config.io import parse_override
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import (
+    SEGMENTATION_SECTIONS,
     TrainingJob,
     cache_defaults,
     check_split_overrides,
@@ -46,6 +47,7 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
     region of the cache's label scheme (recorded as data.labels)."""
     target = parse_device(device)
     check_split_overrides(list(overrides), preprocessed)
+    warn_unread(list(overrides), SEGMENTATION_SECTIONS, "training")
     config = build_config(preset, [*cache_defaults(preprocessed), *overrides])
     if pretrain_run is not None:
         config.model.init_encoder = str(pretrain_run)
