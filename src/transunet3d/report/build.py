@@ -13,26 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-
-from transunet3d.data.grid import onto_grid
-from transunet3d.data.nifti import load_header_3d, read_data, voxel_size
-from transunet3d.errors import InputError, UserError
-from transunet3d.evaluation.case import read_pair
-from transunet3d.evaluation.pairing import CasePair, pair_cases
-from transunet3d.evaluation.rules import DEFAULT_RULES, RULE_SETS, rule_set
+from transunet3d.errors import UserError
+from transunet3d.evaluation.rules import DEFAULT_RULES, RULE_SETS
 from transunet3d.files import atomic_path, read_json, remove_stale_temporaries
 from transunet3d.report import html
-from transunet3d.report.figures import overlay_png
+from transunet3d.report.overlays import overlays
 from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
 
 REPORT_FILE = "report.html"
 MAX_DEPTH = 3
-OVERLAY_CASES = 4
 LESION_ROWS = 300
-UNDERLAYS = {"t1c": "t1c", "FLAIR": "t2f"}
-
 
 
 @dataclass(frozen=True)
@@ -155,7 +145,7 @@ def evaluation_section(files: EvaluationFiles, root: Path) -> str:
              f"<p>{summary.get('cases_scored', 0)} cases scored with {metrics.described} ({html.text(rules)} "
              f"rules).{mean}</p>", _failed_note(summary.get("failed") or {}),
              html.table(["region", *(heading for heading, _ in metrics.region_columns)], rows)]
-    parts.append(_overlays(summary, eval_dir))
+    parts.append(overlays(summary, eval_dir))
     columns = tuple(column for _, column in metrics.case_columns)
     per_case = _read_csv(files.metrics, ("case", "region", *columns))
     parts.append("<details><summary>Per case</summary>" + html.table(
@@ -226,54 +216,6 @@ def _lesion_tables(lesions: list[dict[str, str]]) -> str:
             parts.append(f"<details><summary>{title} ({len(rows)}, unmatched ones are false positives)</summary>"
                          f"{note}{shown}</details>")
     return "".join(parts)
-
-
-def _overlays(summary: dict, eval_dir: Path) -> str:
-    """Reference vs prediction on t1c and FLAIR for the first scored cases, when the evaluation recorded its
-    folders; a case that cannot be drawn gets a note, never stops the report."""
-    folders = summary.get("folders", {})
-    if not folders:
-        return "<p class='note'>No overlays: the summary does not name its prediction and reference folders.</p>"
-    predictions, references = (_recorded_folder(folders, role, eval_dir) for role in ("predictions", "references"))
-    if not (predictions.is_dir() and references.is_dir()):
-        return (f"<p class='note'>No overlays: the folders the evaluation read ({html.text(predictions)}, "
-                f"{html.text(references)}) are no longer there.</p>")
-    failed = summary.get("failed") or {}
-    labels = rule_set(summary.get("rules", DEFAULT_RULES)).scheme.labels
-    try:
-        pairs = pair_cases(predictions, references).pairs
-    except InputError as error:
-        return f"<p class='note'>No overlays: {html.text(error)}.</p>"
-    drawable = [pair for pair in pairs if pair.prediction and pair.case not in failed][:OVERLAY_CASES]
-    return "<h3>Reference vs prediction</h3>" + "".join(_overlay(pair, labels) for pair in drawable)
-
-
-def _recorded_folder(folders: dict, role: str, eval_dir: Path) -> Path:
-    """A folder the evaluation recorded; one that lay inside the summary's folder is found there again after the
-    folder was moved or copied (a run's validation), so the report draws what lies beside its numbers."""
-    recorded = Path(folders[role])
-    if "summary" in folders and recorded.is_relative_to(folders["summary"]):
-        return eval_dir / recorded.relative_to(folders["summary"])
-    return recorded
-
-
-def _overlay(pair: CasePair, labels: tuple[int, ...]) -> str:
-    images = {label: pair.reference.with_name(pair.reference.name.replace("-seg.", f"-{kind}."))
-              for label, kind in UNDERLAYS.items()}
-    if not all(path.is_file() for path in images.values()):
-        return f"<p class='note'>{html.text(pair.case)}: images not found beside the reference.</p>"
-    try:
-        pred_labels, ref_labels, reference = read_pair(pair, labels)
-        volumes = {label: _on_grid_of(reference, pair, path) for label, path in images.items()}
-    except InputError as error:
-        return f"<p class='note'>{html.text(pair.case)}: not drawn ({html.text(error)}).</p>"
-    return html.image(overlay_png(volumes, ref_labels, pred_labels, voxel_size(reference), pair.case), pair.case)
-
-
-def _on_grid_of(reference: nib.Nifti1Image, pair: CasePair, path: Path) -> np.ndarray:
-    """The image at `path` on the reference's grid (stored in another axis order, it is reordered onto it)."""
-    header = load_header_3d(path, pair.case)
-    return onto_grid(pair.case, path, header, pair.reference, reference)(read_data(header, path, pair.case))
 
 
 def _listed(names: list[str]) -> str:
