@@ -91,6 +91,20 @@ def _blank_modality(root):
     _replace(root, "t2w", np.zeros((12, 14, 10), dtype=np.float32))
 
 
+def _outlier_voxel(root):
+    """One voxel of 1e30 in a scan of hundreds: z-scored, every other voxel became one value (a blank t2w)."""
+    image = brain_case_arrays()[0][2]
+    image[6, 7, 5] = 1e30
+    _replace(root, "t2w", image)
+
+
+def _sheared(root):
+    """An sform whose y axis leans into x: voxel volumes and distances taken from its column lengths were wrong."""
+    affine = np.eye(4)
+    affine[0, 1] = 0.5
+    _replace(root, "t1n", brain_case_arrays()[0][0], affine)
+
+
 def _complex_voxels(root):
     _replace(root, "t1c", brain_case_arrays()[0][1].astype(np.complex64))
 
@@ -177,6 +191,8 @@ CATALOGUE = [
     (_qform_flipped, f"{CASE}: {CASE}-t2f.nii.gz: qform and sform place the voxels up to 11 mm apart"),
     (_single_slice, f"{CASE}: {CASE}-t1n.nii.gz: expected a 3D image, got a single slice (shape (12, 14, 1))"),
     (_blank_modality, f"{CASE}: {CASE}-t2w.nii.gz: every voxel is 0: a blank image"),
+    (_outlier_voxel, f"{CASE}: {CASE}-t2w.nii.gz: 1 of its "),
+    (_sheared, f"{CASE}: {CASE}-t1n.nii.gz: the affine's voxel axes are not perpendicular (sheared by 27 degrees)"),
     (_complex_voxels, f"{CASE}: {CASE}-t1c.nii.gz: voxels of type complex64: an image must hold one integer"),
     (_rgb_voxels, f"{CASE}: {CASE}-t2w.nii.gz: voxels of type RGB: an image must hold one integer"),
     (_without_orientation, f"{CASE}: {CASE}-t2f.nii.gz: has no orientation (qform and sform codes 0) and another "

@@ -315,3 +315,23 @@ def test_a_bad_postprocessing_file_stops_predict_before_its_first_line(raw: Path
                      "--device", "cpu")
     assert result.exit_code == 2 and "models:" not in result.stdout and not (tmp_path / "out").exists()
     assert result.stderr.splitlines()[-1] == f"error: {tmp_path / 'none.json'}: no such post-processing file"
+
+
+def test_the_output_keeps_the_inputs_units_and_singleton_fourth_axis(raw: Path, run: Path, tmp_path: Path):
+    """Every prediction lost xyzt_units (10: mm and s, written as 0, unknown), and a case stored as (X, Y, Z, 1)
+    was answered with a 3D file."""
+    case = tmp_path / "raw" / CASES[0]
+    case.mkdir(parents=True)
+    for source in (raw / CASES[0]).glob("*.nii.gz"):
+        image = nib.load(source)
+        stored = nib.Nifti1Image(np.asanyarray(image.dataobj)[..., np.newaxis], None, header=image.header)
+        stored.header.set_xyzt_units("mm", "sec")
+        stored.header["pixdim"][4] = 2.5
+        nib.save(stored, case / source.name)
+    result = predict(tmp_path / "raw", tmp_path / "out", "--model", run, "--tta", "none", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    source, written = nib.load(case / f"{CASES[0]}-t1c.nii.gz"), nib.load(tmp_path / "out" / f"{CASES[0]}.nii.gz")
+    assert written.shape == source.shape and written.shape[3] == 1
+    for field in ("xyzt_units", "dim", "pixdim", "qform_code", "sform_code", "srow_x", "srow_y", "srow_z",
+                  "quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z"):
+        np.testing.assert_allclose(written.header[field], source.header[field], atol=1e-6, err_msg=field)

@@ -8,8 +8,8 @@ import click
 import yaml
 
 from transunet3d.config import PRESETS, build_config, config_to_dict, save_config
+from transunet3d.config.io import unread_overrides
 from transunet3d.files import prepare_output_files
-from transunet3d.jobs.training import unread_overrides
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
                           help="Override one config field, e.g. --set train.lr=1e-3 (repeatable).")

@@ -9,8 +9,9 @@ import click
 from transunet3d.cli.config_cmd import set_option, warn_unread
 from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, build_config
+from transunet3d.config.schema import PRETRAINING_SECTIONS
 from transunet3d.devices import parse_device
-from transunet3d.jobs.training import PRETRAINING_SECTIONS, pretrain_model
+from transunet3d.jobs.training import pretrain_model
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.distributed import Distributed
 

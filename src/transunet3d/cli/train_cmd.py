@@ -10,9 +10,9 @@ from transunet3d.cli.config_cmd import set_option, warn_unread
 from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
 from transunet3d.config.io import parse_override
+from transunet3d.config.schema import SEGMENTATION_SECTIONS
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import (
-    SEGMENTATION_SECTIONS,
     TrainingJob,
     cache_defaults,
     check_split_overrides,

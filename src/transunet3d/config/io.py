@@ -126,6 +126,12 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def unread_overrides(overrides: Iterable[str], sections: tuple[str, ...]) -> list[str]:
+    """The keys of `--set` overrides outside `sections` (those a job reads: `schema.SEGMENTATION_SECTIONS`, ...)."""
+    keys = dict.fromkeys(parse_override(item)[0] for item in overrides)
+    return [key for key in keys if key.partition(".")[0] not in sections]
+
+
 def set_field(config: ExperimentConfig, key: str, value: Any) -> None:
     """Set `section.field` on `config`, converting `value` to the field's declared type."""
     section_name, _, field_name = key.partition(".")

@@ -252,3 +252,8 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+# The sections each job reads; a --set of another section is recorded in config.yaml and changes nothing.
+SEGMENTATION_SECTIONS = ("data", "model", "augment", "loop", "train", "infer")
+PRETRAINING_SECTIONS = ("model", "loop", "pretrain")

@@ -26,6 +26,7 @@ _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.I
 HEADER_BYTES = 348  # the NIfTI-1 header; a NIfTI-2 header is longer still
 NIFTI2_HEADER_BYTES = 540
 SINGULAR = 1e-6  # |det| / product of the column lengths below which the voxel axes do not span a volume
+SHEAR_TOLERANCE = 1e-3  # |cos| between two voxel axes above which the grid is sheared (0.06 degrees)
 VOXEL_SIZE_MM = (0.01, 100.0)  # voxel sizes outside this range are a wrong header (metres, microns), not a scan
 
 
@@ -40,10 +41,13 @@ class Geometry:
     sform: tuple[tuple[float, ...], ...]
     sform_code: int
     zooms: tuple[float, ...]
+    xyzt_units: int = 0  # the header's units code (10: mm and s), written back as read
+    time_step: float | None = None  # pixdim[4] of a file stored as (X, Y, Z, 1), whose output is too; None: 3D
 
     @classmethod
     def of(cls, image: nib.Nifti1Image) -> Geometry:
-        """The geometry of a loaded NIfTI image (spatial part only); the voxel size is the affine's."""
+        """The geometry of a loaded NIfTI image (its spatial part, and a trailing singleton axis); the voxel size
+        is the affine's."""
         header = image.header
         return cls(
             shape=tuple(int(s) for s in image.shape[:3]),
@@ -53,6 +57,8 @@ class Geometry:
             sform=_rows(header.get_sform()),
             sform_code=int(header["sform_code"]),
             zooms=voxel_size(image),
+            xyzt_units=int(header["xyzt_units"]),
+            time_step=float(header["pixdim"][4]) if len(image.shape) == 4 else None,
         )
 
     @classmethod
@@ -65,6 +71,8 @@ class Geometry:
             sform=_rows(data["sform"]),
             sform_code=int(data["sform_code"]),
             zooms=tuple(data["zooms"]),
+            xyzt_units=int(data.get("xyzt_units", 0)),  # caches written before units were kept
+            time_step=data.get("time_step"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +164,12 @@ def _check_header(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, cas
     if not abs(np.linalg.det(linear)) > SINGULAR * float(np.prod(sizes)):
         raise InputError(case_id, path, f"no valid voxel size: the affine's 3x3 part is singular (voxel axes of "
                                         f"{format_mm(sizes)} mm)")
+    axes = linear / sizes
+    cosines = np.abs(axes.T @ axes - np.eye(3))
+    if cosines.max() > SHEAR_TOLERANCE:
+        angle = float(np.degrees(np.arcsin(min(1.0, cosines.max()))))
+        raise InputError(case_id, path, f"the affine's voxel axes are not perpendicular (sheared by {angle:.2g} "
+                                        "degrees): voxel volumes, distances and resampling assume a rectangular grid")
     low, high = VOXEL_SIZE_MM
     if np.any(sizes < low) or np.any(sizes > high):
         raise InputError(case_id, path, f"voxel size {format_mm(sizes)} mm is outside {low:g}-{high:g} mm: a header in "
@@ -328,13 +342,17 @@ def _reason(error: BaseException) -> str:
 
 
 def write_nifti(array: np.ndarray, geometry: Geometry, path: str | Path) -> None:
-    """Write `array` with `geometry`'s affine, qform and sform; atomic (temporary name, then rename)."""
+    """Write `array` with `geometry`'s affine, qform and sform, units and (a singleton 4th axis) shape; atomic
+    (temporary name, then rename)."""
     path = Path(path)
     if tuple(array.shape) != tuple(geometry.shape):
         raise ValueError(f"array shape {array.shape} does not match geometry shape {geometry.shape}")
-    image = nib.Nifti1Image(array, np.array(geometry.affine))
+    stored = array if geometry.time_step is None else array[..., np.newaxis]
+    image = nib.Nifti1Image(stored, np.array(geometry.affine))
     image.header.set_qform(np.array(geometry.qform), code=geometry.qform_code)
     image.header.set_sform(np.array(geometry.sform), code=geometry.sform_code)
-    image.header.set_zooms(geometry.zooms)  # after set_qform, which sets them from the qform
+    # after set_qform, which sets them from the qform
+    image.header.set_zooms(geometry.zooms if geometry.time_step is None else (*geometry.zooms, geometry.time_step))
+    image.header["xyzt_units"] = geometry.xyzt_units
     with atomic_path(path) as tmp:
         nib.save(image, tmp)

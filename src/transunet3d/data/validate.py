@@ -49,8 +49,9 @@ def load_case(case: CaseFiles, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) ->
 
 
 def _read_modality(image: nib.Nifti1Image, path: Path, case_id: str, onto: Callable) -> np.ndarray:
-    """One modality's voxels on the case's grid, checked finite and not blank."""
-    return _not_blank(_finite(onto(read_data(image, path, case_id)), path, case_id), path, case_id)
+    """One modality's voxels on the case's grid, checked finite, not blank and not all in a few voxels."""
+    array = _not_blank(_finite(onto(read_data(image, path, case_id)), path, case_id), path, case_id)
+    return _not_outlier_dominated(array, path, case_id)
 
 
 def _finite(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
@@ -66,6 +67,29 @@ def _not_blank(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
     low, high = array.min(), array.max()
     if low == high:
         raise InputError(case_id, path, f"every voxel is {float(low):g}: a blank image")
+    return array
+
+
+OUTLIER_SHARE = 0.001  # the brightest (or darkest) 0.1% of a modality's voxels ...
+OUTLIER_VARIANCE = 0.99  # ... may not hold 99% of its variance
+
+
+def _not_outlier_dominated(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
+    """`array`, unless a handful of its nonzero voxels hold nearly all of its variance (one voxel of 1e30 in a
+    scan of hundreds): z-scoring would then squeeze every other voxel to one value, a blank image in all but
+    name, which the model would read without a word. In a real scan the most extreme 0.1% of the voxels hold a few
+    percent of the variance."""
+    values = array[array != 0].astype(np.float64)
+    deviations = (values - values.mean()) ** 2
+    total = float(deviations.sum())
+    count = max(1, int(OUTLIER_SHARE * values.size))
+    if total > 0 and values.size > count:
+        extreme = float(np.partition(deviations, values.size - count)[values.size - count:].sum())
+        if extreme > OUTLIER_VARIANCE * total:
+            largest = float(values[np.argmax(np.abs(values - values.mean()))])
+            raise InputError(case_id, path, f"{count} of its {values.size} nonzero voxels hold {extreme / total:.1%} "
+                                            f"of the intensity variance (the most extreme is {largest:g}): "
+                                            "normalised, the rest would be one value; a damaged or mis-scaled file")
     return array
 
 

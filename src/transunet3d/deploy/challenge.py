@@ -199,7 +199,7 @@ def check_outputs(cases: list[CaseFiles], output_dir: Path, skip: set[str] = fro
 def _output_problem(case: CaseFiles, path: Path) -> str | None:
     expected = Geometry.of(load_header_3d(case.image_paths()[0], case.case_id))
     written = nib.load(path)
-    if tuple(written.shape) != expected.shape:
+    if tuple(written.shape[:3]) != expected.shape or len(written.shape) != (3 if expected.time_step is None else 4):
         return f"shape {tuple(written.shape)} differs from the input's {expected.shape}"
     if not np.allclose(written.affine, np.array(expected.affine), atol=GEOMETRY_TOLERANCE):
         return "affine differs from the input's"

@@ -148,17 +148,6 @@ def with_cache_splits(config: ExperimentConfig, preprocessed: Path) -> Experimen
     return replace(config, data=replace(config.data, num_folds=len(read_splits(splits))))
 
 
-# The config sections each job reads; a --set of another section is recorded in config.yaml but changes nothing.
-SEGMENTATION_SECTIONS = ("data", "model", "augment", "loop", "train", "infer")
-PRETRAINING_SECTIONS = ("model", "loop", "pretrain")
-
-
-def unread_overrides(overrides: list[str], sections: tuple[str, ...]) -> list[str]:
-    """The keys of `--set` overrides outside `sections` (the ones a job reads), for a warning."""
-    keys = dict.fromkeys(parse_override(item)[0] for item in overrides)
-    return [key for key in keys if key.partition(".")[0] not in sections]
-
-
 def check_split_overrides(overrides: list[str], preprocessed: Path) -> None:
     """Refuse `--set data.num_folds` or `data.split_seed` for a cache whose splits.json already fixes the folds:
     training used that file and recorded the settings as if they had been applied.
