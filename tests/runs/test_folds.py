@@ -35,6 +35,8 @@ def test_fold_lists_parse_in_order():
             parse_fold_list(bad)
     with pytest.raises(UserError, match="names a fold twice"):
         parse_fold_list("1,1")
+    with pytest.raises(UserError, match=r"^--fold '1,': '' is neither a fold number nor 'all-data'$"):
+        parse_fold_list("1,")  # the message names the option and the part (it named neither)
 
 
 def test_random_draws_are_distinct_sorted_and_fixed_by_the_seed():

@@ -19,17 +19,26 @@ Fold = int | Literal["all-data"]
 
 def parse_fold(text: str) -> Fold:
     """One fold as the command line writes it: a number, or 'all-data'."""
+    fold = _fold(text)
+    if fold is None:
+        raise UserError(f"--fold {text!r}: neither a fold number nor {ALL_DATA!r}")
+    return fold
+
+
+def _fold(text: str) -> Fold | None:
     text = text.strip()
     if text == ALL_DATA:
         return ALL_DATA
-    if not (text.isascii() and text.isdigit()):  # not '²', which isdigit() takes and int() refuses
-        raise UserError(f"fold {text!r} is neither a fold number nor {ALL_DATA!r}")
-    return int(text)
+    # not '²', which isdigit() takes and int() refuses
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def parse_fold_list(text: str) -> list[Fold]:
     """Folds as a comma-separated list ("0,3,5,7,9"), each once, in the order given."""
-    folds = [parse_fold(part) for part in text.split(",")]
+    folds = [_fold(part) for part in text.split(",")]
+    if None in folds:
+        part = text.split(",")[folds.index(None)].strip()
+        raise UserError(f"--fold {text!r}: {part!r} is neither a fold number nor {ALL_DATA!r}")
     if len(set(folds)) != len(folds):
         raise UserError(f"--fold {text!r} names a fold twice")
     return folds
