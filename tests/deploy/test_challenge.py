@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from tests.deploy.conftest import CASES, error_lines, invoke
 from tests.factories import write_volume
+from tests.inference.test_trained_and_ensemble import poison_weights
 from transunet3d.data.layout import discover_cases
 from transunet3d.deploy.challenge import EntrySettings, check_outputs, read_parameters, run_challenge
 from transunet3d.errors import EXIT_ENVIRONMENT, EXIT_INCOMPLETE, EXIT_USER_ERROR, UserError
@@ -84,16 +86,20 @@ def test_mistakes_are_one_error_line_and_write_nothing(exported: Path, cv_run: P
     empty.mkdir()
     out = tmp_path / "out"
     fold_5 = write_parameters(tmp_path, "fold: 5\n")  # the models lack it: the output folder was made, empty
+    poisoned = tmp_path / "poisoned"  # weights holding NaN: refused in a shard, after the output folder was made
+    shutil.copytree(cv_run, poisoned)
+    weights = poison_weights(poisoned / "fold_1")
     cases = [("--data_path", empty, "--model", exported), ("--data_path", phantoms, "--model", tmp_path / "none"),
              ("--data_path", phantoms, "--model", phantoms),
              ("--data_path", phantoms, "--model", exported, "--parameters_file", tmp_path / "missing.yaml"),
              ("--data_path", phantoms, "--model", exported, "--parameters_file", fold_5),
-             ("--data_path", phantoms, "--model", cv_run, "--parameters_file", fold_5)]
+             ("--data_path", phantoms, "--model", cv_run, "--parameters_file", fold_5),
+             ("--data_path", phantoms, "--model", poisoned)]
     expected = [f"error: {empty}: no BraTS cases found", f"error: {tmp_path / 'none'}: model folder does not exist",
                 f"error: {phantoms}: neither a training run nor an exported model folder",
                 f"error: {tmp_path / 'missing.yaml'}: parameters file does not exist",
                 f"error: {exported}: no fold '5'; it has folds 0, 1",
-                f"error: {cv_run}: no fold '5'; it has folds 0, 1"]
+                f"error: {cv_run}: no fold '5'; it has folds 0, 1", f"error: {weights}: 2 of "]
     for args, message in zip(cases, expected):
         result = invoke("challenge-entry", *args, "--output_path", out)
         assert result.exit_code == EXIT_USER_ERROR, result.output

@@ -28,13 +28,19 @@ import yaml
 from transunet3d.config.io import read_settings_yaml, yaml_problem
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d
-from transunet3d.deploy.onnx_backend import exported_entries, is_export, load_exported_models
+from transunet3d.deploy.onnx_backend import checked_export, is_export, load_exported_models
 from transunet3d.deploy.optional import require
 from transunet3d.errors import UserError
 from transunet3d.files import atomic_path, output_folder
 from transunet3d.inference.cases import PredictReport, predict_folder, submission_path
 from transunet3d.inference.predictor import Predictor
-from transunet3d.inference.trained import CHECKPOINTS, checkpoint_folder, ensemble_scheme, fold_folders, load_models
+from transunet3d.inference.trained import (
+    CHECKPOINTS,
+    ensemble_scheme,
+    fold_folders,
+    load_models,
+    unfinished_warning,
+)
 from transunet3d.inference.tta import TTA_MODES
 from transunet3d.jobs.tuning import run_postprocessing
 from transunet3d.runs.folds import parse_fold_list
@@ -126,7 +132,7 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     settings = settings or EntrySettings()
     cases = discover_cases(input_dir)
     backend = model_backend(model_dir)
-    _check_models(model_dir, backend, settings)
+    check_models(model_dir, backend, settings.fold, settings.checkpoint)
     _check_writable(output_folder(output_dir))
     devices = devices or entry_devices(backend)
     report = ChallengeReport(cases=[case.case_id for case in cases], devices=devices, backend=backend)
@@ -142,15 +148,22 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     return report
 
 
-def _check_models(model_dir: Path, backend: str, settings: EntrySettings) -> None:
-    """The folds and checkpoint that `settings` choose exist in the model, before the output folder is made (the
-    shards load the networks later, in their own processes)."""
+def check_models(model_dir: Path, backend: str, fold: str | None = None, which: str | None = None) -> list[str]:
+    """Every model that prediction from `model_dir` loads with `fold` and `which` (None: the default checkpoint),
+    checked as prediction checks it (config, complete checkpoint, weights that fit and are finite, one label
+    scheme; an exported network that is the one export.json records), before any output is made: a damaged model
+    must fail here, not in a shard after the output folder exists, nor inside a container image.
+
+    Returns:
+        The `warning:` lines for models whose training had not finished.
+    """
     if backend == "onnxruntime":
-        exported_entries(model_dir, settings.fold, settings.checkpoint)
-        return
-    which = settings.checkpoint or default_checkpoint(model_dir, settings.fold)
-    for folder in fold_folders(model_dir, settings.fold):
-        checkpoint_folder(folder, which)
+        models = [(str(network), epoch, epochs) for network, epoch, epochs in checked_export(model_dir, fold, which)]
+    else:
+        trained = load_models([model_dir], fold, which or default_checkpoint(model_dir, fold))
+        ensemble_scheme(trained)
+        models = [(str(model.checkpoint), model.epoch, model.config.loop.epochs) for model in trained]
+    return [warning for warning in (unfinished_warning(*model) for model in models) if warning]
 
 
 def model_backend(model_dir: Path) -> str:

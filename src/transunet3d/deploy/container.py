@@ -15,20 +15,13 @@ from pathlib import Path
 
 import transunet3d
 from transunet3d import __version__
-from transunet3d.deploy.challenge import MODEL_IN_IMAGE, model_backend
+from transunet3d.deploy.challenge import MODEL_IN_IMAGE, check_models, model_backend
 from transunet3d.deploy.export import export_run
 from transunet3d.deploy.folders import building_folder, check_new_folder
 from transunet3d.deploy.layout import BuildContext
-from transunet3d.deploy.onnx_backend import checked_export
 from transunet3d.deploy.requirements import TORCH_CPU_INDEX, pinned_requirements
 from transunet3d.errors import UserError
-from transunet3d.inference.trained import (
-    checkpoint_folder,
-    ensemble_scheme,
-    fold_folders,
-    load_models,
-    unfinished_warning,
-)
+from transunet3d.inference.trained import checkpoint_folder, fold_folders
 from transunet3d.runs.layout import ModelFolder, RunFolder
 
 DEVICES = ("cpu", "cuda")
@@ -59,7 +52,7 @@ def write_build_context(run_dir: str | Path, out_dir: str | Path, device: str = 
     exported = model_backend(run_dir) == "onnxruntime"
     model_format = model_format or ("onnx" if exported else "torch")
     _check_choices(run_dir, device, model_format, exported, fold, wheels)
-    warnings = _checked_models(run_dir, exported, fold, which)
+    warnings = check_models(run_dir, "onnxruntime" if exported else "torch", fold, None if exported else which)
     check_new_folder(out_dir, "build context")
     requirements = pinned_requirements(device, onnx=model_format == "onnx")
     tag = tag or image_tag(run_dir)
@@ -87,20 +80,6 @@ def write_build_context(run_dir: str | Path, out_dir: str | Path, device: str = 
         context.mlcube.write_text(mlcube_yaml(tag, device))
         context.parameters.write_text(PARAMETERS_TEMPLATE)
     return {"tag": tag, "device": device, "format": model_format, "requirements": requirements, "warnings": warnings}
-
-
-def _checked_models(run_dir: Path, exported: bool, fold: str | None, which: str) -> list[str]:
-    """Every model the image would hold, checked as prediction checks it (config, complete checkpoint, weights that
-    fit and are finite, one label scheme; an exported network that is the one recorded), before anything is
-    written: a damaged run must fail here, not inside the image. Returns the warnings for models whose training
-    had not finished."""
-    if exported:
-        models = [(str(network), epoch, epochs) for network, epoch, epochs in checked_export(run_dir)]
-    else:
-        trained = load_models([run_dir], fold, which)
-        ensemble_scheme(trained)
-        models = [(str(model.checkpoint), model.epoch, model.config.loop.epochs) for model in trained]
-    return [warning for warning in (unfinished_warning(*model) for model in models) if warning]
 
 
 def copy_models(run_dir: Path, target: Path, fold: str | None, which: str) -> None:
