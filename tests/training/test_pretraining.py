@@ -21,8 +21,9 @@ from transunet3d.training.pretraining import PretrainTask
 from transunet3d.training.trainer import Trainer
 
 
-def test_200_cpu_steps_lower_the_masked_loss_markedly(cache: Path, tmp_path: Path):
-    config = build_config("mae-tiny", ["loop.epochs=8", "loop.iterations_per_epoch=25",
+def test_125_cpu_steps_lower_the_masked_loss_markedly(cache: Path, tmp_path: Path):
+    # Validation loss per epoch on the reference machine: 1.34 before, then 1.03, 0.97, 0.96, 0.96, 0.93.
+    config = build_config("mae-tiny", ["loop.epochs=5", "loop.iterations_per_epoch=25",
                                        "loop.val_batches=2"])
     task = PretrainTask(config, cache)
     task.network.eval()
@@ -31,7 +32,7 @@ def test_200_cpu_steps_lower_the_masked_loss_markedly(cache: Path, tmp_path: Pat
     trainer = Trainer(task, ModelFolder(tmp_path / "mae"), device="cpu")
     state = trainer.fit()
     after = trainer.log.rows[-1]["val_loss"]
-    assert state.epoch == 8 and state.skipped_steps == 0
+    assert state.epoch == 5 and state.skipped_steps == 0
     assert after < 0.8 * before and after < 0.97  # predicting each token's mean scores 1.0
     for name in ("config.yaml", "log.csv", "progress.png", "reconstruction.png", "checkpoints/latest.json"):
         assert (tmp_path / "mae" / name).exists(), name
