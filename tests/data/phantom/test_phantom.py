@@ -1,5 +1,6 @@
 """Phantom generator: determinism, label geometry of every lesion, tissue contrast, BraTS layout."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from transunet3d.data.layout import discover_cases
 from transunet3d.data.phantom import PhantomSpec, generate_phantom, write_phantoms
 from transunet3d.data.phantom.anatomy import anatomy_on_grid
 from transunet3d.data.validate import load_case
+from transunet3d.errors import UserError
 
 # 1 mm voxels on a reduced field of view: real lesion sizes, small arrays.
 SPEC = PhantomSpec(shape=(112, 128, 96), spacing=(1.0, 1.0, 1.0), lesions=(4, 8), diameter_mm=(3.0, 30.0))
@@ -160,3 +162,26 @@ def test_settings_that_leave_no_room_for_lesions_are_one_error_before_any_output
                                       *options])
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {problem}"), result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_series_grows_in_its_folder_and_another_series_or_foreign_case_is_refused(tmp_path: Path):
+    """`phantom` into a folder of another series replaced same-id cases and left a manifest describing only the
+    new ones; into real data it replaced real cases (phantom ids are real BraTS ids)."""
+    spec = PhantomSpec(shape=(32, 32, 24), lesions=(1, 1))
+    write_phantoms(tmp_path / "out", cases=1, seed=1, spec=spec, progress=False)
+    first = (tmp_path / "out" / "BraTS-MET-00001-000" / "BraTS-MET-00001-000-t1c.nii.gz").read_bytes()
+    write_phantoms(tmp_path / "out", cases=1, seed=1, spec=spec, progress=False, first=2)  # the same series grows
+    manifest = json.loads((tmp_path / "out" / "phantoms.json").read_text())
+    assert sorted(manifest["cases"]) == ["BraTS-MET-00001-000", "BraTS-MET-00002-000"] and manifest["seed"] == 1
+    for other in ({"seed": 2, "spec": spec}, {"seed": 1, "spec": PhantomSpec(shape=(32, 32, 32), lesions=(1, 1))}):
+        with pytest.raises(UserError, match="holds phantoms of another series"):
+            write_phantoms(tmp_path / "out", cases=1, progress=False, **other)
+    assert (tmp_path / "out" / "BraTS-MET-00001-000" / "BraTS-MET-00001-000-t1c.nii.gz").read_bytes() == first
+
+    real = tmp_path / "real" / "BraTS-MET-00001-000"
+    real.mkdir(parents=True)
+    (real / "BraTS-MET-00001-000-t1c.nii.gz").write_bytes(b"real scan")
+    with pytest.raises(UserError, match="BraTS-MET-00001-000: exists and is not a phantom of this series"):
+        write_phantoms(tmp_path / "real", cases=1, seed=1, spec=spec, progress=False)
+    assert (real / "BraTS-MET-00001-000-t1c.nii.gz").read_bytes() == b"real scan"
+    write_phantoms(tmp_path / "real", cases=1, seed=1, spec=spec, progress=False, first=2)  # beside it: allowed

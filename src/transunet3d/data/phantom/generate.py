@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +16,7 @@ from transunet3d.data.phantom.contrasts import synthesize_contrasts
 from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
 from transunet3d.data.phantom.variants import Variant, apply_variant
 from transunet3d.errors import UserError
-from transunet3d.files import output_folder, write_json
+from transunet3d.files import output_folder, read_json, write_json
 from transunet3d.parallel import map_cases
 
 MANIFEST_FILE = "phantoms.json"
@@ -118,10 +120,40 @@ def write_phantoms(
     its "cavity" key). Cases of one series never repeat, so
     a later range is a held-out test set."""
     _check_brain_fits(spec, variant)
+    series = series_record(seed, spec, variant)
+    indices = range(first, first + cases)
+    written = cases_of_series(Path(out_dir), series, [phantom_case_id(index) for index in indices])
     out_dir = output_folder(out_dir)
-    jobs = [(spec, seed, index, out_dir, variant) for index in range(first, first + cases)]
+    jobs = [(spec, seed, index, out_dir, variant) for index in indices]
     results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
-    manifest = {"seed": seed, "spec": {**asdict(spec), "spacing": list(spec.resolved_spacing())},
-                "variant": variant.to_json() if variant else None, "cases": dict(results)}
-    write_json(out_dir / MANIFEST_FILE, manifest)
+    write_json(out_dir / MANIFEST_FILE, {**series, "cases": dict(sorted({**written, **dict(results)}.items()))})
     return [case_id for case_id, _ in results]
+
+
+def series_record(seed: int, spec: PhantomSpec, variant: Variant | None = None) -> dict[str, Any]:
+    """What names a series in its manifest: the seed, the spec (voxel size resolved) and the stored variant."""
+    return json.loads(json.dumps({"seed": seed, "spec": {**asdict(spec), "spacing": list(spec.resolved_spacing())},
+                                  "variant": variant.to_json() if variant else None}))  # tuples as read back
+
+
+def cases_of_series(out_dir: Path, series: dict[str, Any], case_ids: list[str]) -> dict[str, list]:
+    """The cases (id -> lesions) that `out_dir`'s manifest records for `series`, to which `case_ids` may be added.
+
+    Raises:
+        UserError: the folder holds phantoms of another series (adding cases would leave a manifest that describes
+            only some of them), or a folder of one of `case_ids` that the manifest does not record (real data, or
+            cases of unknown origin, would be replaced).
+    """
+    manifest = out_dir / MANIFEST_FILE
+    recorded = read_json(manifest) if manifest.is_file() else {**series, "cases": {}}
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("cases"), dict):
+        raise UserError(f"{manifest}: not a phantom manifest; choose an empty folder")
+    differing = [key for key in series if recorded.get(key) != series[key]]
+    if differing:
+        raise UserError(f"{out_dir}: holds phantoms of another series ({manifest.name} differs in "
+                        f"{', '.join(differing)}); choose an empty folder")
+    for case_id in case_ids:
+        if (out_dir / case_id).exists() and case_id not in recorded["cases"]:
+            raise UserError(f"{out_dir / case_id}: exists and is not a phantom of this series (not in "
+                            f"{manifest.name}); phantom does not replace it, choose an empty folder")
+    return recorded["cases"]
