@@ -59,3 +59,13 @@ def test_miniature_demo_from_phantoms_to_report(tmp_path: Path):
 
     other = CliRunner().invoke(cli, ["demo", str(out), *MINI, "--mae"])  # refused before any work: in this process
     assert other.exit_code == 2 and "holds a demo with other settings" in other.stderr
+
+
+def test_a_folder_holding_anything_but_a_demo_is_refused_before_any_work(tmp_path: Path):
+    """Phantoms of another series already in OUT/raw were trained and "held-out" tested on (a test case was a
+    training case), exit 0."""
+    (tmp_path / "raw" / "test").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["demo", str(tmp_path), *MINI])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {tmp_path}: not empty and holds no demo (demo.json); choose an empty or new folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]

@@ -95,8 +95,9 @@ def cli(ctx: click.Context, release_freed_memory: bool) -> None:
     """3D-TransUNet for brain metastases segmentation in multi-parametric MRI (BraTS-METS)."""
     runs_networks = ctx.invoked_subcommand in _TENSOR_COMMANDS and not ctx.meta.get("help_only")
     if runs_networks and not release_freed_memory and keep_freed_memory():
-        click.echo("memory: freed blocks are kept for reuse (glibc mallopt; --release-freed-memory turns it off)",
-                   err=True)
+        # On stdout with the command's other notes: stderr holds warnings, errors and progress only, so that a
+        # refused command says one `error:` line there.
+        click.echo("memory: freed blocks are kept for reuse (glibc mallopt; --release-freed-memory turns it off)")
 
 
 def main() -> None:

@@ -21,13 +21,13 @@ import torch
 
 from transunet3d.config import build_config
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
-from transunet3d.data.phantom.generate import MANIFEST_FILE
+from transunet3d.data.phantom.generate import cases_of_series, phantom_case_id, series_record
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.data.splits import write_splits
 from transunet3d.errors import UserError
 from transunet3d.evaluation.batch import evaluate_folders
 from transunet3d.evaluation.report import write_evaluation
-from transunet3d.files import output_folder, write_json
+from transunet3d.files import output_folder, read_json, write_json
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import load_models
@@ -40,6 +40,7 @@ from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
 # Simulated low resolution and blur smear the smallest metastases (a few voxels); the demo's CPU-sized budget
 # goes to learning them as they are (docs/demo.md).
 DEMO_AUGMENTATION = ("augment.lowres_p=0", "augment.blur_p=0")
+DEMO_RECORD = "demo.json"  # the settings of the demo in a folder: a rerun continues only with the same ones
 REPORT_TITLE = "transunet3d demo: 3D-TransUNet on synthetic BraTS-METS phantoms"
 
 
@@ -89,9 +90,11 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callab
     """Run every stage into `out`; returns the report's path, the test score and the seconds per stage."""
     settings = settings or DemoSettings()
     out = output_folder(out)
-    recorded = out / "demo.json"
+    recorded = out / DEMO_RECORD
     wanted = json.loads(json.dumps(asdict(settings)))  # tuples as lists, as read back
-    if recorded.exists() and json.loads(recorded.read_text()) != wanted:
+    if not recorded.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: not empty and holds no demo ({DEMO_RECORD}); choose an empty or new folder")
+    if recorded.exists() and read_json(recorded) != wanted:
         raise UserError(f"{out} holds a demo with other settings (see {recorded}); choose another folder")
     write_json(recorded, wanted)
     stages = _stages(out, settings, device)
@@ -128,11 +131,15 @@ def _stages(out: Path, settings: DemoSettings, device: torch.device | str) -> li
 
 
 def _phantoms(raw: Path, settings: DemoSettings) -> None:
-    """Training cases 1..N and held-out test cases N+1.. of one series (skipped when already written)."""
+    """Training cases 1..N and held-out test cases N+1.. of one series (skipped when already written; a folder
+    holding anything else is refused)."""
     spec = settings.phantom_spec()
+    series = series_record(settings.seed, spec)
     for folder, count, first in (("train", settings.train_cases, 1),
                                  ("test", settings.test_cases, settings.train_cases + 1)):
-        if not (raw / folder / MANIFEST_FILE).exists():
+        wanted = [phantom_case_id(index) for index in range(first, first + count)]
+        written = cases_of_series(raw / folder, series, wanted)
+        if sorted(written) != wanted or not all((raw / folder / case_id).is_dir() for case_id in wanted):
             write_phantoms(raw / folder, count, settings.seed, spec, settings.workers, first=first)
 
 
