@@ -63,6 +63,24 @@ def test_outputs_that_the_orchestrator_would_refuse_are_reported(phantoms: Path,
         CASES[1]: f"{CASES[1]}: no output {CASES[1]}.nii.gz"}
     write_volume(tmp_path / f"{CASES[1]}.nii.gz", np.ones((4, 4, 4), np.uint8), source.affine)
     assert "shape (4, 4, 4) differs from the input's" in check_outputs(cases, tmp_path)[CASES[1]]
+    write_volume(tmp_path / "BraTS-MET-00099-000.nii.gz", np.ones((4, 4, 4), np.uint8), source.affine)
+    assert check_outputs(cases, tmp_path)["BraTS-MET-00099-000.nii.gz"] == \
+        "BraTS-MET-00099-000.nii.gz: a label map of no input case"  # one output more than the inputs
+
+
+def test_label_maps_of_other_cases_in_the_output_folder_are_refused_before_any_work(exported: Path, phantoms: Path,
+                                                                                      tmp_path: Path):
+    """An earlier batch's outputs passed the "one per input case" check: 3 label maps for 1 input, exit 0."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "BraTS-MET-00099-000.nii.gz").write_bytes(b"an earlier batch's")
+    (out / "notes.txt").write_text("kept\n")
+    result = invoke("challenge-entry", "--data_path", phantoms, "--output_path", out, "--model", exported)
+    assert result.exit_code == EXIT_USER_ERROR, result.output
+    assert error_lines(result) == [f"error: {out}: holds label maps of cases not in {phantoms} "
+                                   "(BraTS-MET-00099-000.nii.gz); the challenge refuses more outputs than inputs: "
+                                   "remove them or choose an empty folder"]
+    assert sorted(path.name for path in out.iterdir()) == ["BraTS-MET-00099-000.nii.gz", "notes.txt"]
 
 
 def test_a_failing_check_makes_the_exit_code_say_so(exported: Path, phantoms: Path, tmp_path: Path, monkeypatch):
@@ -130,6 +148,7 @@ def test_parameters_files_are_checked():
         for text, message in (("tta: all\n", "tta must be none or flip or flip+rot, not 'all'"),
                               ("steps: 1\n", "unknown setting(s) steps"), ("- 1\n", "must be a mapping"),
                               ("batch_windows: 0\n", "batch_windows must be a whole number >= 1"),
+                              ("step: 0.000001\n", "step must be a number in [0.05, 1], not 1e-06"),
                               ("fold: 0\nfold: 1\n", "the key 'fold' appears twice (line 2)"),
                               ("batch_windows: 0x2\n", "batch_windows must be a whole number >= 1, not '0x2'"),
                               ("fold: 0,0\n", "fold: '0,0' names a fold twice")):

@@ -73,15 +73,16 @@ def challenge_entry_command(task: str | None, data_path: Path, output_path: Path
               help="The model in the image: the run's checkpoints (torch) or its ONNX export (onnx).  "
                    "[default: onnx for a folder written by `transunet3d export`, else torch]")
 @click.option("--fold", default=None, help="Folds of a cross-validation run, as `predict --fold`.  [default: all]")
-@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="latest", show_default=True,
-              help="The final weights, or those with the best validation pseudo-Dice.")
+@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default=None,
+              help="The final weights, or those with the best validation pseudo-Dice.  [default: latest; for an "
+                   "exported folder, the ones it was exported from]")
 @click.option("--wheels", type=PATH, default=None,
               help="A folder of wheels that pip prefers to its index when the image is built (a local torch "
                    "build, or every wheel for an offline build).")
 @click.option("--tag", default=None,
               help="Image name for the README and mlcube.yaml.  [default: transunet3d-RUN:VERSION]")
 def container_command(run_dir: Path, out: Path, device: str, model_format: str | None, fold: str | None,
-                      checkpoint: str, wheels: Path | None, tag: str | None) -> None:
+                      checkpoint: str | None, wheels: Path | None, tag: str | None) -> None:
     """Write a Docker build context for a BraTS challenge container of RUN into OUT_DIR (new or empty): Dockerfile,
     pinned requirements, the package's source and the model; its entry point is `transunet3d challenge-entry`."""
     record = write_build_context(run_dir, out, device, model_format, fold, checkpoint, wheels, tag,

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.options import PATH
+from transunet3d.data.layout import NIFTI_NAME
 from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.evaluation.batch import evaluate_folders
-from transunet3d.evaluation.pairing import NIFTI_NAME
 from transunet3d.evaluation.report import write_evaluation
 from transunet3d.evaluation.rules import DEFAULT_RULES, RULE_SETS, rule_set
 from transunet3d.files import prepare_output_files

@@ -14,6 +14,7 @@ from transunet3d.files import is_temporary
 
 CASE_ID = re.compile(r"BraTS-[A-Za-z]+-\d{5}-\d{3}")
 CASE_FILE = re.compile(rf"^(?P<case>{CASE_ID.pattern})-(?P<kind>{'|'.join(MODALITIES)}|seg)\.nii(\.gz)?$")
+NIFTI_NAME = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)  # any name a NIfTI file goes by
 
 
 @dataclass(frozen=True)

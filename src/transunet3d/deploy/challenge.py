@@ -26,12 +26,13 @@ import torch
 import yaml
 
 from transunet3d.config.io import read_settings_yaml, yaml_problem
-from transunet3d.data.layout import CaseFiles, discover_cases
+from transunet3d.config.schema import WINDOW_STEP
+from transunet3d.data.layout import NIFTI_NAME, CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d
 from transunet3d.deploy.onnx_backend import checked_export, is_export, load_exported_models
 from transunet3d.deploy.optional import require
 from transunet3d.errors import UserError
-from transunet3d.files import atomic_path, output_folder
+from transunet3d.files import atomic_path, is_temporary, output_folder
 from transunet3d.inference.cases import PredictReport, predict_folder, submission_path
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import (
@@ -67,12 +68,13 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "fold": lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
     "checkpoint": lambda v: v in CHECKPOINTS,
     "tta": lambda v: v in TTA_MODES,
-    "step": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+    "step": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and WINDOW_STEP.problem(v) is None,
     "batch_windows": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
     "postprocessing": lambda v: v in ("run", "none"),
 }
 _WANTED = {"fold": "a fold list such as 0,2 or all-data", "checkpoint": " or ".join(CHECKPOINTS),
-           "tta": " or ".join(TTA_MODES), "step": "a number in (0, 1]", "batch_windows": "a whole number >= 1",
+           "tta": " or ".join(TTA_MODES), "step": f"a number {WINDOW_STEP.describe()}",
+           "batch_windows": "a whole number >= 1",
            "postprocessing": "run or none"}
 
 
@@ -134,6 +136,11 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     backend = model_backend(model_dir)
     check_models(model_dir, backend, settings.fold, settings.checkpoint)
     _check_writable(output_folder(output_dir))
+    foreign = foreign_outputs(cases, output_dir)
+    if foreign:
+        raise UserError(f"{output_dir}: holds label maps of cases not in {input_dir} ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}); the challenge refuses more outputs than inputs: "
+                        f"remove them or choose an empty folder")
     devices = devices or entry_devices(backend)
     report = ChallengeReport(cases=[case.case_id for case in cases], devices=devices, backend=backend)
     with tempfile.TemporaryDirectory(prefix="transunet3d-challenge-") as scratch:
@@ -194,8 +201,9 @@ def default_checkpoint(model_dir: Path, fold: str | None) -> str:
 
 
 def check_outputs(cases: list[CaseFiles], output_dir: Path, skip: set[str] = frozenset()) -> dict[str, str]:
-    """What the orchestrator would refuse, by case: a missing output, one off the input's grid, an all-zero one."""
-    problems = {}
+    """What the orchestrator would refuse, by case: a missing output, one off the input's grid, an all-zero one;
+    and by file name, a label map of no input case (the count of outputs would differ from the inputs)."""
+    problems = {name: f"{name}: a label map of no input case" for name in foreign_outputs(cases, output_dir)}
     for case in cases:
         if case.case_id in skip:
             continue
@@ -207,6 +215,13 @@ def check_outputs(cases: list[CaseFiles], output_dir: Path, skip: set[str] = fro
         if problem:
             problems[case.case_id] = f"{case.case_id}: {path.name}: {problem}"
     return problems
+
+
+def foreign_outputs(cases: list[CaseFiles], output_dir: Path) -> list[str]:
+    """The names of the NIfTI files in `output_dir` that are the output of none of `cases`."""
+    expected = {submission_path(output_dir, case.case_id).name for case in cases}
+    return sorted(path.name for path in Path(output_dir).iterdir()
+                  if NIFTI_NAME.search(path.name) and path.name not in expected and not is_temporary(path))
 
 
 def _output_problem(case: CaseFiles, path: Path) -> str | None:

@@ -30,7 +30,7 @@ SOURCE_IN_IMAGE = Path("/opt/transunet3d/src")
 
 
 def write_build_context(run_dir: str | Path, out_dir: str | Path, device: str = "cpu", model_format: str | None = None,
-                        fold: str | None = None, which: str = "latest", wheels: str | Path | None = None,
+                        fold: str | None = None, which: str | None = None, wheels: str | Path | None = None,
                         tag: str | None = None, on_step: Callable[[str], None] | None = None) -> dict:
     """Write the build context of a challenge container for the models of `run_dir` into `out_dir` (new or empty).
 
@@ -39,7 +39,8 @@ def write_build_context(run_dir: str | Path, out_dir: str | Path, device: str = 
         device: "cpu" or "cuda": which torch (and ONNX Runtime) build the image installs.
         model_format: "torch" (the run's checkpoints) or "onnx" (exported networks run by ONNX Runtime);
             None: "onnx" for an exported folder, else "torch".
-        fold, which: the folds and checkpoint, as for `predict` (an exported folder keeps its own).
+        fold, which: the folds and checkpoint ("latest" or "best"), as for `predict`; None: "latest", or for an
+            exported folder the checkpoint it was exported from (another one is refused).
         wheels: a folder of wheels that pip takes before its index (a local torch build, an offline build).
         tag: the image name the README and mlcube.yaml use.
         on_step: told each step, for progress lines.
@@ -52,7 +53,8 @@ def write_build_context(run_dir: str | Path, out_dir: str | Path, device: str = 
     exported = model_backend(run_dir) == "onnxruntime"
     model_format = model_format or ("onnx" if exported else "torch")
     _check_choices(run_dir, device, model_format, exported, fold, wheels)
-    warnings = check_models(run_dir, "onnxruntime" if exported else "torch", fold, None if exported else which)
+    which = which if exported else which or "latest"
+    warnings = check_models(run_dir, "onnxruntime" if exported else "torch", fold, which)
     check_new_folder(out_dir, "build context")
     requirements = pinned_requirements(device, onnx=model_format == "onnx")
     tag = tag or image_tag(run_dir)

@@ -6,13 +6,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from transunet3d.data.layout import entries_under
+from transunet3d.data.layout import NIFTI_NAME, entries_under
 from transunet3d.errors import InputError
 from transunet3d.files import is_temporary
 
 # five and three digits, not part of a longer number: BraTS-MET-100001-000 is no name of case 00001-000
 CASE_ID = re.compile(r"(?<!\d)\d{5}-\d{3}(?!\d)")
-NIFTI_NAME = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 REFERENCE_NAME = re.compile(r"-seg\.nii(\.gz)?$", re.IGNORECASE)
 
 
