@@ -13,4 +13,6 @@ def test_model_info_prints_the_official_sizes():
 def test_model_info_rejects_patches_the_network_cannot_take():
     result = CliRunner().invoke(cli, ["model-info", "unet", "--patch", "100"])
     assert result.exit_code == 2 and "multiple of 32" in result.output
+    huge = CliRunner().invoke(cli, ["model-info", "encoder", "--patch", "100000"])  # was an overflow traceback
+    assert huge.exit_code == 2 and "100000 is not in the range 64<=x<=1024" in huge.stderr, huge.output
     assert CliRunner().invoke(cli, ["model-info", "resnet"]).exit_code == 2

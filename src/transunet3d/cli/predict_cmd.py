@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from transunet3d.cli.options import PATH, FiniteRange
-from transunet3d.config.schema import MAX_SEED, InferConfig
+from transunet3d.config.schema import MAX_SEED, WINDOW_STEP, InferConfig
 from transunet3d.data.labels import LabelScheme
 from transunet3d.deploy.onnx_backend import load_exported_models
 from transunet3d.devices import Launch, parse_device
@@ -50,7 +50,7 @@ BACKENDS = ("torch", "onnxruntime")
 @click.option("--tta", type=click.Choice(TTA_MODES), default=None,
               help="Test-time augmentation: none, 8 flips, or flips with axial quarter turns (16 views).  "
                    "[default: the run's config, flip+rot]")
-@click.option("--step", type=FiniteRange(0, 1, min_open=True), default=None,
+@click.option("--step", type=FiniteRange(WINDOW_STEP.low, WINDOW_STEP.high), default=None,
               help="Window stride as a fraction of the patch (0.5 = 50% overlap).  [default: the run's config]")
 @click.option("--batch-windows", type=click.IntRange(min=1), default=None,
               help="Network inputs (window x view) per forward pass.  [default: the run's config; if it sets "

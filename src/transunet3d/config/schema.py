@@ -73,6 +73,9 @@ OPEN_FRACTION = Range(0, 1, low_open=True, high_open=True)
 POSITIVE = Range(0, low_open=True)
 NON_NEGATIVE = Range(0)
 COUNT = Range(1)  # a positive whole number
+# Sliding-window stride as a fraction of the patch: from windows 1/20 of a patch apart (8000x the windows of step 1,
+# over 1000x the default 0.5's; smaller steps on a 128 patch only repeat windows) to windows side by side.
+WINDOW_STEP = Range(0.05, 1)
 SIDES = Range(1)  # each side of a patch (the model adds the multiples its strides need: config/io.py)
 POSITIVE_PAIR = Range(0, low_open=True, ordered=True)
 NON_NEGATIVE_PAIR = Range(0, ordered=True)
@@ -203,7 +206,7 @@ class TrainConfig:
 class InferConfig:
     """Sliding-window prediction, test-time augmentation and post-processing."""
 
-    step: float = ranged(0.5, Range(0, 1, low_open=True))
+    step: float = ranged(0.5, WINDOW_STEP)
     gaussian_sigma_scale: float = ranged(1 / 8, POSITIVE)
     # floored: MONAI's map, at least 1e-3 everywhere; nnunet: nnU-Net v2's, off-centre by half a voxel and without
     # a floor, for parity with it (inference/gaussian.py)

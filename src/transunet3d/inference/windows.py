@@ -20,7 +20,7 @@ def window_starts(size: int, patch: int, step: float) -> list[int]:
     if not 0 < step <= 1:
         raise ValueError(f"step must be in (0, 1], not {step}")
     span = size - patch
-    count = math.ceil(span / (step * patch)) + 1 if span else 1
+    count = min(math.ceil(span / (step * patch)) + 1, span + 1)  # at most one window per start: none twice
     if count % 2 and span % 2:
         count += 1
     if count == 1:
