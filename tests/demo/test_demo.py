@@ -67,5 +67,6 @@ def test_a_folder_holding_anything_but_a_demo_is_refused_before_any_work(tmp_pat
     (tmp_path / "raw" / "test").mkdir(parents=True)
     result = CliRunner().invoke(cli, ["demo", str(tmp_path), *MINI])
     assert result.exit_code == 2, result.output
-    assert result.stderr == f"error: {tmp_path}: not empty and holds no demo (demo.json); choose an empty or new folder\n"
+    assert result.stderr == (f"error: {tmp_path}: not empty and holds no demo (demo.json); "
+                             "choose an empty or new folder\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]

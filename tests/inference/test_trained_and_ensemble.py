@@ -118,7 +118,7 @@ def test_prediction_is_pasted_back_into_the_full_volume(cross_validation: Path):
     geometry = Geometry(shape=(30, 36, 24), affine=eye, qform=eye, qform_code=1, sform=eye, sform_code=1,
                         zooms=(1.0, 1.0, 1.0))
     case = LoadedCase("BraTS-MET-00001-000", image, None, geometry)
-    predictor = Predictor(load_models([cross_validation / "fold_0"]), replace(NO_TTA, threshold=0.0))
+    predictor = Predictor(load_models([cross_validation / "fold_0"]), replace(NO_TTA, threshold=1e-6))
     prediction = predictor.predict(case, keep_probabilities=True)
     assert prediction.labels.shape == (30, 36, 24) and prediction.probabilities.shape == (3, 30, 36, 24)
     brain = np.zeros((30, 36, 24), dtype=bool)
@@ -160,3 +160,34 @@ def test_bf16_stays_contiguous_on_the_cpu(tmp_path: Path):
     bf16 = load_trained_model(write_run(tmp_path / "bf16", overrides=("loop.precision=bf16",)))
     Predictor([bf16], NO_TTA)
     assert _first_convolution_weight(bf16).is_contiguous()
+
+
+def test_library_mistakes_are_exceptions_that_say_what_is_wrong(cross_validation: Path):
+    """Built in a notebook, not through the command line's checks: one NaN voxel gave an empty label map, a
+    threshold of 7 too, a float64 or int16 image a torch RuntimeError, a run's path as a string "d: training run
+    does not exist"."""
+    models = load_models([cross_validation / "fold_0"])
+    image, _ = brain_case_arrays((30, 36, 24))
+    eye = tuple(tuple(row) for row in np.eye(4))
+    geometry = Geometry((30, 36, 24), eye, eye, 1, eye, 1, (1.0, 1.0, 1.0))
+    image[1, 5, 6, 3] = np.nan
+    with pytest.raises(ValueError, match="^BraTS-MET-00001-000: image: 1 NaN or infinite value"):
+        Predictor(models, NO_TTA).predict(LoadedCase("BraTS-MET-00001-000", image, None, geometry))
+    predictor = Predictor(models, NO_TTA)
+    for bad, problem in ((image, "image: 1 NaN or infinite value"),
+                         (np.zeros((4, 64, 64, 64), np.int16), "not int16; Predictor.predict preprocesses"),
+                         (np.zeros((64, 64, 64), np.float32), r"not one of shape \(64, 64, 64\)"),
+                         (np.zeros((3, 64, 64, 64), np.float32), r"not one of shape \(3, 64, 64, 64\)")):
+        with pytest.raises(ValueError, match=problem):
+            predictor.probabilities(bad)
+    as_float64 = brain_case_arrays((64, 64, 64))[0]
+    np.testing.assert_array_equal(predictor.probabilities(as_float64.astype(np.float64)),
+                                  predictor.probabilities(as_float64))  # numpy's default dtype works
+    with pytest.raises(UserError, match=r"^infer.threshold: must be in \(0, 1\), not 7.0"):
+        InferConfig(threshold=7)
+    with pytest.raises(UserError, match="^infer.tta: must be one of none, flip, flip\\+rot, not 'all'"):
+        replace(NO_TTA, tta="all")
+    with pytest.raises(TypeError, match="a list of run folders, not one str"):
+        load_models(str(cross_validation))
+    with pytest.raises(ValueError, match="no run folder given"):
+        load_models([])

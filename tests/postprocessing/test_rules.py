@@ -153,11 +153,11 @@ def test_json_round_trip():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"thresholds": {"WT": 0.5, "TC": 1.0, "ET": 0.5}}, "thresholds.TC = 1.0 is not a number between 0 and 1"),
+    ({"thresholds": {"WT": 0.5, "TC": 1.0, "ET": 0.5}}, "thresholds.TC = 1.0 is not a finite number in (0, 1)"),
     ({"thresholds": {"WT": 0, "TC": 0.5, "ET": 0.5}}, "thresholds.WT = 0 is not"),
-    ({"thresholds": {"WT": "0.5", "TC": 0.5, "ET": 0.5}}, "thresholds.WT = '0.5' is not a number"),
-    ({"min_lesion_mm3": {"WT": 0, "TC": 0, "ET": -1}}, "min_lesion_mm3.ET = -1 is not a number 0 or more"),
-    ({"min_lesion_mm3": {"WT": 0, "TC": float("inf"), "ET": 0}}, "min_lesion_mm3.TC = inf is not a number 0 or"),
+    ({"thresholds": {"WT": "0.5", "TC": 0.5, "ET": 0.5}}, "thresholds.WT = '0.5' is not a finite number"),
+    ({"min_lesion_mm3": {"WT": 0, "TC": 0, "ET": -1}}, "min_lesion_mm3.ET = -1 is not a finite number >= 0"),
+    ({"min_lesion_mm3": {"WT": 0, "TC": float("inf"), "ET": 0}}, "min_lesion_mm3.TC = inf is not a finite number >= 0"),
     ({"min_lesion_mm3": {"WT": 0, "TC": 0}}, "min_lesion_mm3 must give exactly the regions WT, TC, ET"),
     ({"thresholds": [0.5, 0.5, 0.5]}, "thresholds must give exactly the regions"),
     ({"require_core": "yes"}, "require_core must be true or false"),

@@ -13,7 +13,7 @@ from typing import Any, Union
 import yaml
 
 from transunet3d.config.presets import PRESETS, preset_overrides
-from transunet3d.config.schema import ExperimentConfig
+from transunet3d.config.schema import ExperimentConfig, Section
 from transunet3d.errors import ConfigError
 from transunet3d.files import atomic_path
 from transunet3d.models.registry import spec_from_config
@@ -96,6 +96,24 @@ def validate_config(config: ExperimentConfig) -> ExperimentConfig:
                 raise ConfigError(f"{section_name}.{item.name}: {problem}")
     _check_patches(config)
     return config
+
+
+def check_section(section: Section) -> None:
+    """Convert every field of `section` to its declared type, as `--set` does (a list to a tuple, an int to a
+    float), and check it against its range.
+
+    Raises:
+        ConfigError: "section.field: problem" for the first field of another type or out of range.
+    """
+    hints = typing.get_type_hints(type(section))
+    for item in dataclasses.fields(section):
+        key = f"{section.section_name()}.{item.name}"
+        value = coerce(getattr(section, item.name), hints[item.name], key)
+        setattr(section, item.name, value)
+        rule = item.metadata.get("range")
+        problem = rule.problem(value) if rule is not None else None
+        if problem is not None:
+            raise ConfigError(f"{key}: {problem}")
 
 
 def _check_patches(config: ExperimentConfig) -> None:

@@ -84,13 +84,27 @@ MAX_SEED = 2**32 - 1  # the largest seed every generator takes (numpy's RandomSt
 SEED = Range(0, MAX_SEED)
 
 
+class Section:
+    """A config section (`InferConfig` is section "infer"): checked as it is built, so that one made in code,
+    `InferConfig(threshold=7)`, is refused as `--set infer.threshold=7` is, not used (an empty label map)."""
+
+    def __post_init__(self) -> None:
+        from transunet3d.config.io import check_section  # io reads this module's types
+
+        check_section(self)
+
+    @classmethod
+    def section_name(cls) -> str:
+        return cls.__name__.removesuffix("Config").lower()
+
+
 def ranged(default: Any, rule: Range) -> Any:
     """A dataclass field with `default` that accepts the numbers of `rule`."""
     return field(default=default, metadata={"range": rule})
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     """The preprocessed cases a run trains on, and how they are split into cross-validation folds."""
 
     num_folds: int = ranged(5, TWO_FOLDS)
@@ -106,7 +120,7 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """Which network and at which size (see the model registry)."""
 
     name: Literal["unet", "encoder", "decoder", "both"] = "encoder"
@@ -122,7 +136,7 @@ class ModelConfig:
 
 
 @dataclass
-class AugmentConfig:
+class AugmentConfig(Section):
     """nnU-Net's augmentation set and probabilities, as used by the paper."""
 
     rotation_p: float = ranged(0.2, PROBABILITY)
@@ -160,7 +174,7 @@ class AugmentConfig:
 
 
 @dataclass
-class LoopConfig:
+class LoopConfig(Section):
     """The training loop's settings, the same for supervised training and MAE pre-training (training/trainer.py)."""
 
     epochs: int = ranged(600, COUNT)
@@ -177,7 +191,7 @@ class LoopConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     """Optimisation, sampling and losses of supervised training (the loop itself: `LoopConfig`)."""
 
     patch_size: tuple[int, int, int] = ranged((128, 128, 128), SIDES)
@@ -203,7 +217,7 @@ class TrainConfig:
 
 
 @dataclass
-class InferConfig:
+class InferConfig(Section):
     """Sliding-window prediction, test-time augmentation and post-processing."""
 
     step: float = ranged(0.5, WINDOW_STEP)
@@ -223,7 +237,7 @@ class InferConfig:
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Section):
     """Masked-autoencoder pre-training of the ViT encoder."""
 
     tokenizer: Literal["slice2d", "cube3d"] = "slice2d"

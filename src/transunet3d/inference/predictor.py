@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from transunet3d.config.schema import InferConfig
+from transunet3d.config.schema import MODALITIES, InferConfig
 from transunet3d.data.crop import uncrop
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.preprocess import preprocess_loaded
@@ -84,6 +84,7 @@ class Predictor:
         brings training cases; the models of one target spacing share one resampled image, and their summed
         probabilities are resampled back to the case's cropped grid before all are averaged.
         """
+        _refuse_nonfinite(case.image, f"{case.case_id}: image")  # z-scoring would spread them over the whole image
         total, properties = None, None
         for target, models in self.groups.items():
             self.on_stage("preprocess")
@@ -107,7 +108,7 @@ class Predictor:
     def _summed(self, models: list[TrainedModel], image: np.ndarray) -> torch.Tensor:
         """The sum of the region probabilities (R, X, Y, Z) of `models` over a preprocessed image, on the CPU."""
         self.on_stage("sliding window")
-        tensor = torch.from_numpy(np.ascontiguousarray(image))
+        tensor = torch.from_numpy(np.ascontiguousarray(network_input(image)))
         total = None
         for model in models:
             probabilities = sliding_window_probabilities(
@@ -153,6 +154,32 @@ class Predictor:
         labels = self.postprocessing.labels(probabilities, properties["original_spacing"])
         kept = order.undo(uncrop(probabilities, box, full_shape)) if keep_probabilities else None
         return CasePrediction(case_id, order.undo(uncrop(labels, box, full_shape)), kept, self.scheme.region_names)
+
+
+def network_input(image: np.ndarray) -> np.ndarray:
+    """`image` as the networks take it: a preprocessed (z-scored) float32 array (C, X, Y, Z) of the four modalities.
+
+    Raises:
+        ValueError: another shape, a non-float dtype (raw intensities: `Predictor.predict` preprocesses a case), or
+            a NaN or infinite value, which the windows would spread as NaN probabilities over the whole volume
+            (thresholded to background: an empty label map without a word).
+    """
+    image = np.asarray(image)
+    if image.ndim != 4 or image.shape[0] != len(MODALITIES):
+        raise ValueError(f"image: a preprocessed array (C={len(MODALITIES)}, X, Y, Z) of {', '.join(MODALITIES)}, "
+                         f"not one of shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"image: a preprocessed (z-scored) float array, not {image.dtype}; "
+                         "Predictor.predict preprocesses a loaded case")
+    _refuse_nonfinite(image, "image")
+    return image.astype(np.float32, copy=False)
+
+
+def _refuse_nonfinite(image: np.ndarray, name: str) -> None:
+    finite = np.isfinite(image)
+    if not finite.all():
+        raise ValueError(f"{name}: {finite.size - int(finite.sum())} NaN or infinite value(s); they would turn every "
+                         "probability of the windows they fall in into NaN")
 
 
 def _target(model: TrainedModel) -> tuple[float, float, float] | None:

@@ -147,7 +147,12 @@ def load_models(run_dirs: list[str | Path], fold: str | None = None, which: str 
     Raises:
         UserError: as `fold_folders` and `load_trained_model`, or a model named twice (`--model RUN --model
             RUN/fold_0`): it would count twice in the ensemble's mean.
+        TypeError, ValueError: `run_dirs` is one path instead of a list, or empty.
     """
+    if isinstance(run_dirs, (str, Path)):  # iterating a path's string would name a run per character
+        raise TypeError(f"run_dirs: a list of run folders, not one {type(run_dirs).__name__} ({run_dirs!r})")
+    if not run_dirs:
+        raise ValueError("run_dirs: no run folder given; an ensemble needs at least one model")
     folders = [folder for run in run_dirs for folder in fold_folders(run, fold, draw, seed)]
     refuse_repeated_models([folder.path for folder in folders])
     return [load_trained_model(folder, which, device) for folder in folders]

@@ -11,6 +11,7 @@ from typing import Any
 import cc3d
 import numpy as np
 
+from transunet3d.config.schema import NON_NEGATIVE, OPEN_FRACTION, Range
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme
 from transunet3d.errors import UserError
 
@@ -34,10 +35,13 @@ class PostprocessSettings:
 
     def __post_init__(self):
         regions = self.scheme.region_names
-        for name in ("thresholds", "min_lesion_mm3"):
+        for name, rule in (("thresholds", OPEN_FRACTION), ("min_lesion_mm3", NON_NEGATIVE)):
             values = tuple(float(value) for value in getattr(self, name))
             if len(values) != len(regions):
                 raise ValueError(f"{name}: expected one value per region {regions}, got {values}")
+            problem = rule.problem(values)  # a threshold of 7 or NaN leaves no voxel: an empty label map
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
             object.__setattr__(self, name, values)  # lists become tuples: settings are hashable table keys
         object.__setattr__(self, "require_core", bool(self.require_core))
 
@@ -78,27 +82,26 @@ class PostprocessSettings:
         if unknown:
             raise UserError(f"postprocessing settings: unknown key(s) {', '.join(unknown)}")
         regions = scheme.region_names
-        thresholds = _per_region(data, "thresholds", regions, lambda value: 0 < value < 1,
-                                 "between 0 and 1 (exclusive)")
-        sizes = _per_region(data, "min_lesion_mm3", regions, lambda value: value >= 0, "0 or more")
+        thresholds = _per_region(data, "thresholds", regions, OPEN_FRACTION)
+        sizes = _per_region(data, "min_lesion_mm3", regions, NON_NEGATIVE)
         require_core = data.get("require_core")
         if not isinstance(require_core, bool):
             raise UserError(f"postprocessing settings: require_core must be true or false, got {require_core!r}")
         return cls(thresholds, sizes, require_core, scheme)
 
 
-def _per_region(data: dict[str, Any], key: str, regions: tuple[str, ...], valid, wanted: str) -> tuple[float, ...]:
-    """The values of `data[key]` ({"WT": .., "TC": .., "ET": ..}) in the order of `regions`, each checked by
-    `valid`."""
+def _per_region(data: dict[str, Any], key: str, regions: tuple[str, ...], rule: Range) -> tuple[float, ...]:
+    """The values of `data[key]` ({"WT": .., "TC": .., "ET": ..}) in the order of `regions`, each in `rule`'s
+    range."""
     values = data.get(key)
     if not isinstance(values, dict) or sorted(values) != sorted(regions):
         raise UserError(f"postprocessing settings: {key} must give exactly the regions {', '.join(regions)}, "
                         f"got {values!r}")
     for region in regions:
         value = values[region]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not valid(value):
-            raise UserError(f"postprocessing settings: {key}.{region} = {value!r} is not a number {wanted}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or rule.problem(value) is not None:
+            raise UserError(f"postprocessing settings: {key}.{region} = {value!r} is not a finite number "
+                            f"{rule.describe()}")
     return tuple(float(values[region]) for region in regions)
 
 
