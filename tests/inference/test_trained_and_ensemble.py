@@ -171,7 +171,7 @@ def test_library_mistakes_are_exceptions_that_say_what_is_wrong(cross_validation
     eye = tuple(tuple(row) for row in np.eye(4))
     geometry = Geometry((30, 36, 24), eye, eye, 1, eye, 1, (1.0, 1.0, 1.0))
     image[1, 5, 6, 3] = np.nan
-    with pytest.raises(ValueError, match="^BraTS-MET-00001-000: image: 1 NaN or infinite value"):
+    with pytest.raises(ValueError, match=r"^BraTS-MET-00001-000: image: 1 NaN or infinite value"):
         Predictor(models, NO_TTA).predict(LoadedCase("BraTS-MET-00001-000", image, None, geometry))
     predictor = Predictor(models, NO_TTA)
     for bad, problem in ((image, "image: 1 NaN or infinite value"),
@@ -185,7 +185,7 @@ def test_library_mistakes_are_exceptions_that_say_what_is_wrong(cross_validation
                                   predictor.probabilities(as_float64))  # numpy's default dtype works
     with pytest.raises(UserError, match=r"^infer.threshold: must be in \(0, 1\), not 7.0"):
         InferConfig(threshold=7)
-    with pytest.raises(UserError, match="^infer.tta: must be one of none, flip, flip\\+rot, not 'all'"):
+    with pytest.raises(UserError, match=r"^infer.tta: must be one of none, flip, flip\+rot, not 'all'"):
         replace(NO_TTA, tta="all")
     with pytest.raises(TypeError, match="a list of run folders, not one str"):
         load_models(str(cross_validation))

@@ -37,6 +37,7 @@ from transunet3d.evaluation.border import (
     normalized_surface_dice,
     settle_for_hd95,
 )
+from transunet3d.evaluation.inputs import check_maps, checked_spacing
 from transunet3d.evaluation.matching import InstanceMatching, components, match_components
 
 VOLUME_THRESHOLD_MM3 = 27.0  # --vol_threshold 27: smaller lesions are scored by detection only
@@ -90,6 +91,8 @@ def score_labels_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
 
     Each region is scored on its own bounding box, where its component labels stay (`labels_offset`).
     """
+    check_maps(pred, ref, masks=False)
+    spacing = checked_spacing(spacing)
     pred, ref = np.asfortranarray(pred), np.asfortranarray(ref)  # the package's numbering order (`components`)
     scores = {}
     for region, labels in _SCHEME.regions.items():
@@ -139,8 +142,12 @@ def score_region_2025(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, f
     """The official BraTS 2025 quantities of boolean masks `pred` vs `ref` with voxel `spacing` (mm, per axis).
 
     The masks may be a crop that holds every labelled voxel of both (no number changes), best in Fortran order.
+
+    Raises:
+        ValueError: masks that are not boolean 3D arrays of one shape, or a voxel size that is not 3 sizes in mm.
     """
-    spacing = tuple(float(s) for s in spacing)
+    check_maps(pred, ref)
+    spacing = checked_spacing(spacing)
     ref_labels, n_ref = components(ref)
     pred_labels, n_pred = components(pred)
     matching = match_components(ref_labels, n_ref, pred_labels, n_pred, ref | pred)

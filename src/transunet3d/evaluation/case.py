@@ -14,6 +14,7 @@ from transunet3d.data.grid import onto_grid
 from transunet3d.data.nifti import load_header_3d, voxel_size
 from transunet3d.data.validate import read_label_values
 from transunet3d.errors import InputError
+from transunet3d.evaluation.inputs import check_maps, checked_spacing
 from transunet3d.evaluation.lesions import LesionRow, lesion_rows
 from transunet3d.evaluation.pairing import CasePair
 from transunet3d.evaluation.rules import DEFAULT_RULES, RuleSet, rule_set
@@ -40,7 +41,12 @@ def evaluate_labels(
     The crop is the bounding box of every nonzero voxel of either map: everything outside it is background in
     all regions, so no score changes, and the work shrinks from the head to the tumours. The maps may be of any
     integer type holding labels up to 255 (`read_label_values`); only the crop becomes uint8.
+
+    Raises:
+        ValueError: maps that are not 3D arrays of one shape, or a voxel size that is not 3 sizes in mm.
     """
+    check_maps(pred, ref, masks=False)
+    spacing = checked_spacing(spacing)
     bounds = union_bounds(mask_bounds(pred), mask_bounds(ref)) or tuple((0, 1) for _ in pred.shape)
     box = tuple(slice(lo, hi) for lo, hi in bounds)
     pred_crop, ref_crop = (labels[box].astype(np.uint8, copy=False) for labels in (pred, ref))

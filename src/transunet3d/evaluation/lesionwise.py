@@ -16,6 +16,7 @@ import numpy as np
 
 from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.labels import label_scheme
+from transunet3d.evaluation.inputs import check_maps, checked_spacing
 from transunet3d.evaluation.surface import (
     DirectedPercentiles,
     NearestCorner,
@@ -128,9 +129,11 @@ def lesionwise_dice(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, floa
 
     The masks are cut to what either holds first: as in `evaluate_labels`, no score changes, and the work shrinks.
     """
+    check_maps(pred, gt)
+    spacing = checked_spacing(spacing)
     bounds = union_bounds(mask_bounds(pred), mask_bounds(gt)) or tuple((0, 1) for _ in pred.shape)
     box = tuple(slice(lo, hi) for lo, hi in bounds)
-    return ReferenceLesions.of(gt[box], tuple(float(s) for s in spacing)).match(pred[box]).lesionwise_dice
+    return ReferenceLesions.of(gt[box], spacing).match(pred[box]).lesionwise_dice
 
 
 def score_region(
@@ -140,8 +143,12 @@ def score_region(
 
     The masks may be a crop of the volume that holds every labelled voxel of both: the scores are the same, and
     `volume_voxels` (the uncropped size) keeps the specificity's true negatives right.
+
+    Raises:
+        ValueError: masks that are not boolean 3D arrays of one shape, or a voxel size that is not 3 sizes in mm.
     """
-    spacing = tuple(float(s) for s in spacing)
+    check_maps(pred, gt)
+    spacing = checked_spacing(spacing)
     reference = ReferenceLesions.of(gt, spacing)
     matching = reference.match(pred)
     gt_stats, pred_stats = cc3d.statistics(reference.labels), cc3d.statistics(matching.pred_components)

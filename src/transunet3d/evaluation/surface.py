@@ -16,6 +16,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from surface_distance import lookup_tables
 
+from transunet3d.evaluation.inputs import check_maps, checked_spacing
+
 # Bit weights of the 2x2x2 neighbourhood, as in the library.
 _NEIGHBOUR_KERNEL = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]], dtype=np.uint8)
 
@@ -235,7 +237,16 @@ def hausdorff95(gt: Surface, pred: Surface, spacing: tuple[float, float, float],
 
 def robust_hausdorff(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, float, float],
                      percent: float = 95.0) -> float:
-    """HD95 of two boolean masks, as the library's compute_robust_hausdorff(compute_surface_distances(...))."""
+    """HD95 of two boolean masks, as the library's compute_robust_hausdorff(compute_surface_distances(...)).
+
+    Raises:
+        ValueError: masks that are not boolean 3D arrays of one shape, a voxel size that is not 3 sizes in mm, or a
+            percentile outside [0, 100].
+    """
+    check_maps(pred, gt)
+    spacing = checked_spacing(spacing)
+    if not 0 <= percent <= 100:  # NaN fails too
+        raise ValueError(f"percent must be in [0, 100], not {percent!r}")
     return hausdorff95(surface_of(gt, spacing), surface_of(pred, spacing), spacing, percent)
 
 
