@@ -79,6 +79,8 @@ def _device_problem(device: torch.device) -> str | None:
         return f"not a device the commands run on; {_CHOICES}"
     if device.type == "mps" and not torch.backends.mps.is_available():
         return "MPS is not available on this machine"
+    if device.type in ("cpu", "mps") and device.index not in (None, 0):  # torch would take any index and use 0
+        return f"{device.type} has one device: {device.type} (or {device.type}:0)"
     if device.type != "cuda":
         return None
     if not torch.cuda.is_available():

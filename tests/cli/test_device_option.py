@@ -48,6 +48,7 @@ def test_parse_device_reads_what_torch_reads_and_defaults_as_before(monkeypatch)
     ("cuda", 0, NO_CUDA),
     ("cuda:7", 0, NO_CUDA),
     ("cuda:2", 2, "no such GPU; this machine has 2 (cuda:0 to cuda:1)"),
+    ("cpu:7", 0, "cpu has one device: cpu (or cpu:0)"),  # torch took it and used the CPU
 ])
 def test_parse_device_names_the_option_and_the_problem(monkeypatch, name: str, gpus: int, problem: str):
     _gpus(monkeypatch, gpus)

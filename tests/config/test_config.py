@@ -102,6 +102,9 @@ def test_config_cli_prints_and_saves(tmp_path: Path):
     result = runner.invoke(cli, ["config", "--preset", "tiny", "--out", str(tmp_path)])  # was exit 1
     assert result.exit_code == 2 and result.stderr == f"error: {tmp_path}: is a folder; expected the path of a file " \
                                                       "to write\n"
+    result = runner.invoke(cli, ["config", "--preset", "tiny", "--out", f"{tmp_path / 'new'}/"])  # a file "new"
+    assert result.exit_code == 2 and "ends in a folder separator; give a file name" in result.stderr
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_label_scheme_field_offers_exactly_the_known_schemes():

@@ -75,7 +75,9 @@ def test_container_mistakes_are_one_error_line_and_write_nothing(cv_run: Path, e
              ((cv_run, used), f"error: {used}: exists and is not an empty folder"),
              ((cv_run, tmp_path / "c", "--wheels", tmp_path / "none"), f"error: {tmp_path / 'none'}: wheel folder"),
              # the image held the latest weights of an export made from them, exit 0
-             ((exported, tmp_path / "d", "--checkpoint", "best"), f"error: {exported}: exported from the latest")]
+             ((exported, tmp_path / "d", "--checkpoint", "best"), f"error: {exported}: exported from the latest"),
+             # printed in `docker build -t Bad Tag!;rm -rf / OUT`
+             ((cv_run, tmp_path / "e", "--tag", "Bad Tag!;rm -rf /"), "error: --tag 'Bad Tag!;rm -rf /': not a Docker")]
     for args, message in calls:
         result = invoke("container", *args)
         assert result.exit_code == EXIT_USER_ERROR, result.output

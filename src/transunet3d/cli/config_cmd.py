@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import yaml
 
+from transunet3d.cli.options import OUTPUT_FILE
 from transunet3d.config import PRESETS, build_config, config_to_dict, save_config
 from transunet3d.config.io import unread_overrides
 from transunet3d.files import prepare_output_files
@@ -26,7 +27,7 @@ def warn_unread(overrides: list[str], sections: tuple[str, ...], job: str) -> No
 @click.command("config")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=None, help="Named preset to start from.")
 @set_option
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the YAML here instead of stdout.")
+@click.option("--out", type=OUTPUT_FILE, default=None, help="Write the YAML here instead of stdout.")
 def config_command(preset: str | None, overrides: tuple[str, ...], out: Path | None) -> None:
     """Print the resolved experiment config of PRESET with --set overrides applied."""
     config = build_config(preset, overrides)

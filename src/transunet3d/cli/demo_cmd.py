@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.options import PATH
+from transunet3d.data.phantom.generate import MAX_SIDE
 from transunet3d.demo.pipeline import DemoSettings, run_demo
 from transunet3d.devices import parse_device
 from transunet3d.report.build import write_report
@@ -16,16 +17,18 @@ _DEFAULTS = DemoSettings()
 
 @click.command("demo")
 @click.argument("out", type=PATH)
-@click.option("--mae", is_flag=True, help="Pre-train the ViT as a masked autoencoder first, then transfer it.")
+@click.option("--mae", is_flag=True, help="Pre-train the ViT as a masked autoencoder first (its own "
+              f"{_DEFAULTS.mae_epochs} epochs of mae-tiny), then transfer it.")
 @click.option("--train-cases", type=click.IntRange(min=2), default=_DEFAULTS.train_cases, show_default=True)
 @click.option("--test-cases", type=click.IntRange(min=1), default=_DEFAULTS.test_cases, show_default=True)
-@click.option("--shape", type=click.IntRange(min=64), nargs=3, default=_DEFAULTS.shape, show_default=True,
+@click.option("--shape", type=click.IntRange(64, MAX_SIDE), nargs=3, default=_DEFAULTS.shape, show_default=True,
               help="Phantom size in voxels (the voxel size follows: the brain always fits).")
-@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
+              help="Epochs of the segmentation training.")
 @click.option("--iterations", type=click.IntRange(min=1), default=_DEFAULTS.iterations_per_epoch,
-              show_default=True, help="Iterations per epoch.")
+              show_default=True, help="Iterations per epoch of the segmentation training.")
 @click.option("--workers", type=click.IntRange(min=1), default=_DEFAULTS.workers, show_default=True,
-              help="Processes for phantoms and preprocessing.")
+              help="Processes for phantoms and preprocessing (a rerun may use another number).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, ...")
 def demo_command(out: Path, mae: bool, train_cases: int, test_cases: int, shape: tuple[int, int, int], epochs: int,
                  iterations: int, workers: int, device: str) -> None:
@@ -33,8 +36,8 @@ def demo_command(out: Path, mae: bool, train_cases: int, test_cases: int, shape:
 
     Phantoms (training and held-out test cases) -> preprocess -> splits -> [MAE] -> train the tiny encoder on
     fold 0 and validate it on the fold's validation cases -> tune the post-processing on them -> predict the test
-    cases with TTA -> lesion-wise evaluation -> report. About 11 minutes on 2 CPU cores with the defaults; a rerun
-    continues where it stopped.
+    cases with TTA -> lesion-wise evaluation -> report. With the defaults about 12 minutes on 2 CPU cores with bf16
+    units, 37-42 on cores without (fp32; README); a rerun continues where it stopped.
     """
     target = parse_device(device)
     settings = DemoSettings(train_cases=train_cases, test_cases=test_cases, shape=tuple(shape), epochs=epochs,

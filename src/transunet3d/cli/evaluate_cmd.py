@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.options import PATH
+from transunet3d.cli.options import OUTPUT_FILE, PATH
 from transunet3d.data.layout import NIFTI_NAME
 from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.evaluation.batch import evaluate_folders
@@ -19,16 +19,16 @@ from transunet3d.files import prepare_output_files
 @click.command("evaluate")
 @click.argument("pred_dir", type=PATH)
 @click.argument("ref_dir", type=PATH)
-@click.option("--out", type=PATH, required=True, help="Per-case CSV: one row per case and region.")
+@click.option("--out", type=OUTPUT_FILE, required=True, help="Per-case CSV: one row per case and region.")
 @click.option("--rules", default=DEFAULT_RULES, show_default=True, metavar="|".join(RULE_SETS),
               help="Rule set: brats2023 (BraTS 2023 lesion-wise Dice and HD95, BraTS-MET settings; labels 0-3, "
                    "regions WT, TC, ET) or brats2025 (the official BraTS 2025 evaluation, `brats-evaluation` mets "
                    "config + `brats-parse-metrics mets --vol_threshold 27 --overlap_threshold 0.2`; labels 0-4, "
                    "regions WT, TC, ET, RC). See docs/evaluation.md.")
-@click.option("--summary", type=PATH, default=None,
+@click.option("--summary", type=OUTPUT_FILE, default=None,
               help="Summary JSON: per region, the means (brats2023: also overall and lesion totals; brats2025: "
                    "mean, standard deviation and median, as the official parser).")
-@click.option("--lesions", type=PATH, default=None,
+@click.option("--lesions", type=OUTPUT_FILE, default=None,
               help="Per-lesion CSV: every reference lesion and predicted component with volume, centroid, "
                    "longest axial diameter, match and Dice.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,22 @@ import click
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES
 
 PATH = click.Path(path_type=Path)
+
+
+class OutputFile(click.Path):
+    """The path of a file to write: a name ending in a separator means a folder, which `Path` would silently drop
+    (`--out results/` wrote a file named results)."""
+
+    def __init__(self):
+        super().__init__(path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.endswith(("/", os.sep)):
+            self.fail(f"{value!r} ends in a folder separator; give a file name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+OUTPUT_FILE = OutputFile()
 
 
 class FiniteRange(click.FloatRange):

@@ -10,7 +10,9 @@ from transunet3d.cli.options import PATH, FiniteRange, case_workers
 from transunet3d.config.schema import MAX_SEED
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
+from transunet3d.data.phantom.generate import MANIFEST_FILE, MAX_SIDE, brain_cut, shortfalls
 from transunet3d.errors import UserError
+from transunet3d.files import read_json
 
 MAX_DIAMETER_MM = 100.0  # lesions and cavities: the brain is about 140 x 170 x 140 mm
 # per case: BraTS-METS cases hold up to about a hundred; 1000 take 20-30 s to place and draw, and placing one
@@ -23,7 +25,7 @@ MAX_LESIONS = 1000
 @click.option("--cases", type=click.IntRange(min=1), default=8, show_default=True, help="Number of cases.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Series seed: same seed, same cases.")
-@click.option("--shape", type=click.IntRange(min=16), nargs=3, default=(240, 240, 155), show_default=True,
+@click.option("--shape", type=click.IntRange(16, MAX_SIDE), nargs=3, default=(240, 240, 155), show_default=True,
               help="Volume size in voxels (BraTS: 240 240 155).")
 @click.option("--spacing", type=FiniteRange(min=0.1), nargs=3, default=None,
               help="Voxel size in mm [default: smallest isotropic size >= 1 mm at which the brain fits].")
@@ -60,6 +62,10 @@ def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, d
                        cavity_diameter_mm=tuple(cavity_diameter))
     variant = Variant(tuple(resample_to) if resample_to else None, axis_order) if resample_to or axis_order else None
     written = write_phantoms(out, cases, seed, spec, workers=workers, variant=variant)
+    manifest = read_json(Path(out) / MANIFEST_FILE)["cases"]
+    for note in [brain_cut(spec), *shortfalls(spec, {case_id: manifest[case_id] for case_id in written})]:
+        if note is not None:
+            click.echo(f"warning: {note}", err=True)
     click.echo(f"wrote {len(written)} cases to {out} ({_stored_as(spec, variant)})")
 
 

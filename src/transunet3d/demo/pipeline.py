@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
@@ -94,7 +95,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callab
     wanted = json.loads(json.dumps(asdict(settings)))  # tuples as lists, as read back
     if not recorded.exists() and any(out.iterdir()):
         raise UserError(f"{out}: not empty and holds no demo ({DEMO_RECORD}); choose an empty or new folder")
-    if recorded.exists() and read_json(recorded) != wanted:
+    if recorded.exists() and _results_settings(read_json(recorded)) != _results_settings(wanted):
         raise UserError(f"{out} holds a demo with other settings (see {recorded}); choose another folder")
     write_json(recorded, wanted)
     stages = _stages(out, settings, device)
@@ -108,6 +109,13 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, echo: Callab
     tuned = json.loads(RunFolder(out / "run").postprocessing.read_text())
     return DemoResult(out / REPORT_FILE, summary["overall"]["mean_lesionwise_dice"], seconds,
                       (tuned["score_before"], tuned["score_after"], tuned["score_held_out"]), tuned["cases"])
+
+
+def _results_settings(settings: Any) -> Any:
+    """The settings that decide a demo's results: all but the number of processes (an interrupted demo may go on
+    with fewer, e.g. after running out of memory; the phantoms and cache are the same with any)."""
+    return {key: value for key, value in settings.items() if key != "workers"} if isinstance(settings, dict) \
+        else settings
 
 
 def _stages(out: Path, settings: DemoSettings, device: torch.device | str) -> list[tuple[str, Callable[[], None]]]:

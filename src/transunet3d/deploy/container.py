@@ -52,7 +52,7 @@ def write_build_context(run_dir: str | Path, out_dir: str | Path, device: str = 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     exported = model_backend(run_dir) == "onnxruntime"
     model_format = model_format or ("onnx" if exported else "torch")
-    _check_choices(run_dir, device, model_format, exported, fold, wheels)
+    _check_choices(run_dir, device, model_format, exported, fold, wheels, tag)
     which = which if exported else which or "latest"
     warnings = check_models(run_dir, "onnxruntime" if exported else "torch", fold, which)
     check_new_folder(out_dir, "build context")
@@ -108,8 +108,18 @@ def image_tag(run_dir: Path) -> str:
     return f"transunet3d-{name}:{__version__}"
 
 
+# Docker's image reference: [host[:port]/]path components of lower-case letters and digits joined by . _ __ or
+# dashes, then an optional :tag. Docker refuses anything else only when it builds; the README prints the name in
+# a command line, where a space or a ; would be another command.
+IMAGE_NAME = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+                        r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+
+
 def _check_choices(run_dir: Path, device: str, model_format: str, exported: bool, fold: str | None,
-                   wheels: str | Path | None) -> None:
+                   wheels: str | Path | None, tag: str | None) -> None:
+    if tag is not None and not IMAGE_NAME.match(tag):
+        raise UserError(f"--tag {tag!r}: not a Docker image name (lower-case letters and digits joined by . _ or -, "
+                        "optionally REGISTRY/ before and :TAG after)")
     if device not in DEVICES:
         raise UserError(f"--device {device}: choose {' or '.join(DEVICES)}")
     if model_format not in FORMATS:

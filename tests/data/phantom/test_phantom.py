@@ -185,3 +185,29 @@ def test_a_series_grows_in_its_folder_and_another_series_or_foreign_case_is_refu
         write_phantoms(tmp_path / "real", cases=1, seed=1, spec=spec, progress=False)
     assert (real / "BraTS-MET-00001-000-t1c.nii.gz").read_bytes() == b"real scan"
     write_phantoms(tmp_path / "real", cases=1, seed=1, spec=spec, progress=False, first=2)  # beside it: allowed
+
+
+def test_what_a_series_holds_short_of_its_settings_is_a_warning(tmp_path: Path):
+    """50 lesions asked, 1 written, and a 16 mm field of view that is three quarters tumour: exit 0 without a
+    word. A side of 33000 voxels was a traceback after the volume was generated."""
+    from click.testing import CliRunner
+
+    from transunet3d.cli.main import cli
+
+    crowded = CliRunner().invoke(cli, ["phantom", str(tmp_path / "a"), "--cases", "1", "--shape", "48", "48", "48",
+                                       "--lesions", "50", "50", "--diameter", "40", "40"])
+    assert crowded.exit_code == 0, crowded.output
+    written = len(json.loads((tmp_path / "a" / "phantoms.json").read_text())["cases"]["BraTS-MET-00001-000"])
+    assert written < 50
+    assert "warning: 1 case(s) hold fewer than 50 lesions (no room left for the others): BraTS-MET-00001-000" \
+        in crowded.stderr
+    assert "lesion(s) shrunk below 40 mm to fit" in crowded.stderr
+    cut = CliRunner().invoke(cli, ["phantom", str(tmp_path / "b"), "--cases", "1", "--shape", "16", "16", "16",
+                                   "--spacing", "1", "1", "1"])
+    assert cut.exit_code == 0 and "warning: field of view 16 x 16 x 16 mm is smaller than the brain (145 x 181 x " \
+                                  "155 mm): the cases hold a cut-out of it" in cut.stderr
+    fits = CliRunner().invoke(cli, ["phantom", str(tmp_path / "c"), "--cases", "1", "--shape", "64", "64", "64"])
+    assert fits.exit_code == 0 and "warning" not in fits.stderr
+    huge = CliRunner().invoke(cli, ["phantom", str(tmp_path / "d"), "--shape", "16", "16", "33000"])
+    assert huge.exit_code == 2 and "33000 is not in the range 16<=x<=1024" in huge.stderr
+    assert not (tmp_path / "d").exists()

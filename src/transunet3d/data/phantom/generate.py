@@ -20,6 +20,7 @@ from transunet3d.files import output_folder, read_json, write_json
 from transunet3d.parallel import map_cases
 
 MANIFEST_FILE = "phantoms.json"
+MAX_SIDE = 1024  # voxels per axis: beyond any scan (NIfTI's own limit, 32767, was a traceback after generating)
 _CAVITY_STREAM = 4  # the cavities' own random stream: (seed, index, 4)
 
 
@@ -96,6 +97,30 @@ def _make_one(args: tuple[PhantomSpec, int, int, Path, Variant | None]) -> tuple
     for cavity in phantom.cavities:
         lesions[cavity.lesion]["cavity"] = cavity.to_dict()
     return phantom.case_id, lesions
+
+
+def shortfalls(spec: PhantomSpec, cases: dict[str, list[dict]]) -> list[str]:
+    """What the written `cases` (a manifest's id -> lesions) hold short of `spec`: a lesion finds no room, or
+    shrinks until it fits, in a small or crowded brain."""
+    notes = []
+    fewer = sorted(case_id for case_id, lesions in cases.items() if len(lesions) < spec.lesions[0])
+    if fewer:
+        notes.append(f"{len(fewer)} case(s) hold fewer than {spec.lesions[0]} lesions (no room left for the others): "
+                     f"{', '.join(fewer[:3])}{', ...' if len(fewer) > 3 else ''}")
+    shrunk = sum(lesion["diameter_mm"] < spec.diameter_mm[0] for lesions in cases.values() for lesion in lesions)
+    if shrunk:
+        notes.append(f"{shrunk} lesion(s) shrunk below {spec.diameter_mm[0]:g} mm to fit")
+    return notes
+
+
+def brain_cut(spec: PhantomSpec) -> str | None:
+    """Why the field of view (shape x voxel size) cuts the brain, or None when it holds the whole brain."""
+    view = np.asarray(spec.shape) * np.asarray(spec.resolved_spacing())
+    brain = brain_size_mm()
+    if np.all(view >= brain):
+        return None
+    return (f"field of view {format_mm(np.round(view))} mm is smaller than the brain ({format_mm(np.round(brain))} "
+            "mm): the cases hold a cut-out of it")
 
 
 MIN_BRAIN_VOXELS = 8  # across the brain per axis: fewer leave no room to place and draw lesions
