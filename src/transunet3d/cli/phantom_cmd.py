@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from transunet3d.cli.options import PATH, FiniteRange, case_workers
 from transunet3d.config.schema import MAX_SEED
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
 from transunet3d.data.phantom.generate import MANIFEST_FILE, MAX_SIDE, brain_cut, shortfalls
+from transunet3d.data.resample import resampled_shape
 from transunet3d.errors import UserError
 from transunet3d.files import read_json
 
@@ -70,7 +72,18 @@ def phantom_command(out: Path, cases: int, seed: int, shape, spacing, lesions, d
 
 
 def _stored_as(spec: PhantomSpec, variant: Variant | None) -> str:
-    """The voxel size (and axis order) the cases were stored with, in words: "voxel size 1.19 mm"."""
-    size = variant.voxel_size if variant is not None and variant.voxel_size else spec.resolved_spacing()
-    words = "voxel size " + ("x".join(f"{s:.3g}" for s in size) if len(set(size)) > 1 else f"{size[0]:.3g}") + " mm"
+    """The voxel size (and axis order) the cases were stored with, in words: "voxel size 1.19 mm". A size asked
+    with --resample-to becomes the nearest one whose grid keeps the field of view (a whole number of voxels)."""
+    spacing = spec.resolved_spacing()
+    size = spacing
+    if variant is not None and variant.voxel_size:
+        shape = resampled_shape(spec.shape, spacing, variant.voxel_size)
+        size = tuple(n * s / m for n, s, m in zip(spec.shape, spacing, shape))
+    words = f"voxel size {_sizes(size)} mm"
+    if variant is not None and variant.voxel_size and not np.allclose(size, variant.voxel_size, rtol=1e-3):
+        words += f" (asked {_sizes(variant.voxel_size)}: the nearest that keeps the field of view)"
     return words + (f", axes {variant.axis_codes}" if variant is not None and variant.axis_codes else "")
+
+
+def _sizes(size: tuple[float, ...]) -> str:
+    return "x".join(f"{s:.4g}" for s in size) if len(set(size)) > 1 else f"{size[0]:.4g}"

@@ -66,7 +66,9 @@ def test_cli_writes_the_variant_and_records_it(tmp_path):
                                       "--spacing", "2", "2", "2", "--lesions", "1", "2", "--axis-order", "lps",
                                       "--resample-to", "3", "3", "3"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip().endswith("(voxel size 3 mm, axes LPS)")
+    # the size written, on a grid of whole voxels over the same 96 x 80 x 64 mm (it printed the 3 mm asked)
+    assert result.output.strip().endswith("(voxel size 3x2.963x3.048 mm (asked 3: the nearest that keeps the field "
+                                          "of view), axes LPS)")
     manifest = json.loads((out / "phantoms.json").read_text())
     assert manifest["variant"] == {"voxel_size": [3.0, 3.0, 3.0], "axis_codes": "LPS"}
     image = nib.load(next(out.glob("*/*-seg.nii.gz")))
