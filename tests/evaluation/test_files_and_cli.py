@@ -197,6 +197,19 @@ def test_a_prediction_on_another_grid_fails_its_case_instead_of_being_scored(tmp
     assert result.error == f"00001-000: pred.nii.gz: {expected}"
 
 
+def test_a_prediction_within_the_grid_tolerance_but_of_other_voxel_sizes_fails_its_case(tmp_path: Path):
+    """At 1.00009 mm on a 1 mm reference the official 2023 code measures with the prediction's size (a 2-voxel
+    lesion then counts as missed), the 2025 package refuses the pair; we measured with the reference's."""
+    ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels())
+    pred = save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(1.00009, 1.00009, 1.00009))
+    result = evaluate_pair(CasePair("00001-000", ref, pred))
+    assert result.regions == {} and result.error == (
+        "00001-000: pred.nii.gz: voxel size 1.00009 x 1.00009 x 1.00009 mm differs from ref-seg.nii.gz 1 x 1 x 1 mm: "
+        "write the prediction with the reference's header")
+    exact = save(tmp_path / "exact.nii.gz", lesion_labels())
+    assert evaluate_pair(CasePair("00001-000", ref, exact)).error is None
+
+
 def test_voxel_size_is_the_affine_s_when_the_header_says_zero(tmp_path: Path):
     """A zero pixdim is read by nibabel as 1 mm; the file's sform (here 3.23 mm) is what the file means."""
     ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels(), zooms=(3.23, 3.23, 3.23))

@@ -11,7 +11,7 @@ import numpy as np
 
 from transunet3d.data.crop import mask_bounds, union_bounds
 from transunet3d.data.grid import onto_grid
-from transunet3d.data.nifti import load_header_3d, voxel_size
+from transunet3d.data.nifti import PIXDIM_AGREEMENT, load_header_3d, voxel_size
 from transunet3d.data.validate import read_label_values
 from transunet3d.errors import InputError
 from transunet3d.evaluation.inputs import check_maps, checked_spacing
@@ -67,7 +67,20 @@ def read_pair(pair: CasePair, labels: tuple[int, ...]) -> tuple[np.ndarray | Non
         return None, ref, ref_header
     pred_header = load_header_3d(pair.prediction, pair.case)
     move = onto_grid(pair.case, pair.prediction, pred_header, pair.reference, ref_header)
+    _refuse_other_voxel_size(pair, pred_header, ref_header)
     return move(read_label_values(pred_header, pair.prediction, pair.case, labels)), ref, ref_header
+
+
+def _refuse_other_voxel_size(pair: CasePair, pred_header: nib.Nifti1Image, ref_header: nib.Nifti1Image) -> None:
+    """A prediction on the reference's grid within the grid tolerance may still declare other voxel sizes: the
+    official 2023 code would measure with them (a lesion of 2 voxels at 1.00009 mm is over its 2 mm^3 threshold),
+    the 2025 package refuses the pair, and we measured with the reference's. Refused, as by the 2025 package."""
+    pred, ref = sorted(voxel_size(pred_header)), sorted(voxel_size(ref_header))
+    if not np.allclose(pred, ref, rtol=PIXDIM_AGREEMENT, atol=0):
+        shown = [" x ".join(f"{side:.6g}" for side in sizes) for sizes in (voxel_size(pred_header),
+                                                                          voxel_size(ref_header))]
+        raise InputError(pair.case, pair.prediction, f"voxel size {shown[0]} mm differs from {pair.reference.name} "
+                                                     f"{shown[1]} mm: write the prediction with the reference's header")
 
 
 def evaluate_pair(pair: CasePair, with_lesions: bool = False, rules: str = DEFAULT_RULES) -> CaseResult:
