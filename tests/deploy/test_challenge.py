@@ -1,6 +1,7 @@
 """`transunet3d challenge-entry` on phantom folders, as a BraTS orchestrator runs the container, without Docker."""
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -107,17 +108,24 @@ def test_mistakes_are_one_error_line_and_write_nothing(exported: Path, cv_run: P
     poisoned = tmp_path / "poisoned"  # weights holding NaN: refused in a shard, after the output folder was made
     shutil.copytree(cv_run, poisoned)
     weights = poison_weights(poisoned / "fold_1")
+    other_scheme = tmp_path / "other_scheme"  # tuned for the 2025 regions: refused in a shard, the folder left empty
+    shutil.copytree(cv_run, other_scheme)
+    tuned = {"settings": {"thresholds": {"WT": 0.5, "TC": 0.5, "ET": 0.5, "RC": 0.5},
+                          "min_lesion_mm3": {"WT": 0, "TC": 0, "ET": 0, "RC": 0}, "require_core": False}}
+    (other_scheme / "postprocessing.json").write_text(json.dumps(tuned))
     cases = [("--data_path", empty, "--model", exported), ("--data_path", phantoms, "--model", tmp_path / "none"),
              ("--data_path", phantoms, "--model", phantoms),
              ("--data_path", phantoms, "--model", exported, "--parameters_file", tmp_path / "missing.yaml"),
              ("--data_path", phantoms, "--model", exported, "--parameters_file", fold_5),
              ("--data_path", phantoms, "--model", cv_run, "--parameters_file", fold_5),
-             ("--data_path", phantoms, "--model", poisoned)]
+             ("--data_path", phantoms, "--model", poisoned), ("--data_path", phantoms, "--model", other_scheme)]
     expected = [f"error: {empty}: no BraTS cases found", f"error: {tmp_path / 'none'}: model folder does not exist",
                 f"error: {phantoms}: neither a training run nor an exported model folder",
                 f"error: {tmp_path / 'missing.yaml'}: parameters file does not exist",
                 f"error: {exported}: no fold '5'; it has folds 0, 1",
-                f"error: {cv_run}: no fold '5'; it has folds 0, 1", f"error: {weights}: 2 of "]
+                f"error: {cv_run}: no fold '5'; it has folds 0, 1", f"error: {weights}: 2 of ",
+                f"error: {other_scheme / 'postprocessing.json'}: postprocessing settings: thresholds must give "
+                "exactly the regions WT, TC, ET"]
     for args, message in zip(cases, expected):
         result = invoke("challenge-entry", *args, "--output_path", out)
         assert result.exit_code == EXIT_USER_ERROR, result.output

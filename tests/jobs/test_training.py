@@ -2,12 +2,13 @@
 training refuses before it writes into the run folder: unlabelled cases, a --resume with nothing to resume, a
 missing --init-encoder run."""
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tests.factories import add_cavities, write_case
+from tests.factories import add_cavities, write_case, write_run
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config, load_config
 from transunet3d.data.preprocess import preprocess_dataset
@@ -192,3 +193,19 @@ def test_settings_a_job_does_not_read_are_named(partly_labelled: Path, tmp_path:
         assert result.stderr.splitlines()[-2] == (
             f"warning: --set {given.split('=')[0]}: {job} does not read these settings (it reads {sections}); they "
             "are recorded in config.yaml and change nothing")
+
+
+def test_a_fold_of_another_scheme_or_grid_is_refused_before_it_joins_a_run(partly_labelled: Path, tmp_path: Path):
+    """Trained and written, it was refused only afterwards, when the run's folds could not be pooled."""
+    spacing = json.loads((partly_labelled / "dataset.json").read_text())["target_spacing"]
+    run = tmp_path / "run"
+    write_run(run / "fold_1", overrides=("data.labels=brats-mets-2025", f"data.target_spacing={spacing}"))
+    write_run(tmp_path / "other" / "fold_1", overrides=("data.target_spacing=[2, 2, 2]",))
+    grid = f"{[float(side) for side in spacing]} mm"
+    for existing, saved in ((run, f"brats-mets-2025 at {grid}"), (tmp_path / "other", "brats-mets-2023 at [2.0, 2.0, "
+                                                                                       "2.0] mm")):
+        result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out",
+                                          str(existing), *SHORT])
+        assert _error_lines(result) == [f"error: {existing}: its fold 1 trained on {saved}, this training's cache "
+                                        f"holds brats-mets-2023 at {grid}; train into another --out"]
+        assert result.exit_code == 2 and not (existing / "fold_0").exists()

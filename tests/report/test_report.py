@@ -195,3 +195,11 @@ def test_a_postprocessing_file_with_settings_alone_is_shown_and_one_without_is_d
     result = CliRunner().invoke(cli, ["report", str(evaluated)])
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"error: {evaluated / 'postprocessing.json'}: damaged, no settings as `transunet3d tune` writes them")
+
+
+def test_a_statistic_of_no_value_is_a_dash_like_nan():
+    """A BraTS 2025 summary stores the mean over no large lesion as null: the table showed "None"."""
+    from transunet3d.report.html import number, table
+
+    assert number(None) == number(float("nan")) == "&ndash;" and number(0.12345) == "0.1235"
+    assert "None" not in table(["region", "large F1"], [["RC", None]])

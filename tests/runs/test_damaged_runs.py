@@ -269,3 +269,53 @@ def test_crossval_checks_every_fold_before_the_first_writes(raw_and_cache, tmp_p
     result = CliRunner().invoke(cli, ["crossval", str(run), "--preprocessed", str(cache), "--device", "cpu"])
     _assert_one_error(result, f"{config}: unknown config field 'loop.foo'")
     assert not (run / "fold_0" / "validation").exists() and not (run / "cv").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "crossval"])
+def test_a_case_preprocessed_for_another_scheme_is_refused_before_any_work(command: str, raw_and_cache,
+                                                                           tmp_path: Path):
+    """A 2025 case copied into a 2023 cache trained its cavity as background, then failed its validation and left
+    the fold's score on the other cases, exit 0."""
+    cache = tmp_path / "pre"
+    shutil.copytree(raw_and_cache[1], cache)
+    (case,) = json.loads((cache / "splits.json").read_text())[0]["val"]
+    properties = cache / f"{case}.json"
+    properties.write_text(json.dumps({**json.loads(properties.read_text()), "labels": "brats-mets-2025"}))
+    run = tmp_path / "run"
+    if command == "crossval":
+        write_run(run / "fold_0")
+        shutil.copy(cache / "splits.json", run / "fold_0" / "splits.json")
+        args = ["crossval", str(run), "--preprocessed", str(cache)]
+    else:
+        args = ["train", str(cache), "--preset", "tiny", "--fold", "0", "--out", str(run)]
+    result = CliRunner().invoke(cli, [*args, "--device", "cpu"])
+    spacing = json.loads((cache / "dataset.json").read_text())["target_spacing"]
+    _assert_one_error(result, f"{cache}: case {case} was preprocessed for brats-mets-2025 at {spacing} mm, the cache "
+                              f"holds brats-mets-2023 at {spacing} mm (dataset.json): preprocess it with the others")
+    assert not (run / "fold_0" / "validation").exists()
+    assert (run / "fold_0" / "checkpoints").exists() == (command == "crossval")  # the run it was given, untouched
+
+
+def test_a_validation_case_that_cannot_be_scored_fails_the_fold_instead_of_leaving_its_score(raw_and_cache,
+                                                                                           tmp_path: Path,
+                                                                                           monkeypatch):
+    """The fold's mean was on the cases left, its pooled score too, exit 0."""
+    from transunet3d.crossval import validation
+
+    scored = validation.evaluate_folders
+
+    def one_fails(*args, **kwargs):
+        run = scored(*args, **kwargs)
+        run.results[0].error, run.results[0].regions = f"{run.results[0].case}: a label that cannot be scored", {}
+        return run
+
+    monkeypatch.setattr(validation, "evaluate_folders", one_fails)
+    run = tmp_path / "run"
+    write_run(run / "fold_0")
+    shutil.copy(raw_and_cache[1] / "splits.json", run / "fold_0" / "splits.json")
+    result = CliRunner().invoke(cli, ["crossval", str(run), "--preprocessed", str(raw_and_cache[1]),
+                                      "--device", "cpu"])
+    (case,) = json.loads((raw_and_cache[1] / "splits.json").read_text())[0]["val"]
+    assert result.exit_code == 3, result.output
+    assert f"error: {case.removeprefix('BraTS-MET-')}: a label that cannot be scored" in result.stderr
+    assert (run / "fold_0" / "validation" / "summary.json").exists() and not (run / "cv").exists()

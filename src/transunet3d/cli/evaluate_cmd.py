@@ -22,9 +22,10 @@ from transunet3d.files import prepare_output_files
 @click.option("--out", type=OUTPUT_FILE, required=True, help="Per-case CSV: one row per case and region.")
 @click.option("--rules", default=DEFAULT_RULES, show_default=True, metavar="|".join(RULE_SETS),
               help="Rule set: brats2023 (BraTS 2023 lesion-wise Dice and HD95, BraTS-MET settings; labels 0-3, "
-                   "regions WT, TC, ET) or brats2025 (the official BraTS 2025 evaluation, `brats-evaluation` mets "
-                   "config + `brats-parse-metrics mets --vol_threshold 27 --overlap_threshold 0.2`; labels 0-4, "
-                   "regions WT, TC, ET, RC). See docs/evaluation.md.")
+                   "regions WT, TC, ET), brats2023-rc (the same metrics on labels 0-4, regions WT, TC, ET, RC: "
+                   "what out-of-fold validation of a brats-mets-2025 run uses) or brats2025 (the official BraTS "
+                   "2025 evaluation, `brats-evaluation` mets config + `brats-parse-metrics mets --vol_threshold 27 "
+                   "--overlap_threshold 0.2`; labels 0-4, regions WT, TC, ET, RC). See docs/evaluation.md.")
 @click.option("--summary", type=OUTPUT_FILE, default=None,
               help="Summary JSON: per region, the means (brats2023: also overall and lesion totals; brats2025: "
                    "mean, standard deviation and median, as the official parser).")

@@ -26,7 +26,7 @@ from transunet3d.data.grid import same_spacing
 from transunet3d.data.nifti import Geometry, write_nifti
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.splits import read_splits
-from transunet3d.errors import UserError
+from transunet3d.errors import IncompleteBatch, UserError
 from transunet3d.evaluation.batch import evaluate_folders
 from transunet3d.evaluation.report import write_evaluation
 from transunet3d.evaluation.rules import VALIDATION_RULES
@@ -104,6 +104,10 @@ def validate_fold(fold: FoldValidation, workers: int = 1, progress: bool = True)
 
     Args:
         workers: processes for the evaluation.
+
+    Raises:
+        IncompleteBatch: a validation case could not be scored (its evaluation, written, names it): the fold's
+            score would leave it out, so it is not pooled.
     """
     infer = fold.model.config.infer
     predictor = Predictor([fold.model], replace(infer, tta=infer.validation_tta), fold.device)
@@ -116,7 +120,11 @@ def validate_fold(fold: FoldValidation, workers: int = 1, progress: bool = True)
     run = evaluate_folders(target.predictions, target.references, workers=workers, with_lesions=True,
                            progress=progress, rules=VALIDATION_RULES[fold.model.config.data.labels])
     files = target.evaluation
-    return write_evaluation(run, target.predictions, target.references, files.metrics, files.summary, files.lesions)
+    summary = write_evaluation(run, target.predictions, target.references, files.metrics, files.summary,
+                               files.lesions)
+    if run.failed:
+        raise IncompleteBatch({result.case: result.error for result in run.failed})
+    return summary
 
 
 def _recorded(path: Path) -> object:

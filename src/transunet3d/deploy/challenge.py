@@ -27,6 +27,7 @@ import yaml
 
 from transunet3d.config.io import read_settings_yaml, yaml_problem
 from transunet3d.config.schema import WINDOW_STEP
+from transunet3d.data.labels import label_scheme
 from transunet3d.data.layout import NIFTI_NAME, CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d
 from transunet3d.deploy.onnx_backend import checked_export, is_export, load_exported_models
@@ -134,7 +135,7 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     settings = settings or EntrySettings()
     cases = discover_cases(input_dir)
     backend = model_backend(model_dir)
-    check_models(model_dir, backend, settings.fold, settings.checkpoint)
+    check_models(model_dir, backend, settings.fold, settings.checkpoint, settings.postprocessing == "run")
     _check_writable(output_folder(output_dir))
     foreign = foreign_outputs(cases, output_dir)
     if foreign:
@@ -155,21 +156,31 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     return report
 
 
-def check_models(model_dir: Path, backend: str, fold: str | None = None, which: str | None = None) -> list[str]:
+def check_models(model_dir: Path, backend: str, fold: str | None = None, which: str | None = None,
+                 postprocessing: bool = True) -> list[str]:
     """Every model that prediction from `model_dir` loads with `fold` and `which` (None: the default checkpoint),
     checked as prediction checks it (config, complete checkpoint, weights that fit and are finite, one label
-    scheme; an exported network that is the one export.json records), before any output is made: a damaged model
-    must fail here, not in a shard after the output folder exists, nor inside a container image.
+    scheme; an exported network that is the one export.json records), and with `postprocessing` the tuned
+    post-processing it would apply (one for another label scheme's regions is refused), before any output is made:
+    a damaged model must fail here, not in a shard after the output folder exists, nor inside a container image.
 
     Returns:
         The `warning:` lines for models whose training had not finished.
     """
     if backend == "onnxruntime":
-        models = [(str(network), epoch, epochs) for network, epoch, epochs in checked_export(model_dir, fold, which)]
+        checked = checked_export(model_dir, fold, which)
+        models = [(str(network), epoch, config.loop.epochs) for network, epoch, config in checked]
+        schemes = {config.data.labels for _, _, config in checked}
+        if len(schemes) > 1:
+            raise UserError(f"{model_dir}: holds models of the label schemes {', '.join(sorted(schemes))}; an "
+                            "ensemble needs models of one label scheme")
+        scheme = label_scheme(schemes.pop())
     else:
         trained = load_models([model_dir], fold, which or default_checkpoint(model_dir, fold))
-        ensemble_scheme(trained)
+        scheme = ensemble_scheme(trained)
         models = [(str(model.checkpoint), model.epoch, model.config.loop.epochs) for model in trained]
+    if postprocessing:
+        run_postprocessing(model_dir, scheme)
     return [warning for warning in (unfinished_warning(*model) for model in models) if warning]
 
 

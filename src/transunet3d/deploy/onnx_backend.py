@@ -140,15 +140,16 @@ def _fold(entry: dict) -> Fold | None:
     return fold if fold is None or fold == ALL_DATA else int(fold)
 
 
-def checked_export(path: str | Path, fold: str | None = None, which: str | None = None) -> list[tuple[Path, int, int]]:
+def checked_export(path: str | Path, fold: str | None = None,
+                   which: str | None = None) -> list[tuple[Path, int, ExperimentConfig]]:
     """The networks that `fold` and `which` choose from the exported folder at `path` (as `exported_entries`),
-    each with the epochs it was trained for and those its config asks for, once every one is present and the one
-    export.json records and every config reads; without ONNX Runtime (a check before any output is made)."""
+    each with the epochs it was trained for and its config, once every one is present and the one export.json
+    records and every config reads; without ONNX Runtime (a check before any output is made)."""
     folder = ExportFolder(path)
     networks = []
     for entry in exported_entries(path, fold, which):
         network, config = _checked_files(folder, entry)
-        networks.append((network, int(entry["epoch"]), config.loop.epochs))
+        networks.append((network, int(entry["epoch"]), config))
     return networks
 
 

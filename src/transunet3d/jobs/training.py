@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from transunet3d.config.io import load_config, parse_override
-from transunet3d.config.schema import ExperimentConfig
+from transunet3d.config.schema import DataConfig, ExperimentConfig
 from transunet3d.crossval import check_fold, pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE, read_dataset
 from transunet3d.data.grid import same_spacing
@@ -86,6 +86,7 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
         remove_stale_temporaries(job.run.path, recursive=True)
     # Every fold is checked (its config, the cache, its cases) before the first one writes into the run folder.
     checked = [_fold_config(job, fold) for fold in job.folds]
+    _refuse_another_data(job.run, [config for config, _, _ in checked])
     for fold, (config, started, cases) in zip(job.folds, checked):
         folder = job.run.fold(fold)
         task = SegmentationTask(config, job.preprocessed, fold, processes, cases)
@@ -97,6 +98,28 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
         if job.validate and fold != ALL_DATA:
             _validate(job, folder, processes, echo)
     return pool_folds(job.run) if job.validate and processes.is_main else None
+
+
+def _refuse_another_data(run: RunFolder, configs: list[ExperimentConfig]) -> None:
+    """Refuse folds that would join a run whose folds were trained on another label scheme or grid: the run could
+    not be validated, pooled, tuned or predicted as one (it was refused only after the new fold had trained)."""
+    for fold, folder in run.folds().items():
+        saved = load_config(folder.config).data
+        for config in configs:
+            if not _same_data(saved, config.data):
+                raise UserError(f"{run.path}: its {fold_label(fold)} trained on {saved.labels} at "
+                                f"{_grid(saved.target_spacing)}, this training's cache holds {config.data.labels} at "
+                                f"{_grid(config.data.target_spacing)}; train into another --out")
+
+
+def _same_data(data: DataConfig, other: DataConfig) -> bool:
+    spacings = (data.target_spacing, other.target_spacing)
+    same_grid = spacings == (None, None) or (None not in spacings and same_spacing(*spacings))
+    return data.labels == other.labels and same_grid
+
+
+def _grid(spacing: tuple[float, float, float] | None) -> str:
+    return "each case's own grid" if spacing is None else f"{list(spacing)} mm"
 
 
 def _warn_if_nothing_to_resume(run: RunFolder) -> None:

@@ -24,7 +24,10 @@ def text(value: object) -> str:
 
 
 def number(value: object, digits: int = 4) -> str:
-    """Numbers rounded for reading; NaN as an en dash; everything else as text."""
+    """Numbers rounded for reading; NaN, and None (a summary's statistic of no value, JSON null), as an en dash;
+    everything else as text."""
+    if value is None:
+        return "&ndash;"
     if isinstance(value, float):
         return "&ndash;" if math.isnan(value) else f"{value:.{digits}f}"
     return text(value)

@@ -11,8 +11,9 @@ import torch
 
 from transunet3d.config.io import save_config
 from transunet3d.config.schema import ExperimentConfig
-from transunet3d.data.cache import SPLITS_FILE, open_case, read_properties
-from transunet3d.data.labels import label_scheme
+from transunet3d.data.cache import SPLITS_FILE, open_case, read_dataset, read_properties
+from transunet3d.data.grid import same_spacing
+from transunet3d.data.labels import DEFAULT_SCHEME, label_scheme
 from transunet3d.data.splits import make_splits, preprocessed_case_ids, read_splits
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
@@ -54,17 +55,26 @@ def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tupl
 
 def check_readable(preprocessed: Path, fold: Fold, case_ids: list[str]) -> None:
     """Open every case of a fold before training starts (memory maps: milliseconds each), so that a case missing
-    from the cache or a damaged array stops the job with its name, not a loader process in the first epoch.
+    from the cache or a damaged array stops the job with its name, not a loader process in the first epoch; and
+    refuse a case preprocessed for another label scheme or grid than the cache's (copied in from another cache: a
+    cavity trained as background, a validation that fails the case).
 
     Raises:
-        UserError: naming the first case missing from the cache, or the damaged file (`cache.open_case`).
+        UserError: naming the first case missing from the cache, the damaged file (`cache.open_case`), or the case
+            of another scheme or target spacing.
     """
+    dataset = read_dataset(preprocessed)
     for case_id in case_ids:
         try:
-            open_case(preprocessed, case_id)
+            properties = open_case(preprocessed, case_id).properties
         except FileNotFoundError:
             raise UserError(f"{preprocessed}: case {case_id} of {fold_label(fold)} is missing or incomplete in the "
                             f"preprocessed cache (see {preprocessed / SPLITS_FILE})") from None
+        labels = properties.get("labels", DEFAULT_SCHEME)  # caches before the 2025 labels held 2023 ones
+        if labels != dataset["labels"] or not same_spacing(properties["target_spacing"], dataset["target_spacing"]):
+            raise UserError(f"{preprocessed}: case {case_id} was preprocessed for {labels} at "
+                            f"{properties['target_spacing']} mm, the cache holds {dataset['labels']} at "
+                            f"{dataset['target_spacing']} mm (dataset.json): preprocess it with the others")
 
 
 def check_labelled(preprocessed: Path, fold: Fold, case_ids: list[str]) -> None:
