@@ -190,9 +190,9 @@ def test_the_2025_scheme_gives_every_model_one_output_per_region(name):
 
 
 # Each model is captured as one graph (fullgraph: no graph break) through Dynamo and AOT autograd: both holds every
-# block of the U-Net and every part of encoder and decoder. Inductor's code generation is checked on the CNN body
-# alone, whose channels-last norm and matrix-product upsampling step aside under compile: a cold inductor build of
-# both costs a minute on 2 cores, of this body about 15 s (most of it inductor's fixed start-up).
+# block of the U-Net and every part of encoder and decoder. Inductor's code generation is not built here: on 2 CPU
+# cores a cold build costs a minute for both and 27 s for the CNN body alone, and compiling pays on a GPU, where the
+# compiled speed is to be measured.
 @pytest.mark.parametrize("name", ["unet", "both"])
 def test_torch_compile_captures_each_model_in_one_graph_that_matches_eager(name: str):
     model = tiny(name).eval()
@@ -200,25 +200,6 @@ def test_torch_compile_captures_each_model_in_one_graph_that_matches_eager(name:
     with torch.no_grad():
         eager = model(x).logits.sigmoid()
         compiled = torch.compile(model, backend="aot_eager", fullgraph=True)(x).logits.sigmoid()
-    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4)
-
-
-class _CNNBody(torch.nn.Module):
-    def __init__(self, features: tuple[int, ...]):
-        super().__init__()
-        self.encoder, self.decoder = Encoder(4, features), Decoder(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))[-1]
-
-
-def test_inductor_compiles_the_cnn_body_to_the_eager_numbers():
-    torch.manual_seed(0)
-    body = _CNNBody((4, 8, 16)).eval()
-    x = torch.randn(1, 4, 16, 16, 16).contiguous(memory_format=torch.channels_last_3d)
-    with torch.no_grad():
-        eager = body(x)
-        compiled = torch.compile(body, backend="inductor", fullgraph=True)(x)
     torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4)
 
 
