@@ -87,13 +87,8 @@ def validate_config(config: ExperimentConfig) -> ExperimentConfig:
     Raises:
         ConfigError: "section.field: problem" for the first field that is out of range.
     """
-    for section_name in _SECTIONS:
-        section = getattr(config, section_name)
-        for item in dataclasses.fields(section):
-            rule = item.metadata.get("range")
-            problem = rule.problem(getattr(section, item.name)) if rule is not None else None
-            if problem is not None:
-                raise ConfigError(f"{section_name}.{item.name}: {problem}")
+    for section_name in _SECTIONS:  # sections are checked when built; `set_field` may have changed them since
+        check_section(getattr(config, section_name))
     _check_patches(config)
     return config
 
