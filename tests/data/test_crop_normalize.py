@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 
 from tests.factories import brain_case_arrays
 from transunet3d.data.crop import brain_box, crop, uncrop
-from transunet3d.data.normalize import zscore_brain
+from transunet3d.data.normalize import brain_mask, zscore_brain
 
 
 def test_brain_box_is_tight_union_over_channels():
@@ -37,6 +38,24 @@ def test_zscore_brain_voxels_mean_zero_std_one_background_zero():
     np.testing.assert_allclose(normalized[:, brain].std(axis=1), 1, atol=1e-5)
     assert np.all(normalized[:, ~brain] == 0)
     np.testing.assert_allclose([m for m, _ in stats], image[:, brain].astype(np.float64).mean(axis=1), rtol=1e-9)
+
+
+def test_a_zero_cavity_inside_the_brain_is_brain_as_in_nnunet():
+    """nnU-Net fills the holes of the nonzero mask: a cavity of exact zeros enclosed by brain enters the statistics
+    and becomes -mean/std (left at 0, every brain voxel of the case was normalised with other statistics)."""
+    image = np.zeros((2, 12, 12, 12), dtype=np.float32)
+    image[:, 2:10, 2:10, 2:10] = [[[[4.0]]], [[[10.0]]]]
+    image[0, 2, 2, 2] = 8.0  # not constant: a nonzero std
+    image[:, 5:7, 5:7, 5:7] = 0  # 8 voxels of zeros, enclosed
+    image[:, 2:4, 9, 9] = 0  # zeros open to the background stay background
+    mask = brain_mask(image)
+    assert mask.sum() == 8**3 - 2 and mask[5:7, 5:7, 5:7].all() and not mask[2:4, 9, 9].any()
+    normalized, stats = zscore_brain(image, mask)
+    values = image[0][mask].astype(np.float64)  # 510 voxels: 8 zeros, one 8, the rest 4
+    assert stats[0] == (values.mean(), values.std())
+    assert values.mean() == pytest.approx((501 * 4 + 8) / 510, rel=1e-12)
+    np.testing.assert_allclose(normalized[0, 5, 5, 5], -values.mean() / values.std(), rtol=1e-6)
+    assert normalized[:, 2:4, 9, 9].tolist() == [[0, 0], [0, 0]] and normalized[:, 0].max() == 0
 
 
 def test_zscore_constant_channel_does_not_divide_by_zero():

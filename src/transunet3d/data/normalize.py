@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+
+
+def brain_mask(image: np.ndarray) -> np.ndarray:
+    """The brain of (C, X, Y, Z) `image`: voxels nonzero in any channel, with enclosed holes filled (nnU-Net's
+    `create_nonzero_mask`). A cavity of exact zeros inside the brain (a skull-stripping hole, a zero-filled
+    resection cavity) is brain: it enters the statistics and is normalised like any other brain voxel."""
+    return ndimage.binary_fill_holes(np.any(image != 0, axis=0))
 
 
 def zscore_brain(image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:

@@ -30,7 +30,7 @@ from transunet3d.data.crop import brain_box, crop
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme, label_scheme
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import VOXEL_SIZE_MM, format_mm
-from transunet3d.data.normalize import zscore_brain
+from transunet3d.data.normalize import brain_mask, zscore_brain
 from transunet3d.data.orientation import CANONICAL, AxisOrder
 from transunet3d.data.plan import plan_target_spacing
 from transunet3d.data.resample import resample_image, resample_labels, resampled_shape
@@ -94,7 +94,7 @@ def preprocess_loaded(loaded: LoadedCase, target: Sequence[float] | None, foregr
     image = order.apply(loaded.image)
     box = brain_box(image)
     image = crop(image, box)
-    image, stats = zscore_brain(image, np.any(image != 0, axis=0))
+    image, stats = zscore_brain(image, brain_mask(image))
     shape = resampled_shape(image.shape[1:], spacing, target)
     if int(np.prod(shape, dtype=np.int64)) > MAX_GRID_VOXELS:
         raise InputError(loaded.case_id, None, f"its {format_mm(spacing)} mm voxels at the target spacing "
