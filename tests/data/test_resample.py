@@ -55,6 +55,9 @@ def test_resampled_shape_keeps_the_extent():
     assert resampled_shape((240, 240, 155), (1, 1, 1), (1, 1, 3)) == (240, 240, 52)  # 51.67 rounds up
     assert resampled_shape((256, 256, 106), (0.859, 0.859, 1.5), (1, 1, 1)) == (220, 220, 159)
     assert resampled_shape((1, 4, 4), (1, 1, 1), (5, 1, 1)) == (1, 4, 4)  # at least one voxel
+    # nnU-Net's compute_new_shape to the voxel (its operation order): 1.2 / 0.8 * 245 = 367.49999999999994
+    assert resampled_shape((245, 100, 100), (1.2, 1, 1), (0.8, 1, 1)) == (367, 100, 100)
+    assert resampled_shape((233, 249, 184), (1.19, 1.2, 3.3), (1, 0.8, 1)) == (277, 373, 607)
 
 
 @pytest.mark.parametrize(("spacing", "target", "axis"), [
@@ -216,6 +219,22 @@ def test_probabilities_equal_torch_trilinear(source, shape, slab_elements):
     out = resample_probabilities(probabilities, shape, "cpu", slab_elements=slab_elements)
     assert out.shape == (source[0], *shape) and out.dtype == torch.float32
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("source", "shape", "axis"), [((2, 9, 8, 40), (2, 9, 8, 11), 2),  # to 3.6 mm slices
+                                                     ((3, 12, 30, 7), (3, 5, 30, 7), 0),  # thick axis first
+                                                     ((1, 6, 7, 8), (1, 13, 4, 3), 1)])
+def test_the_anisotropic_axis_of_probabilities_is_taken_by_nearest_neighbour(source, shape, axis):
+    """nnU-Net's `resample_data_or_seg_to_shape` for probabilities (order 1, order_z 0): linear in the plane, the
+    anisotropic axis by nearest neighbour, as preprocessing resamples the image."""
+    probabilities = torch.rand(source, generator=torch.Generator().manual_seed(1))
+    plane = [n if i == axis else m for i, (n, m) in enumerate(zip(source[1:], shape[1:]))]
+    linear = F.interpolate(probabilities[None], size=plane, mode="trilinear", align_corners=False)[0]
+    count, size = source[1 + axis], shape[1 + axis]
+    nearest = np.minimum(((np.arange(size) + 0.5) * count / size).astype(int), count - 1)  # the voxel centre's
+    expected = linear.index_select(1 + axis, torch.from_numpy(nearest))
+    out = resample_probabilities(probabilities, shape[1:], "cpu", slab_elements=500, nearest_axis=axis)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)  # whole slices taken, none blended
 
 
 def test_full_size_slabs_stay_small_next_to_the_output():

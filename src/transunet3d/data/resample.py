@@ -54,8 +54,12 @@ def target_spacing(spacings: Sequence[Spacing], shapes: Sequence[Shape]) -> tupl
 
 
 def resampled_shape(shape: Shape, spacing: Spacing, target: Spacing) -> tuple[int, int, int]:
-    """The shape of a `shape` volume of voxel size `spacing` at voxel size `target`: same extent, at least 1."""
-    return tuple(max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target))
+    """The shape of a `shape` volume of voxel size `spacing` at voxel size `target`: same extent, at least 1.
+
+    Computed as nnU-Net's `compute_new_shape` does, s / t * n rounded half to even: at an extent of exactly half a
+    voxel the order of the operations decides (245 voxels of 1.2 mm at 0.8 mm: 1.2 / 0.8 * 245 = 367.4999...),
+    and the grid must be nnU-Net's for its images to be."""
+    return tuple(max(1, round(s / t * n)) for n, s, t in zip(shape, spacing, target))
 
 
 def anisotropic_axis(spacing: Spacing, target: Spacing) -> int | None:
@@ -199,7 +203,7 @@ def _keep_vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.nda
 
 def resample_probabilities(
     probabilities: torch.Tensor, shape: Shape, device: torch.device | str | None = None,
-    slab_elements: int = SLAB_ELEMENTS,
+    slab_elements: int = SLAB_ELEMENTS, nearest_axis: int | None = None,
 ) -> torch.Tensor:
     """Region probabilities (R, X, Y, Z) resampled trilinearly (extent-preserving) to spatial `shape` on `device`.
 
@@ -213,13 +217,17 @@ def resample_probabilities(
         shape: the output's spatial shape (the input's own grid, in prediction).
         device: where to compute and return the result; default the input's device.
         slab_elements: the temporaries' budget in values; a slab has at least one output row.
+        nearest_axis: a spatial axis (0-2) taken by nearest neighbour instead (`_nearest_along`'s rule): the
+            anisotropic axis of the two grids (`anisotropic_axis`), as nnU-Net resamples probabilities
+            (`resample_data_or_seg_to_shape`, order 1, order_z 0) and as preprocessing resamples images.
     """
     device = torch.device(device) if device is not None else probabilities.device
     shape = tuple(int(n) for n in shape)
     channels, *source_shape = probabilities.shape
     out = torch.empty((channels, *shape), dtype=torch.float32, device=device)
     rows = slab_rows(channels, source_shape, shape, slab_elements)
-    first, second, last = (_linear_taps(n, m, device) for n, m in zip(source_shape, shape))
+    first, second, last = ((_nearest_taps if axis == nearest_axis else _linear_taps)(n, m, device)
+                           for axis, (n, m) in enumerate(zip(source_shape, shape)))
     with torch.no_grad():
         for start in range(0, shape[0], rows):
             stop = min(start + rows, shape[0])
@@ -247,6 +255,12 @@ def _linear_taps(count: int, size: int, device: torch.device) -> tuple[torch.Ten
     lower = source.floor().long().clamp(max=count - 1)
     upper = (lower + 1).clamp(max=count - 1)
     return lower.to(device), upper.to(device), (source - lower).to(device=device, dtype=torch.float32)
+
+
+def _nearest_taps(count: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`_linear_taps` of nearest-neighbour resampling: output i takes input floor((i + 0.5) * count / size)."""
+    source = ((torch.arange(size, dtype=torch.float64) + 0.5) * (count / size)).long().clamp(max=count - 1)
+    return source.to(device), source.to(device), torch.zeros(size, dtype=torch.float32, device=device)
 
 
 def _interpolate_axis(array: torch.Tensor, axis: int, taps: tuple[torch.Tensor, ...]) -> torch.Tensor:

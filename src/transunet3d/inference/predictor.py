@@ -14,7 +14,7 @@ from transunet3d.config.schema import MODALITIES, InferConfig
 from transunet3d.data.crop import uncrop
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.preprocess import preprocess_loaded
-from transunet3d.data.resample import resample_probabilities
+from transunet3d.data.resample import anisotropic_axis, resample_probabilities
 from transunet3d.data.validate import LoadedCase
 from transunet3d.errors import UserError
 from transunet3d.inference.sliding_window import PatchPredictor, sliding_window_probabilities
@@ -135,12 +135,14 @@ class Predictor:
 
     def _original_grid(self, probabilities: torch.Tensor, properties: dict) -> torch.Tensor:
         """Probabilities on the training grid resampled to the case's cropped original grid (on the predictor's
-        device, in slabs), on the CPU; themselves when the grids are the same."""
+        device, in slabs; an axis more than 3x coarser in either grid by nearest neighbour, as preprocessing
+        resampled the image), on the CPU; themselves when the grids are the same."""
         shape = tuple(properties["cropped_shape"])
         if tuple(probabilities.shape[1:]) == shape:
             return probabilities
         self.on_stage("resample back")
-        return resample_probabilities(probabilities, shape, self.device).cpu()
+        axis = anisotropic_axis(properties["target_spacing"], properties["original_spacing"])
+        return resample_probabilities(probabilities, shape, self.device, nearest_axis=axis).cpu()
 
     def _finish(self, case_id: str, probabilities: torch.Tensor, properties: dict,
                 keep_probabilities: bool) -> CasePrediction:
