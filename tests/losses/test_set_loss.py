@@ -55,6 +55,23 @@ def test_loss_by_hand_with_the_official_unweighted_no_object_class():
     assert loss.item() == pytest.approx(0.3 * (matched + unmatched) / 2, rel=1e-4)
 
 
+def test_each_matched_query_is_trained_on_the_target_assigned_to_it():
+    """Query 0 predicts TC and query 1 WT, exactly: matched crosswise, the loss is ~0. The official
+    `compute_loss_hungarian` pairs the matched queries, in query order, with the targets in stored order (WT, TC):
+    it would train query 0 on WT and query 1 on TC here, a loss of several units."""
+    regions = torch.zeros(1, 3, 1, 1, 4, dtype=torch.bool)
+    regions[0, 0, 0, 0, :] = True  # WT: all four voxels
+    regions[0, 1, 0, 0, :2] = True  # TC: voxels 0-1
+    class_logits = torch.full((1, 2, 4), -20.0)
+    class_logits[0, 0, 1] = class_logits[0, 1, 0] = 20.0  # query 0 says TC, query 1 WT
+    mask_logits = torch.full((1, 2, 1, 1, 4), -50.0)
+    mask_logits[0, 0, 0, 0, :2] = 50.0
+    mask_logits[0, 1, 0, 0, :] = 50.0
+    rows, columns = match(class_logits[0], mask_logits[0].flatten(1), torch.tensor([0, 1]), regions[0, :2].flatten(1))
+    assert rows.tolist() == [0, 1] and columns.tolist() == [1, 0]
+    assert set_loss(class_logits, mask_logits, regions).item() < 1e-6
+
+
 def test_a_no_object_weight_weights_the_unmatched_queries():
     matched, unmatched = math.log(4), math.log(math.e**2 + 3)
     loss = set_loss(*_one_match_case(), SetLossWeights(mask=0.7, classes=0.3, no_object=0.1))

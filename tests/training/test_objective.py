@@ -35,6 +35,18 @@ def test_decoder_only_trains_the_set_loss_alone():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+@pytest.mark.parametrize(("preset", "heads"), [("tiny-decoder", 0), ("tiny-both", 5), ("tiny", 5)])
+def test_the_cnn_heads_are_computed_in_training_only_where_they_get_a_loss(preset: str, heads: int):
+    """The official decoder-only model has no CNN heads (`disable_ds`); ours keeps them in its weights but the
+    decoder-only variant does not compute them in training, where nothing would use them."""
+    from transunet3d.models.network import model_from_config
+
+    model = model_from_config(build_config(preset)).train()
+    with torch.no_grad():
+        output = model(torch.zeros(1, 4, 64, 64, 64))
+    assert len(output.deep_supervision) == heads and len(model.heads) == 5
+
+
 def test_encoder_plus_decoder_follows_the_official_weighting():
     """w0 x set loss + w_i x (BCE + Dice) / 2 for the heads below full resolution; the full-resolution head
     is replaced by the query decoder (nnUNetTrainerV2_DDP.compute_loss with disable_ds False)."""

@@ -74,8 +74,12 @@ def spec_from_config(config: ExperimentConfig, patch_size: tuple[int, int, int] 
     model = config.model
     depth = {} if model.vit_depth is None else {"vit_depth": model.vit_depth}
     patch = config.train.patch_size if patch_size is None else patch_size
-    return model_spec(model.name, model.width, patch_size=tuple(patch),
+    spec = model_spec(model.name, model.width, patch_size=tuple(patch),
                       num_regions=len(label_scheme(config.data.labels).regions),
                       deep_supervision=model.deep_supervision, vit_dropout=model.vit_dropout,
                       masked_attention=model.masked_attention, num_queries=model.num_queries,
                       decoder_attention_fp32=model.decoder_attention_fp32, **depth)
+    if spec.use_query_decoder and not config.train.cnn_deep_supervision:
+        # The CNN heads would get no loss (the decoder-only variant): not computed in training either.
+        spec = spec.with_overrides(deep_supervision=False)
+    return spec
