@@ -322,16 +322,18 @@ def test_bad_folder_is_one_line_and_exit_2(tmp_path: Path, make, expected, comma
 
 
 @pytest.mark.parametrize("command", ["validate", "preprocess"])
-def test_a_negative_pixdim_is_one_warning_line_naming_the_file(tmp_path: Path, command):
+def test_a_negative_pixdim_fails_its_case_naming_the_file(tmp_path: Path, command):
+    """ITK-based tools read a negative voxel size as a mirrored axis, nibabel as its absolute value (it was a
+    warning, and the prediction was written for one of two mirror images)."""
     raw = tmp_path / "raw"
     write_case(raw, affine=np.diag([2.0, 2.0, 2.0, 1.0]))
     set_pixdim(raw / CASE / f"{CASE}-t1n.nii.gz", (-2.0, -2.0, -2.0))
     args = [command, str(raw)] + ([str(tmp_path / "out")] if command == "preprocess" else [])
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    assert [line for line in result.stderr.splitlines() if "pixdim" in line] == [
-        f"warning: {CASE}: {CASE}-t1n.nii.gz: the voxel size in the header (pixdim) is -2 x -2 x -2 mm; "
-        "the affine's 2 x 2 x 2 mm is used"]
+    assert result.exit_code == 3, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {CASE}: {CASE}-t1n.nii.gz: the header's voxel size (pixdim) is -2 x -2 x -2 mm: negative sizes are "
+        "read as mirrored axes by some tools (ITK) and not by others (nibabel); write the header with positive pixdim"]
 
 
 def test_evaluate_refuses_a_prediction_without_orientation(tmp_path: Path):

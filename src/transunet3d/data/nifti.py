@@ -182,8 +182,9 @@ def _check_header(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, cas
     if np.any(sizes < low) or np.any(sizes > high):
         raise InputError(case_id, path, f"voxel size {format_mm(sizes)} mm is outside {low:g}-{high:g} mm: a header in "
                                         "other units or a wrong affine")
+    _refuse_what_readers_mirror(raw, path, case_id)
     _check_qform_agrees(image, raw, path, case_id)
-    if np.any(pixdim <= 0):
+    if np.any(pixdim == 0):
         warn_input(case_id, path, f"the voxel size in the header (pixdim) is {format_mm(pixdim)} mm; the affine's "
                                   f"{format_mm(sizes)} mm is used")
     elif not np.allclose(pixdim, sizes, rtol=1e-3, atol=0):
@@ -193,6 +194,23 @@ def _check_header(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, cas
     for report in BatteryRunner(type(raw)._get_checks()).check_only(raw):
         if report.problem_level >= logging.WARNING and "pixdim[1,2,3]" not in report.problem_msg:
             warn_input(case_id, path, f"header: {report.problem_msg}")
+
+
+def _refuse_what_readers_mirror(raw: nib.Nifti1Header, path: Path, case_id: str | None) -> None:
+    """Refuse a header that nibabel and ITK-based tools (SimpleITK, the BraTS 2025 evaluation) read as mirror
+    images of each other: a negative pixdim[1-3] (nibabel takes its absolute value, ITK flips that axis, with or
+    without a qform or sform), or a qform-only file whose qfac (pixdim[0]) is negative but not -1 (nibabel reads
+    any value but -1 as 1, ITK by its sign: the slices in opposite order)."""
+    pixdim = np.asarray(raw["pixdim"][:4], dtype=np.float64)
+    if np.any(pixdim[1:] < 0):
+        raise InputError(case_id, path, f"the header's voxel size (pixdim) is {format_mm(pixdim[1:])} mm: negative "
+                                        "sizes are read as mirrored axes by some tools (ITK) and not by others "
+                                        "(nibabel); write the header with positive pixdim")
+    qform_only = int(raw["qform_code"]) > 0 and int(raw["sform_code"]) == 0
+    if qform_only and pixdim[0] < 0 and pixdim[0] != -1:
+        raise InputError(case_id, path, f"the qform's qfac (pixdim[0]) is {pixdim[0]:g}, not 1 or -1: nibabel reads "
+                                        "its slices in one order and ITK in the other; write the header with qfac "
+                                        "-1 or 1")
 
 
 def _check_qform_agrees(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, case_id: str | None) -> None:
