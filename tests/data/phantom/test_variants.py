@@ -84,6 +84,12 @@ def test_cli_writes_an_axis_order_alone(tmp_path):
     assert result.output.strip().endswith("(voxel size 2 mm, axes ARI)")
     image = nib.load(next((tmp_path / "ari").glob("*/*-t1c.nii.gz")))
     assert "".join(nib.aff2axcodes(image.affine)) == "ARI" and image.shape == (40, 48, 32)
+    # The manifest's world centres locate the lesions in the stored files; its voxel centres are the generated grid's.
+    seg = nib.load(next((tmp_path / "ari").glob("*/*-seg.nii.gz")))
+    labels = np.asarray(seg.dataobj)
+    [lesion] = json.loads((tmp_path / "ari" / "phantoms.json").read_text())["cases"]["BraTS-MET-00001-000"]
+    stored = np.rint(np.linalg.inv(seg.affine) @ [*lesion["center_mm"], 1])[:3].astype(int)
+    assert labels[tuple(stored)] > 0 and stored.tolist() != lesion["center_voxel"]
 
 
 def test_a_resampled_variant_keeps_an_exact_zero_background():

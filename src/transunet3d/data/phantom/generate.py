@@ -93,10 +93,18 @@ def _make_one(args: tuple[PhantomSpec, int, int, Path, Variant | None]) -> tuple
     spec, seed, index, out_dir, variant = args
     phantom = generate_phantom(spec, seed, index)
     write_phantom(apply_variant(phantom, variant) if variant else phantom, out_dir)
-    lesions = [lesion.to_dict() for lesion in phantom.lesions]
+    affine = np.asarray(phantom.geometry.affine, dtype=np.float64)
+    lesions = [_with_world_centre(lesion.to_dict(), affine) for lesion in phantom.lesions]
     for cavity in phantom.cavities:
-        lesions[cavity.lesion]["cavity"] = cavity.to_dict()
+        lesions[cavity.lesion]["cavity"] = _with_world_centre(cavity.to_dict(), affine)
     return phantom.case_id, lesions
+
+
+def _with_world_centre(record: dict[str, Any], affine: np.ndarray) -> dict[str, Any]:
+    """`record` with its centre also in world coordinates (mm): the same point in every stored variant, whose
+    voxel grid and axis order differ from the generated one's."""
+    world = affine[:3, :3] @ np.asarray(record["center_voxel"], dtype=np.float64) + affine[:3, 3]
+    return {**record, "center_mm": [round(float(c), 2) for c in world]}
 
 
 def shortfalls(spec: PhantomSpec, cases: dict[str, list[dict]]) -> list[str]:
@@ -141,9 +149,9 @@ def write_phantoms(
     progress: bool = True, first: int = 1, variant: Variant | None = None,
 ) -> list[str]:
     """Generate cases `first`..`first + cases - 1` of series `seed` into `out_dir`, with a manifest of the
-    lesions drawn (voxel centres on the generated grid, before any `variant`; a lesion's cavity, if any, under
-    its "cavity" key). Cases of one series never repeat, so
-    a later range is a held-out test set."""
+    lesions drawn (`center_voxel` on the generated grid, before any `variant`, and `center_mm` in world
+    coordinates, which hold for the stored files too; a lesion's cavity, if any, under its "cavity" key). Cases
+    of one series never repeat, so a later range is a held-out test set."""
     _check_brain_fits(spec, variant)
     series = series_record(seed, spec, variant)
     indices = range(first, first + cases)
