@@ -9,13 +9,14 @@ import numpy as np
 import yaml
 from click.testing import CliRunner
 
-from tests.factories import add_cavities
+from tests.factories import SMALL_PATCHES, add_cavities
 from transunet3d.cli.main import cli
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.inference.trained import load_trained_model
 
 SCHEME = ("--labels", "brats-mets-2025")
-FAST = ("--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1")
+FAST = ("--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1",
+        *SMALL_PATCHES)
 
 
 def invoke(*args: object):

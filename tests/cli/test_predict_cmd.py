@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from tests.factories import write_run
+from tests.factories import SMALL_PATCHES, write_run
 from tests.inference.test_trained_and_ensemble import poison_weights
 from transunet3d.cli import predict_cmd
 from transunet3d.cli.main import cli
@@ -221,7 +221,8 @@ def test_from_a_trained_run_to_scored_submissions(raw: Path, tmp_path: Path):
     trained = CliRunner().invoke(cli, ["train", str(tmp_path / "pre"), "--preset", "tiny", "--out",
                                        str(tmp_path / "run"), "--device", "cpu", "--no-validate",
                                        "--set", "loop.epochs=1",
-                                       "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1"])
+                                       "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1",
+                                       *SMALL_PATCHES])
     assert trained.exit_code == 0, trained.output
     assert predict(raw, tmp_path / "pred", "--model", tmp_path / "run", "--tta", "flip").exit_code == 0
     scored = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(raw), "--out", str(tmp_path / "m.csv")])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.factories import add_cavities, write_case, write_run
+from tests.factories import SMALL_PATCHES, add_cavities, write_case, write_run
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config, load_config
 from transunet3d.data.preprocess import preprocess_dataset
@@ -21,7 +21,7 @@ from transunet3d.training.segmentation import fold_cases
 LABELLED = ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
 UNLABELLED = [f"BraTS-MET-0000{number}-000" for number in range(3, 7)]
 SHORT = ["--device", "cpu", "--no-validate", "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1",
-         "--set", "loop.val_batches=1"]
+         "--set", "loop.val_batches=1", *SMALL_PATCHES]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.factories import SMALL_PATCHES
 from transunet3d.cli.main import cli
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
@@ -12,7 +13,7 @@ from transunet3d.data.splits import write_splits
 
 # Validation without TTA: 8x fewer forward passes; the default (flip) is validated by the miniature demo.
 SHORT = ["--set", "loop.epochs=2", "--set", "loop.iterations_per_epoch=2", "--set", "loop.val_batches=1",
-         "--set", "infer.validation_tta=none"]
+         "--set", "infer.validation_tta=none", *SMALL_PATCHES]
 
 
 @pytest.fixture(scope="session")

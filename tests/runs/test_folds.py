@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.factories import SMALL_PATCHES
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config
 from transunet3d.errors import UserError
@@ -60,7 +61,7 @@ def test_train_all_data_writes_fold_all(cache: Path, tmp_path: Path):
     result = CliRunner().invoke(cli, ["train", str(cache), "--preset", "tiny-unet", "--fold", "all-data",
                                       "--out", str(tmp_path / "run"), "--device", "cpu", "--no-validate",
                                       "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1",
-                                      "--set", "loop.val_batches=1"])
+                                      "--set", "loop.val_batches=1", *SMALL_PATCHES])
     assert result.exit_code == 0, result.output
     assert "all-data: 1 epochs" in result.output
     folder = RunFolder(tmp_path / "run").fold(ALL_DATA)

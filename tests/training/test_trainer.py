@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner, Result
 from safetensors.torch import load_file
 
+from tests.factories import SMALL_PATCHES
 from transunet3d.cli.main import cli
 from transunet3d.files import is_temporary
 from transunet3d.runs.layout import ModelFolder, RunFolder
 
 EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
 SHORT = ["--set", "loop.epochs=3", "--set", "loop.iterations_per_epoch=3", "--set", "loop.val_batches=1",
-         "--set", "loop.checkpoint_every=1"]
+         "--set", "loop.checkpoint_every=1", *SMALL_PATCHES]
 
 
 TRAIN = ["train", "--preset", "tiny-unet", "--fold", "0", "--device", "cpu", "--no-validate", *SHORT]
@@ -103,7 +104,8 @@ def test_every_variant_trains_at_tiny_size(cache: Path, tmp_path: Path, preset: 
     from transunet3d.training.segmentation import SegmentationTask
     from transunet3d.training.trainer import Trainer
 
-    config = build_config(preset, ["loop.epochs=1", "loop.iterations_per_epoch=2", "loop.val_batches=1"])
+    config = build_config(preset, ["loop.epochs=1", "loop.iterations_per_epoch=2", "loop.val_batches=1",
+                                   SMALL_PATCHES[1]])
     trainer = Trainer(SegmentationTask(config, cache, 0), ModelFolder(tmp_path / preset), device="cpu")
     state = trainer.fit()
     assert state.epoch == 1 and state.skipped_steps == 0
