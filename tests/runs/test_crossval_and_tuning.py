@@ -186,12 +186,20 @@ def test_report_shows_the_cross_validation_and_the_tuning(trained_run: Path, tun
     assert f"tuned on the other cases: <b>{held_out:.4f}" in page
 
 
-def test_resume_trains_a_missing_fold_with_the_runs_config(trained_run: Path, raw_and_cache, tmp_path: Path):
-    """`train --fold all --resume` without the original --set options continues the same experiment."""
-    import shutil
+def test_resume_trains_a_missing_fold_with_the_runs_config(trained_run: Path, raw_and_cache, tmp_path: Path,
+                                                           monkeypatch):
+    """`train --fold all --resume` without the original --set options continues the same experiment; the finished
+    fold is reported from its checkpoint without building a trainer (model, optimizer, torch's compiler stack:
+    seconds per fold, for nothing)."""
+    from transunet3d.jobs import training
 
-    from transunet3d.config import load_config
+    real, built = training.Trainer, []
 
+    def counted(task, folder, *args):
+        built.append(folder.fold)
+        return real(task, folder, *args)
+
+    monkeypatch.setattr(training, "Trainer", counted)
     _, cache = raw_and_cache
     run = RunFolder(tmp_path / "run")
     shutil.copytree(trained_run / "fold_0", run.fold(0).path)
@@ -200,7 +208,7 @@ def test_resume_trains_a_missing_fold_with_the_runs_config(trained_run: Path, ra
                                       "--set", "loop.epochs=5", "--set", "loop.val_batches=1"])  # the run's
     assert result.exit_code == 0, result.output
     assert load_config(run.fold(1).config).loop.epochs == 2  # the run's, not the given 5 (nor the preset's 20)
-    assert "fold 1: 2 epochs" in result.output
+    assert "fold 0: 2 epochs" in result.output and "fold 1: 2 epochs" in result.output and built == [1]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: {run.path}: --resume continues with the run's saved config.yaml; the given "
                         "loop.epochs are not applied (train into another --out to change them)"], result.stderr

@@ -25,6 +25,7 @@ from transunet3d.errors import ConfigError, UserError, warn_input
 from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.runs.layout import ModelFolder, RunFolder
+from transunet3d.training.checkpoint import read_state
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.pretrained import load_pretrained_encoder
 from transunet3d.training.pretraining import PretrainTask
@@ -255,6 +256,10 @@ def _model_config(folder: ModelFolder, config: ExperimentConfig, resume: bool,
 
 def _fit(task: Task, folder: ModelFolder, started: bool, device: torch.device | str | None,
          processes: Distributed) -> TrainerState:
+    if started:
+        state = TrainerState(**read_state(folder.latest_checkpoint())["trainer"])
+        if state.epoch >= task.loop.epochs:  # finished: a rerun builds no trainer (seconds) to train nothing
+            return state
     trainer = Trainer(task, folder, device, processes)
     if started:
         trainer.resume()
