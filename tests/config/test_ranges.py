@@ -22,6 +22,7 @@ BAD_SETTINGS = [
     "train.patch_size=[96, 96, 80]",
     "train.patch_size=[65, 64, 64]",
     "train.patch_size=[0, 0, 0]",
+    "train.patch_size=[32, 32, 32]",  # a one-voxel bottleneck: torch's instance norm refuses it, ours made zeros
     "loop.batch_size=0",
     "loop.val_every=0",
     "loop.checkpoint_every=0",
@@ -80,6 +81,29 @@ def test_a_bad_setting_stops_train_before_it_writes(setting, cache: Path, tmp_pa
     assert len(errors) == 1 and errors[0].startswith(f"error: {_field(setting)}: "), result.stderr
     assert "Traceback" not in result.output
     assert not run.exists()
+
+
+@pytest.mark.parametrize(("patch", "spacing", "problem"), [
+    ([64, 96, 64], (1, 1, 1), "its axial patch is not square (64 x 96 voxels)"),
+    ([64, 64, 64], (1, 1.5, 1), "its voxels are not square in the axial plane (1 x 1.5 mm)"),
+])
+def test_flip_rot_that_the_model_cannot_take_stops_train_before_it_writes(patch, spacing, problem: str,
+                                                                          tmp_path: Path):
+    """Validation after training died with a traceback on a non-square axial patch; on voxels of another size along
+    x than y, 8 of the 16 views showed the network images stretched 1.5x, without a word."""
+    from tests.factories import write_case
+    from transunet3d.data.preprocess import preprocess_dataset
+
+    for number in (1, 2):
+        write_case(tmp_path / "raw", f"BraTS-MET-0000{number}-000", seed=number)
+    preprocess_dataset(tmp_path / "raw", tmp_path / "pre", target_spacing=spacing, progress=False)
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "pre"), "--out", str(tmp_path / "run"), "--device",
+                                      "cpu", "--set", "infer.validation_tta=flip+rot",
+                                      "--set", f"train.patch_size={patch}"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == (f"error: infer.validation_tta: flip+rot turns the axial plane by "
+                                              f"quarter turns, but {problem}; use flip")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("setting", ["loop.epochs=0", "pretrain.mask_ratio=0", "pretrain.token_side=0"])

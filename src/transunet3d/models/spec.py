@@ -43,10 +43,16 @@ class ArchitectureSpec:
         return 2**self.downsamplings
 
     def patch_problem(self, patch_size: tuple[int, ...]) -> str | None:
-        """Why the network cannot take patches of `patch_size`, or None when it can."""
-        if all(side > 0 and side % self.patch_multiple == 0 for side in patch_size):
-            return None
-        return f"every side must be a positive multiple of {self.patch_multiple} for this model, not {list(patch_size)}"
+        """Why the network cannot take patches of `patch_size`, or None when it can: every side a multiple of the
+        strides' product, and a bottleneck of more than one voxel, which instance normalisation needs (torch's
+        refuses one voxel, on CUDA and in bf16; a one-voxel bottleneck would carry nothing of the image)."""
+        if not all(side > 0 and side % self.patch_multiple == 0 for side in patch_size):
+            return (f"every side must be a positive multiple of {self.patch_multiple} for this model, not "
+                    f"{list(patch_size)}")
+        if all(side == self.patch_multiple for side in patch_size):
+            return (f"{list(patch_size)} leaves the bottleneck one voxel, which instance normalisation cannot "
+                    f"normalise; at least one side of {2 * self.patch_multiple}")
+        return None
 
     @property
     def bottleneck_grid(self) -> tuple[int, int, int]:
