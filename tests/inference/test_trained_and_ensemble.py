@@ -1,5 +1,6 @@
 """Loading trained runs (single fold or cross-validation) and averaging an ensemble."""
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -191,3 +192,18 @@ def test_library_mistakes_are_exceptions_that_say_what_is_wrong(cross_validation
         load_models(str(cross_validation))
     with pytest.raises(ValueError, match="no run folder given"):
         load_models([])
+
+
+@pytest.mark.parametrize(("override", "problem"), [
+    ("train.patch_size=[64, 96, 64]", "its axial patch is not square (64 x 96 voxels)"),
+    ("data.target_spacing=[1, 1.5, 1]", "its voxels are not square in the axial plane (1 x 1.5 mm)"),
+])
+def test_flip_rot_is_refused_for_a_model_that_cannot_take_quarter_turns(override: str, problem: str,
+                                                                        tmp_path: Path):
+    """`predict --tta flip+rot` with such a model died in the sliding window (non-square patch) or showed the
+    network stretched images in 8 of its 16 views; the same model still predicts with flips."""
+    models = load_models([write_run(tmp_path / "run", overrides=(override,))])
+    expected = f"{tmp_path / 'run'}: flip+rot turns the axial plane by quarter turns, but {problem}; use --tta flip"
+    with pytest.raises(UserError, match=f"^{re.escape(expected)}$"):
+        Predictor(models, InferConfig(tta="flip+rot"))
+    assert len(Predictor(models, InferConfig(tta="flip")).views) == 8

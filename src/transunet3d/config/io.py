@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -19,6 +20,9 @@ from transunet3d.files import atomic_path
 from transunet3d.models.registry import spec_from_config
 from transunet3d.models.spec import token_shape
 
+# Axial voxel sides that differ by less than this (relative) count as square: a quarter turn then stretches the image
+# less than training's scaling augmentation (0.7-1.4) does.
+SQUARE_VOXEL_TOLERANCE = 0.01
 _SECTIONS = [f.name for f in dataclasses.fields(ExperimentConfig) if dataclasses.is_dataclass(f.default_factory)]
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 
@@ -125,6 +129,35 @@ def _check_patches(config: ExperimentConfig) -> None:
     if pretrain.decoder_dim % pretrain.decoder_heads:
         raise ConfigError(f"pretrain.decoder_dim: must be a multiple of pretrain.decoder_heads "
                           f"({pretrain.decoder_heads}), not {pretrain.decoder_dim}")
+
+
+def rotation_problem(patch_size: tuple[int, ...], target_spacing: tuple[float, ...] | None) -> str | None:
+    """Why test-time quarter turns in the axial plane (`flip+rot`) cannot be used with a model trained on patches of
+    `patch_size` at `target_spacing` (None: each case's own grid), or None. A turned window must fit the patch, and
+    must show the network voxels like those it was trained on: a quarter turn of 1 x 1.5 mm voxels is an image
+    stretched 1.5 times along one axis, which training never showed it (its rotations are in millimetres)."""
+    x, y = patch_size[:2]
+    if x != y:
+        return f"its axial patch is not square ({x} x {y} voxels)"
+    if target_spacing is not None and not math.isclose(target_spacing[0], target_spacing[1],
+                                                       rel_tol=SQUARE_VOXEL_TOLERANCE):
+        return f"its voxels are not square in the axial plane ({target_spacing[0]:g} x {target_spacing[1]:g} mm)"
+    return None
+
+
+def check_rotations(config: ExperimentConfig) -> None:
+    """Refuse `flip+rot` in `infer.tta` or `infer.validation_tta` where `rotation_problem` says the model could not
+    use it, before a training whose validation would then fail. Checked once the grid is known (`data.target_spacing`
+    from the cache), not when a saved config is read: a run saved so can still predict with `--tta flip`.
+
+    Raises:
+        ConfigError: naming the field.
+    """
+    for field in ("tta", "validation_tta"):
+        problem = rotation_problem(config.train.patch_size, config.data.target_spacing)
+        if getattr(config.infer, field) == "flip+rot" and problem is not None:
+            raise ConfigError(f"infer.{field}: flip+rot turns the axial plane by quarter turns, but {problem}; "
+                              "use flip")
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from transunet3d.config.io import rotation_problem
 from transunet3d.config.schema import MODALITIES, InferConfig
 from transunet3d.data.crop import uncrop
 from transunet3d.data.orientation import AxisOrder
@@ -51,7 +52,8 @@ class Predictor:
         models' label scheme; by default the uniform threshold, minimum lesion size and core rule of `options`.
 
         Raises:
-            UserError: the models were trained with different label schemes, or `postprocessing` is for another.
+            UserError: the models were trained with different label schemes, `postprocessing` is for another, or
+                `options.tta` turns the axial plane for a model that cannot take it (`config.io.rotation_problem`).
         """
         if not models:
             raise ValueError("an ensemble needs at least one model")
@@ -68,6 +70,8 @@ class Predictor:
             raise UserError(f"post-processing settings for the labels {self.postprocessing.scheme.name} cannot "
                             f"apply to models trained with {self.scheme.name}")
         self.views = tta_views(options.tta)
+        if any(view.rotates for view in self.views):
+            _refuse_rotations(models)
         self.window_batches = [self._window_batch(model) for model in models]
         self.groups = _grouped(models)
         self.on_stage: Callable[[str], None] = _quiet  # told the step each case is at, for progress displays
@@ -182,6 +186,15 @@ def _refuse_nonfinite(image: np.ndarray, name: str) -> None:
     if not finite.all():
         raise ValueError(f"{name}: {finite.size - int(finite.sum())} NaN or infinite value(s); they would turn every "
                          "probability of the windows they fall in into NaN")
+
+
+def _refuse_rotations(models: list[TrainedModel]) -> None:
+    """Raise for a model that quarter turns in the axial plane cannot serve (`config.io.rotation_problem`)."""
+    for model in models:
+        problem = rotation_problem(tuple(model.config.train.patch_size), _target(model))
+        if problem is not None:
+            raise UserError(f"{model.folder.path}: flip+rot turns the axial plane by quarter turns, but {problem}; "
+                            "use --tta flip")
 
 
 def _target(model: TrainedModel) -> tuple[float, float, float] | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from transunet3d.config.io import load_config, parse_override
+from transunet3d.config.io import check_rotations, load_config, parse_override
 from transunet3d.config.schema import DataConfig, ExperimentConfig
 from transunet3d.crossval import check_fold, pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE, read_dataset
@@ -149,7 +149,8 @@ def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentC
 
     Raises:
         UserError: `data.target_spacing` is set and differs from the cache's, `data.labels` differs from the
-            cache's, or the cache predates target spacings.
+            cache's, the cache predates target spacings, or flip+rot TTA cannot serve the model on this grid
+            (`check_rotations`).
     """
     dataset = check_cache_labels(config, preprocessed)
     cached = tuple(float(s) for s in dataset["target_spacing"])
@@ -158,9 +159,11 @@ def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentC
         shown = " ".join(f"{s:g}" for s in wanted)
         raise ConfigError(f"data.target_spacing: {list(wanted)} differs from the {list(cached)} of {preprocessed}; "
                           f"preprocess with --target-spacing {shown} (into another folder), or leave it unset")
-    return replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve()),
-                                        target_spacing=cached, axis_order=dataset["axis_order"],
-                                        labels=dataset["labels"]))
+    config = replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve()),
+                                          target_spacing=cached, axis_order=dataset["axis_order"],
+                                          labels=dataset["labels"]))
+    check_rotations(config)
+    return config
 
 
 def with_cache_splits(config: ExperimentConfig, preprocessed: Path) -> ExperimentConfig:
