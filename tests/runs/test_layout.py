@@ -1,7 +1,11 @@
 """The run layout: the one place that names a run's files."""
 
+import json
 from pathlib import Path
 
+import pytest
+
+from transunet3d.errors import UserError
 from transunet3d.runs.folds import ALL_DATA
 from transunet3d.runs.layout import ModelFolder, RunFolder, folder_fold
 
@@ -34,3 +38,15 @@ def test_the_latest_checkpoint_is_the_one_its_pointer_names(tmp_path: Path):
     model.checkpoints.mkdir()
     model.latest_pointer.write_text('{"folder": "epoch_0004", "epoch": 4}')
     assert model.latest_checkpoint() == model.epoch_checkpoint(4)
+
+
+def test_the_latest_epoch_is_read_from_the_pointer_and_a_pointer_without_one_is_damaged(tmp_path: Path):
+    model = ModelFolder(tmp_path / "fold_0")
+    assert model.latest_epoch() == 0 and model.latest_checkpoint() is None  # before the first checkpoint
+    model.checkpoints.mkdir(parents=True)
+    model.latest_pointer.write_text(json.dumps({"folder": "epoch_0007", "epoch": 7}))
+    assert model.latest_epoch() == 7 and model.latest_checkpoint() == model.epoch_checkpoint(7)
+    for damaged in ({"folder": "epoch_0007"}, {"folder": "epoch_0007", "epoch": "7"}, {"epoch": 7}):
+        model.latest_pointer.write_text(json.dumps(damaged))
+        with pytest.raises(UserError, match="damaged, not a checkpoint pointer"):
+            model.latest_epoch()

@@ -153,8 +153,8 @@ def check_rotations(config: ExperimentConfig) -> None:
     Raises:
         ConfigError: naming the field.
     """
+    problem = rotation_problem(config.train.patch_size, config.data.target_spacing)
     for field in ("tta", "validation_tta"):
-        problem = rotation_problem(config.train.patch_size, config.data.target_spacing)
         if getattr(config.infer, field) == "flip+rot" and problem is not None:
             raise ConfigError(f"infer.{field}: flip+rot turns the axial plane by quarter turns, but {problem}; "
                               "use flip")

@@ -22,7 +22,7 @@ from transunet3d.data.grid import same_spacing
 from transunet3d.data.splits import read_splits
 from transunet3d.devices import parse_device
 from transunet3d.errors import ConfigError, UserError, warn_input
-from transunet3d.files import read_json, remove_stale_temporaries, write_json
+from transunet3d.files import remove_stale_temporaries, write_json
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.checkpoint import read_state
@@ -259,21 +259,13 @@ def _model_config(folder: ModelFolder, config: ExperimentConfig, resume: bool,
 
 def _fit(task: Task, folder: ModelFolder, started: bool, device: torch.device | str | None,
          processes: Distributed) -> TrainerState:
-    if started and _pointed_epoch(folder) >= task.loop.epochs:
+    if started and folder.latest_epoch() >= task.loop.epochs:
         # Finished: a rerun builds no trainer (seconds) to train nothing.
         return TrainerState(**read_state(folder.latest_checkpoint())["trainer"])
     trainer = Trainer(task, folder, device, processes)
     if started:
         trainer.resume()
     return trainer.fit()
-
-
-def _pointed_epoch(folder: ModelFolder) -> int:
-    """The epoch that the latest-checkpoint pointer records (0 when it records none: the trainer's resume then
-    names the damage), read without loading the checkpoint's state, which an unfinished fold's resume loads."""
-    pointer = read_json(folder.latest_pointer)
-    epoch = pointer.get("epoch") if isinstance(pointer, dict) else None
-    return epoch if isinstance(epoch, int) else 0
 
 
 def _transfer_encoder(task: SegmentationTask, config: ExperimentConfig, folder: ModelFolder,

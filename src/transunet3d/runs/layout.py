@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transunet3d.data.layout import CaseFiles
 from transunet3d.errors import UserError
@@ -115,13 +116,24 @@ class ModelFolder:
 
     def latest_checkpoint(self) -> Path | None:
         """The latest checkpoint's folder, as its pointer names it; None before the first checkpoint."""
+        content = self._pointer()
+        return None if content is None else self.checkpoints / content["folder"]
+
+    def latest_epoch(self) -> int:
+        """The epochs trained when the latest checkpoint was written, as its pointer records them (without loading
+        the checkpoint); 0 before the first checkpoint."""
+        content = self._pointer()
+        return 0 if content is None else content["epoch"]
+
+    def _pointer(self) -> dict[str, Any] | None:
         pointer = self.latest_pointer
         if not pointer.is_file():
             return None
         content = read_json(pointer)
-        if not isinstance(content, dict) or not isinstance(content.get("folder"), str):
+        if not (isinstance(content, dict) and isinstance(content.get("folder"), str)
+                and type(content.get("epoch")) is int):
             raise UserError(f"{pointer}: damaged, not a checkpoint pointer ({{\"folder\": ..., \"epoch\": ...}})")
-        return self.checkpoints / content["folder"]
+        return content
 
     def is_model(self) -> bool:
         """Whether the folder holds a model's config (a run started here)."""
