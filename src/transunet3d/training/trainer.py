@@ -104,7 +104,7 @@ class Trainer:
         self.log.truncate(self.state.epoch)
         while self.state.epoch < loop.epochs:
             started = time.perf_counter()
-            loss = self._train_epoch(self.state.epoch)
+            loss = self.train_epoch(self.state.epoch)
             last = self.state.epoch + 1 == loop.epochs
             if (self.state.epoch + 1) % loop.val_every == 0 or last:
                 metrics = self._validate()
@@ -116,7 +116,9 @@ class Trainer:
                 self._save()
         return self.state
 
-    def _train_epoch(self, epoch: int) -> float:
+    def train_epoch(self, epoch: int) -> float:
+        """The training steps of `epoch` (its patches read ahead by `loop.num_workers` processes); returns the mean
+        loss over every process."""
         iterations = self.task.iterations_per_epoch
         self.model.train()
         losses = []
