@@ -49,6 +49,7 @@ from transunet3d.config import build_config
 from transunet3d.config.schema import ExperimentConfig, InferConfig
 from transunet3d.data.phantom import PhantomSpec, write_phantoms
 from transunet3d.data.preprocess import preprocess_dataset
+from transunet3d.errors import UserError
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import TrainedModel
 from transunet3d.inference.tta import tta_views
@@ -91,6 +92,7 @@ class Scale:
     learn_seconds: float
     learn_min_iterations: int  # per epoch, whatever the measured rate
     learn_val_batches: int  # validation batches after each epoch of the learning check
+    overrides: tuple[str, ...] = ()  # `--set` config overrides for every model of the run
 
 
 GPU = Scale(device="cuda", width="full", patch=128, batch=2, precision="bf16", phantom_shape=(240, 240, 155),
@@ -152,10 +154,11 @@ def make_phantoms(root: Path, scale: Scale) -> Path:
 
 
 def preset_config(preset: str, scale: Scale, extra: list[str] = ()) -> ExperimentConfig:
-    """`preset` at the scale's patch, batch, width and precision."""
+    """`preset` at the scale's patch, batch, width and precision, with the run's `--set` overrides last."""
     side = scale.patch
     return build_config(preset, [f"model.width={scale.width}", f"train.patch_size=[{side},{side},{side}]",
-                                 f"loop.batch_size={scale.batch}", f"loop.precision={scale.precision}", *extra])
+                                 f"loop.batch_size={scale.batch}", f"loop.precision={scale.precision}", *extra,
+                                 *scale.overrides])
 
 
 def peak_memory_gib(device: torch.device) -> float | None:
@@ -215,6 +218,13 @@ def measure_training(preset: str, cache: Path, scale: Scale, device: torch.devic
     trainer.train_epoch(1)
     synchronize(device)
     with_data = (time.perf_counter() - started) / scale.iterations
+    autotuned = None
+    if device.type == "cuda":  # cuDNN timing its algorithms per shape (nnU-Net turns it on): a candidate default
+        torch.backends.cudnn.benchmark = True
+        try:
+            autotuned = timed(lambda i: trainer.train_step(images, targets), scale.iterations, scale.warmup, device)
+        finally:
+            torch.backends.cudnn.benchmark = False
 
     def utilisation(seconds: float) -> float | None:
         return round(gflops_per_step / seconds / 1000 / peak, 4) if peak else None
@@ -223,6 +233,8 @@ def measure_training(preset: str, cache: Path, scale: Scale, device: torch.devic
             "forward_gflops_per_sample": round(forward_gflops, 1),
             "model_only": {"it_per_s": round(1 / model_only, 3), "mfu": utilisation(model_only),
                            "gflop_per_s": round(gflops_per_step / model_only, 1)},
+            "model_only_cudnn_benchmark": None if autotuned is None else {
+                "it_per_s": round(1 / autotuned, 3), "mfu": utilisation(autotuned)},
             "loader_workers": chosen, "loader_keeps_up": workers is not None,
             "it_per_s": round(1 / with_data, 3), "samples_per_s": round(scale.batch / with_data, 3),
             "mfu": utilisation(with_data), "peak_gib": peak_memory_gib(device)}
@@ -387,12 +399,18 @@ def main() -> None:
     parser.add_argument("--predict", nargs="*", default=list(PREDICT_MODELS), choices=list(PREDICT_MODELS))
     parser.add_argument("--no-learn", dest="learn", action="store_false", help="skip the learning check")
     parser.add_argument("--learn-seconds", type=float, default=None, help="the learning check's training time")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every model (repeatable), e.g. to measure a new option")
     args = parser.parse_args()
-    scale = CPU_SMOKE if args.cpu else GPU
+    scale = replace(CPU_SMOKE if args.cpu else GPU, overrides=tuple(args.overrides))
     if args.learn_seconds is not None:
         scale = replace(scale, learn_seconds=args.learn_seconds)
     if scale.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: no CUDA device here; use --cpu for the dry run")
+    try:
+        preset_config("paper-encoder", scale)
+    except UserError as error:
+        sys.exit(f"error: --set: {error}")
     if args.learn and "paper-encoder" not in args.presets:
         sys.exit("error: the learning check takes its length from paper-encoder's rate: keep it in --presets")
     args.out.mkdir(parents=True, exist_ok=True)
