@@ -111,7 +111,7 @@ class Report:
     def __init__(self, out: Path, scale: Scale):
         self.out = out
         self.data: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "scale": asdict(scale)}
-        self.log_file = (out / "gpu_check.log").open("a")
+        self.log_file = (out / "gpu_check.log").open("w")
         self.started = time.perf_counter()
 
     def say(self, line: str) -> None:
@@ -124,6 +124,9 @@ class Report:
         temporary = self.out / ".gpu_check.json.tmp"
         temporary.write_text(json.dumps(self.data, indent=2, default=_plain) + "\n")
         temporary.replace(self.out / "gpu_check.json")
+
+    def close(self) -> None:
+        self.log_file.close()
 
 
 def _plain(value):
@@ -146,7 +149,7 @@ def device_record(device: torch.device) -> dict:
 
 def make_phantoms(root: Path, scale: Scale) -> Path:
     """Full-size phantoms, preprocessed into a cache; returns the cache folder."""
-    workers = max(1, (os.cpu_count() or 1))
+    workers = os.cpu_count() or 1
     spec = PhantomSpec(shape=scale.phantom_shape, spacing=scale.phantom_spacing)
     write_phantoms(root / "raw", cases=scale.cases, seed=18, spec=spec, workers=workers, progress=False)
     preprocess_dataset(root / "raw", root / "pre", workers=workers, progress=False)
@@ -177,7 +180,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_loader(cache: Path, scale: Scale, device: torch.device, report: Report) -> dict:
+def measure_loader(cache: Path, scale: Scale, device: torch.device, report: Report) -> dict[int, float]:
     """Batches/s of the patch loader (read and crop, with the margins that rotation and scaling need) for each
     worker count, startup included, as every epoch starts its own."""
     config = preset_config("paper-encoder", scale, ["data.num_folds=4"])
@@ -189,7 +192,7 @@ def measure_loader(cache: Path, scale: Scale, device: torch.device, report: Repo
             pass
         rates[workers] = scale.loader_batches / (time.perf_counter() - started)
         report.say(f"loader, {workers} workers: {rates[workers]:.1f} batches/s")
-    return {"batches_per_s": rates}
+    return rates
 
 
 def workers_to_feed(rates: dict[int, float], steps_per_s: float) -> int | None:
@@ -370,7 +373,7 @@ def run_stages(args: argparse.Namespace, scale: Scale, report: Report, root: Pat
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers (losses, norms' statistics) as training does
     cache = make_phantoms(root, scale)
     report.say(f"phantoms: {scale.cases} cases of {scale.phantom_shape}, preprocessed")
-    rates = measure_loader(cache, scale, device, report)["batches_per_s"]
+    rates = measure_loader(cache, scale, device, report)
     report.data["loader"] = {"batches_per_s": rates, "patch": scale.patch, "batch": scale.batch}
     report.save()
     report.data["train"] = {}
@@ -423,6 +426,7 @@ def main() -> None:
     report.data["seconds"] = round(time.perf_counter() - report.started, 1)
     report.save()
     report.say(f"done: {args.out / 'gpu_check.json'}")
+    report.close()
 
 
 if __name__ == "__main__":
