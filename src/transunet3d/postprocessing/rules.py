@@ -148,6 +148,11 @@ def drop_coreless_whole_tumour(regions: np.ndarray, scheme: LabelScheme = SCHEME
     Metastatic edema surrounds a tumour core, so a coreless WT component is usually a false positive. Real
     references do hold some edema-only lesions (2 of 40 WT components in the four label maps of
     ../shared/data), which is why this is an option (`infer.require_core`), off by default.
+
+    TC and ET voxels outside the thresholded WT lie in no WT component and are dropped too: with the rule, the
+    WT threshold is a second opinion on every core voxel, where without it `regions_to_labels` grows WT around
+    the core. Nesting first instead (a core above its threshold counts as WT) was measured and not kept
+    (docs/demo.md, "Tried on 2026-12-01").
     """
     names = scheme.region_names
     whole = regions[names.index("WT")]
