@@ -209,3 +209,25 @@ def test_a_fold_of_another_scheme_or_grid_is_refused_before_it_joins_a_run(partl
         assert _error_lines(result) == [f"error: {existing}: its fold 1 trained on {saved}, this training's cache "
                                         f"holds brats-mets-2023 at {grid}; train into another --out"]
         assert result.exit_code == 2 and not (existing / "fold_0").exists()
+
+
+def test_a_fold_made_from_other_splits_is_refused_before_it_joins_a_run(partly_labelled: Path, tmp_path: Path):
+    """After `transunet3d splits` rewrote the cache's splits between folds, the next fold trained on the new
+    partition and the pooled cross-validation scored some cases twice and others never."""
+    spacing = json.loads((partly_labelled / "dataset.json").read_text())["target_spacing"]
+    run = tmp_path / "run"
+    write_run(run / "fold_1", overrides=(f"data.target_spacing={spacing}",))
+    cache_splits = json.loads((partly_labelled / "splits.json").read_text())
+    reordered = [{part: ids[::-1] for part, ids in split.items()} for split in cache_splits]
+    for saved, refused in ((cache_splits[::-1], True), (reordered, False)):  # the same partition in another order
+        write_json(run / "fold_1" / "splits.json", saved)
+        result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out",
+                                          str(run), *SHORT])
+        if refused:
+            assert _error_lines(result) == [
+                f"error: {run}: its fold 1 trained on other splits ({run / 'fold_1' / 'splits.json'}) than "
+                f"{partly_labelled / 'splits.json'}, and a cross-validation cannot pool folds of two partitions; "
+                "train into another --out, or copy the run's splits back into the cache"]
+            assert result.exit_code == 2 and not (run / "fold_0").exists()
+        else:
+            assert result.exit_code == 0, result.output

@@ -13,6 +13,8 @@ from click.testing import CliRunner, Result
 from transunet3d.cli import tune_cmd
 from transunet3d.cli.main import cli
 from transunet3d.config import load_config
+from transunet3d.crossval import pool_folds
+from transunet3d.errors import UserError
 from transunet3d.evaluation.pairing import CASE_ID
 from transunet3d.inference.cases import probabilities_path, submission_path
 from transunet3d.postprocessing.rules import PostprocessSettings
@@ -94,6 +96,23 @@ def test_an_interrupted_validation_continues_with_the_missing_cases(trained_run:
     assert sorted({row["case"] for row in _rows(validation.evaluation.metrics)}) == [CASE_ID.search(c)[0]
                                                                                     for c in cases]
     assert "cross-validation (2 fold(s), 4 cases)" in result.output
+
+
+def test_folds_that_validated_the_same_case_are_not_pooled(trained_run: Path, tmp_path: Path):
+    """Folds trained on two partitions (the cache re-split between them) scored a case twice in RUN/cv."""
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    splits_file = RunFolder(copy).fold(1).splits
+    splits = json.loads(splits_file.read_text())
+    repeated = splits[0]["val"][0]
+    splits[1] = {"train": [case for split in splits for case in split["val"] if case != repeated],
+                 "val": [repeated]}
+    splits_file.write_text(json.dumps(splits))
+    with pytest.raises(UserError) as raised:
+        pool_folds(RunFolder(copy))
+    assert str(raised.value) == (f"{copy}: folds 0 and 1 both validated {repeated}: they were trained on different "
+                                 "splits, and pooling them would count it twice; retrain one of them on the other's "
+                                 "splits")
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ def pool_folds(run: RunFolder) -> dict[str, Any] | None:
         cases[fold] = sorted(validation_cases(run.fold(fold)))
         if evaluation.lesions.is_file():
             lesions += [{"fold": fold, **row} for row in _read_csv(evaluation.lesions)]
+    _refuse_repeated_cases(run, cases)
     if len(rules) > 1:
         raise UserError(f"{run.path}: its folds were validated by different rules ({', '.join(sorted(rules))}); "
                         "validate them again (transunet3d crossval RUN)")
@@ -47,6 +48,19 @@ def pool_folds(run: RunFolder) -> dict[str, Any] | None:
     summary = {**summarize_rows(metrics, rules.pop()), "folds": {str(fold): cases[fold] for fold in folds}}
     write_json(target.summary, summary)
     return summary
+
+
+def _refuse_repeated_cases(run: RunFolder, cases: dict[int, list[str]]) -> None:
+    """Refuse folds that validated the same case: they were trained on different splits, so the pooled score would
+    count that case twice and leave others out."""
+    seen: dict[str, int] = {}
+    for fold, ids in cases.items():
+        for case_id in ids:
+            if case_id in seen:
+                raise UserError(f"{run.path}: folds {seen[case_id]} and {fold} both validated {case_id}: they were "
+                                "trained on different splits, and pooling them would count it twice; retrain one "
+                                "of them on the other's splits")
+            seen[case_id] = fold
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -19,7 +19,7 @@ from transunet3d.config.schema import DataConfig, ExperimentConfig
 from transunet3d.crossval import check_fold, pool_folds, validate_fold
 from transunet3d.data.cache import SPLITS_FILE, read_dataset
 from transunet3d.data.grid import same_spacing
-from transunet3d.data.splits import read_splits
+from transunet3d.data.splits import Split, read_splits
 from transunet3d.devices import parse_device
 from transunet3d.errors import ConfigError, UserError, warn_input
 from transunet3d.files import remove_stale_temporaries, write_json
@@ -88,6 +88,7 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     # Every fold is checked (its config, the cache, its cases) before the first one writes into the run folder.
     checked = [_fold_config(job, fold) for fold in job.folds]
     _refuse_another_data(job.run, [config for config, _, _ in checked])
+    _refuse_other_splits(job.run, Path(job.preprocessed), [splits for _, _, (splits, _, _) in checked])
     for fold, (config, started, cases) in zip(job.folds, checked):
         folder = job.run.fold(fold)
         task = SegmentationTask(config, job.preprocessed, fold, processes, cases)
@@ -111,6 +112,26 @@ def _refuse_another_data(run: RunFolder, configs: list[ExperimentConfig]) -> Non
                 raise UserError(f"{run.path}: its {fold_label(fold)} trained on {saved.labels} at "
                                 f"{_grid(saved.target_spacing)}, this training's cache holds {config.data.labels} at "
                                 f"{_grid(config.data.target_spacing)}; train into another --out")
+
+
+def _refuse_other_splits(run: RunFolder, preprocessed: Path, splits: list[list[Split]]) -> None:
+    """Refuse training into a run whose folds (or a resumed one) were made from other splits than this job's, as
+    after `transunet3d splits` wrote new ones into the cache: the pooled out-of-fold score would count some cases
+    twice and others never, and the tuning and the fold ensemble would rest on it."""
+    for fold, folder in run.folds().items():
+        if not folder.splits.is_file():
+            continue
+        saved = _partition(read_splits(folder.splits))
+        if any(_partition(other) != saved for other in splits):
+            source = preprocessed / SPLITS_FILE
+            made = source if source.exists() else "the splits this training makes (data.num_folds, data.split_seed)"
+            raise UserError(f"{run.path}: its {fold_label(fold)} trained on other splits ({folder.splits}) than "
+                            f"{made}, and a cross-validation cannot pool folds of two partitions; train into "
+                            "another --out, or copy the run's splits back into the cache")
+
+
+def _partition(splits: list[Split]) -> list[tuple[list[str], list[str]]]:
+    return [(sorted(split["train"]), sorted(split["val"])) for split in splits]
 
 
 def _same_data(data: DataConfig, other: DataConfig) -> bool:
