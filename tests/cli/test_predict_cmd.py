@@ -198,6 +198,24 @@ def test_continue_refuses_a_folder_that_another_ensemble_began(raw: Path, tmp_pa
     assert _folds_used(out) == [0]
 
 
+def test_a_folder_of_another_ensembles_predictions_is_refused_without_continue_too(raw: Path, tmp_path: Path):
+    """Predicting one case with fold 1 into fold 0's folder replaced that case and left the other beside it, under
+    a record naming fold 1 alone: `evaluate` then scored a mix of two models."""
+    cv = tmp_path / "cv"
+    for fold in range(2):
+        write_run(cv / f"fold_{fold}", seed=fold)
+    out = tmp_path / "out"
+    assert predict(raw, out, "--model", cv, "--fold", "0", "--tta", "none").exit_code == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    other = predict(raw / CASES[0], out, "--model", cv, "--fold", "1", "--tta", "none")
+    assert other.exit_code == 2 and other.stderr.splitlines() == [
+        f"error: {out}: holds predictions of other models or settings (see {out / 'ensemble.json'}); choose "
+        "another folder, or empty this one first"]
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    again = predict(raw / CASES[0], out, "--model", cv, "--fold", "0", "--tta", "none")  # the same ensemble: fine
+    assert again.exit_code == 0 and _folds_used(out) == [0]
+
+
 @pytest.mark.parametrize(("make_args", "message"), [
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", tmp], "not a training run"),
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", tmp / "nowhere"], "nowhere: training run does not exist"),

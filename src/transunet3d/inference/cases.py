@@ -60,11 +60,17 @@ def ensemble_record(predictor: Predictor) -> dict:
 
 
 def _record_ensemble(out_dir: Path, predictor: Predictor, skip_existing: bool, write: bool) -> None:
-    """Write OUT/ensemble.json; with --continue, refuse a folder that another ensemble or other settings began."""
+    """Write OUT/ensemble.json, refusing a folder whose predictions come from another ensemble or other settings:
+    with --continue they would be kept as this run's, and without it the cases this run does not predict again
+    would stay beside its own under a record that no longer describes them."""
     path, record = out_dir / ENSEMBLE_FILE, ensemble_record(predictor)
-    if skip_existing and path.exists() and read_json(path) != record:
-        raise UserError(f"{out_dir}: its predictions come from other models or settings (see {path}); "
-                        "choose another folder, or predict without --continue")
+    if path.exists() and read_json(path) != record:
+        if skip_existing:
+            raise UserError(f"{out_dir}: its predictions come from other models or settings (see {path}); "
+                            "choose another folder, or predict without --continue")
+        if _holds_predictions(out_dir):
+            raise UserError(f"{out_dir}: holds predictions of other models or settings (see {path}); choose "
+                            "another folder, or empty this one first")
     if write:
         write_json(path, record)
 
@@ -141,6 +147,12 @@ def _reads_whole(path: Path) -> bool:
         warn_input(None, path, "damaged; predicted again")
         return False
     return True
+
+
+def _holds_predictions(out_dir: Path) -> bool:
+    """Whether `out_dir` holds a label map or probabilities of some case (hidden temporaries aside)."""
+    names = (path.name for path in out_dir.iterdir() if not path.name.startswith("."))
+    return any(name.endswith((".nii.gz", "_probabilities.npz")) for name in names)
 
 
 def _outputs(out_dir: Path, case_id: str, save_probabilities: bool) -> list[Path]:
