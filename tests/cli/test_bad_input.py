@@ -91,6 +91,11 @@ def _blank_modality(root):
     _replace(root, "t2w", np.zeros((12, 14, 10), dtype=np.float32))
 
 
+def _brain_mask_as_modality(root):
+    """A mask saved as t2w: 1 wherever the brain is, so z-scoring over the brain left a channel of zeros."""
+    _replace(root, "t2w", (brain_case_arrays()[0][0] != 0).astype(np.uint8))
+
+
 def _outlier_voxel(root):
     """One voxel of 1e30 in a scan of hundreds: z-scored, every other voxel became one value (a blank t2w)."""
     image = brain_case_arrays()[0][2]
@@ -191,6 +196,8 @@ CATALOGUE = [
     (_qform_flipped, f"{CASE}: {CASE}-t2f.nii.gz: qform and sform place the voxels up to 11 mm apart"),
     (_single_slice, f"{CASE}: {CASE}-t1n.nii.gz: expected a 3D image, got a single slice (shape (12, 14, 1))"),
     (_blank_modality, f"{CASE}: {CASE}-t2w.nii.gz: every voxel is 0: a blank image"),
+    (_brain_mask_as_modality, f"{CASE}: {CASE}-t2w.nii.gz: every brain voxel (nonzero in some modality) is 1: a "
+                              "mask or a blank sequence, not an image"),
     (_outlier_voxel, f"{CASE}: {CASE}-t2w.nii.gz: 1 of its "),
     (_sheared, f"{CASE}: {CASE}-t1n.nii.gz: the affine's voxel axes are not perpendicular (sheared by 27 degrees)"),
     (_complex_voxels, f"{CASE}: {CASE}-t1c.nii.gz: voxels of type complex64: an image must hold one integer"),

@@ -64,6 +64,16 @@ def test_zscore_constant_channel_does_not_divide_by_zero():
     assert np.all(normalized == 0)
 
 
+def test_zscore_gives_unit_variance_at_any_intensity_scale():
+    """An absolute floor on the standard deviation (1e-8) left an image in units of 1e-12 unscaled: blank."""
+    rng = np.random.default_rng(0)
+    image = rng.uniform(50, 500, size=(1, 6, 6, 6))
+    for scale in (1.0, 1e-12, 1e12):
+        normalized, _ = zscore_brain(image * scale, np.ones((6, 6, 6), dtype=bool))
+        assert normalized.std() == pytest.approx(1.0, rel=1e-5)
+        np.testing.assert_allclose(normalized, zscore_brain(image, np.ones((6, 6, 6), dtype=bool))[0], atol=1e-5)
+
+
 def test_mask_bounds_of_integer_volumes_and_their_union():
     from transunet3d.data.crop import mask_bounds, union_bounds
 

@@ -25,7 +25,7 @@ def zscore_brain(image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, list
         inside = values[brain].astype(np.float64)
         mean = float(inside.mean()) if inside.size else 0.0
         std = float(inside.std()) if inside.size else 1.0
-        std = std if std > 1e-8 else 1.0
+        std = std if std > 0 else 1.0  # (an absolute floor, nnU-Net's 1e-8, left images of 1e-12 units unscaled)
         out[channel][brain] = ((inside - mean) / std).astype(np.float32)
         stats.append((mean, std))
     return out, stats

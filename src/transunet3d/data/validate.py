@@ -40,6 +40,7 @@ def load_case(case: CaseFiles, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) ->
     reference = headers[0]
     onto = [onto_grid(case.case_id, path, header, paths[0], reference) for path, header in zip(paths, headers)]
     channels = [_read_modality(header, path, case.case_id, move) for path, header, move in zip(paths, headers, onto)]
+    _not_constant_in_brain(channels, paths, case.case_id)
     seg = None
     if case.seg is not None:
         seg_header = load_header_3d(case.seg, case.case_id)
@@ -68,6 +69,19 @@ def _not_blank(array: np.ndarray, path: Path, case_id: str) -> np.ndarray:
     if low == high:
         raise InputError(case_id, path, f"every voxel is {float(low):g}: a blank image")
     return array
+
+
+def _not_constant_in_brain(channels: list[np.ndarray], paths: list[Path], case_id: str) -> None:
+    """Refuse a modality that holds one value wherever some modality is nonzero (a brain mask, or a sequence
+    exported as a constant): z-scoring over the brain would turn it into a blank channel."""
+    brain = np.zeros(channels[0].shape, dtype=bool)
+    for channel in channels:
+        brain |= channel != 0
+    for path, channel in zip(paths, channels):
+        inside = channel[brain]
+        if inside.size and inside.min() == inside.max():
+            raise InputError(case_id, path, f"every brain voxel (nonzero in some modality) is {float(inside[0]):g}: "
+                                            "a mask or a blank sequence, not an image")
 
 
 OUTLIER_SHARE = 0.001  # the brightest (or darkest) 0.1% of a modality's voxels ...
