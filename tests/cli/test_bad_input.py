@@ -80,6 +80,14 @@ def _qform_flipped(root):
     nib.save(image, path)
 
 
+def _units_in_metres(root):
+    """Voxel sizes declared in metres: ITK-based tools read the 1 mm voxels as 1000 mm, nibabel as 1 mm."""
+    path = root / CASE / f"{CASE}-t1c.nii.gz"
+    image = nib.load(path)
+    image.header.set_xyzt_units("meter")
+    nib.save(image, path)
+
+
 def _single_slice(root):
     image, seg = brain_case_arrays()
     for index, kind in enumerate(("t1n", "t1c", "t2w", "t2f")):
@@ -194,6 +202,8 @@ CATALOGUE = [
     (_voxel_size(1e-6), f"{CASE}: {CASE}-t1n.nii.gz: voxel size 1e-06 x 1e-06 x 1e-06 mm is outside 0.01-100 mm"),
     (_voxel_size(1e4), f"{CASE}: {CASE}-t1n.nii.gz: voxel size 10000 x 10000 x 10000 mm is outside 0.01-100 mm"),
     (_qform_flipped, f"{CASE}: {CASE}-t2f.nii.gz: qform and sform place the voxels up to 11 mm apart"),
+    (_units_in_metres, f"{CASE}: {CASE}-t1c.nii.gz: its voxel sizes are declared in meters (the header's "
+                       "xyzt_units): ITK-based tools scale them to mm and nibabel does not; write the header in mm"),
     (_single_slice, f"{CASE}: {CASE}-t1n.nii.gz: expected a 3D image, got a single slice (shape (12, 14, 1))"),
     (_blank_modality, f"{CASE}: {CASE}-t2w.nii.gz: every voxel is 0: a blank image"),
     (_brain_mask_as_modality, f"{CASE}: {CASE}-t2w.nii.gz: every brain voxel (nonzero in some modality) is 1: a "

@@ -183,6 +183,7 @@ def _check_header(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, cas
         raise InputError(case_id, path, f"voxel size {format_mm(sizes)} mm is outside {low:g}-{high:g} mm: a header in "
                                         "other units or a wrong affine")
     _refuse_what_readers_mirror(raw, path, case_id)
+    _refuse_units_readers_scale(raw, path, case_id)
     _check_qform_agrees(image, raw, path, case_id)
     if np.any(pixdim == 0):
         warn_input(case_id, path, f"the voxel size in the header (pixdim) is {format_mm(pixdim)} mm; the affine's "
@@ -211,6 +212,16 @@ def _refuse_what_readers_mirror(raw: nib.Nifti1Header, path: Path, case_id: str 
         raise InputError(case_id, path, f"the qform's qfac (pixdim[0]) is {pixdim[0]:g}, not 1 or -1: nibabel reads "
                                         "its slices in one order and ITK in the other; write the header with qfac "
                                         "-1 or 1")
+
+
+def _refuse_units_readers_scale(raw: nib.Nifti1Header, path: Path, case_id: str | None) -> None:
+    """Refuse spatial units of metres or microns (xyzt_units): ITK-based tools scale the voxel size and origin to
+    mm by them, nibabel (and so this reader) does not, so the two would measure the same file 1000x apart. Millimetres
+    and "unknown" (0, read as mm by both) are accepted."""
+    unit = raw.get_xyzt_units()[0]
+    if unit in ("meter", "micron"):
+        raise InputError(case_id, path, f"its voxel sizes are declared in {unit}s (the header's xyzt_units): ITK-based "
+                                        "tools scale them to mm and nibabel does not; write the header in mm")
 
 
 def _check_qform_agrees(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, case_id: str | None) -> None:
