@@ -156,3 +156,17 @@ def test_a_saved_config_that_cannot_be_read_as_written_is_refused(edit, problem,
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert str(error.value).startswith(f"{path}: {problem}")
+
+
+@pytest.mark.parametrize("command", [["config"], ["train", "pre", "--out", "run"], ["pretrain", "pre", "--out", "run"]])
+def test_a_set_key_given_twice_or_of_an_unknown_section_is_one_error_line(command, tmp_path: Path):
+    """The last of two values won without a word; an unknown section was named by a wrong warning ("recorded in
+    config.yaml") before its error."""
+    for given, message in ((["train.lr=1e-3", "train.lr=2e-3"], "--set train.lr is given twice (1e-3, then 2e-3); "
+                                                                "give each setting once"),
+                           (["nosuch.field=1"], "unknown config section 'nosuch' in 'nosuch.field'; sections: data, "
+                                                "model, augment, loop, train, infer, pretrain")):
+        arguments = [argument if argument not in ("pre", "run") else str(tmp_path / argument) for argument in command]
+        result = CliRunner().invoke(cli, [*arguments, *(part for item in given for part in ("--set", item))])
+        assert result.exit_code == 2 and result.stderr.splitlines() == [f"error: {message}"]
+        assert not (tmp_path / "run").exists()

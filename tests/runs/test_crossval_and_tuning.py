@@ -98,6 +98,13 @@ def test_an_interrupted_validation_continues_with_the_missing_cases(trained_run:
     assert "cross-validation (2 fold(s), 4 cases)" in result.output
 
 
+def test_an_empty_fold_choice_is_refused_as_train_refuses_it(trained_run: Path):
+    """`crossval --fold "$FOLD"` with FOLD unset validated every fold."""
+    result = CliRunner().invoke(cli, ["crossval", str(trained_run), "--fold", ""])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["error: --fold '': '' is neither a fold number nor 'all-data'"]
+
+
 def test_folds_that_validated_the_same_case_are_not_pooled(trained_run: Path, tmp_path: Path):
     """Folds trained on two partitions (the cache re-split between them) scored a case twice in RUN/cv."""
     copy = tmp_path / "run"

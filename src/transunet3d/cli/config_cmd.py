@@ -9,11 +9,17 @@ import yaml
 
 from transunet3d.cli.options import OUTPUT_FILE
 from transunet3d.config import PRESETS, build_config, config_to_dict, save_config
-from transunet3d.config.io import unread_overrides
+from transunet3d.config.io import check_overrides, unread_overrides
 from transunet3d.files import prepare_output_files
 
-set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
-                          help="Override one config field, e.g. --set train.lr=1e-3 (repeatable).")
+
+def _checked(_ctx: click.Context, _param: click.Parameter, overrides: tuple[str, ...]) -> tuple[str, ...]:
+    check_overrides(overrides)
+    return overrides
+
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE", callback=_checked,
+                          help="Override one config field, e.g. --set train.lr=1e-3 (repeatable, each field once).")
 
 
 def warn_unread(overrides: list[str], sections: tuple[str, ...], job: str) -> None:

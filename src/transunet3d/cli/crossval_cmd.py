@@ -33,7 +33,7 @@ def crossval_command(run_dir: Path, fold: str | None, preprocessed: Path | None,
     folds = run.numbered_folds()
     if not folds:
         raise UserError(f"{run_dir}: no cross-validation folds (fold_K with a config.yaml)")
-    chosen = parse_fold_list(fold) if fold else list(folds)
+    chosen = parse_fold_list(fold) if fold is not None else list(folds)
     missing = [str(f) for f in chosen if f not in folds]
     if missing:
         raise UserError(f"{run_dir}: no fold {', '.join(missing)}; it has folds {', '.join(map(str, folds))}")

@@ -172,6 +172,25 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def check_overrides(overrides: Iterable[str]) -> None:
+    """Refuse `--set` overrides that are malformed, name an unknown section or give one key twice (the last value
+    won without a word), before anything reads them.
+
+    Raises:
+        ConfigError: naming the override.
+    """
+    given: dict[str, str] = {}
+    for item in overrides:
+        key = parse_override(item)[0]
+        section = key.partition(".")[0]
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section {section!r} in {key!r}; sections: {', '.join(_SECTIONS)}")
+        text = item.partition("=")[2].strip()
+        if key in given:
+            raise ConfigError(f"--set {key} is given twice ({given[key]}, then {text}); give each setting once")
+        given[key] = text
+
+
 def unread_overrides(overrides: Iterable[str], sections: tuple[str, ...]) -> list[str]:
     """The keys of `--set` overrides outside `sections` (those a job reads: `schema.SEGMENTATION_SECTIONS`, ...)."""
     keys = dict.fromkeys(parse_override(item)[0] for item in overrides)
