@@ -34,6 +34,17 @@ def describe_os_error(error: OSError) -> str:
     return str(error)
 
 
+def out_of_memory(error: BaseException) -> str | None:
+    """What ran out of memory, for a MemoryError or torch's (a CUDA OutOfMemoryError, the CPU allocator's
+    RuntimeError); None for any other error."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return text
+    if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
+        return text.split("] ")[-1]  # the allocator's "[enforce fail at alloc_cpu.cpp:...] " prefix
+    return None
+
+
 class UserError(Exception):
     """A mistake in the user's input or configuration (not a bug): reported without a traceback."""
 

@@ -73,3 +73,27 @@ def test_evaluate_ignores_and_removes_temporaries_that_a_killed_run_left(tmp_pat
     assert result.exit_code == 0, result.stderr
     assert "1 cases scored" in result.stdout
     assert not stale_summary.exists()
+
+
+def test_running_out_of_memory_is_one_line_naming_the_settings_that_size_it(tmp_path: Path, monkeypatch):
+    """`train --set train.patch_size=[1024,1024,1024]` (in range) ended in numpy's MemoryError traceback."""
+    import transunet3d.data.phantom.generate as generate
+
+    too_large = MemoryError("Unable to allocate 32.0 GiB for an array with shape (2, 4, 1024, 1024, 1024) and data "
+                            "type float32")
+    for raised, shown in ((too_large, str(too_large)),
+                          (RuntimeError("[enforce fail at alloc_cpu.cpp:124] data. DefaultCPUAllocator: can't "
+                                        "allocate memory: you tried to allocate 34359738368 bytes."),
+                           "data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 34359738368 "
+                           "bytes.")):
+        def run_out(*args, error=raised, **kwargs):
+            raise error
+
+        monkeypatch.setattr(generate, "generate_phantom", run_out)
+        result = invoke("phantom", tmp_path / "out", "--cases", "1")
+        assert result.exit_code == EXIT_ENVIRONMENT
+        assert result.stderr.splitlines()[-1] == (
+            f"error: out of memory ({shown}): choose a smaller patch (train.patch_size), batch (loop.batch_size), "
+            "window batch (--batch-windows) or grid, or a machine with more memory")
+    monkeypatch.setattr(generate, "generate_phantom", lambda *args: (_ for _ in ()).throw(RuntimeError("a bug")))
+    assert isinstance(invoke("phantom", tmp_path / "other", "--cases", "1").exception, RuntimeError)  # not hidden

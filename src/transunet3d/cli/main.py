@@ -15,6 +15,7 @@ from transunet3d.errors import (
     MissingPackage,
     UserError,
     describe_os_error,
+    out_of_memory,
 )
 from transunet3d.memory import keep_freed_memory
 
@@ -82,6 +83,14 @@ class _Commands(click.Group):
             ctx.exit(EXIT_ENVIRONMENT)
         except MissingPackage as error:
             click.echo(f"error: {error}", err=True)
+            ctx.exit(EXIT_ENVIRONMENT)
+        except (MemoryError, RuntimeError) as error:  # the machine's limit, met by a setting: no traceback
+            what = out_of_memory(error)
+            if what is None:
+                raise
+            click.echo(f"error: out of memory ({what}): choose a smaller patch (train.patch_size), batch "
+                       "(loop.batch_size), window batch (--batch-windows) or grid, or a machine with more memory",
+                       err=True)
             ctx.exit(EXIT_ENVIRONMENT)
 
 

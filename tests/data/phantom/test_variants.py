@@ -77,6 +77,15 @@ def test_cli_writes_the_variant_and_records_it(tmp_path):
     assert bad.exit_code == 2 and "axis codes" in bad.output and not (tmp_path / "bad").exists()
 
 
+def test_a_stored_grid_beyond_the_largest_side_is_refused_before_any_output(tmp_path):
+    """--resample-to 0.1 (in range) tried to write 2400x2400x1550 voxels and ran out of memory (a traceback)."""
+    result = CliRunner().invoke(cli, ["phantom", str(tmp_path / "fine"), "--resample-to", "0.1", "0.1", "0.1"])
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        "error: voxel size 0.1 x 0.1 x 0.1 mm: the stored grid would be 2400x2400x1550 voxels, more than 1024 along an "
+        "axis"]
+    assert not (tmp_path / "fine").exists()
+
+
 def test_cli_writes_an_axis_order_alone(tmp_path):
     result = CliRunner().invoke(cli, ["phantom", str(tmp_path / "ari"), "--cases", "1", "--shape", "48", "40", "32",
                                       "--spacing", "2", "2", "2", "--lesions", "1", "1", "--axis-order", "ARI"])

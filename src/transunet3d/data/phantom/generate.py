@@ -15,6 +15,7 @@ from transunet3d.data.phantom.cavities import Cavity, carve_cavities, sample_cav
 from transunet3d.data.phantom.contrasts import synthesize_contrasts
 from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
 from transunet3d.data.phantom.variants import Variant, apply_variant
+from transunet3d.data.resample import resampled_shape
 from transunet3d.errors import UserError
 from transunet3d.files import output_folder, read_json, write_json
 from transunet3d.parallel import map_cases
@@ -142,6 +143,11 @@ def _check_brain_fits(spec: PhantomSpec, variant: Variant | None) -> None:
         if spacing is not None and np.any(size / np.asarray(spacing) < MIN_BRAIN_VOXELS):
             raise UserError(f"voxel size {format_mm(spacing)} mm: the brain ({format_mm(np.round(size))} mm) would "
                             f"span fewer than {MIN_BRAIN_VOXELS} voxels along an axis")
+    if variant is not None and variant.voxel_size:
+        stored = resampled_shape(spec.shape, spec.resolved_spacing(), variant.voxel_size)
+        if max(stored) > MAX_SIDE:  # as --shape: a grid of 1810^3 voxels ran out of memory after a while
+            raise UserError(f"voxel size {format_mm(variant.voxel_size)} mm: the stored grid would be "
+                            f"{'x'.join(map(str, stored))} voxels, more than {MAX_SIDE} along an axis")
 
 
 def write_phantoms(
