@@ -80,3 +80,22 @@ def test_a_file_in_the_folder_of_another_case_is_an_error(tmp_path: Path):
         discover_cases(tmp_path)
     assert str(error.value) == ("BraTS-MET-00009-000: BraTS-MET-00009-000-seg.nii.gz: lies in the folder of case "
                                 "BraTS-MET-00001-000")  # the first file in sorted order
+
+
+def test_nifti_files_of_no_case_are_named_in_one_warning(tmp_path: Path, capsys):
+    """A case folder `case2` of `case2-*.nii.gz` files (or `.NII.GZ` names) was left out without a word: validate,
+    preprocess and predict went on with the other cases."""
+    write_case(tmp_path, "BraTS-MET-00001-000")
+    write_case(tmp_path, "BraTS-MET-00002-000")
+    for path in sorted((tmp_path / "BraTS-MET-00002-000").iterdir()):
+        path.rename(path.with_name(path.name.replace("BraTS-MET-00002-000", "case2")))
+    (tmp_path / "BraTS-MET-00002-000").rename(tmp_path / "case2")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "._BraTS-MET-00001-000-t1n.nii.gz").write_bytes(b"macOS metadata")  # hidden: not reported
+    assert [case.case_id for case in discover_cases(tmp_path)] == ["BraTS-MET-00001-000"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {tmp_path}: 5 NIfTI file(s) not named as a BraTS case's (CASE-{{t1n,t1c,t2w,t2f,seg}}.nii.gz, "
+        "CASE like BraTS-MET-00001-000) are ignored: case2/case2-seg.nii.gz, case2/case2-t1c.nii.gz, "
+        "case2/case2-t1n.nii.gz, ..."]
+    discover_cases(tmp_path / "BraTS-MET-00001-000")
+    assert capsys.readouterr().err == ""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transunet3d.config.schema import MODALITIES
-from transunet3d.errors import InputError
+from transunet3d.errors import InputError, warn_input
 from transunet3d.files import is_temporary
 
 CASE_ID = re.compile(r"BraTS-[A-Za-z]+-\d{5}-\d{3}")
@@ -58,6 +58,16 @@ def entries_under(root: str | Path) -> Iterator[Path]:
             yield Path(folder) / name
 
 
+def _warn_ignored(root: Path, paths: list[Path]) -> None:
+    """One `warning:` line for the NIfTI files under `root` that belong to no case (a folder `case2` of
+    `case2-t1n.nii.gz`, an upper-case `.NII.GZ`, a `-t1.nii.gz`): a case named otherwise was left out without a
+    word."""
+    shown = ", ".join(str(path.relative_to(root)) for path in paths[:3])
+    warn_input(None, None, f"{root}: {len(paths)} NIfTI file(s) not named as a BraTS case's "
+                           f"(CASE-{{{','.join(MODALITIES)},seg}}.nii.gz, CASE like BraTS-MET-00001-000) are "
+                           f"ignored: {shown}{', ...' if len(paths) > 3 else ''}")
+
+
 def patient_id(case_id: str) -> str:
     """`BraTS-MET-00001-000` -> `BraTS-MET-00001`: time points of one patient share it."""
     return case_id.rsplit("-", 1)[0]
@@ -80,9 +90,14 @@ def discover_cases(root: str | Path) -> list[CaseFiles]:
         raise InputError(None, None, f"{root}: not a folder")
     found: dict[str, dict[str, Path]] = {}
     entries = sorted(entries_under(root))
+    ignored = []
     for path in entries:
         match = CASE_FILE.match(path.name)
-        if match is None or path.is_dir() or is_temporary(path):
+        if path.is_dir() or is_temporary(path) or path.name.startswith("."):
+            continue
+        if match is None:
+            if NIFTI_NAME.search(path.name):
+                ignored.append(path)
             continue
         if CASE_ID.fullmatch(path.parent.name) and path.parent.name != match["case"]:
             raise InputError(match["case"], path, f"lies in the folder of case {path.parent.name}")
@@ -96,6 +111,8 @@ def discover_cases(root: str | Path) -> list[CaseFiles]:
     if not found:
         example = "BraTS-MET-00001-000-t1c.nii.gz"
         raise InputError(None, None, f"{root}: no BraTS cases found (expected files like {example})")
+    if ignored:
+        _warn_ignored(root, ignored)
     return [
         CaseFiles(case_id, {m: kinds[m] for m in MODALITIES if m in kinds}, kinds.get("seg"))
         for case_id, kinds in sorted(found.items())
