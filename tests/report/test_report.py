@@ -16,6 +16,7 @@ from matplotlib.image import imread
 
 from tests.factories import write_case
 from transunet3d.cli.main import cli
+from transunet3d.config import build_config, save_config
 from transunet3d.errors import EXIT_INCOMPLETE
 from transunet3d.report import html
 from transunet3d.report.figures import focus_point
@@ -76,20 +77,42 @@ def test_evaluation_report_has_the_scores_tables_and_overlays(evaluated: Path):
     assert "http" not in page.replace("http-equiv", "")  # self-contained: no external resources
 
 
-def test_run_report_has_curves_and_config(tmp_path: Path):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.yaml").write_text("model:\n  name: encoder\n")
+def _logged_run(run: Path) -> Path:
+    """A model folder with a saved config and three logged epochs, as training leaves it."""
+    save_config(build_config("tiny"), run / "config.yaml")
     log = RunLog(run / "log.csv", None, ["epoch", "train_loss", "dice_WT", "ema_dice", "lr", "seconds",
                                          "skipped_steps"])
     for epoch in range(3):
         log.append({"epoch": epoch, "train_loss": 1.0 - 0.2 * epoch, "dice_WT": 0.3 * epoch, "ema_dice": 0.1,
                     "lr": 0.01, "seconds": 1.0, "skipped_steps": 0})
     log.plot(run / "progress.png")
+    return run
+
+
+def test_run_report_has_curves_and_config(tmp_path: Path):
+    _logged_run(tmp_path / "run")
     CliRunner().invoke(cli, ["report", str(tmp_path)])
     page = (tmp_path / "report.html").read_text()
     assert "Training run: run" in page and "3 epochs logged" in page and "name: encoder" in page
     assert len(embedded_pngs(page)) == 1
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda run: (run / "log.csv").write_text("epoch,train_loss\n0,abc\n"),
+     "log.csv: damaged, not the numbers the run logged (a cell is missing or not a number); restore it or delete it "
+     "(the curves start again)"),
+    (lambda run: (run / "config.yaml").write_text("a: [1\n"),
+     "config.yaml: not valid YAML (expected ',' or ']', but got '<stream end>' (line 2))"),
+    (lambda run: (run.parent / "report.html").mkdir(), "report.html: is a folder; expected the path of a file to "
+                                                       "write")])
+def test_a_damaged_run_or_a_folder_in_the_way_is_one_error_line(tmp_path: Path, damage, message: str):
+    """A damaged log.csv or config.yaml was rendered as it was (exit 0); report.html as a folder was exit 1."""
+    run = _logged_run(tmp_path / "run")
+    damage(run)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    where = tmp_path if message.startswith("report.html") else run
+    assert result.exit_code == 2 and result.stderr.splitlines() == [f"error: {where / message}"]
+    assert (tmp_path / "report.html").is_dir() or not (tmp_path / "report.html").exists()
 
 
 def test_a_folder_without_runs_or_evaluations_is_a_user_error(tmp_path: Path):

@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from transunet3d.config import load_config
 from transunet3d.errors import UserError
 from transunet3d.evaluation.rules import DEFAULT_RULES, RULE_SETS
-from transunet3d.files import atomic_path, read_json, remove_stale_temporaries
+from transunet3d.files import atomic_path, prepare_output_files, read_json
 from transunet3d.report import html
 from transunet3d.report.overlays import overlays
 from transunet3d.runs.layout import EvaluationFiles, ModelFolder, RunFolder
+from transunet3d.training.run_log import read_log_rows
 
 REPORT_FILE = "report.html"
 MAX_DEPTH = 3
@@ -105,12 +107,13 @@ def _read_csv(path: Path, columns: tuple[str, ...] = ()) -> list[dict[str, str]]
 def run_section(model: ModelFolder, root: Path) -> str:
     """Curves, last epoch, (MAE reconstruction), and the resolved config of one trained model."""
     run_dir = model.path
-    rows = _read_csv(model.log)
+    rows = read_log_rows(model.log)
+    load_config(model.config)  # a damaged one is named, not shown as it is
     parts = [f"<h2>Training run: {html.text(run_dir.relative_to(root) if run_dir != root else run_dir.name)}</h2>"]
     if rows:
         last = rows[-1]
         parts.append(f"<p>{len(rows)} epochs logged; last epoch:</p>")
-        parts.append(html.table(list(last), [[_float(v) for v in last.values()]]))
+        parts.append(html.table(list(last), [list(last.values())]))
     if model.progress.is_file():
         parts.append(html.image(model.progress.read_bytes(), "training curves"))
     if model.reconstruction.is_file():
@@ -242,7 +245,7 @@ def write_report(folder: str | Path, title: str | None = None) -> Path:
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"{root}: not a folder")
-    remove_stale_temporaries(root)
+    prepare_output_files(root / REPORT_FILE)  # a folder in its way is a mistake to name, before the work
     folders = _folders(root)
     models = [model for model in map(ModelFolder, folders) if model.is_model() and model.log.is_file()]
     evaluations = [files for files in map(EvaluationFiles, folders) if files.exists()]

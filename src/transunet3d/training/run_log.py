@@ -22,8 +22,9 @@ def _cell(column: str, text: str) -> float | int:
     return int(float(text)) if column in _WHOLE_NUMBERS else float(text)
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """The numbers of an existing log.csv (a resumed run appends to them); a damaged one is a UserError."""
+def read_log_rows(path: Path) -> list[dict[str, Any]]:
+    """The numbers of an existing log.csv (a resumed run appends to them, the report shows them); a damaged one is
+    a UserError."""
     with path.open(newline="") as file:
         rows = list(csv.DictReader(file))
     try:
@@ -41,7 +42,7 @@ class RunLog:
         self._writer = None
         self.rows: list[dict[str, Any]] = []
         if path.exists():
-            self.rows = _read_rows(path)
+            self.rows = read_log_rows(path)
 
     def truncate(self, epochs: int) -> None:
         """Forget epochs >= `epochs` (written after the checkpoint a resumed run starts from)."""
