@@ -241,7 +241,8 @@ def test_crossval_checks_every_validation_case_before_it_writes(raw_and_cache, t
     (case,) = json.loads((cache / "splits.json").read_text())[0]["val"]
     (cache / f"{case}.npy").unlink()
     result = CliRunner().invoke(cli, ["crossval", str(run), "--preprocessed", str(cache), "--device", "cpu"])
-    _assert_one_error(result, f"{cache}: case {case} of fold 0 is missing or incomplete in the preprocessed cache")
+    _assert_one_error(result, f"{cache}: case {case} of fold 0 is missing or incomplete in the preprocessed cache "
+                              f"(the fold's cases are those of {run / 'fold_0' / 'splits.json'})")
     assert not (run / "fold_0" / "validation").exists()
 
 

@@ -95,7 +95,7 @@ def check_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.devi
     _check_cache_is_the_runs(preprocessed, model.config.data)
     cases = validation_cases(folder)
     check_labelled(preprocessed, folder.fold, cases)
-    check_readable(preprocessed, folder.fold, cases)
+    check_readable(preprocessed, folder.fold, cases, folder.splits)
     return FoldValidation(folder, model, preprocessed, cases, torch.device(device))
 
 

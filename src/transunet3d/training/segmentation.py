@@ -49,15 +49,19 @@ def fold_cases(preprocessed: Path, fold: Fold, config: ExperimentConfig) -> tupl
     else:
         raise UserError(f"fold {fold} does not exist: the splits have folds 0..{len(splits) - 1}")
     check_labelled(preprocessed, fold, [*train, *val])
-    check_readable(preprocessed, fold, [*train, *val])
+    check_readable(preprocessed, fold, [*train, *val], splits_path if splits_path.exists() else
+                   "the splits made from data.num_folds and data.split_seed")
     return splits, train, val
 
 
-def check_readable(preprocessed: Path, fold: Fold, case_ids: list[str]) -> None:
+def check_readable(preprocessed: Path, fold: Fold, case_ids: list[str], source: Path | str) -> None:
     """Open every case of a fold before training starts (memory maps: milliseconds each), so that a case missing
     from the cache or a damaged array stops the job with its name, not a loader process in the first epoch; and
     refuse a case preprocessed for another label scheme or grid than the cache's (copied in from another cache: a
     cavity trained as background, a validation that fails the case).
+
+    Args:
+        source: where the fold's cases come from (a splits.json), for the message about a missing one.
 
     Raises:
         UserError: naming the first case missing from the cache, the damaged file (`cache.open_case`), or the case
@@ -69,7 +73,7 @@ def check_readable(preprocessed: Path, fold: Fold, case_ids: list[str]) -> None:
             properties = open_case(preprocessed, case_id).properties
         except FileNotFoundError:
             raise UserError(f"{preprocessed}: case {case_id} of {fold_label(fold)} is missing or incomplete in the "
-                            f"preprocessed cache (see {preprocessed / SPLITS_FILE})") from None
+                            f"preprocessed cache (the fold's cases are those of {source})") from None
         labels = properties.get("labels", DEFAULT_SCHEME)  # caches before the 2025 labels held 2023 ones
         if labels != dataset["labels"] or not same_spacing(properties["target_spacing"], dataset["target_spacing"]):
             raise UserError(f"{preprocessed}: case {case_id} was preprocessed for {labels} at "
