@@ -46,6 +46,22 @@ def test_pairing_by_case_id(tmp_path: Path):
         ("BraTS-MET-00009-000.nii.gz", "no reference for this prediction")]
 
 
+def test_a_prediction_under_another_brats_prefix_is_scored_with_a_warning(tmp_path: Path):
+    """A glioma prediction BraTS-GLI-00001-000 was scored against BraTS-MET-00001-000 without a word."""
+    save(tmp_path / "ref" / "BraTS-MET-00001-000-seg.nii.gz", lesion_labels())
+    save(tmp_path / "ref" / "BraTS-MET-00002-000-seg.nii.gz", lesion_labels())
+    save(tmp_path / "pred" / "BraTS-GLI-00001-000.nii.gz", lesion_labels())
+    save(tmp_path / "pred" / "brats-met-00002-000.nii.gz", lesion_labels())  # the same prefix in other letters
+    save(tmp_path / "other" / "model_00001-000.nii.gz", lesion_labels())  # no prefix: nothing to compare
+    assert pair_cases(tmp_path / "other", tmp_path / "ref").other_prefix == []
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"), "--out",
+                                      str(tmp_path / "metrics.csv")])
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert result.exit_code == 0 and warnings == [
+        f"warning: {tmp_path / 'pred' / 'BraTS-GLI-00001-000.nii.gz'}: scored against BraTS-MET-00001-000-seg.nii.gz, "
+        "a case of the same number under another BraTS prefix"]
+
+
 def test_pairing_follows_linked_case_folders_and_reads_only_whole_case_ids(tmp_path: Path):
     """Linked case folders were skipped (the mean over the cases left, exit 0); BraTS-MET-100001-000 was taken for
     case 00001-000."""

@@ -57,6 +57,9 @@ def evaluate_command(pred_dir: Path, ref_dir: Path, out: Path, rules: str, summa
     report = write_evaluation(run, pred_dir, ref_dir, out, summary, lesions)
     for path, reason in run.ignored:
         click.echo(f"warning: {path}: {reason}, not scored", err=True)
+    for pair in run.other_prefix:
+        click.echo(f"warning: {pair.prediction}: scored against {pair.reference.name}, a case of the same number "
+                   "under another BraTS prefix", err=True)
     for case, flags in report["flagged"].items():
         click.echo(f"warning: {case}: {'; '.join(flags)}", err=True)
     click.echo(f"{report['cases_scored']} cases scored ({rules} rules)")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transunet3d.errors import UserError
 from transunet3d.evaluation.case import CaseResult, evaluate_pair
-from transunet3d.evaluation.pairing import pair_cases
+from transunet3d.evaluation.pairing import CasePair, pair_cases
 from transunet3d.evaluation.rules import DEFAULT_RULES, rule_set
 from transunet3d.parallel import map_cases
 
@@ -21,6 +21,7 @@ class EvaluationRun:
     results: list[CaseResult]
     ignored: list[tuple[Path, str]]
     rules: str = DEFAULT_RULES
+    other_prefix: list[CasePair] = field(default_factory=list)  # `pairing.Pairing.other_prefix`
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -46,4 +47,5 @@ def evaluate_folders(
         raise UserError(f"{pred_dir}: nothing was predicted: no prediction for any of the {len(pairs)} references; "
                         "give --allow-empty to score every case as an empty prediction")
     evaluate = functools.partial(evaluate_pair, with_lesions=with_lesions, rules=rules)
-    return EvaluationRun(list(map_cases(evaluate, pairs, workers, "evaluate", progress)), pairing.ignored, rules)
+    return EvaluationRun(list(map_cases(evaluate, pairs, workers, "evaluate", progress)), pairing.ignored, rules,
+                         pairing.other_prefix)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transunet3d.data.layout import NIFTI_NAME, entries_under
@@ -26,10 +26,25 @@ class CasePair:
 
 @dataclass(frozen=True)
 class Pairing:
-    """The references with their predictions, and the NIfTI files left out, each with the reason (for warnings)."""
+    """The references with their predictions, the NIfTI files left out, each with the reason, and the pairs whose
+    names carry different BraTS prefixes (for warnings)."""
 
     pairs: list[CasePair]
     ignored: list[tuple[Path, str]]
+    other_prefix: list[CasePair] = field(default_factory=list)
+
+
+PREFIX = re.compile(r"BraTS-([A-Za-z]+)-", re.IGNORECASE)  # the sub-challenge: MET, GLI, MEN, ...
+
+
+def _other_prefix(pair: CasePair) -> bool:
+    """Whether the prediction's name and the reference's name both carry a BraTS prefix, and different ones
+    (`BraTS-GLI-00001-000.nii.gz` for `BraTS-MET-00001-000-seg.nii.gz`): paired by the number alone, as the
+    official evaluations pair them, but more likely another dataset's case than a renamed one."""
+    if pair.prediction is None:
+        return False
+    prefixes = [PREFIX.search(path.name) for path in (pair.prediction, pair.reference)]
+    return None not in prefixes and len({match[1].upper() for match in prefixes}) == 2
 
 
 def _nifti_files(folder: Path, role: str) -> list[Path]:
@@ -73,4 +88,4 @@ def pair_cases(pred_dir: str | Path, ref_dir: str | Path) -> Pairing:
     pairs = [CasePair(case, path, predictions.get(case)) for case, path in sorted(references.items())]
     ignored += [(path, "no reference for this prediction") for case, path in sorted(predictions.items())
                 if case not in references]
-    return Pairing(pairs, ignored)
+    return Pairing(pairs, ignored, [pair for pair in pairs if _other_prefix(pair)])
