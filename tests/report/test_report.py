@@ -99,8 +99,8 @@ def test_run_report_has_curves_and_config(tmp_path: Path):
 
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda run: (run / "log.csv").write_text("epoch,train_loss\n0,abc\n"),
-     "log.csv: damaged, not the numbers the run logged (a cell is missing or not a number); restore it or delete it "
-     "(the curves start again)"),
+     "log.csv: damaged, line 2 has a cell that is not a number, not the numbers the run logged; restore it or "
+     "delete it (the curves start again)"),
     (lambda run: (run / "config.yaml").write_text("a: [1\n"),
      "config.yaml: not valid YAML (expected ',' or ']', but got '<stream end>' (line 2))"),
     (lambda run: (run.parent / "report.html").mkdir(), "report.html: is a folder; expected the path of a file to "

@@ -165,7 +165,9 @@ def test_train_resume_names_a_damaged_log_and_a_state_of_another_model(raw_and_c
     log = run / "fold_0" / "log.csv"
     log.write_text("epoch,train_loss\n0,abc\n")
     args = ["train", str(cache), "--fold", "0", "--out", str(run), "--resume", "--device", "cpu"]
-    _assert_one_error(CliRunner().invoke(cli, args), f"{log}: damaged, not the numbers the run logged")
+    _assert_one_error(CliRunner().invoke(cli, args), f"{log}: damaged, line 2 has a cell that is not a number, not "
+                                                     "the numbers the run logged; restore it or delete it (the curves "
+                                                     "start again)")
     log.unlink()
     other = write_run(tmp_path / "unet", preset="tiny-unet", epoch=1)
     state = ModelFolder(run / "fold_0").latest_checkpoint() / "state.pt"

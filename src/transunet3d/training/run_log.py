@@ -27,11 +27,20 @@ def read_log_rows(path: Path) -> list[dict[str, Any]]:
     a UserError."""
     with path.open(newline="") as file:
         rows = list(csv.DictReader(file))
-    try:
-        return [{column: _cell(column, text) for column, text in row.items()} for row in rows]
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: damaged, not the numbers the run logged (a cell is missing or not a number); "
-                        "restore it or delete it (the curves start again)") from None
+    numbers = []
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            _damaged(path, line, f"{'more' if None in row else 'fewer'} cells than the header")
+        try:
+            numbers.append({column: _cell(column, text) for column, text in row.items()})
+        except ValueError:
+            _damaged(path, line, "a cell that is not a number")
+    return numbers
+
+
+def _damaged(path: Path, line: int, problem: str) -> None:
+    raise UserError(f"{path}: damaged, line {line} has {problem}, not the numbers the run logged; restore it or "
+                    "delete it (the curves start again)")
 
 
 class RunLog:
