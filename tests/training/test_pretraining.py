@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from transunet3d.cli.main import cli
 from transunet3d.config import build_config
@@ -76,6 +76,16 @@ def test_init_encoder_refuses_a_model_without_a_vit(cache: Path, tmp_path: Path)
                                  "--device", "cpu", "--init-encoder", str(tmp_path / "mae")])
     assert result.exit_code == 2
     assert "error:" in result.output and "no ViT encoder" in result.output
+    # An MAE whose weights hold a NaN was transferred unchecked: training ended with every weight NaN, exit 0.
+    weights = next((tmp_path / "mae" / "checkpoints").glob("epoch_*")) / "weights.safetensors"
+    tensors = load_file(str(weights))
+    tensors["blocks.0.attn.qkv.weight"][0, 0] = float("nan")
+    save_file(tensors, str(weights))
+    result = runner.invoke(cli, ["train", str(cache), "--preset", "tiny", "--out", str(tmp_path / "nan"),
+                                 "--device", "cpu", "--init-encoder", str(tmp_path / "mae")])
+    assert result.exit_code == 2 and result.stderr.splitlines()[-1] == (
+        f"error: {weights}: 1 of {len(tensors)} tensors hold NaN or infinite values (the training diverged)")
+    assert not (tmp_path / "nan").exists()
 
 
 def test_pretraining_runs_under_torchrun_with_two_processes(cache: Path, tmp_path: Path):

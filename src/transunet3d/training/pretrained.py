@@ -9,7 +9,7 @@ import torch
 from transunet3d.errors import ConfigError
 from transunet3d.models.transfer import transfer_encoder
 from transunet3d.runs.layout import ModelFolder
-from transunet3d.training.checkpoint import read_weights
+from transunet3d.training.checkpoint import WEIGHTS, check_finite_weights, read_weights
 
 
 def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -23,7 +23,9 @@ def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     checkpoint = ModelFolder(run_dir).latest_checkpoint()
     if checkpoint is None:
         raise ConfigError(f"{run_dir}: not a pretraining run with a checkpoint yet")
-    return read_weights(checkpoint)
+    weights = read_weights(checkpoint)
+    check_finite_weights(weights, checkpoint / WEIGHTS)  # NaN weights trained on with a finite loss, unnoticed
+    return weights
 
 
 def load_pretrained_encoder(network: torch.nn.Module, run_dir: Path) -> list[str]:

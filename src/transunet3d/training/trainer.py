@@ -140,7 +140,8 @@ class Trainer:
         return self.processes.mean(float(np.mean(losses)) if losses else float("nan"))
 
     def train_step(self, *inputs: torch.Tensor) -> float | None:
-        """One optimisation step; None (and no update) when the loss is not finite in some process."""
+        """One optimisation step; None (and no update) when the loss or the gradients are not finite in some
+        process."""
         inputs = tuple(t.contiguous(memory_format=torch.channels_last_3d) if t.dim() == 5 else t for t in inputs)
         with self._autocast():
             loss = self.task.loss(self.model, *inputs)
@@ -150,7 +151,11 @@ class Trainer:
         self.scaler.scale(loss).backward()
         if self.task.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.task.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.task.grad_clip)
+            # A finite loss can still give NaN gradients (NaN weights among those the loss does not reach):
+            # skipped like a NaN loss. Under fp16 the scaler skips its own overflowing steps.
+            if not self.scaler.is_enabled() and not self.processes.all_true(bool(torch.isfinite(norm))):
+                return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.item()
