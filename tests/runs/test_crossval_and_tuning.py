@@ -231,10 +231,12 @@ def test_resume_trains_a_missing_fold_with_the_runs_config(trained_run: Path, ra
     shutil.copytree(trained_run / "fold_0", run.fold(0).path)
     result = CliRunner().invoke(cli, ["train", str(cache), "--preset", "tiny-unet", "--fold", "all", "--out",
                                       str(run.path), "--device", "cpu", "--resume", "--no-validate",
-                                      "--set", "loop.epochs=5", "--set", "loop.val_batches=1"])  # the run's
+                                      "--set", "loop.epochs=5", "--set", "loop.val_batches=1",  # the run's
+                                      "--init-encoder", str(tmp_path / "mae")])  # was ignored without a word
     assert result.exit_code == 0, result.output
     assert load_config(run.fold(1).config).loop.epochs == 2  # the run's, not the given 5 (nor the preset's 20)
     assert "fold 0: 2 epochs" in result.output and "fold 1: 2 epochs" in result.output and built == [1]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: {run.path}: --resume continues with the run's saved config.yaml; the given "
-                        "loop.epochs are not applied (train into another --out to change them)"], result.stderr
+                        f"--init-encoder {tmp_path / 'mae'}, loop.epochs are not applied (train into another --out "
+                        "to change them)"], result.stderr

@@ -52,8 +52,8 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
     if pretrain_run is not None:
         config.model.init_encoder = str(pretrain_run)
     given = click.get_current_context().get_parameter_source("preset") == click.core.ParameterSource.COMMANDLINE
-    if resume and (given or overrides):
-        _warn_unapplied(RunFolder(run_dir), config, preset if given else None, overrides)
+    if resume and (given or overrides or pretrain_run is not None):
+        _warn_unapplied(RunFolder(run_dir), config, preset if given else None, overrides, pretrain_run is not None)
     job = TrainingJob(preprocessed, RunFolder(run_dir), config, folds_to_train(fold, preprocessed, config),
                       resume=resume, device=target, validate=validate, workers=workers)
     processes = Distributed.from_environment(use_cuda=target.type == "cuda")
@@ -67,15 +67,19 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
                    f"{job.run.cv.folder}")
 
 
-def _warn_unapplied(run: RunFolder, given: ExperimentConfig, preset: str | None, overrides: tuple[str, ...]) -> None:
-    """A `warning:` line naming the --preset and the --set settings given that differ from a resumed run's saved
-    config.yaml, which every fold continues with (a run without a started fold trains with the given settings)."""
+def _warn_unapplied(run: RunFolder, given: ExperimentConfig, preset: str | None, overrides: tuple[str, ...],
+                    init_encoder: bool = False) -> None:
+    """A `warning:` line naming the --preset, --init-encoder and --set settings given that differ from a resumed
+    run's saved config.yaml, which every fold continues with (a run without a started fold trains with the given
+    settings)."""
     started = list(run.folds().values())
     if not started:
         return
     saved = load_config(started[0].config)
     keys = dict.fromkeys(parse_override(item)[0] for item in overrides)
     differing = [key for key in keys if _value(saved, key) != _value(given, key)]
+    if init_encoder and given.model.init_encoder != saved.model.init_encoder:
+        differing.insert(0, f"--init-encoder {given.model.init_encoder}")
     if preset is not None and preset != saved.preset:
         differing.insert(0, f"--preset {preset}")
     if differing:
