@@ -1,5 +1,6 @@
 """Training end to end on tiny phantoms: run folder contents, learning signal, bitwise-exact resume after SIGKILL."""
 
+import csv
 import json
 import shutil
 import signal
@@ -16,6 +17,7 @@ from tests.factories import SMALL_PATCHES
 from transunet3d.cli.main import cli
 from transunet3d.files import is_temporary
 from transunet3d.runs.layout import ModelFolder, RunFolder
+from transunet3d.training.checkpoint import read_state
 
 EXE = shutil.which("transunet3d", path=str(Path(sys.executable).parent)) or "transunet3d"
 SHORT = ["--set", "loop.epochs=3", "--set", "loop.iterations_per_epoch=3", "--set", "loop.val_batches=1",
@@ -47,6 +49,12 @@ def test_run_folder_and_bitwise_exact_resume_after_sigkill(cache: Path, tmp_path
     assert {p.name for p in run.path.iterdir()} >= {"config.yaml", "splits.json", "log.csv", "progress.png",
                                                     "checkpoints"}
     assert len(run.log.read_text().splitlines()) == 4  # header + 3 epochs
+    with run.log.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]
+    # The best checkpoint counts the epochs its weights had (it said one fewer: "trained for 0 of 1 epochs").
+    best = max(rows, key=lambda row: float(row["ema_dice"]))  # the first of equals, as a strict improvement
+    assert read_state(run.best_checkpoint)["trainer"]["epoch"] == int(best["epoch"]) + 1
 
     killed = train(cache, tmp_path / "killed")
     killed_run = RunFolder(tmp_path / "killed").fold(0)

@@ -110,8 +110,8 @@ class Trainer:
                 metrics = self._validate()
             else:
                 metrics = dict.fromkeys(self.task.metric_columns, float("nan"))
+            self.state.epoch += 1  # before recording: a best checkpoint counts the epoch it holds
             self._record(loss, metrics, time.perf_counter() - started)
-            self.state.epoch += 1
             if self.state.epoch % loop.checkpoint_every == 0 or self.state.epoch == loop.epochs:
                 self._save()
         return self.state
@@ -183,6 +183,7 @@ class Trainer:
         return metrics
 
     def _record(self, loss: float, metrics: dict[str, float], seconds: float) -> None:
+        """Log the epoch just finished (`state.epoch` already counts it) and keep the best checkpoint."""
         score = self.task.score(metrics)
         if score is not None:
             ema = self.state.ema_score
@@ -192,7 +193,7 @@ class Trainer:
                 self._save(best=True)
         if not self.processes.is_main:
             return
-        row = {"epoch": self.state.epoch, "train_loss": loss, **metrics}
+        row = {"epoch": self.state.epoch - 1, "train_loss": loss, **metrics}
         if self.task.score_column:
             row[self.task.score_column] = self.state.ema_score
         self.log.append({**row, "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
