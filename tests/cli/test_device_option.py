@@ -112,3 +112,23 @@ def test_launcher_variables_out_of_place_are_one_error_line(variables: dict, mes
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"MASTER_PORT": "29500"}, "WORLD_SIZE=2 without MASTER_ADDR: the processes have nowhere to meet (torchrun sets "
+                               "them; unset WORLD_SIZE to run one process)"),
+    ({}, "WORLD_SIZE=2 without MASTER_ADDR and MASTER_PORT: the processes have nowhere to meet"),
+    ({"MASTER_ADDR": "localhost", "MASTER_PORT": "port"}, "MASTER_PORT='port': not a port number (1 to 65535)"),
+])
+def test_training_processes_without_a_meeting_point_are_one_error_line(variables: dict, message: str, inputs: Path,
+                                                                       tmp_path: Path, monkeypatch):
+    """WORLD_SIZE=2 RANK=0 without torchrun's MASTER_ADDR or MASTER_PORT: torch's traceback, exit 1."""
+    for name in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", **variables}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["train", str(inputs / "pre"), "--preset", "tiny", "--fold", "0", "--out",
+                                      str(tmp_path / "run"), "--device", "cpu"])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.output
+    assert list(tmp_path.iterdir()) == []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from transunet3d.devices import Launch
+from transunet3d.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Distributed:
         launch = Launch.from_environment()
         if launch.world <= 1:
             return cls()
+        _check_rendezvous(launch.world)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         return cls(dist.get_rank(), launch.world, launch.local_rank)
@@ -59,3 +62,19 @@ class Distributed:
 
 
 SINGLE_PROCESS = Distributed()
+
+
+def _check_rendezvous(world: int) -> None:
+    """Refuse a WORLD_SIZE without the address the processes meet at (MASTER_ADDR, MASTER_PORT, which torchrun
+    sets): torch's process group failed with a traceback.
+
+    Raises:
+        UserError: naming the variables missing or wrong.
+    """
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise UserError(f"WORLD_SIZE={world} without {' and '.join(missing)}: the processes have nowhere to meet "
+                        "(torchrun sets them; unset WORLD_SIZE to run one process)")
+    port = os.environ["MASTER_PORT"]
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"MASTER_PORT={port!r}: not a port number (1 to 65535)")
