@@ -143,6 +143,7 @@ def test_cross_validation_folds_and_sharding(raw: Path, tmp_path: Path):
     shard = predict(raw, tmp_path / "shard", "--model", cv, "--fold", "0", "--tta", "none",
                     env={**os.environ, "RANK": "1", "WORLD_SIZE": "2"})
     assert shard.exit_code == 0, shard.output
+    assert shard.output.splitlines()[-1].endswith(f"-> {tmp_path / 'shard'} (RANK 1 of WORLD_SIZE 2: cases 1, 3, ...)")
     assert [p.name for p in (tmp_path / "shard").glob("*.nii.gz")] == [f"{CASES[1]}.nii.gz"]
     assert not (tmp_path / "shard" / "ensemble.json").exists()  # rank 0 writes the record
     fold_zero = predict(raw, tmp_path / "zero", "--model", cv / "fold_0", "--tta", "none", "--save-probabilities")

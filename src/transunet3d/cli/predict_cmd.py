@@ -115,8 +115,9 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     report = predict_folder(input_dir, out, predictor, skip_existing=skip_existing,
                             save_probabilities=save_probabilities, shard=(rank, world), progress=rank == 0,
                             only=only)
+    shard = f" (RANK {rank} of WORLD_SIZE {world}: cases {rank}, {rank + world}, ...)" if world > 1 else ""
     click.echo(f"predicted {len(report.written)}, already done {len(report.skipped)}, "
-               f"failed {len(report.failed)} with {len(trained)} model(s), TTA {options.tta} -> {out}")
+               f"failed {len(report.failed)} with {len(trained)} model(s), TTA {options.tta} -> {out}{shard}")
     if report.failed:
         raise IncompleteBatch(report.failed)
 
