@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.deploy.conftest import CASES, error_lines, invoke
-from tests.factories import write_volume
+from tests.factories import dead_pid, temporary, write_volume
 from tests.inference.test_trained_and_ensemble import poison_weights
 from transunet3d.data.layout import discover_cases
 from transunet3d.deploy.challenge import EntrySettings, check_outputs, read_parameters, run_challenge
@@ -53,6 +53,21 @@ def test_two_processes_share_the_cases_of_a_run(cv_run: Path, phantoms: Path, tm
                            devices=["cpu", "cpu"], progress=False)
     assert (report.backend, report.written, report.failed) == ("torch", list(CASES), {})
     assert_one_output_per_case_in_its_geometry(phantoms, tmp_path / "out")
+
+
+def test_a_rerun_leaves_no_stale_label_map_of_a_case_that_fails_now(cv_run: Path, phantoms: Path, tmp_path: Path):
+    """An earlier run's label map of a case that now fails stayed in the output and was counted as written; a killed
+    run's hidden temporary stayed beside the outputs."""
+    out, inputs = tmp_path / "out", tmp_path / "in"
+    shutil.copytree(phantoms, inputs)
+    settings = EntrySettings(tta="none", fold="0")
+    assert run_challenge(inputs, out, cv_run, settings, devices=["cpu"], progress=False).written == list(CASES)
+    broken = inputs / CASES[1] / f"{CASES[1]}-t2w.nii.gz"
+    broken.write_bytes(broken.read_bytes()[:3000])
+    temporary(out, f"{CASES[0]}.nii.gz", dead_pid())
+    report = run_challenge(inputs, out, cv_run, settings, devices=["cpu"], progress=False)
+    assert report.written == [CASES[0]] and list(report.failed) == [CASES[1]]
+    assert sorted(path.name for path in out.iterdir()) == [f"{CASES[0]}.nii.gz"]
 
 
 def test_outputs_that_the_orchestrator_would_refuse_are_reported(phantoms: Path, tmp_path: Path):

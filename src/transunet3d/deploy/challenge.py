@@ -33,7 +33,7 @@ from transunet3d.data.nifti import Geometry, load_header_3d
 from transunet3d.deploy.onnx_backend import checked_export, is_export, load_exported_models
 from transunet3d.deploy.optional import require
 from transunet3d.errors import UserError
-from transunet3d.files import atomic_path, is_temporary, output_folder
+from transunet3d.files import atomic_path, is_temporary, output_folder, remove_stale_temporaries
 from transunet3d.inference.cases import PredictReport, predict_folder, submission_path
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import (
@@ -137,6 +137,7 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     backend = model_backend(model_dir)
     check_models(model_dir, backend, settings.fold, settings.checkpoint, settings.postprocessing == "run")
     _check_writable(output_folder(output_dir))
+    remove_stale_temporaries(output_dir)  # a killed earlier run's half-written label maps
     foreign = foreign_outputs(cases, output_dir)
     if foreign:
         raise UserError(f"{output_dir}: holds label maps of cases not in {input_dir} ({', '.join(foreign[:3])}"
@@ -147,12 +148,16 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     with tempfile.TemporaryDirectory(prefix="transunet3d-challenge-") as scratch:
         jobs = [_Shard(Path(input_dir), Path(scratch), Path(model_dir), backend, settings, rank, devices,
                        progress and rank == 0) for rank in range(len(devices))]
+        written = set()
         for shard in _run_shards(jobs):
             report.failed.update(shard.failed)
             for case_id in shard.written:
                 _move(submission_path(Path(scratch), case_id), submission_path(output_dir, case_id))
+            written.update(shard.written)
+    for case_id in report.failed:  # an earlier run's label map of a case that fails now is not this run's answer
+        submission_path(output_dir, case_id).unlink(missing_ok=True)
     report.failed.update(check_outputs(cases, output_dir, skip=set(report.failed)))
-    report.written = [case for case in report.cases if submission_path(output_dir, case).is_file()]
+    report.written = [case for case in report.cases if case in written and case not in report.failed]
     return report
 
 
