@@ -152,3 +152,17 @@ def test_the_paper_preset_scales_the_mae_learning_rate():
 def test_pretraining_builds_the_vit_the_model_config_asks_for(cache: Path):
     config = build_config("mae-tiny", ["model.vit_depth=1"])
     assert len(PretrainTask(config, cache).network.blocks) == 1
+
+
+def test_resumed_pretraining_names_the_given_settings_it_does_not_apply(cache: Path, tmp_path: Path):
+    """`pretrain --resume --set loop.epochs=4` ran the saved 1 epoch with exit 0 and no word (train warned)."""
+    short = ["--device", "cpu", "--set", "loop.iterations_per_epoch=1", "--set", "loop.val_batches=1"]
+    out = tmp_path / "mae"
+    assert CliRunner().invoke(cli, ["pretrain", str(cache), "--out", str(out), "--set", "loop.epochs=1",
+                                    *short]).exit_code == 0
+    resumed = CliRunner().invoke(cli, ["pretrain", str(cache), "--out", str(out), "--resume", "--set",
+                                       "loop.epochs=4", *short])
+    assert resumed.exit_code == 0 and "pretrained 1 epochs" in resumed.output
+    assert [line for line in resumed.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {out}: --resume continues with the run's saved config.yaml; the given loop.epochs are not "
+        "applied (train into another --out to change them)"]

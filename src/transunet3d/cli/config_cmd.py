@@ -9,7 +9,8 @@ import yaml
 
 from transunet3d.cli.options import OUTPUT_FILE
 from transunet3d.config import PRESETS, build_config, config_to_dict, save_config
-from transunet3d.config.io import check_overrides, unread_overrides
+from transunet3d.config.io import check_overrides, parse_override, unread_overrides
+from transunet3d.config.schema import ExperimentConfig
 from transunet3d.files import prepare_output_files
 
 
@@ -28,6 +29,27 @@ def warn_unread(overrides: list[str], sections: tuple[str, ...], job: str) -> No
     if unread:
         click.echo(f"warning: --set {', '.join(unread)}: {job} does not read these settings (it reads "
                    f"{', '.join(sections)}); they are recorded in config.yaml and change nothing", err=True)
+
+
+def warn_unapplied(path: Path, saved: ExperimentConfig, given: ExperimentConfig, preset: str | None,
+                   overrides: tuple[str, ...], options: list[str] = ()) -> None:
+    """A `warning:` line naming the --preset, the `options` (`--init-encoder`: model.init_encoder) and the --set
+    settings given that differ from a resumed run's saved config, which it continues with."""
+    keys = dict.fromkeys(parse_override(item)[0] for item in overrides)
+    differing = [key for key in keys if _value(saved, key) != _value(given, key)]
+    if "--init-encoder" in options and given.model.init_encoder != saved.model.init_encoder:
+        differing.insert(0, f"--init-encoder {given.model.init_encoder}")
+    if preset is not None and preset != saved.preset:
+        differing.insert(0, f"--preset {preset}")
+    if differing:
+        shown = ", ".join(differing[:4]) + (", ..." if len(differing) > 4 else "")
+        click.echo(f"warning: {path}: --resume continues with the run's saved config.yaml; the given {shown} "
+                   "are not applied (train into another --out to change them)", err=True)
+
+
+def _value(config: ExperimentConfig, key: str) -> object:
+    section, _, name = key.partition(".")
+    return getattr(getattr(config, section), name)
 
 
 @click.command("config")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.config_cmd import set_option, warn_unread
+from transunet3d.cli.config_cmd import set_option, warn_unapplied, warn_unread
 from transunet3d.cli.options import PATH
-from transunet3d.config import PRESETS, build_config
+from transunet3d.config import PRESETS, build_config, load_config
 from transunet3d.config.schema import PRETRAINING_SECTIONS
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import pretrain_model
@@ -35,9 +35,13 @@ def pretrain_command(preprocessed: Path, run_dir: Path, preset: str, overrides: 
     target = parse_device(device)
     warn_unread(list(overrides), PRETRAINING_SECTIONS, "MAE pre-training")
     config = build_config(preset, overrides)
+    folder = ModelFolder(run_dir)
+    given = click.get_current_context().get_parameter_source("preset") == click.core.ParameterSource.COMMANDLINE
+    if resume and (given or overrides) and folder.config.is_file():
+        warn_unapplied(folder.path, load_config(folder.config), config, preset if given else None, overrides)
     processes = Distributed.from_environment(use_cuda=target.type == "cuda")
     try:
-        trainer = pretrain_model(preprocessed, ModelFolder(run_dir), config, resume, target, processes)
+        trainer = pretrain_model(preprocessed, folder, config, resume, target, processes)
     finally:
         processes.close()
     if processes.is_main:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from transunet3d.cli.config_cmd import set_option, warn_unread
+from transunet3d.cli.config_cmd import set_option, warn_unapplied, warn_unread
 from transunet3d.cli.options import PATH
 from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
-from transunet3d.config.io import parse_override
 from transunet3d.config.schema import SEGMENTATION_SECTIONS
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import (
@@ -69,25 +68,9 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
 
 def _warn_unapplied(run: RunFolder, given: ExperimentConfig, preset: str | None, overrides: tuple[str, ...],
                     init_encoder: bool = False) -> None:
-    """A `warning:` line naming the --preset, --init-encoder and --set settings given that differ from a resumed
-    run's saved config.yaml, which every fold continues with (a run without a started fold trains with the given
-    settings)."""
+    """`warn_unapplied` against the saved config of a resumed run's first started fold (a run without a started
+    fold trains with the given settings)."""
     started = list(run.folds().values())
-    if not started:
-        return
-    saved = load_config(started[0].config)
-    keys = dict.fromkeys(parse_override(item)[0] for item in overrides)
-    differing = [key for key in keys if _value(saved, key) != _value(given, key)]
-    if init_encoder and given.model.init_encoder != saved.model.init_encoder:
-        differing.insert(0, f"--init-encoder {given.model.init_encoder}")
-    if preset is not None and preset != saved.preset:
-        differing.insert(0, f"--preset {preset}")
-    if differing:
-        shown = ", ".join(differing[:4]) + (", ..." if len(differing) > 4 else "")
-        click.echo(f"warning: {run.path}: --resume continues with the run's saved config.yaml; the given {shown} "
-                   "are not applied (train into another --out to change them)", err=True)
-
-
-def _value(config: ExperimentConfig, key: str) -> object:
-    section, _, name = key.partition(".")
-    return getattr(getattr(config, section), name)
+    if started:
+        warn_unapplied(run.path, load_config(started[0].config), given, preset, overrides,
+                       ["--init-encoder"] if init_encoder else [])
