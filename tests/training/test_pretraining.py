@@ -56,11 +56,19 @@ def test_table2_chain_pretrain_then_fine_tune_from_the_mae_weights(cache: Path, 
     seg = RunFolder(tmp_path / "seg").fold(0)
     loaded = json.loads(seg.init_encoder.read_text())
     assert f"initialised {len(loaded['tensors'])} ViT tensors" in trained.output
+    assert (loaded["epoch"], loaded["epochs"]) == (2, 2) and "warning:" not in trained.stderr
     assert "vit.blocks.0.attn.qkv.weight" in loaded["tensors"] and "vit.norm.weight" in loaded["tensors"]
     assert not any(name.startswith(("vit.embed", "vit.position")) for name in loaded["tensors"])
     assert f"init_encoder: {tmp_path / 'mae'}" in seg.config.read_text()
     mae_weights = load_file(str(next((tmp_path / "mae" / "checkpoints").glob("epoch_*")) / "weights.safetensors"))
     assert mae_weights["blocks.0.attn.qkv.weight"].shape == (3 * 48, 48)
+    mae_config = tmp_path / "mae" / "config.yaml"  # as if it had been stopped after 2 of 5 epochs
+    mae_config.write_text(mae_config.read_text().replace("epochs: 2", "epochs: 5", 1))
+    unfinished = runner.invoke(cli, ["train", str(cache), "--preset", "tiny", "--out", str(tmp_path / "seg2"),
+                                     "--device", "cpu", "--init-encoder", str(tmp_path / "mae"), "--no-validate",
+                                     "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1"])
+    assert unfinished.exit_code == 0 and f"warning: {tmp_path / 'mae'}: pre-trained for 2 of 5 epochs; its encoder " \
+        "is transferred as it is" in unfinished.stderr
     shutil.rmtree(tmp_path / "mae")  # a resumed run takes its weights from its own checkpoint
     resumed = runner.invoke(cli, ["train", str(cache), "--preset", "tiny", "--out", str(tmp_path / "seg"),
                                   "--device", "cpu", "--resume", "--no-validate"])

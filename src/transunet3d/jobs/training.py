@@ -293,8 +293,14 @@ def _transfer_encoder(task: SegmentationTask, config: ExperimentConfig, folder: 
                       processes: Distributed, echo: Echo) -> None:
     """Initialise the fresh model's ViT from the MAE run `model.init_encoder`, and record what was transferred."""
     transferred = load_pretrained_encoder(task.network, Path(config.model.init_encoder))
+    source = ModelFolder(config.model.init_encoder)
+    epoch, epochs = source.latest_epoch(), load_config(source.config).loop.epochs
     if processes.is_main:
-        write_json(folder.init_encoder, {"source": config.model.init_encoder, "tensors": transferred})
+        if epoch < epochs:
+            warn_input(None, None, f"{source.path}: pre-trained for {epoch} of {epochs} epochs; its encoder is "
+                                   "transferred as it is")
+        write_json(folder.init_encoder, {"source": config.model.init_encoder, "epoch": epoch, "epochs": epochs,
+                                         "tensors": transferred})
         echo(f"initialised {len(transferred)} ViT tensors from {config.model.init_encoder} "
              f"(listed in {folder.init_encoder})")
 
