@@ -32,7 +32,7 @@ def warn_unread(overrides: list[str], sections: tuple[str, ...], job: str) -> No
 
 
 def warn_unapplied(path: Path, saved: ExperimentConfig, given: ExperimentConfig, preset: str | None,
-                   overrides: tuple[str, ...], options: list[str] = ()) -> None:
+                   overrides: tuple[str, ...], options: tuple[str, ...] = ()) -> None:
     """A `warning:` line naming the --preset, the `options` (`--init-encoder`: model.init_encoder) and the --set
     settings given that differ from a resumed run's saved config, which it continues with."""
     keys = dict.fromkeys(parse_override(item)[0] for item in overrides)

@@ -73,4 +73,4 @@ def _warn_unapplied(run: RunFolder, given: ExperimentConfig, preset: str | None,
     started = list(run.folds().values())
     if started:
         warn_unapplied(run.path, load_config(started[0].config), given, preset, overrides,
-                       ["--init-encoder"] if init_encoder else [])
+                       ("--init-encoder",) if init_encoder else ())
