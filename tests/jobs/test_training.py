@@ -3,6 +3,7 @@ training refuses before it writes into the run folder: unlabelled cases, a --res
 missing --init-encoder run."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.errors import ConfigError, UserError
 from transunet3d.files import write_json
 from transunet3d.jobs.training import cache_defaults, with_cache_grid
-from transunet3d.runs.layout import RunFolder
+from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.segmentation import fold_cases
 
 LABELLED = ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
@@ -231,3 +232,77 @@ def test_a_fold_made_from_other_splits_is_refused_before_it_joins_a_run(partly_l
             assert result.exit_code == 2 and not (run / "fold_0").exists()
         else:
             assert result.exit_code == 0, result.output
+
+
+def _cache_of_other_images(partly_labelled: Path, tmp_path: Path) -> Path:
+    """The same case ids, grid and splits as `partly_labelled`, with other images for the second labelled case."""
+    for number, case in enumerate(LABELLED + UNLABELLED):
+        write_case(tmp_path / "raw-other", case, seed=number + 10 * (case == LABELLED[1]), with_seg=case in LABELLED)
+    preprocess_dataset(tmp_path / "raw-other", tmp_path / "pre-other", progress=False)
+    shutil.copy(partly_labelled / "splits.json", tmp_path / "pre-other" / "splits.json")
+    return tmp_path / "pre-other"
+
+
+def _unfinish(config: Path) -> None:
+    """Make a finished 1-epoch model's config ask for 2 epochs, so that a resume trains."""
+    config.write_text(config.read_text().replace("  epochs: 1\n", "  epochs: 2\n"))
+
+
+@pytest.mark.parametrize("job", ["train", "pretrain"])
+def test_resuming_on_a_cache_of_other_images_is_refused_and_on_a_copy_continues(job: str, partly_labelled: Path,
+                                                                               tmp_path: Path):
+    """A resume on another cache with the same case ids trained on the new images without a word, while the
+    config still named the first cache (pretrain recorded none)."""
+    out = tmp_path / "out"
+    args = {"train": ["--preset", "tiny-unet", "--fold", "0", *SHORT],
+            "pretrain": ["--device", "cpu", "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1",
+                         "--set", "loop.val_batches=1"]}[job]
+    assert CliRunner().invoke(cli, [job, str(partly_labelled), "--out", str(out), *args]).exit_code == 0
+    model = RunFolder(out).fold(0) if job == "train" else ModelFolder(out)
+    assert json.loads(model.cache.read_text())["preprocessed"] == str(partly_labelled.resolve())
+    _unfinish(model.config)
+    other = _cache_of_other_images(partly_labelled, tmp_path)
+    before = model.log.read_text()
+    result = CliRunner().invoke(cli, [job, str(other), "--out", str(out), "--resume", *args])
+    assert _error_lines(result) == [
+        f"error: {model.path}: 1 case(s) differ between the cache it trained on ({partly_labelled.resolve()}, by its "
+        f"cache.json) and {other} ({LABELLED[1]}: other content, missing or added); resume with the cache it "
+        "trained on, or train into another --out"], result.output
+    assert result.exit_code == 2 and model.log.read_text() == before
+    copy = shutil.copytree(partly_labelled, tmp_path / "moved")
+    result = CliRunner().invoke(cli, [job, str(copy), "--out", str(out), "--resume", *args])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert all("are not applied" in line for line in warnings), warnings  # a copy is the same cache
+    assert load_config(model.config).data.preprocessed == str(copy.resolve())
+    assert json.loads(model.cache.read_text())["preprocessed"] == str(copy.resolve())
+    assert model.latest_epoch() == 2
+
+
+def test_a_run_without_a_cache_record_resumed_on_another_folder_is_warned_about(partly_labelled: Path,
+                                                                                 tmp_path: Path):
+    """Runs trained before cache.json: only a different folder can be told, and it is said."""
+    out = tmp_path / "run"
+    args = ["--preset", "tiny-unet", "--fold", "0", "--out", str(out), *SHORT]
+    assert CliRunner().invoke(cli, ["train", str(partly_labelled), *args]).exit_code == 0
+    RunFolder(out).fold(0).cache.unlink()
+    copy = shutil.copytree(partly_labelled, tmp_path / "moved")
+    result = CliRunner().invoke(cli, ["train", str(copy), *args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {out / 'fold_0'}: trained on {partly_labelled.resolve()}, resumed on {copy}; it has no cache.json "
+        "(an older run), so the two caches cannot be compared"]
+
+
+def test_validating_on_a_cache_of_other_images_is_refused(partly_labelled: Path, tmp_path: Path):
+    """`crossval --preprocessed` of a cache with the same case ids and other images scored the fold on cases it
+    never saw under its validation ids' names."""
+    run = tmp_path / "run"
+    args = ["--preset", "tiny-unet", "--fold", "0", "--out", str(run), *SHORT]
+    assert CliRunner().invoke(cli, ["train", str(partly_labelled), *args]).exit_code == 0
+    other = _cache_of_other_images(partly_labelled, tmp_path)
+    result = CliRunner().invoke(cli, ["crossval", str(run), "--preprocessed", str(other), "--device", "cpu"])
+    assert _error_lines(result) == [
+        f"error: {other}: 1 validation case(s) hold other content than in the cache {run / 'fold_0'} trained on "
+        f"({partly_labelled.resolve()}, by its cache.json): {LABELLED[1]}; validate with the cache the run trained on"]
+    assert result.exit_code == 2 and not (run / "fold_0" / "validation").exists()

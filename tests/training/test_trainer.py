@@ -66,6 +66,10 @@ def test_run_folder_and_bitwise_exact_resume_after_sigkill(cache: Path, tmp_path
     time.sleep(0.5)  # into the next epoch
     killed.send_signal(signal.SIGKILL)
     killed.wait()
+    # An older checkpoint that a kill while deleting it had left half there (it stayed for good).
+    half_deleted = killed_run.checkpoints / "epoch_0000"
+    half_deleted.mkdir(exist_ok=True)
+    (half_deleted / "weights.safetensors").write_bytes(b"\0" * 64)
     resumed = train(cache, tmp_path / "killed", "--resume")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     a, b = final_weights(run), final_weights(killed_run)
@@ -73,6 +77,8 @@ def test_run_folder_and_bitwise_exact_resume_after_sigkill(cache: Path, tmp_path
     for name in a:
         assert a[name].equal(b[name]), name
     assert killed_run.log.read_text().count("\n") == 4
+    assert killed_run.epoch_checkpoints() == [killed_run.epoch_checkpoint(3)]
+    assert run.epoch_checkpoints() == [run.epoch_checkpoint(3)]
     assert [path for path in killed_run.path.rglob("*") if is_temporary(path)] == []
 
 
@@ -97,7 +103,7 @@ def test_two_process_ddp_on_cpu_learns_into_one_run_folder(cache: Path, tmp_path
     model = RunFolder(out).fold(0)
     files = sorted(str(p.relative_to(model.path)) for p in out.rglob("*")
                    if p.is_file() and "tensorboard" not in p.parts)
-    assert files == ["checkpoints/best/state.pt", "checkpoints/best/weights.safetensors",
+    assert files == ["cache.json", "checkpoints/best/state.pt", "checkpoints/best/weights.safetensors",
                      "checkpoints/epoch_0003/state.pt", "checkpoints/epoch_0003/weights.safetensors",
                      "checkpoints/latest.json", "config.yaml", "log.csv", "progress.png", "splits.json"]
     assert len(list(model.events.glob("events.out.tfevents.*"))) == 1

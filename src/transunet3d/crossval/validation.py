@@ -40,6 +40,7 @@ from transunet3d.inference.cases import (
 )
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import TrainedModel, load_trained_model
+from transunet3d.runs.cache_record import check_cases_trained_on
 from transunet3d.runs.layout import ModelFolder, ValidationFolder
 from transunet3d.training.segmentation import check_labelled, check_readable
 
@@ -96,6 +97,7 @@ def check_fold(folder: ModelFolder, preprocessed: str | Path, device: torch.devi
     cases = validation_cases(folder)
     check_labelled(preprocessed, folder.fold, cases)
     check_readable(preprocessed, folder.fold, cases, folder.splits)
+    check_cases_trained_on(folder, preprocessed, cases)
     return FoldValidation(folder, model, preprocessed, cases, torch.device(device))
 
 

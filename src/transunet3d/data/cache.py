@@ -12,6 +12,8 @@ never leaves a case that looks complete.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +135,22 @@ def _mapped(path: Path) -> np.ndarray:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "the file is empty"
         raise UserError(f"{path}: damaged in the preprocessed cache ({reason}); remove the case's files and "
                         "preprocess it again") from None
+
+
+def case_digests(root: str | Path, case_ids: list[str]) -> dict[str, str | None]:
+    """A short digest of each case's content as the cache holds it (None for a case it does not hold).
+
+    The digest covers the stored properties (grid, crop, normalisation statistics, lesion locations), which differ
+    between two caches of the same case ids with other images, but not where the raw files were read from: a cache
+    that is copied or moved, or preprocessed again from the same files, keeps its digests.
+    """
+    digests: dict[str, str | None] = {}
+    for case_id in case_ids:
+        properties = read_properties(Path(root), case_id)
+        content = None if properties is None else {k: v for k, v in properties.items() if k != "source"}
+        digests[case_id] = None if content is None else hashlib.sha256(
+            json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    return digests
 
 
 def cached_case_ids(root: str | Path) -> list[str]:

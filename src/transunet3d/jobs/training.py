@@ -17,12 +17,13 @@ import torch
 from transunet3d.config.io import check_rotations, load_config, parse_override
 from transunet3d.config.schema import DataConfig, ExperimentConfig
 from transunet3d.crossval import check_fold, pool_folds, validate_fold
-from transunet3d.data.cache import SPLITS_FILE, read_dataset
+from transunet3d.data.cache import SPLITS_FILE, cached_case_ids, read_dataset
 from transunet3d.data.grid import same_spacing
 from transunet3d.data.splits import Split, read_splits
 from transunet3d.devices import parse_device
 from transunet3d.errors import ConfigError, UserError, warn_input
 from transunet3d.files import remove_stale_temporaries, write_json
+from transunet3d.runs.cache_record import check_same_cache
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.checkpoint import read_state
@@ -156,12 +157,16 @@ def _warn_if_nothing_to_resume(run: RunFolder) -> None:
 def _fold_config(job: TrainingJob, fold: Fold) -> tuple[ExperimentConfig, bool, tuple[list, list, list]]:
     """The config `fold` trains with, whether it has started, and its cases (`fold_cases`), once the cache and
     the cases are checked against the config (a resumed run's cache must still be as it was)."""
-    config, started = _model_config(job.run.fold(fold), job.config, job.resume, job.run)
+    folder = job.run.fold(fold)
+    config, started = _model_config(folder, job.config, job.resume, job.run)
     if not started:
         config = with_cache_splits(with_cache_grid(config, job.preprocessed), job.preprocessed)
-    elif config.data.target_spacing is not None:
-        with_cache_grid(config, job.preprocessed)
-    return config, started, fold_cases(Path(job.preprocessed), fold, config)
+    cases = fold_cases(Path(job.preprocessed), fold, config)
+    if started:
+        check_same_cache(folder, job.preprocessed, [*cases[1], *cases[2]], config.data.preprocessed)
+        if config.data.target_spacing is not None:  # the config names the cache it trains on from now
+            config = with_cache_grid(config, job.preprocessed)
+    return config, started, cases
 
 
 def with_cache_grid(config: ExperimentConfig, preprocessed: Path) -> ExperimentConfig:
@@ -252,6 +257,9 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
             warn_input(None, None, f"{folder.path}: nothing to resume (no config.yaml): pre-training from the start")
         remove_stale_temporaries(folder.path, recursive=True)
     config, started = _model_config(folder, config, resume)
+    if started:
+        check_same_cache(folder, preprocessed, cached_case_ids(preprocessed), config.data.preprocessed)
+    config = replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve())))
     trainer = Trainer(PretrainTask(config, preprocessed, processes), folder, device, processes)
     if started:
         trainer.resume()

@@ -8,7 +8,8 @@ A training run (`transunet3d train --out RUN`) holds one model folder per fold a
 
 A model folder (a fold, the all-data model, or a `transunet3d pretrain` run) holds:
 
-    config.yaml, splits.json, log.csv, progress.png, tensorboard/, init_encoder.json, reconstruction.png (MAE)
+    config.yaml, splits.json, cache.json (the cached cases it trains on), log.csv, progress.png, tensorboard/,
+    init_encoder.json, reconstruction.png (MAE)
     checkpoints/latest.json -> checkpoints/epoch_NNNN/, checkpoints/best/
     validation/           the fold's out-of-fold predictions/, their references/ and the scores (metrics.csv, ...)
 """
@@ -96,6 +97,7 @@ class ModelFolder:
     log = property(lambda self: self.path / "log.csv")
     progress = property(lambda self: self.path / "progress.png")
     events = property(lambda self: self.path / "tensorboard")
+    cache = property(lambda self: self.path / "cache.json")
     init_encoder = property(lambda self: self.path / "init_encoder.json")
     reconstruction = property(lambda self: self.path / "reconstruction.png")
     checkpoints = property(lambda self: self.path / "checkpoints")
@@ -113,6 +115,10 @@ class ModelFolder:
     def epoch_checkpoint(self, epoch: int) -> Path:
         """The checkpoint folder written after `epoch` epochs."""
         return self.checkpoints / f"epoch_{epoch:04d}"
+
+    def epoch_checkpoints(self) -> list[Path]:
+        """Every epoch checkpoint folder on disk (the latest, and any that a killed run left), sorted."""
+        return sorted(path for path in self.checkpoints.glob("epoch_[0-9]*") if path.is_dir())
 
     def latest_checkpoint(self) -> Path | None:
         """The latest checkpoint's folder, as its pointer names it; None before the first checkpoint."""

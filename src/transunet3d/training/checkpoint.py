@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from transunet3d.errors import UserError
 from transunet3d.files import atomic_path
@@ -23,8 +23,8 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any])
     """Write `folder`/weights.safetensors and state.pt; the state goes last and marks the checkpoint complete."""
     folder.mkdir(parents=True, exist_ok=True)
     weights = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file(weights, str(tmp))
+    with atomic_path(folder / WEIGHTS) as tmp:  # safetensors' save_file would leave its own temporary on a kill
+        tmp.write_bytes(save(weights))
     with atomic_path(folder / STATE) as tmp:
         torch.save(state, tmp)
 

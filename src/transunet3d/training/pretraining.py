@@ -17,6 +17,7 @@ from transunet3d.errors import ConfigError, UserError
 from transunet3d.files import atomic_path
 from transunet3d.models.mae import MaskedAutoencoder
 from transunet3d.models.registry import spec_from_config
+from transunet3d.runs.cache_record import record_cache
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.sampling import PatchBatches
@@ -40,6 +41,7 @@ class PretrainTask(Task):
         cases = cached_case_ids(Path(preprocessed))
         if not cases:
             raise UserError(f"{preprocessed}: no preprocessed cases")
+        self.preprocessed, self.case_ids = Path(preprocessed), cases
         batch, seed = self.loop.batch_size, self.loop.seed
         self.batches = PatchBatches(Path(preprocessed), cases, crop, batch, 0.0, seed=seed, rank=processes.rank)
         self.validation = PatchBatches(Path(preprocessed), cases, crop, batch, 0.0, seed=seed + 1)
@@ -54,6 +56,7 @@ class PretrainTask(Task):
 
     def write_run_files(self, folder: ModelFolder) -> None:
         save_config(self.config, folder.config)
+        record_cache(folder, self.preprocessed, self.case_ids)
 
     def optimizer(self) -> torch.optim.Optimizer:
         """AdamW; no weight decay on biases, norms, position embeddings and the mask token (as MAE)."""

@@ -18,6 +18,7 @@ from transunet3d.data.splits import make_splits, preprocessed_case_ids, read_spl
 from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models import model_from_config
+from transunet3d.runs.cache_record import record_cache
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.augment import augment_batch
@@ -120,6 +121,7 @@ class SegmentationTask(Task):
         scheme = label_scheme(config.data.labels)
         self.metric_columns = tuple(f"dice_{region}" for region in scheme.region_names)
         self.splits, train_ids, val_ids = cases or fold_cases(Path(preprocessed), fold, config)
+        self.preprocessed, self.case_ids = Path(preprocessed), [*train_ids, *val_ids]
         # Each process draws its own patches: the batch seeds include the rank.
         self.batches = PatchBatches(Path(preprocessed), train_ids, train.patch_size, self.loop.batch_size,
                                     train.foreground_fraction, train.lesion_sampling, seed=self.loop.seed,
@@ -137,6 +139,7 @@ class SegmentationTask(Task):
     def write_run_files(self, folder: ModelFolder) -> None:
         save_config(self.config, folder.config)
         write_json(folder.splits, self.splits)
+        record_cache(folder, self.preprocessed, self.case_ids)
 
     def optimizer(self) -> torch.optim.Optimizer:
         train = self.config.train

@@ -8,6 +8,7 @@ weights, bit for bit, as a run that was never interrupted.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 
@@ -20,7 +21,7 @@ from transunet3d.errors import UserError
 from transunet3d.files import write_json
 from transunet3d.models.precision import autocast, resolve_precision
 from transunet3d.runs.layout import ModelFolder
-from transunet3d.training.checkpoint import STATE, is_complete, load_checkpoint, save_checkpoint
+from transunet3d.training.checkpoint import STATE, load_checkpoint, save_checkpoint
 from transunet3d.training.distributed import SINGLE_PROCESS, Distributed
 from transunet3d.training.run_log import RunLog
 from transunet3d.training.sampling import patch_loader
@@ -212,10 +213,9 @@ class Trainer:
                  "trainer": asdict(self.state)}
         save_checkpoint(folder, self.network, state)
         if not best:
-            old = self.folder.latest_checkpoint()
             write_json(self.folder.latest_pointer, {"folder": folder.name, "epoch": self.state.epoch})
-            if old is not None and old != folder and is_complete(old):
-                for file in old.iterdir():
-                    file.unlink()
-                old.rmdir()
+            # The previous checkpoint, and any that a run killed while deleting one left behind.
+            for stale in self.folder.epoch_checkpoints():
+                if stale != folder:
+                    shutil.rmtree(stale)
         self.processes.barrier()
