@@ -101,12 +101,19 @@ def prepare_output_files(*paths: str | Path | None) -> None:
         remove_stale_temporaries(path.parent)
 
 
-def output_folder(path: str | Path) -> Path:
-    """`path` as an existing folder (created if needed); a file in the way is a UserError, not a traceback."""
+def check_output_folder(path: str | Path) -> None:
+    """Raise UserError when `path` cannot become an output folder: a file stands there or above it, or the nearest
+    existing folder is not writable. Creates nothing: for a command to stop before its first line of output."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder")
     check_output_path(path)
+
+
+def output_folder(path: str | Path) -> Path:
+    """`path` as an existing folder (created if needed); a file in the way is a UserError, not a traceback."""
+    check_output_folder(path)
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

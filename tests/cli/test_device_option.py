@@ -132,3 +132,29 @@ def test_training_processes_without_a_meeting_point_are_one_error_line(variables
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_process_that_never_comes_is_announced_and_ends_in_one_error_line(inputs: Path, tmp_path: Path,
+                                                                           monkeypatch):
+    """WORLD_SIZE=2 left in the environment with a valid meeting point: the first process waited silently for
+    torch's 30 minutes (here the wait is cut to 2 s)."""
+    import socket
+    from datetime import timedelta
+
+    from transunet3d.training import distributed
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(distributed, "PROCESS_GROUP_TIMEOUT", timedelta(seconds=2))
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    result = CliRunner().invoke(cli, ["train", str(inputs / "pre"), "--preset", "tiny", "--fold", "0", "--out",
+                                      str(tmp_path / "run"), "--device", "cpu"])
+    assert f"processes: waiting for the 2 of WORLD_SIZE at 127.0.0.1:{port} (at most 0.0333333 min)" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert errors[0].startswith(f"error: WORLD_SIZE=2: the processes did not all meet at 127.0.0.1:{port} (")
+    assert errors[0].endswith("); start every process, or unset WORLD_SIZE to run one")
+    assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from tests.evaluation.test_files_and_cli import lesion_labels, save
-from tests.factories import dead_pid, temporary, write_case
+from tests.factories import dead_pid, temporary, write_case, write_run
 from transunet3d.cli.main import cli
 from transunet3d.errors import EXIT_ENVIRONMENT, EXIT_USER_ERROR
 
@@ -63,6 +63,17 @@ def test_output_whose_folder_is_a_file_stops_evaluate_before_it_works(tmp_path: 
     assert result.exit_code == EXIT_USER_ERROR
     assert result.stderr.strip() == f"error: {blocker}: exists and is not a folder"
     assert result.stdout == ""  # nothing evaluated
+
+
+def test_predict_into_a_file_stops_before_it_loads_the_models(tmp_path: Path):
+    """The models' and settings' notes came first, then the error (a refused command prints only its error)."""
+    write_case(tmp_path / "raw")
+    write_run(tmp_path / "run" / "fold_0", preset="tiny-unet")
+    blocker = tmp_path / "x"
+    blocker.write_text("")
+    result = invoke("predict", tmp_path / "raw", blocker, "--model", tmp_path / "run", "--device", "cpu")
+    assert result.exit_code == EXIT_USER_ERROR
+    assert result.stderr.strip() == f"error: {blocker}: exists and is not a folder" and "models:" not in result.stdout
 
 
 def test_evaluate_ignores_and_removes_temporaries_that_a_killed_run_left(tmp_path: Path):

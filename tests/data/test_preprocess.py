@@ -195,3 +195,18 @@ def test_a_rerun_at_another_target_spacing_redoes_the_cases(phantom_variants, tm
     preprocess_dataset(raw, out, progress=False)
     cached = _only_case(out)
     assert cached.original_seg is cached.seg and not list(out.glob("*_seg_original.npy"))
+
+
+@pytest.mark.parametrize("spacing", [["1e-4", "1", "1"], ["1", "1", "1000"]])
+def test_a_target_spacing_out_of_range_names_the_option_and_writes_nothing(spacing: list[str], case_root: Path,
+                                                                            tmp_path: Path):
+    from click.testing import CliRunner
+
+    from transunet3d.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["preprocess", str(case_root), str(tmp_path / "pre"), "--target-spacing",
+                                      *spacing])
+    shown = " ".join(f"{float(side):g}" for side in spacing)
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: --target-spacing {shown}: expected three voxel sizes from 0.01 to 100 mm"), result.output
+    assert not (tmp_path / "pre").exists()

@@ -73,7 +73,10 @@ def test_container_mistakes_are_one_error_line_and_write_nothing(cv_run: Path, e
     calls = [((phantoms, tmp_path / "a"), f"error: {phantoms}: neither a training run nor an exported model folder"),
              ((exported, tmp_path / "b", "--format", "torch"), f"error: {exported}: an exported folder holds ONNX"),
              ((cv_run, used), f"error: {used}: exists and is not an empty folder"),
-             ((cv_run, tmp_path / "c", "--wheels", tmp_path / "none"), f"error: {tmp_path / 'none'}: wheel folder"),
+             ((cv_run, tmp_path / "c", "--wheels", tmp_path / "none"),
+              f"error: {tmp_path / 'none'}: --wheels: does not exist (a folder of .whl files)"),
+             ((cv_run, tmp_path / "c", "--wheels", used / "Dockerfile"),
+              f"error: {used / 'Dockerfile'}: --wheels: not a folder (a folder of .whl files)"),
              # the image held the latest weights of an export made from them, exit 0
              ((exported, tmp_path / "d", "--checkpoint", "best"), f"error: {exported}: exported from the latest"),
              # printed in `docker build -t Bad Tag!;rm -rf / OUT`
@@ -106,12 +109,28 @@ def test_a_damaged_run_or_export_is_refused_before_anything_is_written(cv_run: P
     assert not (tmp_path / "context").exists()
 
 
-def test_a_run_whose_training_had_not_finished_is_packaged_with_a_warning(tmp_path: Path):
+def test_a_run_whose_training_had_not_finished_is_packaged_and_run_with_a_warning(phantoms: Path, tmp_path: Path):
+    """challenge-entry said nothing about it (the image's own entry point)."""
     run = tmp_path / "run"
     write_run(run / "fold_0", preset="tiny-unet", epoch=3)
-    result = invoke("container", run, tmp_path / "context")
-    assert result.exit_code == 0, result.output
     checkpoint = ModelFolder(run / "fold_0").latest_checkpoint()
     epochs = load_config(run / "fold_0" / "config.yaml").loop.epochs
-    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
-        f"warning: {checkpoint}: trained for 3 of {epochs} epochs"]
+    for command in (("container", run, tmp_path / "context"),
+                    ("challenge-entry", "--data_path", phantoms / CASES[0], "--output_path", tmp_path / "out",
+                     "--model", run)):
+        result = invoke(*command)
+        assert result.exit_code == 0, result.output
+        assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+            f"warning: {checkpoint}: trained for 3 of {epochs} epochs"]
+
+
+def test_only_the_checkpoint_files_go_into_the_image(cv_run: Path, tmp_path: Path):
+    """A temporary that a killed checkpoint save left beside the weights (safetensors wrote its own `.tmpXXXXXX`)
+    was copied into the build context, a full-size weights file in the image."""
+    run = shutil.copytree(cv_run, tmp_path / "run")
+    checkpoint = run / "fold_0" / "checkpoints" / "epoch_0020"
+    (checkpoint / ".tmpqhb5W3").write_bytes(b"\0" * 64)
+    result = invoke("container", run, tmp_path / "context", "--fold", "0")
+    assert result.exit_code == 0, result.output
+    copied = tmp_path / "context" / "model" / "fold_0" / "checkpoints" / "epoch_0020"
+    assert sorted(path.name for path in copied.iterdir()) == ["state.pt", "weights.safetensors"]

@@ -306,3 +306,28 @@ def test_validating_on_a_cache_of_other_images_is_refused(partly_labelled: Path,
         f"error: {other}: 1 validation case(s) hold other content than in the cache {run / 'fold_0'} trained on "
         f"({partly_labelled.resolve()}, by its cache.json): {LABELLED[1]}; validate with the cache the run trained on"]
     assert result.exit_code == 2 and not (run / "fold_0" / "validation").exists()
+
+
+def test_a_pretraining_run_and_a_segmentation_run_are_named_for_what_they_are(partly_labelled: Path,
+                                                                              tmp_path: Path):
+    """An MAE run given to predict or export was 'weights that do not fit the model'; a segmentation run given as
+    --init-encoder was 'not a pretraining run with a checkpoint yet', its fold 'depth differs?'."""
+    mae, run = tmp_path / "mae", tmp_path / "run"
+    write_run(mae, preset="mae-tiny")
+    write_run(run / "fold_0", preset="tiny")
+    not_mae = ("a segmentation training run, not a `transunet3d pretrain` run; model.init_encoder takes the encoder "
+               "of a masked-autoencoder pre-training")
+    not_a_model = (f"{mae}: a pre-training run (mae-tiny), whose encoder does not segment; train a model with "
+                   f"`transunet3d train ... --init-encoder {mae}`")
+    calls = [(["predict", str(partly_labelled.parent / "raw"), str(tmp_path / "p"), "--model", str(mae)], not_a_model),
+             (["export", str(mae), str(tmp_path / "e")], not_a_model),
+             *[(["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out", str(tmp_path / "t"),
+                 "--init-encoder", str(given), *SHORT], f"{given}: {problem}")
+               for given, problem in ((run, not_mae), (run / "fold_0", not_mae),
+                                      (partly_labelled / "dataset.json", "not a folder (model.init_encoder names a "
+                                                                         "`transunet3d pretrain` run)"),
+                                      (partly_labelled, "not a `transunet3d pretrain` run (no config.yaml)"))]]
+    for args, message in calls:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and _error_lines(result) == [f"error: {message}"], result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mae", "pre", "raw", "run"]

@@ -57,6 +57,8 @@ def challenge_entry_command(task: str | None, data_path: Path, output_path: Path
     """
     settings = read_parameters(parameters_file)
     report = run_challenge(data_path, output_path, model_dir, settings)
+    for warning in report.warnings:
+        click.echo(warning, err=True)
     checked = len(report.written) - sum(case in report.failed for case in report.written)
     click.echo(f"challenge-entry: {len(report.cases)} case(s), {report.backend} on {', '.join(report.devices)}: "
                f"wrote {len(report.written)}, passed the checks {checked} -> {output_path}")

@@ -8,20 +8,19 @@ import click
 
 from transunet3d.cli.config_cmd import set_option, warn_unapplied, warn_unread
 from transunet3d.cli.options import PATH
-from transunet3d.config import PRESETS, build_config, load_config
+from transunet3d.config import build_config, load_config
+from transunet3d.config.presets import MAE_PRESETS
 from transunet3d.config.schema import PRETRAINING_SECTIONS
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import pretrain_model
 from transunet3d.runs.layout import ModelFolder
 from transunet3d.training.distributed import Distributed
 
-MAE_PRESETS = [name for name in PRESETS if name.startswith("mae-")]
-
 
 @click.command("pretrain")
 @click.argument("preprocessed", type=PATH)
 @click.option("--out", "run_dir", type=PATH, required=True, help="Run folder.")
-@click.option("--preset", type=click.Choice(MAE_PRESETS), default="mae-tiny", show_default=True,
+@click.option("--preset", type=click.Choice(list(MAE_PRESETS)), default="mae-tiny", show_default=True,
               help="mae-paper: the paper's setting (128^3 crops, slice2d tokens, 4800 epochs); mae-tiny: CPU size.")
 @set_option
 @click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint and its config.")
@@ -39,7 +38,7 @@ def pretrain_command(preprocessed: Path, run_dir: Path, preset: str, overrides: 
     given = click.get_current_context().get_parameter_source("preset") == click.core.ParameterSource.COMMANDLINE
     if resume and (given or overrides) and folder.config.is_file():
         warn_unapplied(folder.path, load_config(folder.config), config, preset if given else None, overrides)
-    processes = Distributed.from_environment(use_cuda=target.type == "cuda")
+    processes = Distributed.from_environment(use_cuda=target.type == "cuda", tell=click.echo)
     try:
         trainer = pretrain_model(preprocessed, folder, config, resume, target, processes)
     finally:

@@ -8,7 +8,8 @@ import click
 
 from transunet3d.cli.config_cmd import set_option, warn_unapplied, warn_unread
 from transunet3d.cli.options import PATH
-from transunet3d.config import PRESETS, ExperimentConfig, build_config, load_config
+from transunet3d.config import ExperimentConfig, build_config, load_config
+from transunet3d.config.presets import SEGMENTATION_PRESETS
 from transunet3d.config.schema import SEGMENTATION_SECTIONS
 from transunet3d.devices import parse_device
 from transunet3d.jobs.training import (
@@ -24,7 +25,7 @@ from transunet3d.training.distributed import Distributed
 
 @click.command("train")
 @click.argument("preprocessed", type=PATH)
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", show_default=True,
+@click.option("--preset", type=click.Choice(list(SEGMENTATION_PRESETS)), default="tiny", show_default=True,
               help="Experiment preset (paper-encoder, paper-decoder, paper-both, unet, tiny, ...).")
 @click.option("--fold", default="0", show_default=True,
               help="Cross-validation fold K (into OUT/fold_K), 'all' (every fold in turn) or 'all-data' (one model "
@@ -55,7 +56,7 @@ def train_command(preprocessed: Path, preset: str, fold: str, run_dir: Path, ove
         _warn_unapplied(RunFolder(run_dir), config, preset if given else None, overrides, pretrain_run is not None)
     job = TrainingJob(preprocessed, RunFolder(run_dir), config, folds_to_train(fold, preprocessed, config),
                       resume=resume, device=target, validate=validate, workers=workers)
-    processes = Distributed.from_environment(use_cuda=target.type == "cuda")
+    processes = Distributed.from_environment(use_cuda=target.type == "cuda", tell=click.echo)
     try:
         summary = train_folds(job, processes, echo=click.echo)
     finally:

@@ -65,6 +65,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# `transunet3d pretrain` trains the MAE presets, `transunet3d train` the others.
+MAE_PRESETS = tuple(name for name in PRESETS if name.startswith("mae-"))
+SEGMENTATION_PRESETS = tuple(name for name in PRESETS if name not in MAE_PRESETS)
+
+
+def is_pretraining(preset: str | None) -> bool:
+    """Whether a config of `preset` (as config.yaml records it) is a masked-autoencoder pre-training's."""
+    return preset in MAE_PRESETS
+
+
 def preset_overrides(name: str) -> dict[str, Any]:
     """The overrides that define preset `name`."""
     if name not in PRESETS:

@@ -232,8 +232,8 @@ def _checked_target(target_spacing: Sequence[float]) -> tuple[float, float, floa
     target = tuple(float(t) for t in target_spacing)
     low, high = VOXEL_SIZE_MM
     if len(target) != 3 or not all(low <= t <= high for t in target):
-        raise UserError(f"target spacing {format_mm(target)} mm: expected three voxel sizes from {low:g} to "
-                        f"{high:g} mm")
+        raise UserError(f"--target-spacing {' '.join(f'{t:g}' for t in target)}: expected three voxel sizes "
+                        f"from {low:g} to {high:g} mm")
     return target
 
 

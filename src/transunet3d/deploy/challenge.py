@@ -119,6 +119,7 @@ class ChallengeReport:
     failed: dict[str, str] = field(default_factory=dict)
     devices: list[str] = field(default_factory=list)
     backend: str = "torch"
+    warnings: list[str] = field(default_factory=list)  # `warning:` lines: models whose training had not finished
 
 
 def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: EntrySettings | None = None,
@@ -135,7 +136,7 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     settings = settings or EntrySettings()
     cases = discover_cases(input_dir)
     backend = model_backend(model_dir)
-    check_models(model_dir, backend, settings.fold, settings.checkpoint, settings.postprocessing == "run")
+    warnings = check_models(model_dir, backend, settings.fold, settings.checkpoint, settings.postprocessing == "run")
     _check_writable(output_folder(output_dir))
     remove_stale_temporaries(output_dir)  # a killed earlier run's half-written label maps
     foreign = foreign_outputs(cases, output_dir)
@@ -144,7 +145,8 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
                         f"{', ...' if len(foreign) > 3 else ''}); the challenge refuses more outputs than inputs: "
                         f"remove them or choose an empty folder")
     devices = devices or entry_devices(backend)
-    report = ChallengeReport(cases=[case.case_id for case in cases], devices=devices, backend=backend)
+    report = ChallengeReport(cases=[case.case_id for case in cases], devices=devices, backend=backend,
+                             warnings=warnings)
     with tempfile.TemporaryDirectory(prefix="transunet3d-challenge-") as scratch:
         jobs = [_Shard(Path(input_dir), Path(scratch), Path(model_dir), backend, settings, rank, devices,
                        progress and rank == 0) for rank in range(len(devices))]

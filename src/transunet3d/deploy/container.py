@@ -23,6 +23,7 @@ from transunet3d.deploy.requirements import TORCH_CPU_INDEX, pinned_requirements
 from transunet3d.errors import UserError
 from transunet3d.inference.trained import checkpoint_folder, fold_folders
 from transunet3d.runs.layout import ModelFolder, RunFolder
+from transunet3d.training.checkpoint import STATE, WEIGHTS
 
 DEVICES = ("cpu", "cuda")
 FORMATS = ("torch", "onnx")
@@ -94,7 +95,9 @@ def copy_models(run_dir: Path, target: Path, fold: str | None, which: str) -> No
         copy = ModelFolder(target) if single else RunFolder(target).fold(folder.fold)
         copy.checkpoints.mkdir(parents=True)
         shutil.copyfile(folder.config, copy.config)
-        shutil.copytree(checkpoint, copy.checkpoints / checkpoint.name)
+        (copy.checkpoints / checkpoint.name).mkdir()
+        for name in (WEIGHTS, STATE):  # not a temporary that a killed save left beside them
+            shutil.copyfile(checkpoint / name, copy.checkpoints / checkpoint.name / name)
         if which == "latest":
             shutil.copyfile(folder.latest_pointer, copy.latest_pointer)
     tuned = RunFolder(run_dir).postprocessing
@@ -129,7 +132,8 @@ def _check_choices(run_dir: Path, device: str, model_format: str, exported: bool
     if exported and fold is not None:
         raise UserError(f"{run_dir}: an exported folder keeps the folds it was exported with; leave out --fold")
     if wheels is not None and not Path(wheels).is_dir():
-        raise UserError(f"{wheels}: wheel folder does not exist")
+        problem = "not a folder" if Path(wheels).exists() else "does not exist"
+        raise UserError(f"{wheels}: --wheels: {problem} (a folder of .whl files)")
 
 
 def _requirements_text(lines: list[str]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from transunet3d.config.io import load_config
+from transunet3d.config.presets import is_pretraining
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.data.labels import LabelScheme, label_scheme
 from transunet3d.errors import UserError
@@ -101,6 +102,9 @@ def load_trained_model(model: ModelFolder | str | Path, which: str = "latest",
     """The network of a model folder with its checkpoint's weights, in eval mode on `device`."""
     model = model if isinstance(model, ModelFolder) else ModelFolder(model)
     config = load_config(model.config)
+    if is_pretraining(config.preset):
+        raise UserError(f"{model.path}: a pre-training run ({config.preset}), whose encoder does not segment; train "
+                        f"a model with `transunet3d train ... --init-encoder {model.path}`")
     folder, epoch = checkpoint_folder(model, which)
     network = model_from_config(config)
     weights = read_weights(folder)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from transunet3d.devices import Launch
 from transunet3d.errors import UserError
+
+# How long the processes wait for each other, at the start and at every collective step (torch's default).
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -21,14 +26,31 @@ class Distributed:
     local_rank: int = 0
 
     @classmethod
-    def from_environment(cls, use_cuda: bool) -> Distributed:
-        """Join the process group that torchrun describes in the environment (NCCL on GPU, gloo on CPU)."""
+    def from_environment(cls, use_cuda: bool, tell: Callable[[str], None] = lambda _: None) -> Distributed:
+        """Join the process group that torchrun describes in the environment (NCCL on GPU, gloo on CPU).
+
+        Args:
+            tell: shown by the first process before it waits for the others, so that a wait for a process that
+                never starts (a WORLD_SIZE left in the environment) is not silent.
+
+        Raises:
+            UserError: the rendezvous variables are missing or wrong, or not every process came in time.
+        """
         launch = Launch.from_environment()
         if launch.world <= 1:
             return cls()
         _check_rendezvous(launch.world)
         if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+            meeting = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+            if launch.rank == 0:
+                tell(f"processes: waiting for the {launch.world} of WORLD_SIZE at {meeting} (at most "
+                     f"{PROCESS_GROUP_TIMEOUT.total_seconds() / 60:g} min)")
+            try:
+                dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
+            except dist.DistError as error:
+                raise UserError(f"WORLD_SIZE={launch.world}: the processes did not all meet at {meeting} "
+                                f"({str(error).strip().splitlines()[0]}); start every process, or unset WORLD_SIZE "
+                                "to run one") from None
         return cls(dist.get_rank(), launch.world, launch.local_rank)
 
     @property

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import torch
 
+from transunet3d.config.io import load_config
+from transunet3d.config.presets import is_pretraining
 from transunet3d.errors import ConfigError
 from transunet3d.models.transfer import transfer_encoder
-from transunet3d.runs.layout import ModelFolder
+from transunet3d.runs.layout import ModelFolder, RunFolder
 from transunet3d.training.checkpoint import WEIGHTS, check_finite_weights, read_weights
 
 
@@ -20,9 +22,18 @@ def pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """
     if not Path(run_dir).exists():
         raise ConfigError(f"{run_dir}: does not exist (model.init_encoder names a `transunet3d pretrain` run)")
-    checkpoint = ModelFolder(run_dir).latest_checkpoint()
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir}: not a folder (model.init_encoder names a `transunet3d pretrain` run)")
+    folder = ModelFolder(run_dir)
+    if folder.fold is not None or RunFolder(run_dir).folds() or (
+            folder.is_model() and not is_pretraining(load_config(folder.config).preset)):
+        raise ConfigError(f"{run_dir}: a segmentation training run, not a `transunet3d pretrain` run; "
+                          "model.init_encoder takes the encoder of a masked-autoencoder pre-training")
+    if not folder.is_model():
+        raise ConfigError(f"{run_dir}: not a `transunet3d pretrain` run (no {folder.config.name})")
+    checkpoint = folder.latest_checkpoint()
     if checkpoint is None:
-        raise ConfigError(f"{run_dir}: not a pretraining run with a checkpoint yet")
+        raise ConfigError(f"{run_dir}: a pre-training run without a checkpoint yet")
     weights = read_weights(checkpoint)
     check_finite_weights(weights, checkpoint / WEIGHTS)  # NaN weights trained on with a finite loss, unnoticed
     return weights
