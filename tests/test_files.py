@@ -19,6 +19,7 @@ from transunet3d.files import (
     prepare_output_files,
     read_json,
     remove_stale_temporaries,
+    scratch_folder,
 )
 from transunet3d.parallel import map_cases
 
@@ -45,6 +46,23 @@ def test_only_temporaries_of_ended_processes_of_this_host_are_removed(tmp_path: 
     assert running.exists() and elsewhere.exists() and nested.exists() and data.exists()
     assert remove_stale_temporaries(tmp_path, recursive=True) == [nested]
     assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_a_scratch_folder_goes_away_and_removes_those_that_killed_runs_left(tmp_path: Path, monkeypatch):
+    """challenge-entry's scratch folder of a killed run (its predictions) stayed in $TMPDIR for good."""
+    import socket
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
+    killed = tmp_path / f"job.{dead_pid()}@{host}.abcd1234.tmp"
+    running = tmp_path / f"job.{os.getpid()}@{host}.efgh5678.tmp"
+    elsewhere = tmp_path / f"job.{dead_pid()}@other-host.ijkl9012.tmp"
+    for folder in (killed, running, elsewhere):
+        (folder / "sub").mkdir(parents=True)
+    with scratch_folder("job") as scratch:
+        assert scratch.parent == tmp_path and scratch.is_dir() and not killed.exists()
+        (scratch / "prediction.nii.gz").write_bytes(b"x")
+    assert sorted(tmp_path.iterdir()) == sorted([running, elsewhere])
 
 
 def test_a_failed_write_names_the_output_and_leaves_nothing(tmp_path: Path):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -68,6 +69,22 @@ def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> lis
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+@contextlib.contextmanager
+def scratch_folder(name: str) -> Iterator[Path]:
+    """A private folder in the system's temporary directory for a command's intermediate files, removed when the
+    block ends. Named `{name}.{pid}@{host}.XXXXXXXX.tmp` like a temporary, so that the folders which killed runs of
+    this host left there are told from those of running ones, and removed first."""
+    root = Path(tempfile.gettempdir())
+    for stale in root.glob(f"{name}.*@*.tmp"):
+        if stale.is_dir() and _is_stale(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(dir=root, prefix=f"{name}.{os.getpid()}@{_host()}.", suffix=".tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_output_path(path: str | Path) -> None:

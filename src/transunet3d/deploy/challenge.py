@@ -33,7 +33,7 @@ from transunet3d.data.nifti import Geometry, load_header_3d
 from transunet3d.deploy.onnx_backend import checked_export, is_export, load_exported_models
 from transunet3d.deploy.optional import require
 from transunet3d.errors import UserError
-from transunet3d.files import atomic_path, is_temporary, output_folder, remove_stale_temporaries
+from transunet3d.files import atomic_path, is_temporary, output_folder, remove_stale_temporaries, scratch_folder
 from transunet3d.inference.cases import PredictReport, predict_folder, submission_path
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import (
@@ -147,7 +147,7 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     devices = devices or entry_devices(backend)
     report = ChallengeReport(cases=[case.case_id for case in cases], devices=devices, backend=backend,
                              warnings=warnings)
-    with tempfile.TemporaryDirectory(prefix="transunet3d-challenge-") as scratch:
+    with scratch_folder("transunet3d-challenge") as scratch:
         jobs = [_Shard(Path(input_dir), Path(scratch), Path(model_dir), backend, settings, rank, devices,
                        progress and rank == 0) for rank in range(len(devices))]
         written = set()
