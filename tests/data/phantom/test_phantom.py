@@ -187,6 +187,36 @@ def test_a_series_grows_in_its_folder_and_another_series_or_foreign_case_is_refu
     write_phantoms(tmp_path / "real", cases=1, seed=1, spec=spec, progress=False, first=2)  # beside it: allowed
 
 
+def test_a_run_killed_among_its_cases_is_finished_by_its_rerun(tmp_path: Path, monkeypatch):
+    """The manifest was written only after the last case: a demo or `phantom` interrupted (Ctrl-C, a kill) while
+    writing phantoms left case folders that no manifest recorded, and every rerun refused them."""
+    from tests.factories import dead_pid, temporary
+    from transunet3d.data.phantom import generate
+
+    spec = PhantomSpec(shape=(32, 32, 24), lesions=(1, 1))
+    write_phantoms(tmp_path / "straight", cases=4, seed=1, spec=spec, progress=False)
+    make_one, calls = generate._make_one, []
+
+    def killed_at_the_third_case(args):
+        calls.append(args)
+        if len(calls) == 3:
+            (args[3] / "BraTS-MET-00003-000").mkdir()  # its first file half written
+            temporary(args[3] / "BraTS-MET-00003-000", "BraTS-MET-00003-000-t1c.nii.gz", dead_pid())
+            raise KeyboardInterrupt
+        return make_one(args)
+
+    monkeypatch.setattr(generate, "_make_one", killed_at_the_third_case)
+    with pytest.raises(KeyboardInterrupt):
+        write_phantoms(tmp_path / "out", cases=4, seed=1, spec=spec, progress=False)
+    monkeypatch.setattr(generate, "_make_one", make_one)
+    write_phantoms(tmp_path / "out", cases=4, seed=1, spec=spec, progress=False)
+    files = sorted(path.relative_to(tmp_path / "straight") for path in (tmp_path / "straight").rglob("*"))
+    assert sorted(path.relative_to(tmp_path / "out") for path in (tmp_path / "out").rglob("*")) == files
+    for name in files:
+        straight, rerun = tmp_path / "straight" / name, tmp_path / "out" / name
+        assert straight.is_dir() or straight.read_bytes() == rerun.read_bytes(), name
+
+
 def test_what_a_series_holds_short_of_its_settings_is_a_warning(tmp_path: Path):
     """50 lesions asked, 1 written, and a 16 mm field of view that is three quarters tumour: exit 0 without a
     word. A side of 33000 voxels was a traceback after the volume was generated."""

@@ -17,7 +17,7 @@ from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
 from transunet3d.data.phantom.variants import Variant, apply_variant
 from transunet3d.data.resample import resampled_shape
 from transunet3d.errors import UserError
-from transunet3d.files import output_folder, read_json, write_json
+from transunet3d.files import output_folder, read_json, remove_stale_temporaries, write_json
 from transunet3d.parallel import map_cases
 
 MANIFEST_FILE = "phantoms.json"
@@ -161,12 +161,25 @@ def write_phantoms(
     _check_brain_fits(spec, variant)
     series = series_record(seed, spec, variant)
     indices = range(first, first + cases)
-    written = cases_of_series(Path(out_dir), series, [phantom_case_id(index) for index in indices])
+    case_ids = [phantom_case_id(index) for index in indices]
+    written = cases_of_series(Path(out_dir), series, case_ids)
     out_dir = output_folder(out_dir)
+    remove_stale_temporaries(out_dir, recursive=True)  # a killed run's half-written files
+    # The cases about to be written are recorded first: a run killed among them leaves their folders to its rerun.
+    writing = sorted(set(_writing(out_dir)) | set(case_ids))
+    write_json(out_dir / MANIFEST_FILE, {**series, "cases": written, "writing": writing})
     jobs = [(spec, seed, index, out_dir, variant) for index in indices]
-    results = list(map_cases(_make_one, jobs, workers, "phantom", progress))
-    write_json(out_dir / MANIFEST_FILE, {**series, "cases": dict(sorted({**written, **dict(results)}.items()))})
-    return [case_id for case_id, _ in results]
+    results = dict(map_cases(_make_one, jobs, workers, "phantom", progress))
+    left = [case_id for case_id in writing if case_id not in results]  # of an earlier killed run, other ids
+    write_json(out_dir / MANIFEST_FILE, {**series, "cases": dict(sorted({**written, **results}.items())),
+                                         **({"writing": left} if left else {})})
+    return list(results)
+
+
+def _writing(out_dir: Path) -> list[str]:
+    """The cases that a killed run of this series was writing, by its manifest."""
+    manifest = out_dir / MANIFEST_FILE
+    return list(read_json(manifest).get("writing", [])) if manifest.is_file() else []
 
 
 def series_record(seed: int, spec: PhantomSpec, variant: Variant | None = None) -> dict[str, Any]:
@@ -191,8 +204,9 @@ def cases_of_series(out_dir: Path, series: dict[str, Any], case_ids: list[str]) 
     if differing:
         raise UserError(f"{out_dir}: holds phantoms of another series ({manifest.name} differs in "
                         f"{', '.join(differing)}); choose an empty folder")
+    ours = set(recorded["cases"]) | set(recorded.get("writing", []))
     for case_id in case_ids:
-        if (out_dir / case_id).exists() and case_id not in recorded["cases"]:
+        if (out_dir / case_id).exists() and case_id not in ours:
             raise UserError(f"{out_dir / case_id}: exists and is not a phantom of this series (not in "
                             f"{manifest.name}); phantom does not replace it, choose an empty folder")
     return recorded["cases"]
