@@ -65,6 +65,16 @@ def test_a_scratch_folder_goes_away_and_removes_those_that_killed_runs_left(tmp_
     assert sorted(tmp_path.iterdir()) == sorted([running, elsewhere])
 
 
+def test_writing_a_file_removes_what_killed_writes_of_it_left(tmp_path: Path):
+    """`splits` or the demo's evaluation, killed while writing, left a temporary that their complete rerun kept."""
+    stale = temporary(tmp_path, "summary.json", dead_pid())
+    running = temporary(tmp_path, "summary.json", os.getpid())
+    other = temporary(tmp_path, "summary.json.bak", dead_pid())  # another file's: left to whoever writes that one
+    with atomic_path(tmp_path / "summary.json") as tmp:
+        tmp.write_text("{}")
+    assert not stale.exists() and running.exists() and other.exists()
+
+
 def test_a_failed_write_names_the_output_and_leaves_nothing(tmp_path: Path):
     target = tmp_path / "metrics.csv"
     with pytest.raises(OSError) as raised, atomic_path(target):

@@ -3,13 +3,15 @@
 An output is written to a hidden temporary beside it, `.{name}.{pid}@{host}.XXXXXXXX.tmp{suffix}`, and renamed when
 complete. A killed process leaves its temporary behind: readers skip temporaries (`is_temporary`), and a command
 that writes into a folder first removes the temporaries that dead processes of this host left there
-(`remove_stale_temporaries`). The writer's PID and host in the name tell a stale temporary from one that a process
-still running (a parallel run into the same folder) is writing.
+(`remove_stale_temporaries`), and every write of a file first removes the stale temporaries of that file. The
+writer's PID and host in the name tell a stale temporary from one that a process still running (a parallel run into
+the same folder) is writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -159,6 +161,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     output_folder(path.parent)
+    _remove_stale_temporaries_of(path)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
     tmp = None
     try:
@@ -173,6 +176,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def _remove_stale_temporaries_of(path: Path) -> None:
+    """Delete the temporaries of `path` that killed writers of this host left: whatever writes a file again also
+    clears what an interrupted write of it left, in folders no command cleans as a whole."""
+    prefix = f".{path.name}."
+    for candidate in path.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
+        own = _WRITER.fullmatch("." + candidate.name[len(prefix):])  # not the temporary of `name.bak`
+        if own is not None and candidate.is_file() and _is_stale(candidate):
+            candidate.unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, data: Any, indent: int | None = 1) -> None:
