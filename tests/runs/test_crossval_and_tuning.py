@@ -105,6 +105,17 @@ def test_an_empty_fold_choice_is_refused_as_train_refuses_it(trained_run: Path):
     assert result.stderr.splitlines() == ["error: --fold '': '' is neither a fold number nor 'all-data'"]
 
 
+def test_crossval_under_torchrun_is_refused(trained_run: Path, monkeypatch):
+    """Every process validated every fold into the same files, each printing the summary."""
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    before = sorted(trained_run.rglob("*"))
+    result = CliRunner().invoke(cli, ["crossval", str(trained_run)])
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        "error: crossval runs in one process (WORLD_SIZE=2): start it without torchrun; it predicts on one device"]
+    assert sorted(trained_run.rglob("*")) == before
+
+
 def test_folds_that_validated_the_same_case_are_not_pooled(trained_run: Path, tmp_path: Path):
     """Folds trained on two partitions (the cache re-split between them) scored a case twice in RUN/cv."""
     copy = tmp_path / "run"

@@ -9,7 +9,7 @@ import click
 from transunet3d.cli.options import PATH
 from transunet3d.config.io import load_config
 from transunet3d.crossval import check_fold, pool_folds, validate_fold
-from transunet3d.devices import parse_device
+from transunet3d.devices import Launch, parse_device
 from transunet3d.errors import UserError
 from transunet3d.runs.folds import parse_fold_list
 from transunet3d.runs.layout import ModelFolder, RunFolder
@@ -28,6 +28,10 @@ def crossval_command(run_dir: Path, fold: str | None, preprocessed: Path | None,
     """Predict and score each fold's validation cases with its final model (RUN/fold_K/validation), then pool
     every validated fold into RUN/cv. `train` does this after each fold; this command does it for existing runs,
     and continues an interrupted validation where it stopped."""
+    world = Launch.from_environment().world
+    if world > 1:  # every process validated every fold into the same files
+        raise UserError(f"crossval runs in one process (WORLD_SIZE={world}): start it without torchrun; it "
+                        "predicts on one device")
     target = parse_device(device)
     run = RunFolder(run_dir)
     folds = run.numbered_folds()
