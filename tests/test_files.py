@@ -14,6 +14,7 @@ from transunet3d.errors import UserError, describe_os_error
 from transunet3d.files import (
     atomic_path,
     check_output_path,
+    exclusive_folder,
     is_temporary,
     output_folder,
     prepare_output_files,
@@ -170,3 +171,30 @@ def test_json_that_names_a_key_twice_is_damaged(tmp_path: Path):
     with pytest.raises(UserError, match=re.escape(f"{path}: damaged, not valid JSON (the key 'settings' appears "
                                                   "twice in one object)")):
         read_json(path)
+
+
+def test_a_held_folder_refuses_a_second_writer_and_is_not_left_empty(tmp_path: Path):
+    """Two trainings into one fold (a resume started while a killed torchrun's workers still trained) wrote the
+    same log, checkpoints and pointer at once."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run" / "fold_0"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from transunet3d.files import exclusive_folder\n"
+        f"with exclusive_folder({str(run)!r}, 'training'):\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with (pytest.raises(UserError, match=re.escape(f"{run}: another process is training into it")),
+              exclusive_folder(run, "training")):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive_folder(run, "training") as folder:  # free once its holder ended, however it ended
+        (folder / "log.csv").write_text("epoch\n")
+    assert (run / "log.csv").is_file()
+    with pytest.raises(ValueError), exclusive_folder(tmp_path / "new" / "fold_0", "training"):
+        raise ValueError("stopped before its first file")
+    assert not (tmp_path / "new").exists()

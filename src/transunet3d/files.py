@@ -11,6 +11,7 @@ the same folder) is writing.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -87,6 +88,35 @@ def scratch_folder(name: str) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_folder(path: str | Path, work: str) -> Iterator[Path]:
+    """Hold an advisory lock on the folder `path` (created if needed, and removed again if the block wrote nothing
+    into it) while the block runs, so that a second process that would write the same files at once is refused;
+    the lock ends with the process, however it ends.
+
+    Args:
+        work: what the holder does there, for the refusal ("training").
+
+    Raises:
+        UserError: another process holds the folder.
+    """
+    created = [made for made in (Path(path), *Path(path).parents) if not made.exists()]  # the deepest first
+    folder = output_folder(path)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{folder}: another process is {work} into it (a run still going, or the workers of a "
+                            "killed torchrun); wait for it to end or stop it") from None
+        yield folder
+    finally:
+        os.close(handle)  # releases the lock
+        for made in created:  # the work stopped before its first file
+            if made.is_dir() and not any(made.iterdir()):
+                made.rmdir()
 
 
 def check_output_path(path: str | Path) -> None:

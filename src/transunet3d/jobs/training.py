@@ -92,14 +92,16 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     _refuse_other_splits(job.run, Path(job.preprocessed), [splits for _, _, (splits, _, _) in checked])
     for fold, (config, started, cases) in zip(job.folds, checked):
         folder = job.run.fold(fold)
-        task = SegmentationTask(config, job.preprocessed, fold, processes, cases)
-        if not started and config.model.init_encoder:
-            _transfer_encoder(task, config, folder, processes, echo)
-        state = _fit(task, folder, started, job.device, processes)
-        if processes.is_main:
-            echo(f"{fold_label(fold)}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_score:.4f} -> {folder.path}")
-        if job.validate and fold != ALL_DATA:
-            _validate(job, folder, processes, echo)
+        with processes.main_holds(folder.path, "training"):  # folds of one run may train in parallel
+            task = SegmentationTask(config, job.preprocessed, fold, processes, cases)
+            if not started and config.model.init_encoder:
+                _transfer_encoder(task, config, folder, processes, echo)
+            state = _fit(task, folder, started, job.device, processes)
+            if processes.is_main:
+                echo(f"{fold_label(fold)}: {state.epoch} epochs, EMA pseudo-Dice {state.ema_score:.4f} -> "
+                     f"{folder.path}")
+            if job.validate and fold != ALL_DATA:
+                _validate(job, folder, processes, echo)
     return pool_folds(job.run) if job.validate and processes.is_main else None
 
 
@@ -260,10 +262,11 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
     if started:
         check_same_cache(folder, preprocessed, cached_case_ids(preprocessed), config.data.preprocessed)
     config = replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve())))
-    trainer = Trainer(PretrainTask(config, preprocessed, processes), folder, device, processes)
-    if started:
-        trainer.resume()
-    trainer.fit()
+    with processes.main_holds(folder.path, "pre-training"):
+        trainer = Trainer(PretrainTask(config, preprocessed, processes), folder, device, processes)
+        if started:
+            trainer.resume()
+        trainer.fit()
     return trainer
 
 

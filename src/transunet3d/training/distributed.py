@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from transunet3d.devices import Launch
 from transunet3d.errors import UserError
+from transunet3d.files import exclusive_folder
 
 # How long the processes wait for each other, at the start and at every collective step (torch's default).
 PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
@@ -69,6 +72,21 @@ class Distributed:
         tensor = torch.tensor([value], dtype=torch.float64)
         dist.all_reduce(tensor)
         return float(tensor) / self.world
+
+    @contextlib.contextmanager
+    def main_holds(self, folder: Path, work: str) -> Iterator[None]:
+        """The main process holds `folder` (`files.exclusive_folder`) while the block runs; when it cannot, every
+        process stops (the others would wait for it at their next collective step)."""
+        with contextlib.ExitStack() as stack:
+            refusal = None
+            if self.is_main:
+                try:
+                    stack.enter_context(exclusive_folder(folder, work))
+                except UserError as error:
+                    refusal = error
+            if not self.all_true(refusal is None):
+                raise refusal or UserError(f"{folder}: the first process could not hold it")
+            yield
 
     def all_true(self, flag: bool) -> bool:
         """Whether `flag` holds in every process (so that all of them take the same branch)."""
