@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from transunet3d.devices import parse_device
-from transunet3d.errors import UserError
+from transunet3d.errors import UserError, warn_input
 from transunet3d.files import write_json
 from transunet3d.models.precision import autocast, resolve_precision
 from transunet3d.runs.layout import ModelFolder
@@ -39,6 +39,7 @@ class TrainerState:
     best_score: float = -math.inf
     skipped_steps: int = 0
     nonfinite_in_row: int = 0
+    processes: int | None = None  # that trained it (each draws its own batch); None in checkpoints before it
 
 
 class Trainer:
@@ -61,13 +62,18 @@ class Trainer:
         columns = ["epoch", "train_loss", *task.metric_columns, *([task.score_column] if task.score_column else []),
                    "lr", "seconds", "skipped_steps"]
         self.log = RunLog(folder.log, folder.events, columns)
-        self.state = TrainerState()
+        self.state = TrainerState(processes=processes.world)
 
     def _parallel(self, network: torch.nn.Module) -> torch.nn.Module:
         """DDP wrapper when there are several processes (the unwrapped network is saved and validated)."""
         if self.processes.world == 1:
             return network
         device_ids = [self.device.index] if self.device.type == "cuda" else None
+        for parameter in network.parameters():
+            if parameter.dim() == 5 and parameter.shape[2:] == (1, 1, 1):
+                # A 1x1x1 kernel made channels-last keeps strides its gradients do not have (on its size-1 axes,
+                # the same memory): DDP's buckets take the parameter's, and torch warned of the mismatch.
+                parameter.data = parameter.data.clone(memory_format=torch.contiguous_format)
         return torch.nn.parallel.DistributedDataParallel(
             network, device_ids=device_ids, find_unused_parameters=getattr(self.task, "find_unused_parameters", False))
 
@@ -92,7 +98,19 @@ class Trainer:
             raise UserError(f"{folder / STATE}: does not fit this run's model and optimizer ("
                             f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
                             ) from None
+        self._warn_other_processes()
         return True
+
+    def _warn_other_processes(self) -> None:
+        """Say when a training resumes with another number of processes than trained it: each process draws its
+        own batch, so the global batch, and with it the rest of the training, differs from an uninterrupted run."""
+        before, now = self.state.processes, self.processes.world
+        if before is not None and before != now and self.processes.is_main:
+            batch = self.loop.batch_size
+            warn_input(None, None, f"{self.folder.path}: trained with {before} process(es) (a global batch of "
+                                   f"{before * batch}), resumed with {now} ({now * batch}); the rest of its training "
+                                   f"differs from an uninterrupted run (resume with {before} to continue it exactly)")
+        self.state.processes = now
 
     def fit(self) -> TrainerState:
         """Train until `loop.epochs`. A fresh run first seeds torch's generator (dropout) with `loop.seed`, so that
