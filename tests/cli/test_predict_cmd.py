@@ -1,5 +1,6 @@
 """`transunet3d predict` on phantoms: submissions in the input's exact geometry, options, failures, sharding."""
 
+import hashlib
 import json
 import os
 import re
@@ -76,8 +77,9 @@ def test_submissions_keep_the_input_geometry_and_follow_the_probabilities(raw: P
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{c}.nii.gz" for c in CASES] + [f"{c}_probabilities.npz" for c in CASES] + ["ensemble.json"])
     record = json.loads((out / "ensemble.json").read_text())
+    weights = hashlib.sha256((run / "checkpoints" / "epoch_0020" / "weights.safetensors").read_bytes()).hexdigest()
     assert record["models"] == [{"folder": str(run.resolve()), "fold": None, "checkpoint": "epoch_0020",
-                                 "epoch": 20}]
+                                 "epoch": 20, "weights": weights}]
     assert (record["settings"]["tta"], record["settings"]["min_lesion_mm3"]) == ("flip+rot", 20.0)
     for case in CASES:
         source = nib.load(raw / case / f"{case}-t1c.nii.gz")
@@ -197,6 +199,22 @@ def test_continue_refuses_a_folder_that_another_ensemble_began(raw: Path, tmp_pa
     same = predict(raw, out, "--model", cv, "--fold", "0", "--tta", "none", "--continue", "--batch-windows", "1")
     assert same.exit_code == 0 and "predicted 1, already done 1" in same.output  # window batches: speed only
     assert _folds_used(out) == [0]
+
+
+def test_a_moved_run_continues_its_predictions_and_other_weights_in_its_place_do_not(raw: Path, tmp_path: Path):
+    """The record named models by folder alone: a run moved or copied with its predictions (a demo folder copied
+    elsewhere) was refused as another ensemble, while other weights written into the same folder were not."""
+    import shutil
+
+    out = tmp_path / "out"
+    write_run(tmp_path / "cv" / "fold_0", seed=0)
+    assert predict(raw / CASES[0], out, "--model", tmp_path / "cv", "--tta", "none").exit_code == 0
+    moved = shutil.move(tmp_path / "cv", tmp_path / "moved")
+    same = predict(raw, out, "--model", moved, "--tta", "none", "--continue")
+    assert same.exit_code == 0 and "predicted 1, already done 1" in same.output, same.output
+    write_run(tmp_path / "moved" / "fold_0", seed=5)  # retrained in place: other weights, same folder and epoch
+    other = predict(raw, out, "--model", moved, "--tta", "none", "--continue")
+    assert other.exit_code == 2 and "come from other models or settings" in other.output
 
 
 def test_a_folder_of_another_ensembles_predictions_is_refused_without_continue_too(raw: Path, tmp_path: Path):

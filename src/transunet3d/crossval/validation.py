@@ -35,6 +35,7 @@ from transunet3d.inference.cases import (
     ENSEMBLE_FILE,
     ensemble_record,
     probabilities_path,
+    same_ensemble,
     submission_path,
     write_prediction,
 )
@@ -140,7 +141,7 @@ def _recorded(path: Path) -> object:
 def _start(target: ValidationFolder, record: dict) -> None:
     """Keep the predictions of an interrupted validation by the same model and settings; start over otherwise."""
     path = target.predictions / ENSEMBLE_FILE
-    if path.is_file() and _recorded(path) == record:
+    if path.is_file() and same_ensemble(_recorded(path), record):
         return
     for stale in (target.predictions, target.references):
         shutil.rmtree(stale, ignore_errors=True)

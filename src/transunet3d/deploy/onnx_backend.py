@@ -45,7 +45,7 @@ class OnnxModel:
         """Which model this is, for the record of an ensemble, as `TrainedModel.record` plus the backend."""
         return {"folder": str(self.folder.path.parent.resolve()), "fold": self.folder.fold,
                 "checkpoint": self.checkpoint.name, "epoch": self.epoch, "backend": "onnxruntime",
-                "network": self.folder.path.name}
+                "network": self.folder.path.name, "weights": sha256_of(self.folder.path)}
 
     @property
     def scheme(self) -> LabelScheme:

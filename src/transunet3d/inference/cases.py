@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -59,12 +60,27 @@ def ensemble_record(predictor: Predictor) -> dict:
     return json.loads(json.dumps(record))  # tuples as lists, as they read back
 
 
+def same_ensemble(saved: Any, record: dict) -> bool:
+    """Whether a saved ensemble record describes the predictions of `record`: the same settings and models, each
+    model known by its weights' SHA-256 wherever its folder is now (a run moved or copied with its predictions), or
+    by its folder in records written before the digests."""
+    return _placeless(saved) == _placeless(record)
+
+
+def _placeless(record: Any) -> Any:
+    if not isinstance(record, dict) or not isinstance(record.get("models"), list):
+        return record
+    models = [{key: value for key, value in model.items() if key != "folder" or "weights" not in model}
+              if isinstance(model, dict) else model for model in record["models"]]
+    return {**record, "models": models}
+
+
 def _record_ensemble(out_dir: Path, predictor: Predictor, skip_existing: bool, write: bool) -> None:
     """Write OUT/ensemble.json, refusing a folder whose predictions come from another ensemble or other settings:
     with --continue they would be kept as this run's, and without it the cases this run does not predict again
     would stay beside its own under a record that no longer describes them."""
     path, record = out_dir / ENSEMBLE_FILE, ensemble_record(predictor)
-    if path.exists() and read_json(path) != record:
+    if path.exists() and not same_ensemble(read_json(path), record):
         if skip_existing:
             raise UserError(f"{out_dir}: its predictions come from other models or settings (see {path}); "
                             "choose another folder, or predict without --continue")

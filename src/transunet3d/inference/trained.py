@@ -12,6 +12,7 @@ from transunet3d.config.presets import is_pretraining
 from transunet3d.config.schema import ExperimentConfig
 from transunet3d.data.labels import LabelScheme, label_scheme
 from transunet3d.errors import UserError
+from transunet3d.files import sha256_of
 from transunet3d.models import model_from_config
 from transunet3d.models.network import TransUNet3D
 from transunet3d.runs.folds import select_folds
@@ -45,9 +46,11 @@ class TrainedModel:
         return label_scheme(self.config.data.labels)
 
     def record(self) -> dict:
-        """Which model this is, for the record of an ensemble: model folder, fold, checkpoint and epochs."""
+        """Which model this is, for the record of an ensemble: model folder, fold, checkpoint, epochs and the
+        SHA-256 of its weights (which tell the same model in a run that was moved or copied)."""
         return {"folder": str(self.folder.path.resolve()), "fold": self.folder.fold,
-                "checkpoint": self.checkpoint.name, "epoch": self.epoch}
+                "checkpoint": self.checkpoint.name, "epoch": self.epoch,
+                "weights": sha256_of(self.checkpoint / WEIGHTS)}
 
 
 def fold_folders(run_dir: str | Path, fold: str | None = None, draw: int | None = None,
