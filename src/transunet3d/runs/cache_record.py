@@ -40,12 +40,10 @@ def check_same_cache(folder: ModelFolder, preprocessed: Path, case_ids: list[str
             warn_input(None, None, f"{folder.path}: trained on {recorded_path}, resumed on {preprocessed}; it has no "
                                    "cache.json (an older run), so the two caches cannot be compared")
         return
-    saved = _recorded_digests(folder)
-    now = case_digests(preprocessed, sorted(case_ids))
-    changed = sorted(case for case in set(saved) | set(now) if saved.get(case) != now.get(case))
+    changed, trained_on = _differing(folder, preprocessed, case_ids, also_unread=True)
     if changed:
         raise UserError(f"{folder.path}: {len(changed)} case(s) differ between the cache it trained on "
-                        f"({read_json(folder.cache).get('preprocessed')}, by its cache.json) and {preprocessed} "
+                        f"({trained_on}, by its cache.json) and {preprocessed} "
                         f"({_shown(changed)}: other content, missing or added); resume with the cache it trained "
                         "on, or train into another --out")
 
@@ -60,21 +58,24 @@ def check_cases_trained_on(folder: ModelFolder, preprocessed: Path, case_ids: li
     """
     if not folder.cache.is_file():
         return
-    saved = _recorded_digests(folder)
-    now = case_digests(preprocessed, sorted(case_ids))
-    changed = sorted(case for case in case_ids if saved.get(case) != now[case])
+    changed, trained_on = _differing(folder, preprocessed, case_ids, also_unread=False)
     if changed:
         raise UserError(f"{preprocessed}: {len(changed)} validation case(s) hold other content than in the cache "
-                        f"{folder.path} trained on ({read_json(folder.cache).get('preprocessed')}, by its "
+                        f"{folder.path} trained on ({trained_on}, by its "
                         f"cache.json): {_shown(changed)}; validate with the cache the run trained on")
 
 
-def _recorded_digests(folder: ModelFolder) -> dict[str, str | None]:
+def _differing(folder: ModelFolder, preprocessed: Path, case_ids: list[str],
+               also_unread: bool) -> tuple[list[str], str | None]:
+    """The cases of `case_ids` whose digest in `preprocessed` is not the one `folder`'s cache.json records (with
+    `also_unread`, also the recorded cases not among them), and the cache the record names."""
     record = read_json(folder.cache)
     saved = record.get("cases") if isinstance(record, dict) else None
     if not isinstance(saved, dict):
         raise UserError(f"{folder.cache}: damaged: no case digests")
-    return saved
+    now = case_digests(preprocessed, sorted(case_ids))
+    compared = set(saved) | set(now) if also_unread else set(now)
+    return sorted(case for case in compared if saved.get(case) != now.get(case)), record.get("preprocessed")
 
 
 def _shown(cases: list[str]) -> str:
