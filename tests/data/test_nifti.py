@@ -212,6 +212,18 @@ def test_a_rotated_affine_gives_the_exact_voxel_size_of_the_header(tmp_path: Pat
     assert voxel_size(image) == (1.0, 1.0, 1.0) and warnings_of(capfd) == []
 
 
+def test_the_affine_is_never_used_in_place_of_pixdim_without_a_warning(tmp_path: Path, capfd):
+    """pixdim 1.0005 against an affine of 1 mm: beyond PIXDIM_AGREEMENT the affine's sizes are measured with, and
+    the official evaluations (pixdim) would measure otherwise, so the line is printed however small the gap."""
+    path = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), path)
+    set_pixdim(path, (1.0005, 1.0, 1.0))
+    assert voxel_size(load_header(path, "c1")) == (1.0, 1.0, 1.0)
+    assert warnings_of(capfd) == ["warning: c1: a.nii.gz: the header's pixdim says 1.0005 x 1 x 1 mm, the affine 1 x 1 "
+                                  "x 1 mm; the affine's is used (tools that read pixdim, as the official BraTS "
+                                  "evaluations do, measure volumes and distances otherwise)"]
+
+
 def test_a_pixdim_that_disagrees_with_the_sform_is_one_warning_line(tmp_path: Path, capfd):
     path = write_header(tmp_path / "a.nii.gz", 1.0, sform=scaled())
     set_pixdim(path, (1.0, 1.0, 2.0))

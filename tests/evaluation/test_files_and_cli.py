@@ -215,7 +215,8 @@ def test_a_prediction_on_another_grid_fails_its_case_instead_of_being_scored(tmp
 
 def test_a_prediction_within_the_grid_tolerance_but_of_other_voxel_sizes_fails_its_case(tmp_path: Path):
     """At 1.00009 mm on a 1 mm reference the official 2023 code measures with the prediction's size (a 2-voxel
-    lesion then counts as missed), the 2025 package refuses the pair; we measured with the reference's."""
+    lesion then counts as missed), the 2025 package refuses the pair. Beyond 1e-5 the prediction was written for
+    another grid: refused under both rule sets."""
     ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels())
     pred = save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(1.00009, 1.00009, 1.00009))
     result = evaluate_pair(CasePair("00001-000", ref, pred))
@@ -224,6 +225,40 @@ def test_a_prediction_within_the_grid_tolerance_but_of_other_voxel_sizes_fails_i
         "write the prediction with the reference's header")
     exact = save(tmp_path / "exact.nii.gz", lesion_labels())
     assert evaluate_pair(CasePair("00001-000", ref, exact)).error is None
+
+
+def _two_voxel_lesion_missed(tmp_path: Path, pred_size: float, ref_size: float) -> CasePair:
+    """A perfect prediction of two lesions that misses a 2-voxel one, the two files' voxels of the given sizes."""
+    ref = lesion_labels()
+    ref[1, 17, 17:19] = 3
+    return CasePair("00001-000", save(tmp_path / "ref-seg.nii.gz", ref, zooms=(ref_size,) * 3),
+                    save(tmp_path / "pred.nii.gz", lesion_labels(), zooms=(pred_size,) * 3))
+
+
+@pytest.mark.parametrize(("pred_size", "ref_size", "missed"), [(1.000005, 1.0, 1), (1.0, 1.000005, 0)])
+def test_the_2023_rules_measure_with_the_prediction_s_voxel_size(tmp_path: Path, pred_size, ref_size, missed):
+    """The official 2023 code reads the prediction's pixdim: at 1.000005 mm the 2-voxel lesion is over its 2 mm^3
+    threshold, so it is a missed lesion (ET: two lesions found, one missed, Dice 2/3); at 1 mm it is left out."""
+    pair = _two_voxel_lesion_missed(tmp_path, pred_size, ref_size)
+    et = evaluate_pair(pair).regions["ET"]
+    assert (et.num_tp, et.num_fn) == (2, missed)
+    assert et.lesionwise_dice == pytest.approx(2 / (2 + missed))
+    voxel_mm3 = float(np.float32(pred_size)) ** 3  # as the header stores it
+    assert et.gt_volume == pytest.approx(np.count_nonzero(nib.load(pair.reference).get_fdata() == 3) * voxel_mm3,
+                                         rel=1e-12)
+
+
+def test_the_2025_rules_refuse_a_prediction_whose_pixdim_differs_at_all(tmp_path: Path):
+    """The 2025 package compares the two headers' pixdim as they are: one float32 step apart, it refuses the pair."""
+    step = float(np.nextafter(np.float32(1), np.float32(2)))
+    pair = _two_voxel_lesion_missed(tmp_path, step, 1.0)
+    result = evaluate_pair(pair, rules="brats2025")
+    assert result.regions == {} and result.error == (
+        "00001-000: pred.nii.gz: pixdim 1.00000012 x 1.00000012 x 1.00000012 mm differs from ref-seg.nii.gz 1 x 1 x 1 "
+        "mm (the BraTS 2025 evaluation takes only the same pixdim): write the prediction with the reference's header")
+    assert evaluate_pair(pair).error is None  # the 2023 code measures with it
+    exact = CasePair(pair.case, pair.reference, save(tmp_path / "exact.nii.gz", lesion_labels()))
+    assert evaluate_pair(exact, rules="brats2025").error is None
 
 
 def test_voxel_size_is_the_affine_s_when_the_header_says_zero(tmp_path: Path):

@@ -48,6 +48,12 @@ def onto_grid(case_id: str | None, path: Path, image: nib.Nifti1Image, ref_path:
     return lambda array: ref_order.undo(order.apply(array))
 
 
+def sizes_on_grid(sizes: Sequence[float], image: nib.Nifti1Image, ref: nib.Nifti1Image) -> tuple[float, float, float]:
+    """Voxel sizes given per axis of `image`, put in the order of `ref`'s axes: for an image that `onto_grid` brings
+    onto `ref`'s grid, whose axes it may store in another order."""
+    return AxisOrder.of(ref.affine).file_spacing(AxisOrder.of(image.affine).spacing(tuple(sizes)))
+
+
 def has_orientation(image: nib.Nifti1Image) -> bool:
     """Whether the header places the voxels in the world (a qform or sform code above 0)."""
     return int(image.header["qform_code"]) > 0 or int(image.header["sform_code"]) > 0

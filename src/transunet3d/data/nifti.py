@@ -188,7 +188,7 @@ def _check_header(image: nib.Nifti1Image, raw: nib.Nifti1Header, path: Path, cas
     if np.any(pixdim == 0):
         warn_input(case_id, path, f"the voxel size in the header (pixdim) is {format_mm(pixdim)} mm; the affine's "
                                   f"{format_mm(sizes)} mm is used")
-    elif not np.allclose(pixdim, sizes, rtol=1e-3, atol=0):
+    elif not np.allclose(pixdim, sizes, rtol=PIXDIM_AGREEMENT, atol=0):  # as `voxel_size` tells them apart
         warn_input(case_id, path, f"the header's pixdim says {format_mm(pixdim)} mm, the affine {format_mm(sizes)} mm; "
                                   "the affine's is used (tools that read pixdim, as the official BraTS evaluations "
                                   "do, measure volumes and distances otherwise)")

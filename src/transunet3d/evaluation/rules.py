@@ -48,6 +48,9 @@ class RuleSet:
         quantities: the values of `columns` of one region's scores.
         summarize: (per-(case, region) rows, regions) -> the summary over cases (JSON).
         summary_line: (region, its summary) -> the line printed for it.
+        same_pixdim: a prediction's header must give the reference's pixdim exactly (the 2025 package refuses
+            any difference); otherwise the two voxel sizes may differ by `data.nifti.PIXDIM_AGREEMENT`, and the
+            prediction's is measured with, as the 2023 code does.
     """
 
     name: str
@@ -57,6 +60,7 @@ class RuleSet:
     quantities: Callable[[Any], dict[str, Any]]
     summarize: Callable[[list[dict[str, Any]], tuple[str, ...]], dict[str, Any]]  # (rows, regions)
     summary_line: Callable[[str, dict[str, Any]], str]
+    same_pixdim: bool = False
 
 
 def _score_labels_2023(pred, ref, spacing, volume_voxels, scheme: str) -> dict[str, Any]:
@@ -109,6 +113,7 @@ RULE_SETS: dict[str, RuleSet] = {
         quantities=lambda scores: dict(scores.quantities),
         summarize=functools.partial(summaries.mean_std_median, columns=QUANTITIES),
         summary_line=_line_2025,
+        same_pixdim=True,
     ),
 }
 

@@ -61,7 +61,7 @@ def _overlay(pair: CasePair, labels: tuple[int, ...]) -> str:
     if not all(path.is_file() for path in images.values()):
         return f"<p class='note'>{html.text(pair.case)}: images not found beside the reference.</p>"
     try:
-        pred_labels, ref_labels, reference = read_pair(pair, labels)
+        pred_labels, ref_labels, reference, _ = read_pair(pair, labels)
         volumes = {label: _on_grid_of(reference, pair, path) for label, path in images.items()}
     except InputError as error:
         return f"<p class='note'>{html.text(pair.case)}: not drawn ({html.text(error)}).</p>"
