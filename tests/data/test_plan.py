@@ -7,9 +7,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.factories import write_case
+from tests.factories import MODALITIES, write_case, write_volume
 from transunet3d.data.layout import discover_cases
-from transunet3d.data.plan import header_grid, plan_target_spacing
+from transunet3d.data.plan import brain_shape, header_grid, plan_target_spacing
 from transunet3d.data.preprocess import preprocess_dataset
 from transunet3d.errors import UserError
 
@@ -67,3 +67,25 @@ def test_without_a_case_to_plan_from_the_first_case_s_problem_is_named(tmp_path:
                                         f"{case.name}-t2f.nii.gz: missing modality t2f\\)$"):
         preprocess_dataset(tmp_path / "raw", tmp_path / "pre", progress=False)
     assert not (tmp_path / "pre").exists()
+
+
+def _thick_slices_with_wide_background(root: Path) -> Path:
+    """5 cases of 120 x 120 x 30 voxels of 1 x 1 x 3.5-5 mm whose head fills only 48 x 48 voxels in-plane."""
+    rng = np.random.default_rng(0)
+    for index, thickness in enumerate((3.5, 4.0, 4.0, 4.5, 5.0)):
+        case_id = f"BraTS-MET-0000{index + 1}-000"
+        head = np.zeros((120, 120, 30), dtype=np.float32)
+        head[36:84, 36:84, :] = rng.uniform(1, 2, (48, 48, 30))
+        for modality in MODALITIES:
+            write_volume(root / case_id / f"{case_id}-{modality}.nii.gz", head, np.diag([1.0, 1.0, thickness, 1.0]))
+    return root
+
+
+def test_a_thick_slice_dataset_is_planned_on_its_brains_shapes_as_by_nnunet(tmp_path: Path):
+    """Whole volumes of 120 x 120 x 30 voxels make the slices few (30 x 3 < 120), and the thick axis would take the
+    10th percentile of the thicknesses (3.7 mm); nnU-Net plans on the brain crops, 48 x 48 x 30, which are not
+    (90 > 48): the median, 4 mm, as nnU-Net v2 2.8.1 plans this dataset."""
+    cases = discover_cases(_thick_slices_with_wide_background(tmp_path / "raw"))
+    assert [header_grid(case)[1] for case in cases] == [(120, 120, 30)] * 5
+    assert [brain_shape(case) for case in cases] == [(48, 48, 30)] * 5
+    np.testing.assert_allclose(plan_target_spacing(cases), (1.0, 1.0, 4.0))

@@ -15,6 +15,7 @@ from transunet3d.data.labels import label_scheme
 from transunet3d.data.resample import (
     SLAB_ELEMENTS,
     anisotropic_axis,
+    nearest_sources,
     resample_image,
     resample_labels,
     resample_probabilities,
@@ -100,6 +101,19 @@ def test_anisotropic_axis_takes_the_nearest_slice(mode):
     image = np.random.default_rng(1).normal(size=(1, 6, 5, 3)).astype(np.float32)
     out = resample_image(image, (6, 5, 12), (1, 1, 4), (1, 1, 1), mode)
     np.testing.assert_allclose(out, np.repeat(image, 4, axis=3), atol=1e-5)
+
+
+def test_the_nearest_slice_at_an_exact_tie_is_nnunet_s():
+    """20 slices to 77: output 38 sits at input coordinate (20 / 77) * 38.5 - 0.5 = 9.5, between two slices.
+    nnU-Net (scipy's `map_coordinates`, order 0; nnunetv2 2.8.1) takes slice 9, where floor((38 + 0.5) * 20 / 77)
+    took 10 in preprocessing and 9 in prediction."""
+    sources = nearest_sources(20, 77)
+    assert sources[38] == 9
+    centres = (20 / 77) * (np.arange(77) + 0.5) - 0.5
+    assert np.all(np.abs(sources - centres) <= 0.5 + 1e-9) and np.all(np.diff(sources) >= 0)
+    assert (sources[0], sources[-1]) == (0, 19)
+    image = np.arange(20, dtype=np.float32)[None, None, None].repeat(2, axis=1)
+    assert resample_image(image, (2, 1, 77), (1, 1, 5), (1, 1, 20 * 5 / 77), "trilinear")[0, 0, 0, 38] == 9
 
 
 def test_image_resampling_matches_nnunet():

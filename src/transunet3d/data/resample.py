@@ -44,13 +44,20 @@ def target_spacing(spacings: Sequence[Spacing], shapes: Sequence[Shape]) -> tupl
     median_shape = np.percentile(np.asarray(shapes, dtype=np.float64), 50, axis=0)
     coarse = int(np.argmax(target))
     others = [axis for axis in range(3) if axis != coarse]
-    anisotropic_spacing = target[coarse] > ANISOTROPY * max(target[others])
     few_voxels = median_shape[coarse] * ANISOTROPY < min(median_shape[others])
-    if anisotropic_spacing and few_voxels:
+    if shapes_decide(spacings) and few_voxels:
         low = float(np.percentile(spacings[:, coarse], LOW_RES_PERCENTILE))
         # nnU-Net's small margin keeps the coarse axis the coarsest.
         target[coarse] = low if low >= max(target[others]) else max(target[others]) + 1e-5
     return tuple(float(s) for s in target)
+
+
+def shapes_decide(spacings: Sequence[Spacing]) -> bool:
+    """Whether the cases' shapes take part in `target_spacing`: only when the median spacing's coarsest axis is
+    more than `ANISOTROPY` times any other."""
+    target = np.percentile(np.asarray(spacings, dtype=np.float64), 50, axis=0)
+    coarse = int(np.argmax(target))
+    return bool(target[coarse] > ANISOTROPY * max(np.delete(target, coarse)))
 
 
 def resampled_shape(shape: Shape, spacing: Spacing, target: Spacing) -> tuple[int, int, int]:
@@ -122,11 +129,21 @@ def _trilinear(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out[0].numpy()
 
 
+def nearest_sources(count: int, size: int) -> np.ndarray:
+    """Which of `count` input slices each of `size` output slices takes, resampled by nearest neighbour.
+
+    Output i sits at input coordinate (count / size) * (i + 0.5) - 0.5, and the slice is the one scipy's
+    `map_coordinates` (order 0) picks there, as nnU-Net resamples a separate axis: at an exact tie between two
+    slices the rounding of that expression decides, so it is computed the same way.
+    """
+    coordinates = (float(count) / size) * (np.arange(size, dtype=np.float64) + 0.5) - 0.5
+    return ndimage.map_coordinates(np.arange(count, dtype=np.float64), coordinates[None], order=0,
+                                   mode="nearest").astype(np.int64)
+
+
 def _nearest_along(array: np.ndarray, axis: int, size: int) -> np.ndarray:
-    """Nearest-neighbour resampling of one axis to `size`: output i takes input floor((i + 0.5) * n / size)."""
-    count = array.shape[axis]
-    source = np.minimum(((np.arange(size) + 0.5) * count / size).astype(np.int64), count - 1)
-    return np.ascontiguousarray(np.take(array, source, axis=axis))
+    """Nearest-neighbour resampling of one axis to `size` (`nearest_sources`)."""
+    return np.ascontiguousarray(np.take(array, nearest_sources(array.shape[axis], size), axis=axis))
 
 
 def resample_labels(seg: np.ndarray, shape: Shape, spacing: Spacing, target: Spacing,
@@ -217,9 +234,9 @@ def resample_probabilities(
         shape: the output's spatial shape (the input's own grid, in prediction).
         device: where to compute and return the result; default the input's device.
         slab_elements: the temporaries' budget in values; a slab has at least one output row.
-        nearest_axis: a spatial axis (0-2) taken by nearest neighbour instead (`_nearest_along`'s rule): the
-            anisotropic axis of the two grids (`anisotropic_axis`), as nnU-Net resamples probabilities
-            (`resample_data_or_seg_to_shape`, order 1, order_z 0) and as preprocessing resamples images.
+        nearest_axis: a spatial axis (0-2) taken by nearest neighbour instead (`nearest_sources`): the
+            anisotropic axis of the two grids (`anisotropic_axis`), with the orders nnU-Net resamples its logits
+            with (`resample_data_or_seg_to_shape`, order 1, order_z 0) and as preprocessing resamples images.
     """
     device = torch.device(device) if device is not None else probabilities.device
     shape = tuple(int(n) for n in shape)
@@ -258,9 +275,9 @@ def _linear_taps(count: int, size: int, device: torch.device) -> tuple[torch.Ten
 
 
 def _nearest_taps(count: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`_linear_taps` of nearest-neighbour resampling: output i takes input floor((i + 0.5) * count / size)."""
-    source = ((torch.arange(size, dtype=torch.float64) + 0.5) * (count / size)).long().clamp(max=count - 1)
-    return source.to(device), source.to(device), torch.zeros(size, dtype=torch.float32, device=device)
+    """`_linear_taps` of nearest-neighbour resampling (`nearest_sources`)."""
+    source = torch.from_numpy(nearest_sources(count, size)).to(device)
+    return source, source, torch.zeros(size, dtype=torch.float32, device=device)
 
 
 def _interpolate_axis(array: torch.Tensor, axis: int, taps: tuple[torch.Tensor, ...]) -> torch.Tensor:
