@@ -45,8 +45,8 @@ def brain_shape(case: CaseFiles) -> tuple[int, int, int] | None:
         for path in case.image_paths():
             image = peek_header(path)
             data = np.asanyarray(image.dataobj)
-            masks.append(AxisOrder.of(np.asarray(image.affine, dtype=np.float64)).apply(data.reshape(data.shape[:3])
-                                                                                       != 0))
+            order = AxisOrder.of(np.asarray(image.affine, dtype=np.float64))
+            masks.append(order.apply(data.reshape(data.shape[:3]) != 0))
         box = brain_box(np.stack(masks))
     except (*_PEEK_ERRORS, MemoryError):
         return None
