@@ -42,8 +42,8 @@ MAX_LESIONS = 1000
               show_default=True,
               help="Range of resection cavity diameters in mm (drawn log-uniformly).")
 @click.option("--resample-to", type=FiniteRange(min=0.1), nargs=3, default=None, metavar="SX SY SZ",
-              help="Store the series as acquired at this voxel size in mm (partial volume along coarser axes, cubic "
-                   "spline along finer ones; labels per region).")
+              help="Store the series as acquired at this voxel size in mm, along the world's x, y and z (partial "
+                   "volume along coarser axes, cubic spline along finer ones; labels per region).")
 @click.option("--axis-order", default=None, metavar="CODES",
               help="Store the series with its voxel axes in this order, e.g. LPS, PRS, SAR (same world positions).")
 @case_workers

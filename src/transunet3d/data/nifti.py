@@ -28,6 +28,7 @@ NIFTI2_HEADER_BYTES = 540
 SINGULAR = 1e-6  # |det| / product of the column lengths below which the voxel axes do not span a volume
 SHEAR_TOLERANCE = 1e-3  # |cos| between two voxel axes above which the grid is sheared (0.06 degrees)
 PIXDIM_AGREEMENT = 1e-5  # relative: pixdim and the affine's column lengths then describe the same voxels
+MILLIMETRES = 2  # xyzt_units of spatial units in mm without a time unit (NIFTI_UNITS_MM)
 VOXEL_SIZE_MM = (0.01, 100.0)  # voxel sizes outside this range are a wrong header (metres, microns), not a scan
 
 

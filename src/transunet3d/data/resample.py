@@ -96,17 +96,27 @@ def resample_image(
             piece's input range like scikit-image, so that it never overshoots) or "trilinear" (torch).
     """
     shape = tuple(int(n) for n in shape)
-    if tuple(image.shape[1:]) == shape:
-        return image
-    if mode not in ("spline", "trilinear"):
-        raise ValueError(f"unknown resampling mode {mode!r} (spline or trilinear)")
-    smooth = _spline if mode == "spline" else _trilinear
     axis = anisotropic_axis(spacing, target)
-    if axis is None:
-        return smooth(image, shape)
+    if tuple(image.shape[1:]) == shape or axis is None:
+        return resample_smoothly(image, shape, mode)
+    smooth = _smooth_function(mode)
     sliced = np.moveaxis(image, 1 + axis, 0)  # (slices, C, a, b): each slice interpolated in its own plane
     planes = np.stack([smooth(piece, tuple(n for i, n in enumerate(shape) if i != axis)) for piece in sliced])
     return _nearest_along(np.moveaxis(planes, 0, 1 + axis), 1 + axis, shape[axis])
+
+
+def resample_smoothly(image: np.ndarray, shape: Shape, mode: Literal["spline", "trilinear"] = "spline") -> np.ndarray:
+    """`image` (C, X, Y, Z) resampled to spatial `shape` by `mode` along every axis, none by nearest neighbour
+    (`image` itself when the shape does not change): what a simulated acquisition refines by, where
+    `resample_image` takes nnU-Net's separate axis."""
+    shape = tuple(int(n) for n in shape)
+    return image if tuple(image.shape[1:]) == shape else _smooth_function(mode)(image, shape)
+
+
+def _smooth_function(mode: str):
+    if mode not in ("spline", "trilinear"):
+        raise ValueError(f"unknown resampling mode {mode!r} (spline or trilinear)")
+    return _spline if mode == "spline" else _trilinear
 
 
 def _spline(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

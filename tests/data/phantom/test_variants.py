@@ -138,3 +138,45 @@ def test_thick_slices_show_a_thin_lesion_at_partial_volume_contrast():
     assert labels.shape == (8, 8, 3)
     np.testing.assert_array_equal(images[0][3, 3], [300, 500, 300])
     assert set(np.unique(labels[2:6, 2:6, 1])) == {3} and labels.sum() == 16 * 3
+
+
+def test_a_lesion_kept_at_the_brain_s_edge_is_inside_the_stored_head():
+    """A one-voxel lesion at the edge of the brain, in a slice whose voxel is less than half brain: its label is
+    kept (no lesion vanishes), so its voxel is head too, with its acquired intensity, not background."""
+    seg = np.zeros((8, 8, 9), dtype=np.uint8)
+    seg[3, 3, 3] = 3  # one voxel of the second 3 mm slice, at the brain's edge
+    image = np.zeros((8, 8, 9), dtype=np.int16)
+    image[:, :, :4] = 300  # brain in the first slice and a third of the second
+    image[3, 3, 3] = 900
+    from transunet3d.data.phantom.variants import _resampled
+
+    images, labels, _ = _resampled(np.stack([image] * 4), seg, np.eye(4), (1.0, 1.0, 3.0))
+    assert labels[3, 3, 1] == 3 and labels.sum() == 3
+    assert (images[:, 3, 3, 1] == 300).all()  # (900 + 0 + 0) / 3: a third of the voxel is that brain
+    assert (images[:, 2, 2, 1] == 0).all()  # a third brain, unlabelled: background
+
+
+def test_a_refined_axis_is_interpolated_smoothly_however_anisotropic_the_new_voxels():
+    """0.6 x 0.6 x 1.9 mm from 1.94 mm refines all three axes; preprocessing would take z, the target's thick
+    axis, by nearest neighbour and duplicate slices (80 -> 82: two slices twice, up to 0.97 mm off)."""
+    spec = PhantomSpec(shape=(32, 32, 40), spacing=(1.94, 1.94, 1.94), lesions=(1, 1))
+    original = generate_phantom(spec, seed=3, index=1)
+    finer = apply_variant(original, Variant(voxel_size=(0.6, 0.6, 1.9)))
+    t1c = finer.images["t1c"].astype(np.float32)
+    assert t1c.shape[2] == 41
+    repeated = [k for k in range(40) if np.array_equal(t1c[:, :, k], t1c[:, :, k + 1]) and t1c[:, :, k].any()]
+    assert repeated == []
+
+
+def test_no_voxel_inside_the_head_is_zero_and_units_are_mm(tmp_path):
+    spec = PhantomSpec(shape=(48, 40, 32), spacing=(2.0, 2.0, 2.0), lesions=(1, 2))
+    finer = apply_variant(generate_phantom(spec, seed=4, index=1), Variant(voxel_size=(1.0, 1.0, 1.0)))
+    images = np.stack([finer.images[m] for m in ("t1n", "t1c", "t2w", "t2f")])
+    head = images.any(axis=0)
+    assert head.any() and (images[:, head] >= 1).all()
+    assert finer.geometry.xyzt_units == 2
+    result = CliRunner().invoke(cli, ["phantom", str(tmp_path / "s"), "--cases", "1", "--shape", "48", "40", "32",
+                                      "--lesions", "1", "1"])
+    assert result.exit_code == 0, result.output
+    for path in (tmp_path / "s").rglob("*.nii.gz"):
+        assert nib.load(path).header.get_xyzt_units()[0] == "mm", path.name

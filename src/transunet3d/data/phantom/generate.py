@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from transunet3d.data.nifti import Geometry, format_mm, write_nifti
+from transunet3d.data.nifti import MILLIMETRES, Geometry, format_mm, write_nifti
 from transunet3d.data.phantom.anatomy import anatomy_on_grid, brain_size_mm, fitting_spacing, grid_affine
 from transunet3d.data.phantom.cavities import Cavity, carve_cavities, sample_cavities
 from transunet3d.data.phantom.contrasts import synthesize_contrasts
@@ -77,7 +77,8 @@ def generate_phantom(spec: PhantomSpec, seed: int, index: int) -> Phantom:
     images = synthesize_contrasts(anatomy, seg, rng)
     affine = grid_affine(spec.shape, spacing)
     rows = tuple(tuple(float(x) for x in row) for row in affine)
-    geometry = Geometry(tuple(spec.shape), rows, rows, 1, rows, 1, tuple(float(s) for s in spacing))
+    geometry = Geometry(tuple(spec.shape), rows, rows, 1, rows, 1, tuple(float(s) for s in spacing),
+                        xyzt_units=MILLIMETRES)
     return Phantom(phantom_case_id(index), images, seg, geometry, lesions, cavities)
 
 

@@ -13,7 +13,7 @@ from transunet3d.config.schema import MODALITIES
 from transunet3d.data.labels import label_scheme
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.orientation import AxisOrder
-from transunet3d.data.resample import labels_from_fractions, resample_image, resampled_shape
+from transunet3d.data.resample import labels_from_fractions, resample_smoothly, resampled_shape
 
 if TYPE_CHECKING:  # generate.py imports this module to apply variants
     from transunet3d.data.phantom.generate import Phantom
@@ -44,7 +44,7 @@ def apply_variant(phantom: Phantom, variant: Variant) -> Phantom:
         images, seg = order.undo(images), order.undo(seg)
     rows = tuple(tuple(float(x) for x in row) for row in affine)
     zooms = tuple(float(z) for z in nib.affines.voxel_sizes(affine))
-    geometry = Geometry(tuple(seg.shape), rows, rows, 1, rows, 1, zooms)
+    geometry = Geometry(tuple(seg.shape), rows, rows, 1, rows, 1, zooms, xyzt_units=phantom.geometry.xyzt_units)
     return replace(phantom, images=dict(zip(MODALITIES, images)), seg=seg, geometry=geometry)
 
 
@@ -53,10 +53,15 @@ def _resampled(images: np.ndarray, seg: np.ndarray, affine: np.ndarray, voxel_si
     the same extent."""
     spacing = nib.affines.voxel_sizes(affine)
     shape = resampled_shape(seg.shape, spacing, voxel_size)
-    smooth = _acquired(images.astype(np.float32), shape, spacing, voxel_size, "spline")
-    brain = _acquired(np.any(images != 0, axis=0).astype(np.float32)[None], shape, spacing, voxel_size, "trilinear")
-    smooth[:, brain[0] < 0.5] = 0
-    labels = _acquired_labels(seg, shape, spacing, voxel_size)
+    smooth = _acquired(images.astype(np.float32), shape, "spline")
+    brain = _acquired(np.any(images != 0, axis=0).astype(np.float32)[None], shape, "trilinear")
+    labels = _acquired_labels(seg, shape)
+    # The head is where at least half a voxel is brain, and wherever a label is (a small lesion at the brain's edge
+    # kept on its fullest voxel); inside it every contrast is at least 1, as generated: a spline's undershoot in
+    # dark fluid would otherwise read as background.
+    head = (brain[0] >= 0.5) | (labels > 0)
+    smooth[:, ~head] = 0
+    smooth[:, head] = np.maximum(smooth[:, head], 1)
     # Extent-preserving grids: the new voxel i has its centre at old voxel coordinate (i + 0.5) * scale - 0.5.
     scale = np.asarray(seg.shape) / np.asarray(shape)
     grid = np.diag([*scale, 1.0])
@@ -64,11 +69,11 @@ def _resampled(images: np.ndarray, seg: np.ndarray, affine: np.ndarray, voxel_si
     return np.rint(smooth).astype(np.int16), labels, affine @ grid
 
 
-def _acquired(volume: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size,
-              smooth: Literal["spline", "trilinear"]) -> np.ndarray:
-    """What a scanner with voxels of `voxel_size` records of `volume` (C, X, Y, Z): along every axis it coarsens,
-    each new voxel holds the mean over its own extent (a box slice profile, so a lesion thinner than a slice still
-    shows, at partial-volume contrast); the axes it refines are interpolated with `smooth`.
+def _acquired(volume: np.ndarray, shape: tuple[int, int, int], smooth: Literal["spline", "trilinear"]) -> np.ndarray:
+    """What a scanner records of `volume` (C, X, Y, Z) on a grid of `shape` and the same extent: along every axis it
+    coarsens, each new voxel holds the mean over its own extent (a box slice profile, so a lesion thinner than a
+    slice still shows, at partial-volume contrast); the axes it refines are interpolated with `smooth`, every one
+    of them (never nearest neighbour, whatever the voxels' anisotropy).
 
     Sampling a coarse grid at points instead (the resampling that prediction uses) would show a 3 mm lesion between
     the centres of 3.6 mm slices nowhere, a lesion that no scan of that thickness could hide.
@@ -78,8 +83,7 @@ def _acquired(volume: np.ndarray, shape: tuple[int, int, int], spacing, voxel_si
         volume = np.moveaxis(np.tensordot(_box_weights(volume.shape[1 + axis], shape[axis]),
                                           np.moveaxis(volume, 1 + axis, 0), axes=1), 0, 1 + axis)
     volume = np.ascontiguousarray(volume, dtype=np.float32)
-    middle = tuple(float(voxel_size[a]) if a in coarse else float(spacing[a]) for a in range(3))
-    return resample_image(volume, shape, middle, voxel_size, smooth)
+    return resample_smoothly(volume, shape, smooth)
 
 
 def _box_weights(count: int, size: int) -> np.ndarray:
@@ -92,7 +96,7 @@ def _box_weights(count: int, size: int) -> np.ndarray:
     return (overlap / (count / size)).astype(np.float32)
 
 
-def _acquired_labels(seg: np.ndarray, shape: tuple[int, int, int], spacing, voxel_size) -> np.ndarray:
+def _acquired_labels(seg: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """The label map an annotator draws on the acquired image: each region where it fills at least half of a new
     voxel (`_acquired` of its mask), and every lesion that fills half of none kept at its fullest voxels.
 
@@ -100,5 +104,5 @@ def _acquired_labels(seg: np.ndarray, shape: tuple[int, int, int], spacing, voxe
     more region, and tumour is written over it, as that scheme writes predictions back to labels."""
     scheme = label_scheme("brats-mets-2025")
     source = scheme.labels_to_regions(seg)
-    fractions = _acquired(source.astype(np.float32), shape, spacing, voxel_size, "trilinear")
+    fractions = _acquired(source.astype(np.float32), shape, "trilinear")
     return labels_from_fractions(source, fractions, scheme)
