@@ -8,7 +8,7 @@ only the others smoothly, as nnU-Net does: a smooth interpolator across 5 mm sli
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -113,7 +113,7 @@ def resample_smoothly(image: np.ndarray, shape: Shape, mode: Literal["spline", "
     return image if tuple(image.shape[1:]) == shape else _smooth_function(mode)(image, shape)
 
 
-def _smooth_function(mode: str):
+def _smooth_function(mode: str) -> Callable[[np.ndarray, tuple[int, ...]], np.ndarray]:
     if mode not in ("spline", "trilinear"):
         raise ValueError(f"unknown resampling mode {mode!r} (spline or trilinear)")
     return _spline if mode == "spline" else _trilinear
