@@ -217,6 +217,23 @@ def test_a_moved_run_continues_its_predictions_and_other_weights_in_its_place_do
     assert other.exit_code == 2 and "come from other models or settings" in other.output
 
 
+def test_a_record_written_before_the_weights_digests_still_matches_its_models(raw: Path, tmp_path: Path):
+    """A record without the weights' digests (written before them) kept each model's folder while the new record
+    dropped it: the same model in the same folder never matched again, and --continue was refused."""
+    import json
+
+    out, run = tmp_path / "out", write_run(tmp_path / "cv" / "fold_0", seed=0).parent
+    assert predict(raw / CASES[0], out, "--model", run, "--tta", "none").exit_code == 0
+    record = json.loads((out / "ensemble.json").read_text())
+    for model in record["models"]:
+        del model["weights"]
+    (out / "ensemble.json").write_text(json.dumps(record))
+    same = predict(raw, out, "--model", run, "--tta", "none", "--continue")
+    assert same.exit_code == 0 and "predicted 1, already done 1" in same.output, same.output
+    other = predict(raw, out, "--model", run, "--tta", "none", "--continue", "--step", "0.7")
+    assert other.exit_code == 2 and "come from other models or settings" in other.output
+
+
 def test_a_folder_of_another_ensembles_predictions_is_refused_without_continue_too(raw: Path, tmp_path: Path):
     """Predicting one case with fold 1 into fold 0's folder replaced that case and left the other beside it, under
     a record naming fold 1 alone: `evaluate` then scored a mix of two models."""

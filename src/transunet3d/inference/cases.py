@@ -63,16 +63,22 @@ def ensemble_record(predictor: Predictor) -> dict:
 def same_ensemble(saved: Any, record: dict) -> bool:
     """Whether a saved ensemble record describes the predictions of `record`: the same settings and models, each
     model known by its weights' SHA-256 wherever its folder is now (a run moved or copied with its predictions), or
-    by its folder in records written before the digests."""
-    return _placeless(saved) == _placeless(record)
+    by its folder where either record was written before the digests."""
+    if not (isinstance(saved, dict) and isinstance(saved.get("models"), list)):
+        return saved == record
+    models, others = saved["models"], record["models"]
+    return ({key: value for key, value in saved.items() if key != "models"}
+            == {key: value for key, value in record.items() if key != "models"}
+            and len(models) == len(others) and all(map(_same_model, models, others)))
 
 
-def _placeless(record: Any) -> Any:
-    if not isinstance(record, dict) or not isinstance(record.get("models"), list):
-        return record
-    models = [{key: value for key, value in model.items() if key != "folder" or "weights" not in model}
-              if isinstance(model, dict) else model for model in record["models"]]
-    return {**record, "models": models}
+def _same_model(saved: Any, model: dict) -> bool:
+    """Two records of a model: by the weights' digest when both have one, else by folder, fold and checkpoint."""
+    if not isinstance(saved, dict):
+        return False
+    left_out = "folder" if "weights" in saved and "weights" in model else "weights"
+    return ({key: value for key, value in saved.items() if key != left_out}
+            == {key: value for key, value in model.items() if key != left_out})
 
 
 def _record_ensemble(out_dir: Path, predictor: Predictor, skip_existing: bool, write: bool) -> None:
