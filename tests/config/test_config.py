@@ -170,3 +170,14 @@ def test_a_set_key_given_twice_or_of_an_unknown_section_is_one_error_line(comman
         result = CliRunner().invoke(cli, [*arguments, *(part for item in given for part in ("--set", item))])
         assert result.exit_code == 2 and result.stderr.splitlines() == [f"error: {message}"]
         assert not (tmp_path / "run").exists()
+
+
+def test_out_of_fold_validation_uses_the_views_of_predict_unless_set():
+    """The tuned post-processing is chosen on the out-of-fold probabilities: they were made with 8 flip views by
+    default while predict used the config's 16 flip+rot views."""
+    from transunet3d.config.schema import InferConfig
+
+    assert InferConfig().out_of_fold_tta == "flip+rot"
+    assert InferConfig(tta="none").out_of_fold_tta == "none"
+    assert InferConfig(tta="flip+rot", validation_tta="flip").out_of_fold_tta == "flip"
+    assert build_config("tiny").infer.out_of_fold_tta == "flip"

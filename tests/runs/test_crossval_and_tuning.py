@@ -170,6 +170,40 @@ def test_tune_writes_postprocessing_json_and_predict_applies_it(trained_run: Pat
                      "min_lesion_mm3": {"WT": 0.0, "TC": 0.0, "ET": 0.0}, "require_core": False}
 
 
+def test_predict_warns_when_the_tuning_saw_other_views_or_other_weights(trained_run: Path, tuned: Result,
+                                                                        raw_and_cache, tmp_path: Path):
+    """The tuned thresholds suit the probabilities they were chosen on: out-of-fold predictions of 8 flip views
+    tuned settings that predict applied to 16 flip+rot views, and to folds retrained since, without a word."""
+    from safetensors.torch import load_file, save_file
+
+    raw, _ = raw_and_cache
+    assert tuned.exit_code == 0, tuned.output
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    source = json.loads(RunFolder(run).postprocessing.read_text())["tuned_on"]
+    assert source["tta"] == ["none"] and sorted(model["fold"] for model in source["models"]) == [0, 1]
+    (tmp_path / "one.txt").write_text(sorted(p.name for p in raw.iterdir() if p.is_dir())[0])
+
+    def predict(out: str, *args: str) -> Result:
+        return CliRunner().invoke(cli, ["predict", str(raw), str(tmp_path / out), "--model", str(run), "--case-list",
+                                        str(tmp_path / "one.txt"), "--device", "cpu", *args])
+
+    def warnings(result: Result) -> list[str]:
+        assert result.exit_code == 0, result.output
+        return [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+
+    assert warnings(predict("same", "--tta", "none")) == []
+    assert warnings(predict("views", "--tta", "flip", "--fold", "0")) == [
+        f"warning: {RunFolder(run).postprocessing}: tuned on out-of-fold predictions made with TTA none, and this "
+        "prediction uses flip: its thresholds may not suit these probabilities"]
+    for weights in (run / "fold_1").rglob("weights.safetensors"):  # fold 1 retrained after tuning
+        tensors = load_file(weights)
+        save_file({name: tensor + 1e-3 if tensor.is_floating_point() else tensor for name, tensor in tensors.items()},
+                  weights)
+    assert warnings(predict("retrained", "--tta", "none")) == [
+        f"warning: {run / 'fold_1'}: other weights than the ones whose out-of-fold predictions tuned "
+        f"{RunFolder(run).postprocessing} (retrained since?); run `transunet3d tune {run}` again"]
+
+
 def test_tune_without_a_validated_fold_is_one_error_line(tmp_path: Path):
     result = CliRunner().invoke(cli, ["tune", str(tmp_path)])
     assert result.exit_code == 2 and result.output.startswith("error:") and "no validated fold" in result.output

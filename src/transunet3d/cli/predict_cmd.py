@@ -20,7 +20,7 @@ from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, ensemble_scheme, load_models, unfinished_warning
 from transunet3d.inference.tta import TTA_MODES
 from transunet3d.inference.window_batch import WindowBatch
-from transunet3d.jobs.tuning import run_postprocessing
+from transunet3d.jobs.tuning import run_postprocessing, tuning_mismatches
 from transunet3d.postprocessing.rules import PostprocessSettings
 from transunet3d.postprocessing.tune import read_postprocessing
 from transunet3d.runs.layout import RunFolder
@@ -111,6 +111,9 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     predictor = Predictor(trained, options, target, postprocessing=tuned)
     if rank == 0:
         click.echo(f"post-processing: {source}: {_describe(predictor.postprocessing)}")
+        if tuned is not None and postprocessing_choice == "run":
+            for problem in tuning_mismatches(models[0], trained, options.tta):
+                click.echo(f"warning: {problem}", err=True)
         click.echo(_describe_batch(predictor.window_batches[0], options))
         if predictor.window_batches[0].over_budget:
             click.echo(_memory_warning(predictor.window_batches[0], options), err=True)

@@ -233,7 +233,14 @@ class InferConfig(Section):
     threshold: float = ranged(0.5, OPEN_FRACTION)
     min_lesion_mm3: float = ranged(0.0, NON_NEGATIVE)
     require_core: bool = False  # drop WT components without tumour core (postprocessing/rules.py)
-    validation_tta: Literal["none", "flip", "flip+rot"] = "flip"  # out-of-fold validation after training
+    # Out-of-fold validation after training; None: `tta`, so that the post-processing tuned on its predictions
+    # (`transunet3d tune`) is tuned for the views `predict` uses
+    validation_tta: Literal["none", "flip", "flip+rot"] | None = None
+
+    @property
+    def out_of_fold_tta(self) -> str:
+        """The TTA of out-of-fold validation: `validation_tta`, or `tta` where it is unset."""
+        return self.validation_tta or self.tta
 
 
 @dataclass

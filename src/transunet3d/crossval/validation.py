@@ -1,7 +1,7 @@
 """Out-of-fold validation: a finished fold's final model predicts that fold's validation cases, which are scored.
 
 The cases come from the training cache (preprocessed exactly as `predict` preprocesses a raw case), go through the
-real predictor (sliding window, `infer.validation_tta`, probabilities back to the case's original grid, the run's
+real predictor (sliding window, `infer.out_of_fold_tta`, probabilities back to the case's original grid, the run's
 post-processing settings) and are written in their input geometry, with their probabilities, into
 `fold_K/validation/predictions/`; their reference label maps, the original ones rather than the ones resampled for
 training, go to `validation/references/`, and the lesion-wise evaluation of the one against the other beside them.
@@ -113,7 +113,7 @@ def validate_fold(fold: FoldValidation, workers: int = 1, progress: bool = True)
             score would leave it out, so it is not pooled.
     """
     infer = fold.model.config.infer
-    predictor = Predictor([fold.model], replace(infer, tta=infer.validation_tta), fold.device)
+    predictor = Predictor([fold.model], replace(infer, tta=infer.out_of_fold_tta), fold.device)
     target = fold.folder.validation
     remove_stale_temporaries(target.folder, recursive=True)
     _start(target, ensemble_record(predictor))

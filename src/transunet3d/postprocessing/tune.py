@@ -186,9 +186,9 @@ def _choose(candidates: list[PostprocessSettings], scores: list[float], step: st
                                            settings.min_lesion_mm3[index], settings.thresholds[index]))
 
 
-def write_postprocessing(path: str | Path, result: TuningResult) -> None:
+def write_postprocessing(path: str | Path, result: TuningResult, tuned_on: dict[str, Any] | None = None) -> None:
     """The result as JSON (atomically): settings, objective before and after (and held out), per region, every
-    trial, time."""
+    trial, time, and `tuned_on`: what made the probabilities it was tuned on (`jobs.tuning.out_of_fold_source`)."""
     settings = result.settings
     write_json(path, {
         "settings": settings.to_json(),
@@ -202,6 +202,7 @@ def write_postprocessing(path: str | Path, result: TuningResult) -> None:
                     for index, region in enumerate(settings.scheme.region_names)},
         "tried": [_trial_row(trial) for trial in result.tried],
         "seconds": result.seconds,
+        **({"tuned_on": tuned_on} if tuned_on is not None else {}),
     })
 
 
