@@ -125,6 +125,23 @@ def test_a_written_image_declares_the_voxel_size_of_its_affine(tmp_path: Path):
     assert np.allclose(written.affine, scaled())
 
 
+def test_a_written_image_keeps_a_pixdim_that_disagrees_with_its_affine(tmp_path: Path):
+    """An output declared the affine's sizes as pixdim where its input's pixdim said otherwise: the BraTS 2025
+    evaluation, which takes only the reference's pixdim, refused every prediction of such a case, and the qform
+    (built from pixdim) changed."""
+    source = write_header(tmp_path / "in.nii.gz", 1.0, sform=scaled())  # a qform would have to agree
+    set_pixdim(source, (1.0, 1.0, 2.0))
+    read = load_header(source, None)
+    geometry = Geometry.of(read)
+    assert geometry.zooms == pytest.approx((SPACING,) * 3) and geometry.pixdim == (1.0, 1.0, 2.0)
+    assert Geometry.from_dict(geometry.to_dict()) == geometry
+    write_nifti(np.ones((4, 4, 4), np.uint8), geometry, tmp_path / "out.nii.gz")
+    written = nib.load(tmp_path / "out.nii.gz")
+    assert written.header["pixdim"][1:4].tolist() == read.header["pixdim"][1:4].tolist()
+    np.testing.assert_array_equal(written.get_qform(), read.get_qform())
+    np.testing.assert_array_equal(written.affine, read.affine)
+
+
 def test_a_valid_file_reads_without_a_word(tmp_path: Path, capfd):
     path = tmp_path / "a.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.diag([1.0, 1.0, 1.5, 1.0])), path)
