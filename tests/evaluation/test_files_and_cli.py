@@ -261,6 +261,31 @@ def test_the_2025_rules_refuse_a_prediction_whose_pixdim_differs_at_all(tmp_path
     assert evaluate_pair(exact, rules="brats2025").error is None
 
 
+@pytest.mark.parametrize("rules", ["brats2023", "brats2025"])
+def test_a_45_degree_oblique_prediction_a_rounding_apart_from_its_reference_is_scored(tmp_path: Path, rules: str):
+    """At 45 degrees two affines a rounding apart name other axis orders: the voxels were compared as they are
+    (one grid) while their sizes were reordered, 1 x 1 x 3 mm against 3 x 1 x 1, and the case was refused."""
+    labels = np.zeros((20, 20, 10), np.uint8)
+    labels[5:10, 5:10, 3:6] = 3
+
+    def oblique(name: str, degrees: float) -> Path:
+        turn = np.radians(degrees)
+        affine = np.eye(4)
+        affine[:3, :3] = np.array([[np.cos(turn), 0, np.sin(turn)], [0, 1, 0], [-np.sin(turn), 0, np.cos(turn)]]) \
+            @ np.diag([1.0, 1.0, 3.0])
+        image = nib.Nifti1Image(labels, affine)
+        image.header.set_qform(affine, 1)
+        nib.save(image, tmp_path / name)
+        return tmp_path / name
+
+    ref, pred = oblique("ref-seg.nii.gz", 45 - 1e-4), oblique("pred.nii.gz", 45 + 1e-4)
+    assert nib.aff2axcodes(nib.load(ref).affine) != nib.aff2axcodes(nib.load(pred).affine)
+    result = evaluate_pair(CasePair("00001-000", ref, pred), rules=rules)
+    assert result.error is None and result.regions
+    if rules == "brats2023":
+        assert result.regions["ET"].gt_volume == pytest.approx(75 * 3.0)
+
+
 def test_voxel_size_is_the_affine_s_when_the_header_says_zero(tmp_path: Path):
     """A zero pixdim is read by nibabel as 1 mm; the file's sform (here 3.23 mm) is what the file means."""
     ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels(), zooms=(3.23, 3.23, 3.23))

@@ -32,7 +32,7 @@ def onto_grid(case_id: str | None, path: Path, image: nib.Nifti1Image, ref_path:
         InputError: naming `path`, when the two grids differ in anything else.
     """
     shape, ref_shape = tuple(image.shape[:3]), tuple(ref.shape[:3])
-    if shape == ref_shape and _close(image.affine, ref.affine):
+    if _stored_alike(image, ref):
         return _same
     if not has_orientation(image):
         raise InputError(case_id, path, f"has no orientation (qform and sform codes 0) and another grid than "
@@ -50,8 +50,16 @@ def onto_grid(case_id: str | None, path: Path, image: nib.Nifti1Image, ref_path:
 
 def sizes_on_grid(sizes: Sequence[float], image: nib.Nifti1Image, ref: nib.Nifti1Image) -> tuple[float, float, float]:
     """Voxel sizes given per axis of `image`, put in the order of `ref`'s axes: for an image that `onto_grid` brings
-    onto `ref`'s grid, whose axes it may store in another order."""
+    onto `ref`'s grid, whose axes it may store in another order. Where `onto_grid` leaves the voxels as they are,
+    so are the sizes: near 45 degrees of obliquity two affines a float's rounding apart name other axis orders."""
+    if _stored_alike(image, ref):
+        return tuple(float(size) for size in sizes)
     return AxisOrder.of(ref.affine).file_spacing(AxisOrder.of(image.affine).spacing(tuple(sizes)))
+
+
+def _stored_alike(image: nib.Nifti1Image, ref: nib.Nifti1Image) -> bool:
+    """Whether two files hold the same grid in the same axis order: same shape, affines within the tolerance."""
+    return tuple(image.shape[:3]) == tuple(ref.shape[:3]) and _close(image.affine, ref.affine)
 
 
 def has_orientation(image: nib.Nifti1Image) -> bool:
