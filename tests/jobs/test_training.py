@@ -331,3 +331,34 @@ def test_a_pretraining_run_and_a_segmentation_run_are_named_for_what_they_are(pa
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2 and _error_lines(result) == [f"error: {message}"], result.output
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mae", "pre", "raw", "run"]
+
+
+def test_a_fold_another_command_finished_meanwhile_is_checked_again_before_it_trains(tmp_path: Path, monkeypatch):
+    """`train --fold all` checked every fold before holding any: when `train --fold 1` into the same run finished
+    fold 1 while it trained fold 0, it trained fold 1 again from the start and deleted the finished model."""
+    from transunet3d.jobs import training
+
+    run, config, trained, finished = RunFolder(tmp_path / "run"), build_config("tiny"), [], {}
+
+    def fold_config(job, fold):  # the real started check, without a cache
+        return config, training._model_config(job.run.fold(fold), config, job.resume)[1], ([], [], [])
+
+    def fit(task, folder, started, device, processes):
+        trained.append(folder.path.name)
+        if folder.path.name == "fold_0":  # meanwhile the other command trains fold 1 to the end
+            write_run(run.fold(1).path, seed=1)
+            finished.update(_files(run.fold(1).path))
+        return training.TrainerState()
+
+    monkeypatch.setattr(training, "_fold_config", fold_config)
+    monkeypatch.setattr(training, "_refuse_other_splits", lambda *args: None)
+    monkeypatch.setattr(training, "SegmentationTask", lambda *args, **kwargs: None)
+    monkeypatch.setattr(training, "_fit", fit)
+    (tmp_path / "pre").mkdir()
+    with pytest.raises(UserError, match="fold_1 already holds a training run: add --resume"):
+        training.train_folds(training.TrainingJob(tmp_path / "pre", run, config, [0, 1], validate=False))
+    assert trained == ["fold_0"] and finished and _files(run.fold(1).path) == finished
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}

@@ -93,6 +93,9 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     for fold, (config, started, cases) in zip(job.folds, checked):
         folder = job.run.fold(fold)
         with processes.main_holds(folder.path, "training"):  # folds of one run may train in parallel
+            if not started and folder.latest_checkpoint() is not None:
+                # another command trained this fold while this one trained the ones before: check it again
+                config, started, cases = _fold_config(job, fold)
             task = SegmentationTask(config, job.preprocessed, fold, processes, cases)
             if not started and config.model.init_encoder:
                 _transfer_encoder(task, config, folder, processes, echo)
@@ -258,16 +261,26 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
         if resume and not folder.is_model():  # as `train --resume` on a run without a started fold
             warn_input(None, None, f"{folder.path}: nothing to resume (no config.yaml): pre-training from the start")
         remove_stale_temporaries(folder.path, recursive=True)
-    config, started = _model_config(folder, config, resume)
-    if started:
-        check_same_cache(folder, preprocessed, cached_case_ids(preprocessed), config.data.preprocessed)
-    config = replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve())))
+    given = config
+    config, started = _pretrain_config(folder, given, resume, preprocessed)
     with processes.main_holds(folder.path, "pre-training"):
+        if not started and folder.latest_checkpoint() is not None:  # another command started it meanwhile
+            config, started = _pretrain_config(folder, given, resume, preprocessed)
         trainer = Trainer(PretrainTask(config, preprocessed, processes), folder, device, processes)
         if started:
             trainer.resume()
         trainer.fit()
     return trainer
+
+
+def _pretrain_config(folder: ModelFolder, config: ExperimentConfig, resume: bool,
+                     preprocessed: Path) -> tuple[ExperimentConfig, bool]:
+    """The config a pre-training runs with (`_model_config`, on `preprocessed`), and whether it has started; a
+    started one must have trained on the same cache."""
+    config, started = _model_config(folder, config, resume)
+    if started:
+        check_same_cache(folder, preprocessed, cached_case_ids(preprocessed), config.data.preprocessed)
+    return replace(config, data=replace(config.data, preprocessed=str(Path(preprocessed).resolve()))), started
 
 
 def _model_config(folder: ModelFolder, config: ExperimentConfig, resume: bool,
