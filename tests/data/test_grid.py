@@ -77,3 +77,27 @@ def _centred(spacing: float = 1.0) -> np.ndarray:
     affine = np.diag([spacing, spacing, spacing, 1.0])
     affine[:3, 3] = -spacing * (np.array(GRID_SHAPE) - 1) / 2
     return affine
+
+
+def _turned(degrees: float) -> np.ndarray:
+    """An affine of 1.2 mm voxels turned by `degrees` about z."""
+    turn = np.radians(degrees)
+    affine = np.eye(4)
+    affine[:3, :3] = 1.2 * np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
+    affine[:3, 3] = (-10.0, 5.0, 3.0)
+    return affine
+
+
+@pytest.mark.parametrize("degrees", [25.0, 45.0])
+def test_the_same_oblique_grid_transposed_is_read_onto_the_case_s_grid(tmp_path: Path, degrees: float):
+    """At 45 degrees each voxel axis is as close to two world axes, and the file and its transposed copy were
+    given axis orders that did not match (RAS and LAS): a valid case was refused as another grid."""
+    expected = load_case(discover_cases(write_case(tmp_path / "ras", affine=_turned(degrees)).parent)[0])
+    path = write_case(tmp_path / "mixed", affine=_turned(degrees)).parent / CASE / f"{CASE}-t1c.nii.gz"
+    image = nib.load(path)
+    swapped = image.affine.copy()
+    swapped[:3, [0, 1]] = image.affine[:3, [1, 0]]
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj).transpose(1, 0, 2), swapped), path)
+    found = load_case(discover_cases(tmp_path / "mixed")[0])
+    assert np.array_equal(found.image, expected.image) and np.array_equal(found.seg, expected.seg)
+    assert found.geometry == expected.geometry

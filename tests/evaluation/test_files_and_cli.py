@@ -286,6 +286,34 @@ def test_a_45_degree_oblique_prediction_a_rounding_apart_from_its_reference_is_s
         assert result.regions["ET"].gt_volume == pytest.approx(75 * 3.0)
 
 
+def test_a_reference_stored_transposed_on_a_45_degree_grid_is_scored_as_stored_alike(tmp_path: Path):
+    """The reference with its first two axes swapped (its affine changed with them) on a grid turned 45 degrees
+    about z: the two files' own closest world axes did not match, and the case was refused as another grid."""
+    labels = np.zeros((20, 16, 10), np.uint8)
+    labels[5:10, 4:8, 3:6] = 3
+    labels[12:15, 10:13, 2:4] = 1
+    turn = np.radians(45.0)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]]) \
+        @ np.diag([1.0, 2.0, 3.0])
+    swapped = affine.copy()
+    swapped[:3, [0, 1]] = affine[:3, [1, 0]]
+
+    def save_oriented(name: str, array: np.ndarray, matrix: np.ndarray) -> Path:
+        image = nib.Nifti1Image(array, matrix)
+        image.header.set_qform(matrix, 1)
+        nib.save(image, tmp_path / name)
+        return tmp_path / name
+
+    pred = save_oriented("pred.nii.gz", labels, affine)
+    as_stored = evaluate_pair(CasePair("00001-000", save_oriented("ref-seg.nii.gz", labels, affine), pred))
+    transposed = evaluate_pair(CasePair("00001-000", save_oriented("t-seg.nii.gz", labels.transpose(1, 0, 2),
+                                                                   swapped), pred))
+    assert transposed.error is None
+    assert transposed.regions == as_stored.regions
+    assert transposed.regions["ET"].gt_volume == pytest.approx(20 * 3 * 6.0)
+
+
 def test_voxel_size_is_the_affine_s_when_the_header_says_zero(tmp_path: Path):
     """A zero pixdim is read by nibabel as 1 mm; the file's sform (here 3.23 mm) is what the file means."""
     ref = save(tmp_path / "ref-seg.nii.gz", lesion_labels(), zooms=(3.23, 3.23, 3.23))

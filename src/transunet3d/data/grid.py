@@ -16,8 +16,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel import orientations
 
-from transunet3d.data.orientation import AxisOrder
+from transunet3d.data.orientation import reorient_last_three
 from transunet3d.errors import InputError
 
 AFFINE_TOLERANCE = 1e-4  # largest difference between two affines' entries that still counts as one grid
@@ -40,21 +41,45 @@ def onto_grid(case_id: str | None, path: Path, image: nib.Nifti1Image, ref_path:
     if not has_orientation(ref):
         raise InputError(case_id, path, f"{ref_path.name} has no orientation (qform and sform codes 0) and another "
                                         "grid than this file: where its voxels lie against it cannot be told")
-    order, ref_order = AxisOrder.of(image.affine), AxisOrder.of(ref.affine)
-    if order.shape(shape) != ref_order.shape(ref_shape):
-        raise InputError(case_id, path, f"shape {shape} differs from {ref_path.name} {ref_shape}")
-    if not _close(order.canonical_affine(image.affine, shape), ref_order.canonical_affine(ref.affine, ref_shape)):
+    transform = _axis_transform(image, ref)
+    if transform is None:
         raise InputError(case_id, path, f"affine differs from {ref_path.name} by more than {AFFINE_TOLERANCE}")
-    return lambda array: ref_order.undo(order.apply(array))
+    if tuple(int(n) for n in _in_ref_order(shape, transform)) != ref_shape:
+        raise InputError(case_id, path, f"shape {shape} differs from {ref_path.name} {ref_shape}")
+    if not _close(image.affine @ orientations.inv_ornt_aff(transform, shape), ref.affine):
+        raise InputError(case_id, path, f"affine differs from {ref_path.name} by more than {AFFINE_TOLERANCE}")
+    return lambda array: reorient_last_three(array, transform)
 
 
 def sizes_on_grid(sizes: Sequence[float], image: nib.Nifti1Image, ref: nib.Nifti1Image) -> tuple[float, float, float]:
     """Voxel sizes given per axis of `image`, put in the order of `ref`'s axes: for an image that `onto_grid` brings
-    onto `ref`'s grid, whose axes it may store in another order. Where `onto_grid` leaves the voxels as they are,
-    so are the sizes: near 45 degrees of obliquity two affines a float's rounding apart name other axis orders."""
-    if _stored_alike(image, ref):
-        return tuple(float(size) for size in sizes)
-    return AxisOrder.of(ref.affine).file_spacing(AxisOrder.of(image.affine).spacing(tuple(sizes)))
+    onto `ref`'s grid, whose axes it may store in another order (the same axis mapping as `onto_grid`'s)."""
+    transform = None if _stored_alike(image, ref) else _axis_transform(image, ref)
+    return tuple(float(size) for size in (sizes if transform is None else _in_ref_order(sizes, transform)))
+
+
+def _in_ref_order(values: Sequence, transform: np.ndarray) -> list:
+    """Values given per axis of a file (its shape, its voxel sizes) put in the order of the axes `transform` maps
+    them to."""
+    ordered = [None, None, None]
+    for axis, (ref_axis, _) in enumerate(transform):
+        ordered[int(ref_axis)] = values[axis]
+    return ordered
+
+
+def _axis_transform(image: nib.Nifti1Image, ref: nib.Nifti1Image) -> np.ndarray | None:
+    """nibabel's orientation transform (per axis of `image`: the axis of `ref` it runs along, and its direction)
+    read from the two affines together, None when `ref`'s affine cannot be inverted.
+
+    Where the files share a grid, `inv(ref) @ image` maps voxel to voxel and is a signed permutation, so each axis
+    has one partner. Giving each file its own closest world axes instead breaks ties by axis position at 45 degrees
+    of obliquity, where a file and its transposed copy then named orders that did not match."""
+    try:
+        voxel_to_voxel = np.linalg.solve(np.asarray(ref.affine, np.float64), np.asarray(image.affine, np.float64))
+    except np.linalg.LinAlgError:
+        return None
+    transform = orientations.io_orientation(voxel_to_voxel)
+    return None if np.isnan(transform).any() else transform
 
 
 def _stored_alike(image: nib.Nifti1Image, ref: nib.Nifti1Image) -> bool:

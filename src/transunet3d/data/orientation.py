@@ -64,11 +64,11 @@ class AxisOrder:
     def apply(self, array: np.ndarray) -> np.ndarray:
         """`array` (..., X, Y, Z) in the file's axis order, returned contiguous in the canonical order (`array`
         itself when the file is already canonical and `array` contiguous)."""
-        return _reorient_last_three(array, None if self.is_canonical else self._to_canonical())
+        return reorient_last_three(array, None if self.is_canonical else self._to_canonical())
 
     def undo(self, array: np.ndarray) -> np.ndarray:
         """The exact inverse of `apply`: a canonical (..., X, Y, Z) array back in the file's axis order."""
-        return _reorient_last_three(array, None if self.is_canonical else self._from_canonical())
+        return reorient_last_three(array, None if self.is_canonical else self._from_canonical())
 
     def spacing(self, zooms: tuple[float, ...]) -> tuple[float, float, float]:
         """The file's voxel sizes (one per file axis) in the canonical axis order."""
@@ -118,7 +118,7 @@ class AxisOrder:
         return cls.from_codes(str(data["axis_codes"]))
 
 
-def _reorient_last_three(array: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
+def reorient_last_three(array: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
     """`array` with its last three axes permuted and flipped by a nibabel orientation transform, contiguous."""
     if transform is None:
         return np.ascontiguousarray(array)
