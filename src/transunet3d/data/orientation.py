@@ -7,7 +7,6 @@ array positions change, and the affine changes with them so that every voxel kee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,10 +72,6 @@ class AxisOrder:
     def spacing(self, zooms: tuple[float, ...]) -> tuple[float, float, float]:
         """The file's voxel sizes (one per file axis) in the canonical axis order."""
         return tuple(float(z) for z in self._permute(zooms))
-
-    def file_spacing(self, canonical: Sequence[float]) -> tuple[float, float, float]:
-        """The inverse of `spacing`: voxel sizes in the canonical axis order, one per axis of the file."""
-        return tuple(float(canonical[int(axis)]) for axis, _ in self._to_canonical())
 
     def shape(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
         """The canonical spatial shape of a file of spatial shape `shape` (X, Y, Z)."""
