@@ -118,6 +118,59 @@ def test_continue_skips_finished_cases(raw: Path, run: Path, tmp_path: Path):
     assert nib.load(first).get_fdata().shape == nib.load(out / f"{CASES[1]}.nii.gz").get_fdata().shape
 
 
+@pytest.mark.parametrize("change", ["cropped", "shifted"])
+def test_continue_predicts_again_a_kept_label_map_off_the_inputs_grid(raw: Path, run: Path, tmp_path: Path,
+                                                                      change: str):
+    """A label map of another version of a case (another crop, another origin) is not this input's answer."""
+    out = tmp_path / "out"
+    assert predict(raw, out, "--model", run, "--tta", "none").exit_code == 0
+    first = out / f"{CASES[0]}.nii.gz"
+    good = nib.load(first)
+    labels, affine = np.asanyarray(good.dataobj), good.affine.copy()
+    if change == "cropped":
+        labels = labels[:-4]
+    else:
+        affine[:3, 3] += 5.0
+    nib.save(nib.Nifti1Image(labels, affine), first)
+    result = predict(raw, out, "--model", run, "--tta", "none", "--continue")
+    assert result.exit_code == 0, result.output
+    assert "predicted 1, already done 1, failed 0" in result.output
+    problem = "shape (66, 82, 58) differs from the input's (70, 82, 58)" if change == "cropped" \
+        else "affine differs from the input's"
+    assert f"warning: {CASES[0]}: {first.name}: {problem}; predicted again" in result.stderr
+    again = nib.load(first)
+    assert again.shape == good.shape and np.allclose(again.affine, good.affine, atol=1e-6)
+    np.testing.assert_array_equal(np.asanyarray(again.dataobj), np.asanyarray(good.dataobj))
+
+
+@pytest.mark.parametrize("flag", [[], ["--continue"]])
+def test_a_case_that_fails_now_loses_its_earlier_prediction(raw: Path, run: Path, tmp_path: Path, flag: list):
+    """Kept beside this run's outputs, the label map of the case's earlier, readable version would be scored as
+    this run's answer for it; with --continue, the image written after it says it is another version's."""
+    cases = tmp_path / "cases"
+    for case in CASES:
+        (cases / case).mkdir(parents=True)
+        for path in (raw / case).iterdir():
+            (cases / case / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "out"
+    assert predict(cases, out, "--model", run, "--tta", "none", "--save-probabilities").exit_code == 0
+    t1c = cases / CASES[0] / f"{CASES[0]}-t1c.nii.gz"
+    image = nib.load(t1c)
+    data = np.asanyarray(image.dataobj).astype(np.float32)
+    data[10, 10, 10] = np.nan
+    header = image.header.copy()
+    header.set_data_dtype(np.float32)
+    nib.save(nib.Nifti1Image(data, image.affine, header), t1c)
+    result = predict(cases, out, "--model", run, "--tta", "none", "--save-probabilities", *flag)
+    assert result.exit_code == EXIT_INCOMPLETE
+    assert "1 voxels are NaN or infinite; its earlier prediction was removed" in result.output
+    if flag:
+        assert (f"warning: {CASES[0]}: {CASES[0]}.nii.gz: older than {t1c.name}; predicted again"
+                in result.stderr)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{CASES[1]}.nii.gz", f"{CASES[1]}_probabilities.npz", "ensemble.json"])
+
+
 def test_a_broken_case_is_reported_and_the_others_are_written(raw: Path, run: Path, tmp_path: Path):
     mixed = tmp_path / "mixed"
     (mixed / CASES[0]).mkdir(parents=True)

@@ -29,12 +29,11 @@ from transunet3d.config.io import read_settings_yaml, yaml_problem
 from transunet3d.config.schema import WINDOW_STEP
 from transunet3d.data.labels import label_scheme
 from transunet3d.data.layout import NIFTI_NAME, CaseFiles, discover_cases
-from transunet3d.data.nifti import Geometry, load_header_3d
 from transunet3d.deploy.onnx_backend import checked_export, is_export, load_exported_models
 from transunet3d.deploy.optional import require
 from transunet3d.errors import UserError
 from transunet3d.files import atomic_path, is_temporary, output_folder, remove_stale_temporaries, scratch_folder
-from transunet3d.inference.cases import PredictReport, predict_folder, submission_path
+from transunet3d.inference.cases import PredictReport, off_input_grid, predict_folder, remove_outputs, submission_path
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import (
     CHECKPOINTS,
@@ -50,7 +49,6 @@ from transunet3d.runs.layout import ModelFolder, RunFolder
 
 DEFAULT_INPUT, DEFAULT_OUTPUT = Path("/input"), Path("/output")
 MODEL_IN_IMAGE = Path("/opt/transunet3d/model")
-GEOMETRY_TOLERANCE = 1e-4  # mm, affine entries of output against input
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
                 _move(submission_path(Path(scratch), case_id), submission_path(output_dir, case_id))
             written.update(shard.written)
     for case_id in report.failed:  # an earlier run's label map of a case that fails now is not this run's answer
-        submission_path(output_dir, case_id).unlink(missing_ok=True)
+        remove_outputs(output_dir, case_id)
     report.failed.update(check_outputs(cases, output_dir, skip=set(report.failed)))
     report.written = [case for case in report.cases if case in written and case not in report.failed]
     return report
@@ -243,13 +241,10 @@ def foreign_outputs(cases: list[CaseFiles], output_dir: Path) -> list[str]:
 
 
 def _output_problem(case: CaseFiles, path: Path) -> str | None:
-    expected = Geometry.of(load_header_3d(case.image_paths()[0], case.case_id))
-    written = nib.load(path)
-    if tuple(written.shape[:3]) != expected.shape or len(written.shape) != (3 if expected.time_step is None else 4):
-        return f"shape {tuple(written.shape)} differs from the input's {expected.shape}"
-    if not np.allclose(written.affine, np.array(expected.affine), atol=GEOMETRY_TOLERANCE):
-        return "affine differs from the input's"
-    if not np.asanyarray(written.dataobj).any():
+    off_grid = off_input_grid(case, path)
+    if off_grid:
+        return off_grid
+    if not np.asanyarray(nib.load(path).dataobj).any():
         return "all zero (the challenge refuses empty label maps)"
     return None
 

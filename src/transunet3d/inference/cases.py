@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from transunet3d.data.grid import AFFINE_TOLERANCE
 from transunet3d.data.layout import CaseFiles, discover_cases
-from transunet3d.data.nifti import Geometry, load_header, read_data, write_nifti
+from transunet3d.data.nifti import Geometry, load_header, load_header_3d, peek_header, read_data, write_nifti
 from transunet3d.data.validate import LoadedCase, load_case
 from transunet3d.errors import InputError, UserError, warn_input
 from transunet3d.files import atomic_path, output_folder, read_json, remove_stale_temporaries, write_json
@@ -121,7 +122,7 @@ def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predic
     report = PredictReport()
     todo = []
     for case in cases:
-        if skip_existing and all(map(_reads_whole, _outputs(out_dir, case.case_id, save_probabilities))):
+        if skip_existing and _kept(case, _outputs(out_dir, case.case_id, save_probabilities)):
             report.skipped.append(case.case_id)
         else:
             todo.append(case)
@@ -132,7 +133,8 @@ def predict_folder(input_dir: str | Path, out_dir: str | Path, predictor: Predic
             try:
                 loaded = loading.result()
             except InputError as error:
-                report.failed[case.case_id] = str(error)
+                removed = remove_outputs(out_dir, case.case_id)
+                report.failed[case.case_id] = f"{error}{'; its earlier prediction was removed' if removed else ''}"
                 continue
             prediction = _predict_showing_steps(predictor, loaded, save_probabilities, bar)
             writes.append(writer.submit(write_prediction, prediction, loaded.geometry, out_dir))
@@ -152,6 +154,57 @@ def _predict_showing_steps(predictor: Predictor, case: LoadedCase, keep_probabil
         return predictor.predict(case, keep_probabilities=keep_probabilities)
     finally:
         predictor.on_stage = quiet
+
+
+def _kept(case: CaseFiles, outputs: list[Path]) -> bool:
+    """Whether --continue keeps `outputs` as the prediction of `case`: each there and whole, none older than an
+    image of the case, and the label map on the grid of the case's images. A prediction of another version of the
+    case (an image replaced since, or another crop or origin copied in from elsewhere) is predicted again, with a
+    word; where the input cannot be read, the case is left to fail as any other case would."""
+    if not all(map(_reads_whole, outputs)):
+        return False
+    try:
+        problem = _replaced_since(case, outputs) or off_input_grid(case, outputs[0])
+    except (InputError, OSError):
+        return False
+    if problem:
+        warn_input(case.case_id, outputs[0], f"{problem}; predicted again")
+    return problem is None
+
+
+def _replaced_since(case: CaseFiles, outputs: list[Path]) -> str | None:
+    """Which images of `case` were written after the oldest of its outputs (as `make` tells what to redo), or
+    None."""
+    made = min(path.stat().st_mtime_ns for path in outputs)
+    newer = [path.name for path in case.image_paths() if path.stat().st_mtime_ns > made]
+    return f"older than {', '.join(newer)}" if newer else None
+
+
+def off_input_grid(case: CaseFiles, path: Path) -> str | None:
+    """How the label map at `path` misses the grid a prediction of `case` is written on (the shape, trailing axis
+    and affine of its first image), or None when it is on it.
+
+    Raises:
+        InputError: the case's first image cannot be read.
+    """
+    expected = Geometry.of(load_header_3d(case.image_paths()[0], case.case_id))
+    written = peek_header(path)
+    if tuple(written.shape[:3]) != expected.shape or len(written.shape) != (3 if expected.time_step is None else 4):
+        return f"shape {tuple(written.shape)} differs from the input's {expected.shape}"
+    if not np.allclose(written.affine, np.array(expected.affine), rtol=0.0, atol=AFFINE_TOLERANCE):
+        return "affine differs from the input's"
+    return None
+
+
+def remove_outputs(out_dir: Path, case_id: str) -> bool:
+    """Remove the label map and probabilities of `case_id` from `out_dir`, an earlier run's where this run fails on
+    the case: kept, they would pass for its answer. Returns whether there was any."""
+    removed = False
+    for path in _outputs(out_dir, case_id, save_probabilities=True):
+        if path.is_file():
+            path.unlink()
+            removed = True
+    return removed
 
 
 def _reads_whole(path: Path) -> bool:
