@@ -212,8 +212,9 @@ CATALOGUE = [
     (_sheared, f"{CASE}: {CASE}-t1n.nii.gz: the affine's voxel axes are not perpendicular (sheared by 27 degrees)"),
     (_complex_voxels, f"{CASE}: {CASE}-t1c.nii.gz: voxels of type complex64: an image must hold one integer"),
     (_rgb_voxels, f"{CASE}: {CASE}-t2w.nii.gz: voxels of type RGB: an image must hold one integer"),
-    (_without_orientation, f"{CASE}: {CASE}-t2f.nii.gz: has no orientation (qform and sform codes 0) and another "
-                           f"grid than {CASE}-t1n.nii.gz"),
+    (_without_orientation, f"{CASE}: {CASE}-t2f.nii.gz: has no orientation (qform and sform codes 0), so whether "
+                           f"its voxels are those of {CASE}-t1n.nii.gz (the same shape) cannot be told: write it with "
+                           f"{CASE}-t1n.nii.gz's header"),
     (_truncated, f"{CASE}: {CASE}-t2w.nii.gz: image data cannot be read"),
     (_corrupt, f"{CASE}: {CASE}-t1n.nii.gz: cannot be read as NIfTI"),
     (_empty, f"{CASE}: {CASE}-t1c.nii.gz: cannot be read as NIfTI (the file is empty)"),

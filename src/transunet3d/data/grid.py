@@ -35,6 +35,10 @@ def onto_grid(case_id: str | None, path: Path, image: nib.Nifti1Image, ref_path:
     shape, ref_shape = tuple(image.shape[:3]), tuple(ref.shape[:3])
     if _stored_alike(image, ref):
         return _same
+    if not has_orientation(image) and shape == ref_shape:
+        raise InputError(case_id, path, f"has no orientation (qform and sform codes 0), so whether its voxels are "
+                                        f"those of {ref_path.name} (the same shape) cannot be told: write it with "
+                                        f"{ref_path.name}'s header")
     if not has_orientation(image):
         raise InputError(case_id, path, f"has no orientation (qform and sform codes 0) and another grid than "
                                         f"{ref_path.name}: where its voxels lie against it cannot be told")

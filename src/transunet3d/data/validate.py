@@ -11,12 +11,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from transunet3d.data.grid import onto_grid
+from transunet3d.data.grid import has_orientation, onto_grid
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme, label_scheme
 from transunet3d.data.layout import CaseFiles, discover_cases
 from transunet3d.data.nifti import Geometry, load_header_3d, read_data
-from transunet3d.errors import InputError
+from transunet3d.errors import InputError, warn_input
 from transunet3d.parallel import map_cases
+
+# A case whose files say nothing of where their voxels lie is read in nibabel's stand-in orientation, as every
+# NIfTI reader does; said once per case, because a scan stored in another axis order is then seen mirrored or turned.
+NO_ORIENTATION = ("has no orientation (qform and sform codes 0): read in nibabel's stand-in axis order (L, A, S); "
+                  "a scan stored in another order is seen mirrored or turned (the output keeps the file's voxel order)")
 
 
 @dataclass
@@ -38,6 +43,8 @@ def load_case(case: CaseFiles, scheme: LabelScheme = SCHEMES[DEFAULT_SCHEME]) ->
     paths = case.image_paths()
     headers = [load_header_3d(path, case.case_id) for path in paths]
     reference = headers[0]
+    if not has_orientation(reference):
+        warn_input(case.case_id, paths[0], NO_ORIENTATION)
     onto = [onto_grid(case.case_id, path, header, paths[0], reference) for path, header in zip(paths, headers)]
     channels = [_read_modality(header, path, case.case_id, move) for path, header, move in zip(paths, headers, onto)]
     _not_constant_in_brain(channels, paths, case.case_id)
