@@ -15,6 +15,7 @@ from transunet3d.data.labels import label_scheme
 from transunet3d.data.resample import (
     SLAB_ELEMENTS,
     anisotropic_axis,
+    keep_vanished_lesions,
     nearest_sources,
     resample_image,
     resample_labels,
@@ -249,6 +250,55 @@ def test_the_anisotropic_axis_of_probabilities_is_taken_by_nearest_neighbour(sou
     expected = linear.index_select(1 + axis, torch.from_numpy(nearest))
     out = resample_probabilities(probabilities, shape[1:], "cpu", slab_elements=500, nearest_axis=axis)
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)  # whole slices taken, none blended
+
+
+def _one_voxel_peak(shape: tuple[int, int, int], at: tuple[int, int, int], peak: float) -> np.ndarray:
+    """Three regions at 0.1 everywhere, WT and TC with one voxel at `peak` (a core a voxel across), ET flat."""
+    probabilities = np.full((3, *shape), 0.1, dtype=np.float32)
+    probabilities[(slice(0, 2), *at)] = peak
+    return probabilities
+
+
+@pytest.mark.parametrize("shape", [(20, 20, 15), (19, 23, 14)])  # twice as fine; finer by non-integer factors
+def test_a_one_voxel_lesion_above_its_threshold_keeps_its_peak_on_a_finer_grid(shape):
+    source = _one_voxel_peak((10, 10, 12), (4, 5, 6), 0.68)
+    resampled = resample_probabilities(torch.from_numpy(source), shape).numpy()
+    assert resampled[1].max() < 0.6  # trilinear spreads the core below a 0.6 threshold: lost as a whole
+    before = resampled.copy()
+    keep_vanished_lesions(source, resampled, (0.5, 0.6, 0.5))
+    changed = np.argwhere(resampled != before)
+    regions = set(changed[:, 0].tolist())
+    assert 1 in regions and 2 not in regions  # TC is lost under 0.6 (WT under 0.5 on some grids); ET has no lesion
+    assert np.allclose(resampled[tuple(changed.T)], 0.68)  # its own value, by nearest neighbour
+    # in each region, exactly the finer voxels whose nearest coarse voxel is the peak
+    x, y, z = (nearest_sources(n, m) for n, m in zip((10, 10, 12), shape))
+    expected = np.argwhere((x == 4)[:, None, None] & (y == 5)[None, :, None] & (z == 6)[None, None, :])
+    assert len(expected) > 0
+    for region in regions:
+        assert sorted(map(tuple, changed[changed[:, 0] == region, 1:])) == sorted(map(tuple, expected))
+    again = resampled.copy()
+    keep_vanished_lesions(source, again, (0.5, 0.6, 0.5))
+    assert np.array_equal(again, resampled)  # nothing more to restore
+
+
+def test_a_lesion_thinner_than_the_new_slices_keeps_its_peak_in_the_slab_that_holds_it():
+    source = _one_voxel_peak((8, 8, 12), (3, 4, 5), 0.9)
+    source[0, 3, 4, 6] = 0.7  # a second, lower voxel of the same lesion in the next slice
+    resampled = resample_probabilities(torch.from_numpy(source), (8, 8, 4), nearest_axis=2).numpy()
+    assert resampled[0].max() == pytest.approx(0.1)  # 3-voxel slabs take slices 1, 4, 7 and 10: not 5 or 6
+    keep_vanished_lesions(source, resampled, (0.5, 0.5, 0.5))
+    # slice 5's centre (5.5 of 12) lies in slab 1 (4 to 8 of 12)
+    assert resampled[0, 3, 4, 1] == pytest.approx(0.9) and resampled[1, 3, 4, 1] == pytest.approx(0.9)
+    assert (resampled > 0.5).sum() == 2  # one voxel per region: the slab holding the peak
+
+
+def test_nothing_changes_where_every_lesion_is_kept_or_below_its_threshold():
+    source = _one_voxel_peak((10, 10, 12), (4, 5, 6), 0.45)  # below every threshold
+    source[:, 1:4, 1:4, 1:4] = 0.95  # a lesion three voxels across survives trilinear
+    resampled = resample_probabilities(torch.from_numpy(source), (20, 20, 24)).numpy()
+    before = resampled.copy()
+    keep_vanished_lesions(source, resampled, (0.5, 0.5, 0.5))
+    assert np.array_equal(resampled, before)
 
 
 def test_full_size_slabs_stay_small_next_to_the_output():

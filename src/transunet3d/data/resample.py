@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from transunet3d.data.crop import crop, mask_bounds, uncrop
+from transunet3d.data.crop import crop, mask_bounds
 from transunet3d.data.labels import DEFAULT_SCHEME, SCHEMES, LabelScheme
 
 ANISOTROPY = 3.0  # nnU-Net's ANISO_THRESHOLD
@@ -187,45 +187,76 @@ def resample_labels(seg: np.ndarray, shape: Shape, spacing: Spacing, target: Spa
 def labels_from_fractions(source: np.ndarray, fractions: np.ndarray, scheme: LabelScheme) -> np.ndarray:
     """Labels on a new grid from each region's fraction there (R, ...): a region where it reaches 0.5, and every
     26-connected component of its `source` mask (R, ... on the old grid) that reaches 0.5 nowhere kept anyway
-    (`_keep_vanished_components`), written back by the scheme's order."""
+    (`vanished_components`), written back by the scheme's order."""
     regions = fractions >= 0.5
     for mask, values, kept in zip(source, fractions, regions):
-        _keep_vanished_components(mask, values, kept)
+        kept.ravel()[vanished_components(mask, values, kept)[0]] = True
     return scheme.regions_to_labels(regions)
 
 
-def _keep_vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray) -> None:
-    """Restore, in `kept`, every 26-connected component of `mask` that `kept` lost, by nearest neighbour: the
-    output voxels whose centres fall in it; when none do (it is thinner than the new voxels), the output voxel
-    holding the centre of its voxel of highest interpolated `values`."""
+def keep_vanished_lesions(source: np.ndarray, resampled: np.ndarray, thresholds: Sequence[float]) -> None:
+    """Region probabilities resampled to another grid (`resampled`, R, ..., changed in place) that keep every
+    lesion of the old grid's (`source`, R, ...): each 26-connected component above its region's threshold in
+    `source` that the resampled values exceed the threshold nowhere in (`vanished_components`) takes the values
+    of its own voxels back by nearest neighbour.
+
+    Smooth interpolation lowers the peak of a lesion a voxel or two across: a core at 0.68 on the network's grid,
+    spread over 0.6 mm voxels, reached 0.33 at most and was lost as a whole under a 0.6 threshold, where the
+    reference's own resampling keeps every lesion (`resample_labels`).
+    """
+    for mask_source, values, threshold in zip(source, resampled, thresholds):
+        restored, taken_from = vanished_components(mask_source > threshold, mask_source, values > threshold,
+                                                    values_on_old_grid=True)
+        flat = values.reshape(-1)
+        flat[restored] = np.maximum(flat[restored], mask_source.reshape(-1)[taken_from])
+
+
+def vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray,
+                        values_on_old_grid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Where to restore every 26-connected component of `mask` (old grid) that `kept` (new grid, extent-preserving)
+    lost: the new grid's voxels whose nearest old voxel is in it; when there are none (it is thinner than the new
+    voxels), the new voxel holding the centre of its old voxel of highest `values` (by default on the new grid,
+    at the voxel holding the centre; with `values_on_old_grid`, the old voxel's own). Returns the restored voxels
+    and the old voxel each stands for, as flat indices into the new and the old grid.
+
+    A component counts as lost when no new voxel holding one of its voxels' centres is in `kept`. Everything is
+    computed within the bounding box of `mask` and the new voxels it maps to: a few lesions in a 512x512x300 grid
+    cost no whole-grid array.
+    """
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     box = mask_bounds(mask)
     if box is None:
-        return
-    # Labelled inside the mask's bounding box only: a few lesions in a 512x512x176 map take 0.5 s on the whole.
+        return none
     components, count = ndimage.label(crop(mask, box), structure=np.ones((3, 3, 3), dtype=bool))
     found = np.nonzero(components)
     label, voxels = components[found], tuple(index + lo for index, (lo, _) in zip(found, box))
-    # The output voxel holding each source voxel's centre (extent-preserving grids).
+    # The new voxel holding each old voxel's centre.
     target = np.ravel_multi_index(
         [np.minimum(((v + 0.5) * n / m).astype(np.int64), n - 1) for v, n, m in zip(voxels, kept.shape, mask.shape)],
         kept.shape)
     lost = np.bincount(label, weights=kept.ravel()[target], minlength=count + 1) == 0
     lost[0] = False
     if not lost.any():
-        return
-    nearest = uncrop(components, box, mask.shape)
-    for axis, size in enumerate(kept.shape):
-        nearest = _nearest_along(nearest, axis, size)
-    kept |= lost[nearest]
+        return none
+    sources = [nearest_sources(m, n) for m, n in zip(mask.shape, kept.shape)]
+    spans = [np.nonzero((taken >= lo) & (taken < hi))[0] for taken, (lo, hi) in zip(sources, box)]
+    nearest = components[np.ix_(*(taken[span] - lo for taken, span, (lo, _) in zip(sources, spans, box)))]
+    hit = np.nonzero(lost[nearest])
+    new = tuple(span[index] for span, index in zip(spans, hit))
+    restored = [np.ravel_multi_index(new, kept.shape)]
+    taken_from = [np.ravel_multi_index(tuple(taken[index] for taken, index in zip(sources, new)), mask.shape)]
     thin = lost.copy()
-    thin[nearest[lost[nearest]]] = False
+    thin[nearest[hit]] = False
     candidates = thin[label]
-    if not candidates.any():
-        return
-    label, target = label[candidates], target[candidates]
-    order = np.lexsort((values.ravel()[target], label))  # by component, then by value: the last one is the peak
-    last_of_each = np.r_[label[order][1:] != label[order][:-1], True]
-    kept.ravel()[target[order][last_of_each]] = True
+    if candidates.any():
+        label, target = label[candidates], target[candidates]
+        old = np.ravel_multi_index(tuple(v[candidates] for v in voxels), mask.shape)
+        rank = values.ravel()[old if values_on_old_grid else target]
+        order = np.lexsort((rank, label))  # by component, then by value: the last one is the peak
+        last_of_each = np.r_[label[order][1:] != label[order][:-1], True]
+        restored.append(target[order][last_of_each])
+        taken_from.append(old[order][last_of_each])
+    return np.concatenate(restored), np.concatenate(taken_from)
 
 
 def resample_probabilities(

@@ -15,7 +15,7 @@ from transunet3d.config.schema import MODALITIES, InferConfig
 from transunet3d.data.crop import uncrop
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.preprocess import preprocess_loaded
-from transunet3d.data.resample import anisotropic_axis, resample_probabilities
+from transunet3d.data.resample import anisotropic_axis, keep_vanished_lesions, resample_probabilities
 from transunet3d.data.validate import LoadedCase
 from transunet3d.errors import UserError
 from transunet3d.inference.sliding_window import PatchPredictor, sliding_window_probabilities
@@ -94,7 +94,7 @@ class Predictor:
             self.on_stage("preprocess")
             done = preprocess_loaded(replace(case, seg=None), target, foreground_samples=0)
             properties = done.properties
-            summed = self._original_grid(self._summed(models, done.image), properties)
+            summed = self._original_grid(self._summed(models, done.image), properties, len(models))
             total = summed if total is None else total.add_(summed)
         return self._finish(case.case_id, total.div_(len(self.models)), properties, keep_probabilities)
 
@@ -106,7 +106,7 @@ class Predictor:
         wrong = [model.folder.path for model in self.models if _target(model) not in (None, cached)]
         if wrong:
             raise UserError(f"{wrong[0]}: trained at another target spacing than the cache's {list(cached)}")
-        summed = self._original_grid(self._summed(self.models, image), properties)
+        summed = self._original_grid(self._summed(self.models, image), properties, len(self.models))
         return self._finish(case_id, summed.div_(len(self.models)), properties, keep_probabilities)
 
     def _summed(self, models: list[TrainedModel], image: np.ndarray) -> torch.Tensor:
@@ -137,16 +137,21 @@ class Predictor:
                                chosen.window_bytes * self.options.batch_windows > chosen.budget_bytes)
         return chosen
 
-    def _original_grid(self, probabilities: torch.Tensor, properties: dict) -> torch.Tensor:
-        """Probabilities on the training grid resampled to the case's cropped original grid (on the predictor's
-        device, in slabs; an axis more than 3x coarser in either grid by nearest neighbour, as preprocessing
-        resampled the image), on the CPU; themselves when the grids are the same."""
+    def _original_grid(self, probabilities: torch.Tensor, properties: dict, models: int) -> torch.Tensor:
+        """The summed probabilities of `models` models on the training grid (on the CPU) resampled to the case's
+        cropped original grid (on the predictor's device, in slabs; an axis more than 3x coarser in either grid by
+        nearest neighbour, as preprocessing resampled the image), on the CPU; themselves when the grids are the
+        same. A lesion above the post-processing's threshold on the training grid keeps its peak on the case's
+        (`keep_vanished_lesions`), as a reference label map resampled between the grids keeps it."""
         shape = tuple(properties["cropped_shape"])
         if tuple(probabilities.shape[1:]) == shape:
             return probabilities
         self.on_stage("resample back")
         axis = anisotropic_axis(properties["target_spacing"], properties["original_spacing"])
-        return resample_probabilities(probabilities, shape, self.device, nearest_axis=axis).cpu()
+        resampled = resample_probabilities(probabilities, shape, self.device, nearest_axis=axis).cpu()
+        keep_vanished_lesions(probabilities.numpy(), resampled.numpy(),
+                              [threshold * models for threshold in self.postprocessing.thresholds])
+        return resampled
 
     def _finish(self, case_id: str, probabilities: torch.Tensor, properties: dict,
                 keep_probabilities: bool) -> CasePrediction:
