@@ -190,7 +190,10 @@ def labels_from_fractions(source: np.ndarray, fractions: np.ndarray, scheme: Lab
     (`vanished_components`), written back by the scheme's order."""
     regions = fractions >= 0.5
     for mask, values, kept in zip(source, fractions, regions):
-        kept.ravel()[vanished_components(mask, values, kept)[0]] = True
+        flat, fraction = kept.reshape(-1), values.reshape(-1)
+        restored, _ = vanished_components(mask, kept.shape, kept=lambda voxels, flat=flat: flat[voxels],
+                                          rank=lambda _, voxels, fraction=fraction: fraction[voxels])
+        flat[restored] = True
     return scheme.regions_to_labels(regions)
 
 
@@ -204,24 +207,29 @@ def keep_vanished_lesions(source: np.ndarray, resampled: np.ndarray, thresholds:
     spread over 0.6 mm voxels, reached 0.33 at most and was lost as a whole under a 0.6 threshold, where the
     reference's own resampling keeps every lesion (`resample_labels`).
     """
-    for mask_source, values, threshold in zip(source, resampled, thresholds):
-        restored, taken_from = vanished_components(mask_source > threshold, mask_source, values > threshold,
-                                                    values_on_old_grid=True)
-        flat = values.reshape(-1)
-        flat[restored] = np.maximum(flat[restored], mask_source.reshape(-1)[taken_from])
+    for old_values, values, threshold in zip(source, resampled, thresholds):
+        old, new = old_values.reshape(-1), values.reshape(-1)
+        restored, taken_from = vanished_components(old_values > threshold, values.shape,
+                                                    kept=lambda voxels, new=new, t=threshold: new[voxels] > t,
+                                                    rank=lambda voxels, _, old=old: old[voxels])
+        new[restored] = np.maximum(new[restored], old[taken_from])
 
 
-def vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray,
-                        values_on_old_grid: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Where to restore every 26-connected component of `mask` (old grid) that `kept` (new grid, extent-preserving)
-    lost: the new grid's voxels whose nearest old voxel is in it; when there are none (it is thinner than the new
-    voxels), the new voxel holding the centre of its old voxel of highest `values` (by default on the new grid,
-    at the voxel holding the centre; with `values_on_old_grid`, the old voxel's own). Returns the restored voxels
-    and the old voxel each stands for, as flat indices into the new and the old grid.
+def vanished_components(mask: np.ndarray, shape: Shape, kept: Callable[[np.ndarray], np.ndarray],
+                        rank: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Where to restore every 26-connected component of `mask` (old grid) that a resampling to `shape` (new grid,
+    extent-preserving) lost: the new voxels whose nearest old voxel is in it; when there are none (it is thinner
+    than the new voxels), the new voxel holding the centre of its highest-ranked old voxel. Returns the restored
+    voxels and the old voxel each stands for, as flat indices into the new and the old grid.
 
-    A component counts as lost when no new voxel holding one of its voxels' centres is in `kept`. Everything is
-    computed within the bounding box of `mask` and the new voxels it maps to: a few lesions in a 512x512x300 grid
-    cost no whole-grid array.
+    Args:
+        kept: whether the region holds each of the given new voxels (flat indices) already. A component counts as
+            lost when it holds none of those that hold its voxels' centres.
+        rank: for old voxels and the new voxels holding their centres (flat indices, pairwise), the values by
+            which a thin component's peak is chosen.
+
+    Everything is computed within the bounding box of `mask` and the new voxels it maps to: a few lesions in a
+    512x512x300 grid cost no whole-grid array.
     """
     none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     box = mask_bounds(mask)
@@ -231,19 +239,20 @@ def vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray,
     found = np.nonzero(components)
     label, voxels = components[found], tuple(index + lo for index, (lo, _) in zip(found, box))
     # The new voxel holding each old voxel's centre.
+    shape = tuple(int(n) for n in shape)
     target = np.ravel_multi_index(
-        [np.minimum(((v + 0.5) * n / m).astype(np.int64), n - 1) for v, n, m in zip(voxels, kept.shape, mask.shape)],
-        kept.shape)
-    lost = np.bincount(label, weights=kept.ravel()[target], minlength=count + 1) == 0
+        [np.minimum(((v + 0.5) * n / m).astype(np.int64), n - 1) for v, n, m in zip(voxels, shape, mask.shape)],
+        shape)
+    lost = np.bincount(label, weights=kept(target), minlength=count + 1) == 0
     lost[0] = False
     if not lost.any():
         return none
-    sources = [nearest_sources(m, n) for m, n in zip(mask.shape, kept.shape)]
+    sources = [nearest_sources(m, n) for m, n in zip(mask.shape, shape)]
     spans = [np.nonzero((taken >= lo) & (taken < hi))[0] for taken, (lo, hi) in zip(sources, box)]
     nearest = components[np.ix_(*(taken[span] - lo for taken, span, (lo, _) in zip(sources, spans, box)))]
     hit = np.nonzero(lost[nearest])
     new = tuple(span[index] for span, index in zip(spans, hit))
-    restored = [np.ravel_multi_index(new, kept.shape)]
+    restored = [np.ravel_multi_index(new, shape)]
     taken_from = [np.ravel_multi_index(tuple(taken[index] for taken, index in zip(sources, new)), mask.shape)]
     thin = lost.copy()
     thin[nearest[hit]] = False
@@ -251,8 +260,7 @@ def vanished_components(mask: np.ndarray, values: np.ndarray, kept: np.ndarray,
     if candidates.any():
         label, target = label[candidates], target[candidates]
         old = np.ravel_multi_index(tuple(v[candidates] for v in voxels), mask.shape)
-        rank = values.ravel()[old if values_on_old_grid else target]
-        order = np.lexsort((rank, label))  # by component, then by value: the last one is the peak
+        order = np.lexsort((rank(old, target), label))  # by component, then by rank: the last one is the peak
         last_of_each = np.r_[label[order][1:] != label[order][:-1], True]
         restored.append(target[order][last_of_each])
         taken_from.append(old[order][last_of_each])
