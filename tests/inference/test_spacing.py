@@ -17,11 +17,13 @@ from transunet3d.data.layout import discover_cases
 from transunet3d.data.nifti import Geometry
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.preprocess import preprocess_dataset, preprocess_loaded
+from transunet3d.data.resample import nearest_sources
 from transunet3d.data.validate import load_case
 from transunet3d.errors import UserError
 from transunet3d.inference.cases import predict_folder, submission_path
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import load_trained_model
+from transunet3d.postprocessing.rules import PostprocessSettings
 
 SCHEME = label_scheme("brats-mets-2023")
 
@@ -91,6 +93,39 @@ def test_another_voxel_size_is_predicted_on_its_own_grid_with_its_lesions_in_pla
         assert dice > (0.99 if name == "thick" else 0.8), (index, dice)
         lesions, count = ndimage.label(truth, np.ones((3, 3, 3)))
         assert set(np.unique(lesions[mine])) - {0} == set(range(1, count + 1))  # every lesion is found
+
+
+def test_a_lesion_just_above_its_threshold_on_the_training_grid_is_kept_on_a_finer_input(phantom_variants, runs,
+                                                                                         tmp_path: Path, monkeypatch):
+    """An oracle that answers the training-grid reference at 0.65, plus a one-voxel metastasis, under thresholds
+    of 0.6: on the 1x1x2 mm input trilinear interpolation alone spreads that voxel to about 0.4, and the
+    lesion vanished."""
+    preprocess_dataset(phantom_variants["fine"], tmp_path / "pre", target_spacing=(2.0, 2.0, 2.0), progress=False)
+    cached = open_case(tmp_path / "pre", discover_cases(phantom_variants["fine"])[0].case_id)
+    regions = SCHEME.labels_to_regions(np.asarray(cached.seg))
+    far = np.argwhere(ndimage.distance_transform_edt(~regions[0]) > 6)
+    speck = tuple(far[len(far) // 2])  # a training voxel at least 12 mm from every lesion
+    regions[(slice(None), *speck)] = True
+
+    def oracle(self, models, image):
+        return torch.from_numpy(np.where(regions, 0.65, 0.05).astype(np.float32))
+
+    monkeypatch.setattr(Predictor, "_summed", oracle)
+    tuned = PostprocessSettings((0.6, 0.6, 0.6), (0.0, 0.0, 0.0), False, SCHEME)
+    case = _case(phantom_variants["fine"])
+    prediction = Predictor([load_trained_model(runs["2mm"])], NO_TTA, postprocessing=tuned).predict(
+        case, keep_probabilities=True)
+    properties = preprocess_loaded(case, (2.0, 2.0, 2.0), 0).properties
+    box = [lo for lo, _ in properties["crop_box"]]
+    sources = [nearest_sources(m, n) for m, n in zip(regions.shape[1:], properties["cropped_shape"])]
+    fine_voxels = np.ix_(*(np.flatnonzero(taken == at) + lo for taken, at, lo in zip(sources, speck, box)))
+    assert (prediction.labels[fine_voxels] == 3).all()  # the input's voxels nearest to it: all ET, as predicted
+    assert prediction.probabilities[(slice(None), *fine_voxels)].max() == pytest.approx(0.65)  # its own value
+    reference = nib.load(discover_cases(phantom_variants["fine"])[0].seg)
+    for mine, truth in zip(SCHEME.labels_to_regions(prediction.labels),
+                           SCHEME.labels_to_regions(np.asarray(reference.dataobj))):
+        lesions, count = ndimage.label(truth, np.ones((3, 3, 3)))
+        assert set(np.unique(lesions[mine])) - {0} == set(range(1, count + 1))  # and every real one
 
 
 def test_runs_from_before_target_spacings_are_not_mixed_with_later_ones(runs):
