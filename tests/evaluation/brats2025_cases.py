@@ -106,3 +106,32 @@ def parity_cases() -> dict[str, tuple[np.ndarray, np.ndarray, tuple]]:
 
 
 EDGE_CASE_IDS = {name: f"901{i:02d}-000" for i, name in enumerate(edge_cases())}
+
+
+def _rotation(degrees: float, axis: int) -> np.ndarray:
+    angle, (i, j) = np.radians(degrees), [(1, 2), (0, 2), (0, 1)][axis]
+    rotation = np.eye(3)
+    rotation[i, i] = rotation[j, j] = np.cos(angle)
+    rotation[i, j], rotation[j, i] = -np.sin(angle), np.sin(angle)
+    return rotation
+
+
+def stored_cases() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, str, float, float]]:
+    """Many-lesion cases stored as scanners write them, by case id: (prediction, reference, affine, dtype, scl_slope,
+    scl_inter), the stored voxels being (label - scl_inter) / scl_slope exactly.
+
+    Voxel axes that run along other world axes, flipped, with a different voxel size each (the package hands its
+    distances the voxel sizes in reverse axis order); an oblique rotation; integer and float voxels with a scaling.
+    """
+    axes = {"permuted": np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),
+            "oblique": _rotation(25, 2) @ _rotation(-10, 0), "flipped": np.diag([-1.0, 1.0, -1.0])}
+    stored = {"permuted": ((0.6, 1.1, 2.2), "int16", 1.0, -1.0), "oblique": ((0.9, 0.9, 1.4), "float32", 0.5, 0.0),
+              "flipped": ((1.5, 0.7, 1.0), "uint8", 0.5, 0.0)}
+    cases = {}
+    for i, (name, (spacing, dtype, slope, inter)) in enumerate(stored.items()):
+        prediction, reference, _ = many_lesion_case(10 + i, spacing)
+        affine = np.eye(4)
+        affine[:3, :3] = axes[name] @ np.diag(spacing)
+        affine[:3, 3] = (-91.5, 12.25, -40.0)
+        cases[f"902{i:02d}-000"] = (prediction, reference, affine, dtype, slope, inter)
+    return cases

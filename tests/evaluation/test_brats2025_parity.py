@@ -1,18 +1,22 @@
 """`--rules brats2025` against the official BraTS 2025 evaluation itself (`brats-evaluation`, a test-only
 dependency): every quantity of every case and region, and the summary rows, on the four real label maps of
-../shared/data/labelmaps and on generated many-lesion and edge cases.
+../shared/data/labelmaps and on generated many-lesion and edge cases, some stored with permuted, flipped or oblique
+axes and scaled voxels.
 
 The package's numbers are computed once per session (about 15 s, most of it the 512x512x176 case).
 """
 
 from __future__ import annotations
 
+import gzip
+import struct
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pytest
 
-from tests.evaluation.brats2025_cases import EDGE_CASE_IDS, parity_cases
+from tests.evaluation.brats2025_cases import EDGE_CASE_IDS, parity_cases, stored_cases
 from tests.evaluation.official_brats2025 import SUMMARY_ROWS, official_scores, same_number
 from transunet3d.evaluation.batch import evaluate_folders
 from transunet3d.evaluation.brats2025 import QUANTITIES
@@ -20,11 +24,22 @@ from transunet3d.evaluation.report import metric_rows, summarize_rows
 
 REAL_CASES = ("00132-000", "00217-000", "00630-001", "01325-000")
 GENERATED = parity_cases()
+STORED = stored_cases()
 
 
 def _pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
     return {case: (folder / "pred" / f"BraTS-MET-{case}.nii.gz", folder / "ref" / f"BraTS-MET-{case}-seg.nii.gz")
             for case in sorted(p.name[10:19] for p in (folder / "ref").glob("BraTS-MET-*-seg.nii.gz"))}
+
+
+def _save_scaled(labels: np.ndarray, affine: np.ndarray, path: Path, dtype: str, slope: float, inter: float) -> None:
+    """Write `labels` as (labels - inter) / slope in `dtype` with that scaling in the header. nibabel chooses its
+    own scaling for in-memory arrays, so scl_slope and scl_inter (bytes 112-120 of the header) are set on disk."""
+    nib.save(nib.Nifti1Image(((labels - inter) / slope).astype(dtype), affine), path)
+    header = bytearray(gzip.decompress(path.read_bytes()))
+    header[112:120] = struct.pack("<ff", slope, inter)
+    path.write_bytes(gzip.compress(bytes(header)))
+    assert np.array_equal(nib.load(path).get_fdata(), labels), path
 
 
 def _ours(folder: Path) -> tuple[dict, list]:
@@ -43,6 +58,9 @@ def generated_folder(tmp_path_factory) -> Path:
         affine = [[spacing[0], 0, 0, 0], [0, spacing[1], 0, 0], [0, 0, spacing[2], 0], [0, 0, 0, 1]]
         nib.save(nib.Nifti1Image(pred, affine), folder / "pred" / f"BraTS-MET-{case}.nii.gz")
         nib.save(nib.Nifti1Image(ref, affine), folder / "ref" / f"BraTS-MET-{case}-seg.nii.gz")
+    for case, (pred, ref, affine, dtype, slope, inter) in STORED.items():
+        _save_scaled(pred, affine, folder / "pred" / f"BraTS-MET-{case}.nii.gz", dtype, slope, inter)
+        _save_scaled(ref, affine, folder / "ref" / f"BraTS-MET-{case}-seg.nii.gz", dtype, slope, inter)
     return folder
 
 
@@ -81,7 +99,7 @@ def test_every_quantity_of_the_real_cases_equals_the_official_evaluation(case, o
     assert _mismatches(ours_real[0], official_real, case) == []
 
 
-@pytest.mark.parametrize("case", sorted(GENERATED))
+@pytest.mark.parametrize("case", sorted(GENERATED) + sorted(STORED))
 def test_every_quantity_of_generated_cases_equals_the_official_evaluation(case, ours_generated,
                                                                           official_generated):
     assert _mismatches(ours_generated[0], official_generated, case) == []
