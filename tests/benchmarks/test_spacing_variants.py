@@ -26,6 +26,8 @@ def test_the_copies_keep_the_generated_grid_and_change_one_thing_each(variants):
     assert copies["axis order ARI"] == ["--axis-order", "ARI"]
     assert [float(v) for v in copies["2x finer in-plane"][1:]] == [0.6, 0.6, 1.5]
     assert [float(v) for v in copies[variants.THICK][1:]] == pytest.approx([1.2, 1.2, 4.5])
+    assert [float(v) for v in copies["0.5 x 0.5 x 1 mm"][1:]] == [0.5, 0.5, 1.0]
+    assert [float(v) for v in copies["1 x 1 x 3 mm"][1:]] == [1.0, 1.0, 3.0]
 
 
 def test_a_prediction_goes_to_the_thick_grid_by_the_slice_at_each_slab_centre(variants):

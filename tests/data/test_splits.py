@@ -105,9 +105,15 @@ def test_splits_refuse_a_cache_that_lost_a_case_and_ignore_cases_at_another_grid
     ([{"train": ["a", "b"], "val": ["b"]}, {"train": ["b"], "val": ["a"]}],
      "fold 0 validates on case(s) it trains on (b)"),
     ([{"train": [], "val": ["a"]}, {"train": ["a"], "val": ["b"]}], "fold 0 has no training case"),
+    ([{"train": ["a"], "val": ["b"]}, {"train": ["b"], "val": []}], "fold 1 has no validation case"),
+    ([{"train": ["a"], "val": ["b"]}], "holds 1 fold; a cross-validation needs at least 2"),
+    ([{"train": ["a"], "val": ["b", "c"]}, {"train": ["d"], "val": ["a"]}, {"train": ["a"], "val": ["c", "b"]}],
+     "folds 0 and 2 both validate on b, c; each case is validated by one fold at most"),
 ])
-def test_splits_that_leak_or_train_on_nothing_are_refused(tmp_path: Path, folds, problem: str):
-    """A validation case that is also trained on made the out-of-fold score count a case the model had seen."""
+def test_splits_that_leak_train_on_nothing_or_cannot_be_pooled_are_refused(tmp_path: Path, folds, problem: str):
+    """A validation case that is also trained on made the out-of-fold score count a case the model had seen; a
+    fold without validation cases, or two folds validating one case, trained fully before the pooling failed (or,
+    without validation, passed)."""
     from transunet3d.data.splits import read_splits
 
     path = tmp_path / "splits.json"

@@ -21,8 +21,8 @@ from transunet3d.training.segmentation import fold_cases
 
 LABELLED = ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
 UNLABELLED = [f"BraTS-MET-0000{number}-000" for number in range(3, 7)]
-SHORT = ["--device", "cpu", "--no-validate", "--set", "loop.epochs=1", "--set", "loop.iterations_per_epoch=1",
-         "--set", "loop.val_batches=1", *SMALL_PATCHES]
+SHORT_SETTINGS = ("loop.epochs=1", "loop.iterations_per_epoch=1", "loop.val_batches=1", SMALL_PATCHES[1])
+SHORT = ["--device", "cpu", "--no-validate", *(part for setting in SHORT_SETTINGS for part in ("--set", setting))]
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def test_a_fold_made_from_other_splits_is_refused_before_it_joins_a_run(partly_l
     partition and the pooled cross-validation scored some cases twice and others never."""
     spacing = json.loads((partly_labelled / "dataset.json").read_text())["target_spacing"]
     run = tmp_path / "run"
-    write_run(run / "fold_1", overrides=(f"data.target_spacing={spacing}",))
+    write_run(run / "fold_1", overrides=(f"data.target_spacing={spacing}", *SHORT_SETTINGS))
     cache_splits = json.loads((partly_labelled / "splits.json").read_text())
     reordered = [{part: ids[::-1] for part, ids in split.items()} for split in cache_splits]
     for saved, refused in ((cache_splits[::-1], True), (reordered, False)):  # the same partition in another order
@@ -232,6 +232,25 @@ def test_a_fold_made_from_other_splits_is_refused_before_it_joins_a_run(partly_l
             assert result.exit_code == 2 and not (run / "fold_0").exists()
         else:
             assert result.exit_code == 0, result.output
+
+
+def test_a_fold_of_another_network_or_recipe_is_refused_before_it_joins_a_run(partly_labelled: Path,
+                                                                              tmp_path: Path):
+    """A U-Net fold joined an encoder run without a word, and the pooled out-of-fold score, the tuning and the fold
+    ensemble then mixed the two models as one."""
+    spacing = json.loads((partly_labelled / "dataset.json").read_text())["target_spacing"]
+    run = tmp_path / "run"
+    write_run(run / "fold_1", preset="tiny-unet", overrides=(f"data.target_spacing={spacing}", *SHORT_SETTINGS))
+    result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out",
+                                      str(run), *SHORT])
+    assert _error_lines(result) == [
+        f"error: {run}: its fold 1 trained with other settings (model.name: unet there, encoder here); the folds of "
+        "a run are one model's cross-validation: train into another --out, or add --resume to train this fold with "
+        "the run's config"]
+    assert result.exit_code == 2 and not (run / "fold_0").exists()
+    result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny-unet", "--fold", "0", "--out",
+                                      str(run), *SHORT, "--set", "loop.num_workers=0"])
+    assert result.exit_code == 0, result.output  # the same recipe, however many loader processes
 
 
 def _cache_of_other_images(partly_labelled: Path, tmp_path: Path) -> Path:

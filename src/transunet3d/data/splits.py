@@ -84,14 +84,27 @@ def read_splits(path: str | Path) -> list[Split]:
     splits = read_json(path)
     if not isinstance(splits, list) or not splits or not all(map(_is_split, splits)):
         raise UserError(f"{path}: damaged, not a list of folds with 'train' and 'val' case lists")
+    if len(splits) < 2:
+        raise UserError(f"{path}: holds {len(splits)} fold; a cross-validation needs at least 2")
+    validated: dict[str, int] = {}
     for fold, split in enumerate(splits):
         if not split["train"]:
             raise UserError(f"{path}: fold {fold} has no training case")
+        if not split["val"]:  # it would train, then have nothing to validate or pool
+            raise UserError(f"{path}: fold {fold} has no validation case")
         leaked = sorted(set(split["train"]) & set(split["val"]))
         if leaked:  # its out-of-fold score would count cases the model trained on
-            raise UserError(f"{path}: fold {fold} validates on case(s) it trains on ({', '.join(leaked[:3])}"
-                            f"{', ...' if len(leaked) > 3 else ''})")
+            raise UserError(f"{path}: fold {fold} validates on case(s) it trains on ({_listed(leaked)})")
+        repeated = sorted(case for case in set(split["val"]) if case in validated)
+        if repeated:  # the pooled out-of-fold score would count them twice
+            raise UserError(f"{path}: folds {validated[repeated[0]]} and {fold} both validate on "
+                            f"{_listed(repeated)}; each case is validated by one fold at most")
+        validated.update(dict.fromkeys(split["val"], fold))
     return splits
+
+
+def _listed(cases: list[str]) -> str:
+    return ", ".join(cases[:3]) + (", ..." if len(cases) > 3 else "")
 
 
 def _is_split(split: object) -> bool:

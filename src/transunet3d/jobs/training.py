@@ -8,7 +8,7 @@ is transferred, and when out-of-fold validation and the pooled cross-validation 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     checked = [_fold_config(job, fold) for fold in job.folds]
     _refuse_another_data(job.run, [config for config, _, _ in checked])
     _refuse_other_splits(job.run, Path(job.preprocessed), [splits for _, _, (splits, _, _) in checked])
+    _refuse_another_recipe(job.run, [config for config, _, _ in checked])
     for fold, (config, started, cases) in zip(job.folds, checked):
         folder = job.run.fold(fold)
         with processes.main_holds(folder.path, "training"):  # folds of one run may train in parallel
@@ -118,6 +119,41 @@ def _refuse_another_data(run: RunFolder, configs: list[ExperimentConfig]) -> Non
                 raise UserError(f"{run.path}: its {fold_label(fold)} trained on {saved.labels} at "
                                 f"{_grid(saved.target_spacing)}, this training's cache holds {config.data.labels} at "
                                 f"{_grid(config.data.target_spacing)}; train into another --out")
+
+
+RECIPE_SECTIONS = ("model", "train", "augment", "loop")  # what makes a run's folds one model's cross-validation
+NOT_RECIPE = {"loop.num_workers", "loop.checkpoint_every"}  # how a fold trained, not what it learned
+
+
+def recipe_differences(saved: ExperimentConfig, other: ExperimentConfig) -> list[str]:
+    """The settings of `RECIPE_SECTIONS` in which two configs differ, as 'section.name: saved vs other'."""
+    found = []
+    for section in RECIPE_SECTIONS:
+        mine, theirs = getattr(saved, section), getattr(other, section)
+        for name in (f.name for f in fields(mine)):
+            key = f"{section}.{name}"
+            if key not in NOT_RECIPE and getattr(mine, name) != getattr(theirs, name):
+                found.append(f"{key}: {_shown(getattr(mine, name))} there, {_shown(getattr(theirs, name))} here")
+    return found
+
+
+def _shown(value: Any) -> str:
+    return str(list(value)) if isinstance(value, tuple) else str(value)
+
+
+def _refuse_another_recipe(run: RunFolder, configs: list[ExperimentConfig]) -> None:
+    """Refuse folds that would join a run whose folds were trained with another network or recipe (another
+    --preset, other --set values): the pooled out-of-fold score, the tuned post-processing and the fold ensemble
+    would mix two models as if they were one. `--resume` trains new folds with the run's own config."""
+    for fold, folder in run.folds().items():
+        saved = load_config(folder.config)
+        for config in configs:
+            differing = recipe_differences(saved, config)
+            if differing:
+                shown = "; ".join(differing[:3]) + ("; ..." if len(differing) > 3 else "")
+                raise UserError(f"{run.path}: its {fold_label(fold)} trained with other settings ({shown}); the "
+                                "folds of a run are one model's cross-validation: train into another --out, or "
+                                "add --resume to train this fold with the run's config")
 
 
 def _refuse_other_splits(run: RunFolder, preprocessed: Path, splits: list[list[Split]]) -> None:
