@@ -253,6 +253,16 @@ def test_a_fold_of_another_network_or_recipe_is_refused_before_it_joins_a_run(pa
     assert result.exit_code == 0, result.output  # the same recipe, however many loader processes
 
 
+def test_a_warm_up_as_long_as_the_training_is_named(partly_labelled: Path, tmp_path: Path):
+    """A warm-up of 1e20 iterations trained at a learning rate of 1e-22 without a word."""
+    result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out",
+                                      str(tmp_path / "run"), *SHORT, "--set", "train.warmup_iterations=5"])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if "warm-up" in line] == [
+        "warning: train.warmup_iterations: a warm-up of 5 iterations is not shorter than the whole training (1 "
+        "iterations): the learning rate never reaches its peak"]
+
+
 def _cache_of_other_images(partly_labelled: Path, tmp_path: Path) -> Path:
     """The same case ids, grid and splits as `partly_labelled`, with other images for the second labelled case."""
     for number, case in enumerate(LABELLED + UNLABELLED):

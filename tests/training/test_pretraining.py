@@ -164,7 +164,8 @@ def test_pretraining_builds_the_vit_the_model_config_asks_for(cache: Path):
 
 def test_resumed_pretraining_names_the_given_settings_it_does_not_apply(cache: Path, tmp_path: Path):
     """`pretrain --resume --set loop.epochs=4` ran the saved 1 epoch with exit 0 and no word (train warned)."""
-    short = ["--device", "cpu", "--set", "loop.iterations_per_epoch=1", "--set", "loop.val_batches=1"]
+    short = ["--device", "cpu", "--set", "loop.iterations_per_epoch=1", "--set", "loop.val_batches=1", "--set",
+             "pretrain.warmup_epochs=0"]
     out = tmp_path / "mae"
     assert CliRunner().invoke(cli, ["pretrain", str(cache), "--out", str(out), "--set", "loop.epochs=1",
                                     *short]).exit_code == 0

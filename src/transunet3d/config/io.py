@@ -14,7 +14,7 @@ from typing import Any, Union
 import yaml
 
 from transunet3d.config.presets import PRESETS, preset_overrides
-from transunet3d.config.schema import ExperimentConfig, Section
+from transunet3d.config.schema import MAX_WHOLE, ExperimentConfig, Section
 from transunet3d.errors import ConfigError
 from transunet3d.files import atomic_path
 from transunet3d.models.registry import spec_from_config
@@ -110,9 +110,18 @@ def check_section(section: Section) -> None:
         value = coerce(getattr(section, item.name), hints[item.name], key)
         setattr(section, item.name, value)
         rule = item.metadata.get("range")
-        problem = rule.problem(value) if rule is not None else None
+        problem = (rule.problem(value) if rule is not None else None) or _too_large(value)
         if problem is not None:
             raise ConfigError(f"{key}: {problem}")
+
+
+def _too_large(value: Any) -> str | None:
+    """Why a whole number (or a tuple of them) is above `MAX_WHOLE`, or None."""
+    values = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, int) and not isinstance(v, bool) and v > MAX_WHOLE for v in values):
+        each, shown = ("each ", list(value)) if isinstance(value, tuple) else ("", value)
+        return f"must be {each}at most {MAX_WHOLE}, not {shown}"
+    return None
 
 
 def _check_patches(config: ExperimentConfig) -> None:

@@ -81,6 +81,9 @@ POSITIVE_PAIR = Range(0, low_open=True, ordered=True)
 NON_NEGATIVE_PAIR = Range(0, ordered=True)
 TWO_FOLDS = Range(2)
 MAX_SEED = 2**32 - 1  # the largest seed every generator takes (numpy's RandomState, torch, random)
+# The largest whole number any setting takes: 1e20 iterations per epoch overflowed torch's index type in a
+# traceback, and a 1e20-layer ViT or warm-up never ended or never trained.
+MAX_WHOLE = MAX_SEED
 SEED = Range(0, MAX_SEED)
 
 

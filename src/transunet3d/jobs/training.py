@@ -91,6 +91,10 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     _refuse_another_data(job.run, [config for config, _, _ in checked])
     _refuse_other_splits(job.run, Path(job.preprocessed), [splits for _, _, (splits, _, _) in checked])
     _refuse_another_recipe(job.run, [config for config, _, _ in checked])
+    if processes.is_main:
+        loop, train = checked[0][0].loop, checked[0][0].train
+        warn_if_warmup_outlasts("train.warmup_iterations", train.warmup_iterations,
+                                loop.epochs * loop.iterations_per_epoch, "iterations")
     for fold, (config, started, cases) in zip(job.folds, checked):
         folder = job.run.fold(fold)
         with processes.main_holds(folder.path, "training"):  # folds of one run may train in parallel
@@ -107,6 +111,14 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
             if job.validate and fold != ALL_DATA:
                 _validate(job, folder, processes, echo)
     return pool_folds(job.run) if job.validate and processes.is_main else None
+
+
+def warn_if_warmup_outlasts(setting: str, warmup: int, total: int, unit: str) -> None:
+    """One `warning:` line when a warm-up lasts the whole training: the learning rate then never reaches its peak
+    (a warm-up of 1e20 iterations trained at 1e-22), which is legal for a smoke run but rarely meant."""
+    if warmup > 0 and warmup >= total:
+        warn_input(None, None, f"{setting}: a warm-up of {warmup} {unit} is not shorter than the whole training "
+                               f"({total} {unit}): the learning rate never reaches its peak")
 
 
 def _refuse_another_data(run: RunFolder, configs: list[ExperimentConfig]) -> None:
@@ -299,6 +311,8 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
         remove_stale_temporaries(folder.path, recursive=True)
     given = config
     config, started = _pretrain_config(folder, given, resume, preprocessed)
+    if processes.is_main:
+        warn_if_warmup_outlasts("pretrain.warmup_epochs", config.pretrain.warmup_epochs, config.loop.epochs, "epochs")
     with processes.main_holds(folder.path, "pre-training"):
         if not started and folder.latest_checkpoint() is not None:  # another command started it meanwhile
             config, started = _pretrain_config(folder, given, resume, preprocessed)
