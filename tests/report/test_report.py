@@ -101,6 +101,12 @@ def test_run_report_has_curves_and_config(tmp_path: Path):
     (lambda run: (run / "log.csv").write_text("epoch,train_loss\n0,abc\n"),
      "log.csv: damaged, line 2 has a cell that is not a number, not the numbers the run logged; restore it or "
      "delete it (the curves start again)"),
+    (lambda run: (run / "log.csv").write_text("garbage,,,\n"),
+     "log.csv: damaged, line 1 has no column 'epoch', not the numbers the run logged; restore it or delete it (the "
+     "curves start again)"),
+    (lambda run: (run / "log.csv").write_text(""),
+     "log.csv: damaged, line 1 has no column 'epoch', not the numbers the run logged; restore it or delete it (the "
+     "curves start again)"),
     (lambda run: (run / "config.yaml").write_text("a: [1\n"),
      "config.yaml: not valid YAML (expected ',' or ']', but got '<stream end>' (line 2))"),
     (lambda run: (run.parent / "report.html").mkdir(), "report.html: is a folder; expected the path of a file to "
@@ -113,6 +119,14 @@ def test_a_damaged_run_or_a_folder_in_the_way_is_one_error_line(tmp_path: Path, 
     where = tmp_path if message.startswith("report.html") else run
     assert result.exit_code == 2 and result.stderr.splitlines() == [f"error: {where / message}"]
     assert (tmp_path / "report.html").is_dir() or not (tmp_path / "report.html").exists()
+
+
+def test_an_empty_lesion_table_is_one_error_line(evaluated: Path):
+    """It was read after its file had closed: a traceback."""
+    (evaluated / "lesions.csv").write_text("")
+    result = CliRunner().invoke(cli, ["report", str(evaluated)])
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"error: {evaluated / 'lesions.csv'}: damaged, not a table as transunet3d writes it (no column 'source')"]
 
 
 def test_a_folder_without_runs_or_evaluations_is_a_user_error(tmp_path: Path):

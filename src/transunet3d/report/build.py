@@ -91,10 +91,10 @@ def _read_csv(path: Path, columns: tuple[str, ...] = ()) -> list[dict[str, str]]
     try:
         with path.open(newline="") as file:
             reader = csv.DictReader(file)
-            rows = list(reader)
+            rows, header = list(reader), reader.fieldnames or []
     except (UnicodeDecodeError, csv.Error) as error:
         raise UserError(f"{path}: damaged, not a readable CSV table ({error})") from None
-    missing = [column for column in columns if column not in (reader.fieldnames or [])]
+    missing = [column for column in columns if column not in header]
     if missing:
         raise UserError(f"{path}: damaged, not a table as transunet3d writes it (no column {missing[0]!r})")
     for line, row in enumerate(rows, start=2):

@@ -25,8 +25,15 @@ def _cell(column: str, text: str) -> float | int:
 def read_log_rows(path: Path) -> list[dict[str, Any]]:
     """The numbers of an existing log.csv (a resumed run appends to them, the report shows them); a damaged one is
     a UserError."""
-    with path.open(newline="") as file:
-        rows = list(csv.DictReader(file))
+    try:
+        with path.open(newline="") as file:
+            reader = csv.DictReader(file)
+            rows, header = list(reader), reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path}: damaged, not a readable CSV table ({error}); restore it or delete it (the curves "
+                        "start again)") from None
+    if "epoch" not in header:  # the first column of every log.csv a run writes (`Trainer`)
+        _damaged(path, 1, "no column 'epoch'")
     numbers = []
     for line, row in enumerate(rows, start=2):
         if None in row or None in row.values():
