@@ -156,3 +156,51 @@ def test_the_2025_scheme_centres_patches_on_the_cavity_as_on_a_tumour_region():
     _, regions = sample_patch(case, (30, 30, 30), rng, foreground=True, scheme=scheme)  # the whole case
     assert regions.shape == (4, 30, 30, 30)
     np.testing.assert_array_equal(regions, scheme.labels_to_regions(seg))
+
+
+def _damage(cache: Path, suffix: str, change) -> Path:
+    """Rewrite one cache array of the first case with `change` applied to a copy of it."""
+    path = cache / f"{CASES[0]}{suffix}.npy"
+    array = np.load(path).copy()
+    np.save(path, change(array))
+    return path
+
+
+def _nan_at_a_voxel(image: np.ndarray) -> np.ndarray:
+    image[0, 5, 5, 5] = np.nan
+    return image
+
+
+def _label_7(seg: np.ndarray) -> np.ndarray:
+    seg[5, 5, 5] = 7
+    return seg
+
+
+@pytest.mark.parametrize(("suffix", "change", "problem"), [
+    ("", _nan_at_a_voxel, f"values that are not finite in case {CASES[0]}"),
+    ("_seg", _label_7, f"label 7 in case {CASES[0]}, which the brats-mets-2023 scheme does not have"),
+])
+def test_a_damaged_cache_array_stops_the_loader_in_one_line(cache: Path, suffix: str, change, problem: str):
+    """A NaN voxel made every training step's loss NaN, all skipped, and the run ended with exit 0 having learned
+    nothing; a label of no region trained as background. Raised in a loader process, the error came back with the
+    worker's traceback in its message."""
+    from transunet3d.errors import UserError
+    from transunet3d.training.sampling import patch_loader
+
+    path = _damage(cache, suffix, change)
+    whole_case = tuple(int(n) + 8 for n in np.load(path).shape[-3:])  # every patch reads the damaged voxel
+    batches = PatchBatches(cache, CASES[:1], whole_case, batch_size=1)
+    with pytest.raises(UserError) as raised:
+        list(patch_loader(batches, first=0, count=2, workers=1))
+    assert str(raised.value) == (f"{path}: damaged in the preprocessed cache ({problem}); remove the case's files "
+                                 "and preprocess it again")
+
+
+def test_a_cached_label_map_of_another_shape_than_its_image_is_named(cache: Path):
+    """It broadcast into the patch in a traceback."""
+    from transunet3d.errors import UserError
+
+    path = _damage(cache, "_seg", lambda seg: seg[:, :-1])
+    with pytest.raises(UserError, match=rf"^{path}: damaged in the preprocessed cache \(shape \(\d+, \d+, \d+\), not "
+                                        r"its image's \(\d+, \d+, \d+\)\); remove"):
+        open_case(cache, CASES[0])

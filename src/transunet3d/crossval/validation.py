@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from transunet3d.config.schema import DataConfig
-from transunet3d.data.cache import open_case, read_dataset
+from transunet3d.data.cache import damaged, image_path, open_case, read_dataset
 from transunet3d.data.crop import uncrop
 from transunet3d.data.grid import same_spacing
 from transunet3d.data.nifti import Geometry, write_nifti
@@ -164,6 +164,8 @@ def _validate_case(predictor: Predictor, preprocessed: Path, case_id: str, targe
     reference = uncrop(np.asarray(case.original_seg), box, tuple(properties["canonical_shape"]))
     reference = AxisOrder.from_json(properties).undo(reference)
     write_nifti(reference.astype(np.uint8), geometry, target.reference(case_id))
-    prediction = predictor.predict_preprocessed(case_id, np.array(case.image), case.properties,
-                                                keep_probabilities=True)
+    image = np.array(case.image)
+    if not np.isfinite(image).all():  # every window would be NaN: an empty prediction, scored as the model's
+        raise damaged(image_path(preprocessed, case_id), "values that are not finite")
+    prediction = predictor.predict_preprocessed(case_id, image, case.properties, keep_probabilities=True)
     write_prediction(prediction, geometry, target.predictions)

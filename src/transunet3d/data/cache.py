@@ -119,9 +119,23 @@ def open_case(root: str | Path, case_id: str) -> CachedCase:
     if properties is None:
         raise FileNotFoundError(f"{root}: case {case_id} is missing or incomplete in the preprocessed cache")
     image = _mapped(image_path(root, case_id))
+    if image.ndim != 4 or image.dtype.kind != "f":
+        raise damaged(image_path(root, case_id), f"{image.dtype} {image.shape}, not the float (C, X, Y, Z) image "
+                                                 "of a case")
     seg = _mapped(seg_path(root, case_id)) if properties["has_seg"] else None
     original = _mapped(original_seg_path(root, case_id)) if _has_original_seg(properties) else seg
+    for path, labels in ((seg_path(root, case_id), seg), (original_seg_path(root, case_id), original)):
+        if labels is not None and (labels.ndim != 3 or labels.dtype.kind not in "ui"):
+            raise damaged(path, f"{labels.dtype} {labels.shape}, not a label map")
+    if seg is not None and seg.shape != image.shape[1:]:
+        raise damaged(seg_path(root, case_id), f"shape {seg.shape}, not its image's {image.shape[1:]}")
     return CachedCase(case_id, image, seg, properties, original)
+
+
+def damaged(path: Path, reason: str) -> UserError:
+    """The error for a damaged file of the cache, naming it and how to repair it."""
+    return UserError(f"{path}: damaged in the preprocessed cache ({reason}); remove the case's files and "
+                     "preprocess it again")
 
 
 def _mapped(path: Path) -> np.ndarray:
@@ -133,8 +147,7 @@ def _mapped(path: Path) -> np.ndarray:
         raise
     except (ValueError, OSError, EOFError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "the file is empty"
-        raise UserError(f"{path}: damaged in the preprocessed cache ({reason}); remove the case's files and "
-                        "preprocess it again") from None
+        raise damaged(path, reason) from None
 
 
 def case_digests(root: str | Path, case_ids: list[str]) -> dict[str, str | None]:
