@@ -159,6 +159,16 @@ def check_output_folder(path: str | Path) -> None:
     check_output_path(path)
 
 
+def check_apart(out: str | Path, source: str | Path, role: str) -> None:
+    """Raise UserError when the output folder `out` is the folder `source` a command reads (its `role`: "input
+    folder", "preprocessed cache") or lies inside it: its outputs would be read as inputs (predictions as
+    "ignored" files of the dataset, a run's folders among a cache's cases), and an input is read only."""
+    out_at, source_at = Path(out).resolve(), Path(source).resolve()
+    if out_at == source_at or source_at in out_at.parents:
+        place = "is" if out_at == source_at else "lies inside"
+        raise UserError(f"{out}: {place} the {role} {source}, which is read only; write into another folder")
+
+
 def output_folder(path: str | Path) -> Path:
     """`path` as an existing folder (created if needed); a file in the way is a UserError, not a traceback."""
     check_output_folder(path)

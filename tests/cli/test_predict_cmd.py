@@ -313,6 +313,9 @@ def test_a_folder_of_another_ensembles_predictions_is_refused_without_continue_t
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--checkpoint", "best"], "checkpoint is missing"),
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--step", "nan"], "'nan' is not a finite number"),
     (lambda raw, run, tmp: [raw, tmp / "o", "--model", run, "--min-lesion-mm3", "inf"], "'inf' is not a finite"),
+    # Predictions written among the cases they were made from (and read as "ignored" files of the dataset).
+    (lambda raw, run, tmp: [raw, raw, "--model", run], "raw: is the input folder"),
+    (lambda raw, run, tmp: [raw, raw / "out", "--model", run], "raw/out: lies inside the input folder"),
 ])
 def test_user_mistakes_give_one_error_line(raw: Path, run: Path, tmp_path: Path, make_args, message: str):
     result = predict(*make_args(raw, run, tmp_path))

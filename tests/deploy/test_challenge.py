@@ -146,6 +146,11 @@ def test_mistakes_are_one_error_line_and_write_nothing(exported: Path, cv_run: P
         assert result.exit_code == EXIT_USER_ERROR, result.output
         assert len(error_lines(result)) == 1 and error_lines(result)[0].startswith(message)
     assert not out.exists()
+    before = sorted(phantoms.rglob("*"))
+    inside = invoke("challenge-entry", "--data_path", phantoms, "--model", exported, "--output_path", phantoms)
+    assert inside.exit_code == EXIT_USER_ERROR and error_lines(inside) == [
+        f"error: {phantoms}: is the input folder {phantoms}, which is read only; write into another folder"]
+    assert sorted(phantoms.rglob("*")) == before
 
 
 def test_an_output_folder_that_cannot_be_written_is_the_environments_error(exported: Path, phantoms: Path,

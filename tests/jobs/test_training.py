@@ -253,6 +253,19 @@ def test_a_fold_of_another_network_or_recipe_is_refused_before_it_joins_a_run(pa
     assert result.exit_code == 0, result.output  # the same recipe, however many loader processes
 
 
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_a_run_folder_in_the_cache_is_refused(command: str, partly_labelled: Path):
+    """`train --out PRE` wrote its fold folders among the cache's cases, with exit 0."""
+    before = sorted(partly_labelled.rglob("*"))
+    for out in (partly_labelled, partly_labelled / "run"):
+        result = CliRunner().invoke(cli, [command, str(partly_labelled), "--out", str(out), *SHORT[:2]])
+        place = "is" if out == partly_labelled else "lies inside"
+        assert _error_lines(result) == [f"error: {out}: {place} the preprocessed cache {partly_labelled}, which is "
+                                        "read only; write into another folder"], result.output
+        assert result.exit_code == 2
+    assert sorted(partly_labelled.rglob("*")) == before
+
+
 def test_a_warm_up_as_long_as_the_training_is_named(partly_labelled: Path, tmp_path: Path):
     """A warm-up of 1e20 iterations trained at a learning rate of 1e-22 without a word."""
     result = CliRunner().invoke(cli, ["train", str(partly_labelled), "--preset", "tiny", "--fold", "0", "--out",

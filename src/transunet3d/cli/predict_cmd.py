@@ -14,7 +14,7 @@ from transunet3d.data.labels import LabelScheme
 from transunet3d.deploy.onnx_backend import load_exported_models
 from transunet3d.devices import Launch, parse_device
 from transunet3d.errors import IncompleteBatch, UserError
-from transunet3d.files import check_output_folder
+from transunet3d.files import check_apart, check_output_folder
 from transunet3d.inference.cases import predict_folder
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import CHECKPOINTS, TrainedModel, ensemble_scheme, load_models, unfinished_warning
@@ -93,6 +93,7 @@ def predict_command(input_dir: Path, out: Path, models: tuple[Path, ...], fold: 
     if postprocessing_choice.strip() == "":
         raise UserError("--postprocessing: give run, none or a postprocessing.json file, not an empty value")
     check_output_folder(out)  # before the models load and their notes are printed
+    check_apart(out, input_dir, "input folder")
     launch = Launch.from_environment()
     rank, world = launch.rank, launch.world
     target = parse_device(device)

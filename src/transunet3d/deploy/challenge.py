@@ -32,7 +32,14 @@ from transunet3d.data.layout import NIFTI_NAME, CaseFiles, discover_cases
 from transunet3d.deploy.onnx_backend import checked_export, is_export, load_exported_models
 from transunet3d.deploy.optional import require
 from transunet3d.errors import UserError
-from transunet3d.files import atomic_path, is_temporary, output_folder, remove_stale_temporaries, scratch_folder
+from transunet3d.files import (
+    atomic_path,
+    check_apart,
+    is_temporary,
+    output_folder,
+    remove_stale_temporaries,
+    scratch_folder,
+)
 from transunet3d.inference.cases import PredictReport, off_input_grid, predict_folder, remove_outputs, submission_path
 from transunet3d.inference.predictor import Predictor
 from transunet3d.inference.trained import (
@@ -133,6 +140,7 @@ def run_challenge(input_dir: Path, output_dir: Path, model_dir: Path, settings: 
     """
     settings = settings or EntrySettings()
     cases = discover_cases(input_dir)
+    check_apart(output_dir, input_dir, "input folder")
     backend = model_backend(model_dir)
     warnings = check_models(model_dir, backend, settings.fold, settings.checkpoint, settings.postprocessing == "run")
     _check_writable(output_folder(output_dir))

@@ -22,7 +22,7 @@ from transunet3d.data.grid import same_spacing
 from transunet3d.data.splits import Split, read_splits
 from transunet3d.devices import parse_device
 from transunet3d.errors import ConfigError, UserError, warn_input
-from transunet3d.files import remove_stale_temporaries, write_json
+from transunet3d.files import check_apart, remove_stale_temporaries, write_json
 from transunet3d.runs.cache_record import check_same_cache
 from transunet3d.runs.folds import ALL_DATA, Fold, fold_label, parse_fold
 from transunet3d.runs.layout import ModelFolder, RunFolder
@@ -79,6 +79,7 @@ def train_folds(job: TrainingJob, processes: Distributed = SINGLE_PROCESS,
     """
     if not Path(job.preprocessed).is_dir():
         raise UserError(f"{job.preprocessed}: not a folder")
+    check_apart(job.run.path, job.preprocessed, "preprocessed cache")
     if ModelFolder(job.run.path).is_model():
         raise UserError(f"{job.run.path}: holds one model at its top (config.yaml, as `pretrain` writes), not a "
                         "training run's fold folders; train into another --out")
@@ -302,6 +303,7 @@ def pretrain_model(preprocessed: Path, folder: ModelFolder, config: ExperimentCo
     """MAE pre-training into `folder` (started or resumed as `train_folds` does); returns the finished trainer."""
     if not Path(preprocessed).is_dir():
         raise UserError(f"{preprocessed}: not a folder")
+    check_apart(folder.path, preprocessed, "preprocessed cache")
     if folder.fold is not None or RunFolder(folder.path).folds():
         raise UserError(f"{folder.path}: a training run or one of its folds, not a pre-training run; pre-train into "
                         "another --out")
