@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import socket
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from tests.factories import dead_pid, temporary
 from transunet3d.errors import UserError, describe_os_error
 from transunet3d.files import (
+    atomic_folder,
     atomic_path,
     check_output_path,
     exclusive_folder,
@@ -49,10 +51,40 @@ def test_only_temporaries_of_ended_processes_of_this_host_are_removed(tmp_path: 
     assert remove_stale_temporaries(tmp_path / "missing") == []
 
 
+def test_an_atomic_folder_appears_whole_or_not_at_all(tmp_path: Path):
+    """A phantom case killed before its label map was written read as an unlabelled case."""
+    from transunet3d.data.layout import discover_cases
+
+    case = tmp_path / "BraTS-MET-00001-000"
+    case.mkdir()
+    (case / "old.txt").write_text("earlier version")
+    with pytest.raises(KeyboardInterrupt), atomic_folder(case) as folder:
+        (folder / "BraTS-MET-00001-000-t1n.nii.gz").write_bytes(b"half")
+        assert is_temporary(folder) and discover_cases(tmp_path)[0].case_id == "BraTS-MET-00001-000"
+        assert not (case / "BraTS-MET-00001-000-t1n.nii.gz").exists()
+        raise KeyboardInterrupt
+    assert sorted(path.name for path in tmp_path.iterdir()) == [case.name]  # the earlier version, untouched
+    assert [path.name for path in case.iterdir()] == ["old.txt"]
+    with atomic_folder(case) as folder:
+        (folder / "new.txt").write_text("this version")
+    assert [path.name for path in case.iterdir()] == ["new.txt"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [case.name]
+
+
+def test_a_folder_a_killed_writer_left_is_removed_and_never_read_as_a_case(tmp_path: Path):
+    from transunet3d.data.layout import discover_cases
+
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
+    killed = tmp_path / f".BraTS-MET-00002-000.{dead_pid()}@{host}.x1.tmp"
+    killed.mkdir()
+    (killed / "BraTS-MET-00002-000-t1n.nii.gz").write_bytes(b"half")
+    (tmp_path / "BraTS-MET-00001-000").mkdir()
+    assert [case.case_id for case in discover_cases(tmp_path)] == ["BraTS-MET-00001-000"]
+    assert remove_stale_temporaries(tmp_path) == [killed] and not killed.exists()
+
+
 def test_a_scratch_folder_goes_away_and_removes_those_that_killed_runs_left(tmp_path: Path, monkeypatch):
     """challenge-entry's scratch folder of a killed run (its predictions) stayed in $TMPDIR for good."""
-    import socket
-
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
     killed = tmp_path / f"job.{dead_pid()}@{host}.abcd1234.tmp"

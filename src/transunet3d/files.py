@@ -68,9 +68,12 @@ def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> lis
     if not folder.is_dir():
         return []
     candidates = folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")
-    removed = [path for path in candidates if is_temporary(path) and path.is_file() and _is_stale(path)]
+    removed = [path for path in candidates if is_temporary(path) and _is_stale(path)]
     for path in removed:
-        path.unlink(missing_ok=True)
+        if path.is_dir():  # an `atomic_folder`
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return removed
 
 
@@ -177,10 +180,14 @@ def output_folder(path: str | Path) -> Path:
     return path
 
 
-def _default_mode() -> int:
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _default_mode() -> int:
+    return 0o666 & ~_umask()
 
 
 def _naming(error: OSError, path: Path) -> OSError:
@@ -216,6 +223,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `path` to write a folder's files into; it replaces `path` (and whatever `path`
+    held) when the block succeeds and is removed otherwise, so that a folder is never seen half-written (a case
+    folder without its label map reads as an unlabelled case).
+
+    Raises:
+        OSError: the folder could not be made or renamed, with `path` as its file name.
+    """
+    path = Path(path)
+    output_folder(path.parent)
+    tmp = None
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{_host()}.", suffix=".tmp"))
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's is 0o700
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise _naming(error, path) from error
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _remove_stale_temporaries_of(path: Path) -> None:

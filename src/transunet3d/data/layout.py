@@ -53,7 +53,7 @@ def entries_under(root: str | Path) -> Iterator[Path]:
             folders[:] = []
             continue
         seen.add(real)
-        folders.sort()
+        folders[:] = sorted(name for name in folders if not is_temporary(name))  # a folder being written
         for name in [*folders, *files]:
             yield Path(folder) / name
 

@@ -17,7 +17,7 @@ from transunet3d.data.phantom.lesions import Lesion, rasterize, sample_lesions
 from transunet3d.data.phantom.variants import Variant, apply_variant
 from transunet3d.data.resample import resampled_shape
 from transunet3d.errors import UserError
-from transunet3d.files import output_folder, read_json, remove_stale_temporaries, write_json
+from transunet3d.files import atomic_folder, output_folder, read_json, remove_stale_temporaries, write_json
 from transunet3d.parallel import map_cases
 
 MANIFEST_FILE = "phantoms.json"
@@ -83,12 +83,15 @@ def generate_phantom(spec: PhantomSpec, seed: int, index: int) -> Phantom:
 
 
 def write_phantom(phantom: Phantom, out_dir: Path) -> Path:
-    """Write the case in the BraTS layout (`<id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz`); returns its folder."""
-    folder = out_dir / phantom.case_id
-    for modality, volume in phantom.images.items():
-        write_nifti(volume, phantom.geometry, folder / f"{phantom.case_id}-{modality}.nii.gz")
-    write_nifti(phantom.seg, phantom.geometry, folder / f"{phantom.case_id}-seg.nii.gz")
-    return folder
+    """Write the case in the BraTS layout (`<id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz`); returns its folder.
+
+    The folder appears whole or not at all (`atomic_folder`): one killed before its label map read as an
+    unlabelled case."""
+    with atomic_folder(out_dir / phantom.case_id) as folder:
+        for modality, volume in phantom.images.items():
+            write_nifti(volume, phantom.geometry, folder / f"{phantom.case_id}-{modality}.nii.gz")
+        write_nifti(phantom.seg, phantom.geometry, folder / f"{phantom.case_id}-seg.nii.gz")
+    return out_dir / phantom.case_id
 
 
 def _make_one(args: tuple[PhantomSpec, int, int, Path, Variant | None]) -> tuple[str, list[dict]]:
