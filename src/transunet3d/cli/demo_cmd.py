@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from transunet3d.cli.options import PATH
-from transunet3d.data.phantom.generate import MAX_SIDE
+from transunet3d.data.phantom.generate import MAX_CASE_INDEX, MAX_SIDE
 from transunet3d.demo.pipeline import DemoSettings, run_demo
 from transunet3d.devices import parse_device
+from transunet3d.errors import UserError
 from transunet3d.report.build import write_report
 
 _DEFAULTS = DemoSettings()
@@ -19,8 +20,10 @@ _DEFAULTS = DemoSettings()
 @click.argument("out", type=PATH)
 @click.option("--mae", is_flag=True, help="Pre-train the ViT as a masked autoencoder first (its own "
               f"{_DEFAULTS.mae_epochs} epochs of mae-tiny), then transfer it.")
-@click.option("--train-cases", type=click.IntRange(min=2), default=_DEFAULTS.train_cases, show_default=True)
-@click.option("--test-cases", type=click.IntRange(min=1), default=_DEFAULTS.test_cases, show_default=True)
+@click.option("--train-cases", type=click.IntRange(2, MAX_CASE_INDEX - 1), default=_DEFAULTS.train_cases,
+              show_default=True)
+@click.option("--test-cases", type=click.IntRange(1, MAX_CASE_INDEX - 2), default=_DEFAULTS.test_cases,
+              show_default=True)
 @click.option("--shape", type=click.IntRange(64, MAX_SIDE), nargs=3, default=_DEFAULTS.shape, show_default=True,
               help="Phantom size in voxels (the voxel size follows: the brain always fits).")
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
@@ -40,6 +43,9 @@ def demo_command(out: Path, mae: bool, train_cases: int, test_cases: int, shape:
     units, 37-42 on cores without (fp32; README); a rerun continues where it stopped.
     """
     target = parse_device(device)
+    if train_cases + test_cases > MAX_CASE_INDEX:
+        raise UserError(f"--train-cases {train_cases} and --test-cases {test_cases}: together at most "
+                        f"{MAX_CASE_INDEX} (case ids have five digits, as BraTS-MET-00001-000)")
     settings = DemoSettings(train_cases=train_cases, test_cases=test_cases, shape=tuple(shape), epochs=epochs,
                             iterations_per_epoch=iterations, mae=mae, workers=workers)
     result = run_demo(out, settings, device=target)

@@ -11,7 +11,7 @@ from transunet3d.cli.options import PATH, FiniteRange, case_workers
 from transunet3d.config.schema import MAX_SEED
 from transunet3d.data.orientation import AxisOrder
 from transunet3d.data.phantom import PhantomSpec, Variant, write_phantoms
-from transunet3d.data.phantom.generate import MANIFEST_FILE, MAX_SIDE, brain_cut, shortfalls
+from transunet3d.data.phantom.generate import MANIFEST_FILE, MAX_CASE_INDEX, MAX_SIDE, brain_cut, shortfalls
 from transunet3d.data.resample import resampled_shape
 from transunet3d.errors import UserError
 from transunet3d.files import read_json
@@ -24,7 +24,8 @@ MAX_LESIONS = 1000
 
 @click.command("phantom")
 @click.argument("out", type=PATH)
-@click.option("--cases", type=click.IntRange(min=1), default=8, show_default=True, help="Number of cases.")
+@click.option("--cases", type=click.IntRange(1, MAX_CASE_INDEX), default=8, show_default=True,
+              help="Number of cases.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Series seed: same seed, same cases.")
 @click.option("--shape", type=click.IntRange(16, MAX_SIDE), nargs=3, default=(240, 240, 155), show_default=True,

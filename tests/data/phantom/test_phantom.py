@@ -241,3 +241,19 @@ def test_what_a_series_holds_short_of_its_settings_is_a_warning(tmp_path: Path):
     huge = CliRunner().invoke(cli, ["phantom", str(tmp_path / "d"), "--shape", "16", "16", "33000"])
     assert huge.exit_code == 2 and "33000 is not in the range 16<=x<=1024" in huge.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_case_ids_beyond_five_digits_are_refused_before_anything_is_written(tmp_path: Path):
+    """Case 100000 was named BraTS-MET-100000-000, which no reader takes for a case ("no BraTS cases found")."""
+    from click.testing import CliRunner
+
+    from transunet3d.cli.main import cli
+    from transunet3d.errors import UserError
+
+    with pytest.raises(UserError, match=r"^cases 99999\.\.100000: case ids run from 1 to 99999"):
+        write_phantoms(tmp_path / "out", cases=2, seed=1, first=99999, progress=False)
+    demo = CliRunner().invoke(cli, ["demo", str(tmp_path / "demo"), "--train-cases", "99990", "--test-cases", "10"])
+    assert demo.exit_code == 2 and demo.stderr.splitlines() == [
+        "error: --train-cases 99990 and --test-cases 10: together at most 99999 (case ids have five digits, as "
+        "BraTS-MET-00001-000)"]
+    assert not any(tmp_path.iterdir())

@@ -56,6 +56,9 @@ class Phantom:
     cavities: list[Cavity] = field(default_factory=list)
 
 
+MAX_CASE_INDEX = 99999  # case ids have five digits (BraTS-MET-00001-000); a sixth is no BraTS case id
+
+
 def phantom_case_id(index: int) -> str:
     return f"BraTS-MET-{index:05d}-000"
 
@@ -162,6 +165,9 @@ def write_phantoms(
     lesions drawn (`center_voxel` on the generated grid, before any `variant`, and `center_mm` in world
     coordinates, which hold for the stored files too; a lesion's cavity, if any, under its "cavity" key). Cases
     of one series never repeat, so a later range is a held-out test set."""
+    if first < 1 or first + cases - 1 > MAX_CASE_INDEX:
+        raise UserError(f"cases {first}..{first + cases - 1}: case ids run from 1 to {MAX_CASE_INDEX} (five digits, "
+                        "as BraTS-MET-00001-000)")
     _check_brain_fits(spec, variant)
     series = series_record(seed, spec, variant)
     indices = range(first, first + cases)
