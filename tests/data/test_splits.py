@@ -94,6 +94,12 @@ def test_splits_refuse_a_cache_that_lost_a_case_and_ignore_cases_at_another_grid
     assert result.exit_code == 0, result.output
     saved = json.loads((pre / "splits.json").read_text())
     assert sorted(case for split in saved for case in split["val"]) == ["BraTS-MET-00001-000", "BraTS-MET-00002-000"]
+    image = pre / "BraTS-MET-00001-000.npy"
+    image.write_bytes(image.read_bytes()[:1000])  # truncated: split, then refused only by training
+    truncated = runner.invoke(cli, ["splits", str(pre), "--folds", "2"])
+    assert truncated.exit_code == 2 and truncated.stderr.startswith(
+        f"error: {image}: damaged in the preprocessed cache (")
+    assert truncated.stderr.strip().endswith("); remove the case's files and preprocess it again")
     (pre / "BraTS-MET-00002-000.json").write_text("{damaged")
     damaged = runner.invoke(cli, ["splits", str(pre), "--folds", "2"])
     assert damaged.exit_code == 2 and damaged.stderr.strip() == (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transunet3d.data.cache import DATASET_FILE, SPLITS_FILE, cached_case_ids, read_dataset
+from transunet3d.data.cache import DATASET_FILE, SPLITS_FILE, cached_case_ids, open_case, read_dataset
 from transunet3d.data.layout import patient_id
 from transunet3d.errors import InputError, UserError
 from transunet3d.files import read_json, write_json
@@ -64,6 +64,12 @@ def preprocessed_case_ids(preprocessed: str | Path) -> list[str]:
         shown = ", ".join(lost[:3]) + (", ..." if len(lost) > 3 else "")
         raise UserError(f"{root}: {len(lost)} case(s) that {DATASET_FILE} lists are missing or incomplete ({shown}); "
                         "preprocess into the folder again (it redoes only those)")
+    for case_id in listed:  # their arrays' headers: a truncated or misshapen one is named now, not in training
+        try:
+            open_case(root, case_id)
+        except FileNotFoundError as error:
+            raise UserError(f"{error.filename or root}: missing from the preprocessed cache (case {case_id}); remove "
+                            "the case's files and preprocess it again") from None
     return listed
 
 
