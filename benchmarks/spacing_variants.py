@@ -1,8 +1,9 @@
 """Does a trained run answer the same whatever voxel size and axis order a scan is stored in? (docs/inference.md)
 
-Writes phantom series (the demo's generator settings, seeds of your choice) stored four ways: as generated, in
-another axis order (x and y swapped, z flipped: ARI), 2x finer in-plane, and with 3x thicker slices (partial
-volume over each slice, `transunet3d phantom --resample-to`). Each copy is predicted by the run as a user would
+Writes phantom series (the demo's generator settings, seeds of your choice) stored six ways: as generated, in
+another axis order (x and y swapped, z flipped: ARI), 2x finer in-plane, with 3x thicker slices (partial volume
+over each slice, `transunet3d phantom --resample-to`), and at the two voxel sizes that issue 16 names, 0.5 x 0.5 x
+1 mm and 1 x 1 x 3 mm, whatever the generated one. Each copy is predicted by the run as a user would
 (`transunet3d predict --model RUN`: its TTA and tuned post-processing) and scored against its own reference; the
 table gives each copy's mean lesion-wise Dice and its gap to the copy as generated.
 
@@ -34,6 +35,7 @@ from transunet3d.demo.pipeline import DemoSettings
 THICK = "3x thicker slices"
 NATIVE = "as generated"
 NATIVE_ON_THICK = "native on thick grid"
+FIXED_SIZES = {"0.5 x 0.5 x 1 mm": (0.5, 0.5, 1.0), "1 x 1 x 3 mm": (1.0, 1.0, 3.0)}  # the voxel sizes issue 16 names
 
 
 def copies(spacing: tuple[float, float, float]) -> dict[str, list[str]]:
@@ -44,6 +46,7 @@ def copies(spacing: tuple[float, float, float]) -> dict[str, list[str]]:
         "axis order ARI": ["--axis-order", "ARI"],
         "2x finer in-plane": ["--resample-to", str(x / 2), str(y / 2), str(z)],
         THICK: ["--resample-to", str(x), str(y), str(3 * z)],
+        **{name: ["--resample-to", *map(str, size)] for name, size in FIXED_SIZES.items()},
     }
 
 
@@ -90,7 +93,7 @@ def native_on_thick_grid(predictions: Path, thick: Path, out: Path) -> None:
 
 
 def series(run: Path, out: Path, seed: int, cases: int, workers: int) -> dict[str, dict]:
-    """Write, predict and score one seed's copies."""
+    """Write, predict and score one seed's copies (a copy already scored under `out` is kept)."""
     spec = DemoSettings().phantom_spec()
     generator = ["--cases", str(cases), "--seed", str(seed), "--shape", *map(str, spec.shape),
                  "--lesions", *map(str, spec.lesions), "--diameter", *map(str, spec.diameter_mm),
