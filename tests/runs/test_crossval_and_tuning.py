@@ -123,9 +123,8 @@ def test_folds_that_validated_the_same_case_are_not_pooled(trained_run: Path, tm
     splits_file = RunFolder(copy).fold(1).splits
     splits = json.loads(splits_file.read_text())
     repeated = splits[0]["val"][0]
-    splits[1] = {"train": [case for split in splits for case in split["val"] if case != repeated],
-                 "val": [repeated]}
-    splits_file.write_text(json.dumps(splits))
+    others = [case for split in splits for case in split["val"] if case != repeated]
+    splits_file.write_text(json.dumps([{"train": [repeated], "val": others}, {"train": others, "val": [repeated]}]))
     with pytest.raises(UserError) as raised:
         pool_folds(RunFolder(copy))
     assert str(raised.value) == (f"{copy}: folds 0 and 1 both validated {repeated}: they were trained on different "
