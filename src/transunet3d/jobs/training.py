@@ -138,7 +138,7 @@ RECIPE_SECTIONS = ("model", "train", "augment", "loop")  # what makes a run's fo
 NOT_RECIPE = {"loop.num_workers", "loop.checkpoint_every"}  # how a fold trained, not what it learned
 
 
-def recipe_differences(saved: ExperimentConfig, other: ExperimentConfig) -> list[str]:
+def _recipe_differences(saved: ExperimentConfig, other: ExperimentConfig) -> list[str]:
     """The settings of `RECIPE_SECTIONS` in which two configs differ, as 'section.name: saved vs other'."""
     found = []
     for section in RECIPE_SECTIONS:
@@ -161,7 +161,7 @@ def _refuse_another_recipe(run: RunFolder, configs: list[ExperimentConfig]) -> N
     for fold, folder in run.folds().items():
         saved = load_config(folder.config)
         for config in configs:
-            differing = recipe_differences(saved, config)
+            differing = _recipe_differences(saved, config)
             if differing:
                 shown = "; ".join(differing[:3]) + ("; ..." if len(differing) > 3 else "")
                 raise UserError(f"{run.path}: its {fold_label(fold)} trained with other settings ({shown}); the "
